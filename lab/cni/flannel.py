@@ -1,0 +1,125 @@
+"""Flannel's data planes: vxlan (with DirectRouting) and host-gw, as flanneld programs them.
+
+Per node: a subnet lease (the node's podCIDR), /run/flannel/subnet.env, cni0 and the pods
+(through the CNI bridge plugin), and for every remote lease:
+  vxlan:          neighbour <subnet>.0 -> VTEP MAC, fdb <mac> dst <ip> self permanent,
+                  route <subnet> via <subnet>.0 dev flannel.<VNI> onlink
+  vxlan+DirectRouting, peer on a connected subnet:  route <subnet> via <peer ip>   (no ARP/FDB)
+  host-gw:        route <subnet> via <peer ip> dev eth0  (not installed off-link: ENETUNREACH)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from lab.cni import bridge_plugin, identity, underlay
+from lab.netns.builder import NamespaceBuilder
+from lab.netns.plan import LabPlan, Vxlan
+from lab.topology.model import FlannelConfig, Node, Topology
+
+VXLAN_OVERHEAD = 50
+EXTERNAL_IFACE = "eth0"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What flanneld publishes for a node (subnet, public-ip, backend-data VtepMAC)."""
+
+    node: str
+    subnet: ipaddress.IPv4Network
+    public_ip: ipaddress.IPv4Address
+    network: str
+    vtep_mac: str | None
+
+
+def device_name(config: FlannelConfig) -> str:
+    return f"flannel.{config.backend.vni}"
+
+
+def mtu(config: FlannelConfig, external_mtu: int) -> int:
+    """FLANNEL_MTU: the external MTU less the encapsulation overhead (none for host-gw)."""
+    return external_mtu - VXLAN_OVERHEAD if config.backend.type == "vxlan" else external_mtu
+
+
+def leases(topology: Topology) -> list[Lease]:
+    config = topology.cluster.flannel
+    vxlan = config.backend.type == "vxlan"
+    return [Lease(node=n.name, subnet=n.pod_cidr, public_ip=n.ip, network=n.network,
+                  vtep_mac=identity.local_mac(topology.name, n.name, "vtep") if vxlan else None)
+            for n in topology.nodes]
+
+
+def subnet_env(config: FlannelConfig, lease: Lease, external_mtu: int) -> str:
+    """/run/flannel/subnet.env as flanneld's WriteSubnetFile writes it."""
+    return (f"FLANNEL_NETWORK={config.network}\n"
+            f"FLANNEL_SUBNET={lease.subnet.network_address + 1}/{lease.subnet.prefixlen}\n"
+            f"FLANNEL_MTU={mtu(config, external_mtu)}\n"
+            f"FLANNEL_IPMASQ={'true' if config.ip_masq else 'false'}\n")
+
+
+def plan(topology: Topology) -> LabPlan:
+    """The whole lab: underlay, then every node, then every pod."""
+    config = topology.cluster.flannel
+    all_leases = leases(topology)
+    under = underlay.underlay_builder(topology)
+    nodes: list[NamespaceBuilder] = []
+    pods: list[NamespaceBuilder] = []
+    files: dict[str, str] = {}
+    for node, lease in zip(topology.nodes, all_leases):
+        builder = underlay.node_builder(topology, under, node.name)
+        external_mtu = topology.network(node.network).mtu
+        remotes = [other for other in all_leases if other.node != node.name]
+        if config.backend.type == "vxlan":
+            _vxlan(builder, config, node, lease, remotes, topology, external_mtu)
+        else:
+            _host_gw(builder, node, remotes, topology)
+        pods += bridge_plugin.wire_pods(topology, builder, node.name, lease.subnet, config.network,
+                                        mtu(config, external_mtu))
+        files[f"{node.name}/run/flannel/subnet.env"] = subnet_env(config, lease, external_mtu)
+        nodes.append(builder)
+    namespaces = [under.freeze()] + [b.freeze() for b in nodes] + [b.freeze() for b in pods]
+    return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=files, notes=_notes(config))
+
+
+def _notes(config: FlannelConfig) -> tuple[str, ...]:
+    backend = config.backend
+    mode = backend.type + (" + DirectRouting" if backend.direct_routing else "")
+    return (f"flannel {mode}: Network {config.network}, SubnetLen {config.subnet_len}"
+            + (f", VNI {backend.vni}, port {backend.port or '8472 (kernel default)'}" if backend.type == "vxlan"
+               else ""),)
+
+
+def _on_link(topology: Topology, node: Node, peer_ip: ipaddress.IPv4Address) -> bool:
+    """flannel's ip.DirectRouting: the kernel's route to the peer has no gateway."""
+    return peer_ip in topology.network(node.network).cidr
+
+
+def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: Lease, remotes: list[Lease],
+           topology: Topology, external_mtu: int) -> None:
+    dev = device_name(config)
+    backend = config.backend
+    builder.vxlan(dev, Vxlan(vni=backend.vni, local=str(node.ip), dev=EXTERNAL_IFACE, port=backend.port),
+                  mtu=external_mtu - VXLAN_OVERHEAD, mac=lease.vtep_mac)
+    builder.sysctl(f"net/ipv6/conf/{dev}/accept_ra", 0)
+    # A /32 so that no connected route appears; it is the source for host-to-pod traffic.
+    builder.address(dev, f"{lease.subnet.network_address}/32", broadcast=False)
+    for remote in remotes:
+        if backend.direct_routing and _on_link(topology, node, remote.public_ip):
+            builder.route(str(remote.subnet), gateway=str(remote.public_ip))
+            continue
+        vtep_ip = str(remote.subnet.network_address)
+        builder.neighbour(dev, vtep_ip, remote.vtep_mac)
+        builder.fdb_entry(dev, remote.vtep_mac, str(remote.public_ip))
+        builder.route(str(remote.subnet), gateway=vtep_ip, dev=dev, onlink=True)
+
+
+def _host_gw(builder: NamespaceBuilder, node: Node, remotes: list[Lease], topology: Topology) -> None:
+    for remote in remotes:
+        if _on_link(topology, node, remote.public_ip):
+            builder.route(str(remote.subnet), gateway=str(remote.public_ip), dev=EXTERNAL_IFACE)
+        else:
+            builder.note(f"host-gw: route {remote.subnet} via {remote.public_ip} (node {remote.node}) is NOT "
+                         f"installed: {remote.public_ip} is not on a subnet local to {node.name} "
+                         f"({topology.network(node.network).cidr}), so the kernel refuses the gateway "
+                         f"(ENETUNREACH, as flanneld logs it); host-gw needs every node on one L2 segment")

@@ -1,0 +1,39 @@
+"""The underlay: one switch (bridge) per segment and a router between segments, in one namespace.
+
+Each segment's bridge carries the segment's gateway address, so the underlay namespace is the
+router that joins the segments (with forwarding on when there are several). Each node's eth0 is a
+veth whose far end, named after the node, is a port of its segment's switch.
+"""
+
+from __future__ import annotations
+
+from lab.cni import identity
+from lab.netns import names
+from lab.netns.builder import NamespaceBuilder
+from lab.topology.model import Topology
+
+
+def underlay_builder(topology: Topology) -> NamespaceBuilder:
+    """The underlay namespace with its switches and gateway addresses (node ports come later)."""
+    underlay = NamespaceBuilder(names.underlay_netns(topology.name), "underlay", "underlay")
+    for network in topology.networks:
+        underlay.bridge(network.name, mtu=network.mtu)
+        underlay.address(network.name, f"{network.gateway}/{network.cidr.prefixlen}")
+    if len(topology.networks) > 1:
+        underlay.sysctl("net/ipv4/ip_forward", 1)
+        underlay.note("router: forwards between " + ", ".join(f"{n.name} ({n.cidr})" for n in topology.networks))
+    return underlay
+
+
+def node_builder(topology: Topology, underlay: NamespaceBuilder, node_name: str) -> NamespaceBuilder:
+    """A node namespace with eth0 on its segment and a default route to the segment's gateway."""
+    node = topology.node(node_name)
+    network = topology.network(node.network)
+    builder = NamespaceBuilder(names.node_netns(topology.name, node.name), "node", node.name)
+    underlay.veth(node.name, builder, "eth0", mtu=network.mtu, master=network.name,
+                  peer_mac=identity.nic_mac(topology.name, node.name))
+    builder.address("eth0", f"{node.ip}/{network.cidr.prefixlen}")
+    builder.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
+    # kubeadm's preflight requires forwarding on every node; the CNI bridge plugin sets it too.
+    builder.sysctl("net/ipv4/ip_forward", 1)
+    return builder

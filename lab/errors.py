@@ -1,0 +1,39 @@
+"""Errors the lab reports to its user: each says what is wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """An error with a message for the user and an optional hint on what to do next."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class TopologyError(LabError):
+    """A topology that cannot be built: names the file, line and field at fault."""
+
+    def __init__(self, file: str, field: str, message: str, line: int | None = None,
+                 hint: str | None = None) -> None:
+        where = f"{file}:{line}" if line else file
+        text = f"{where}: {field}: {message}" if field else f"{where}: {message}"
+        super().__init__(text, hint)
+        self.file = file
+        self.field = field
+        self.line = line
+        self.reason = message
+
+
+class ApplyError(LabError):
+    """The kernel refused part of a plan; the lab has been rolled back."""
+
+
+class NotRootError(LabError):
+    """The lab needs CAP_NET_ADMIN."""

@@ -1,0 +1,74 @@
+"""Incremental construction of a NamespacePlan, with interface indexes assigned as the kernel would see them."""
+
+from __future__ import annotations
+
+from lab.netns.plan import (Address, FdbEntry, Link, NamespacePlan, NamespaceRole, Neighbour, Route, Sysctl,
+                            VethPeer, Vxlan)
+
+LOOPBACK_INDEX = 1
+
+
+class NamespaceBuilder:
+    """Collects one namespace's objects; `freeze()` returns the immutable plan."""
+
+    def __init__(self, name: str, role: NamespaceRole, owner: str) -> None:
+        self.name = name
+        self.role = role
+        self.owner = owner
+        self._next_index = LOOPBACK_INDEX + 1
+        self.links: list[Link] = [Link(name="lo", kind="existing", index=LOOPBACK_INDEX)]
+        self.sysctls: list[Sysctl] = []
+        self.addresses: list[Address] = []
+        self.routes: list[Route] = []
+        self.neighbours: list[Neighbour] = []
+        self.fdb: list[FdbEntry] = []
+        self.notes: list[str] = []
+
+    def reserve_index(self) -> int:
+        index = self._next_index
+        self._next_index += 1
+        return index
+
+    def add_link(self, name: str, kind: str, **attrs) -> Link:
+        link = Link(name=name, kind=kind, index=self.reserve_index(), **attrs)
+        self.links.append(link)
+        return link
+
+    def bridge(self, name: str, mtu: int | None = None) -> Link:
+        return self.add_link(name, "bridge", mtu=mtu)
+
+    def vxlan(self, name: str, vxlan: Vxlan, mtu: int, mac: str) -> Link:
+        return self.add_link(name, "vxlan", mtu=mtu, mac=mac, vxlan=vxlan)
+
+    def veth(self, name: str, peer: "NamespaceBuilder", peer_name: str, *, mtu: int | None = None,
+             master: str | None = None, hairpin: bool = False, peer_mac: str | None = None) -> Link:
+        """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`."""
+        peer_index = peer.reserve_index()
+        link = self.add_link(name, "veth", mtu=mtu, master=master, hairpin=hairpin,
+                             peer=VethPeer(name=peer_name, netns=peer.name, index=peer_index, mtu=mtu, mac=peer_mac))
+        peer.links.append(Link(name=peer_name, kind="existing", index=peer_index))
+        return link
+
+    def address(self, dev: str, cidr: str, broadcast: bool = True) -> None:
+        self.addresses.append(Address(dev=dev, cidr=cidr, broadcast=broadcast))
+
+    def route(self, dst: str, **attrs) -> None:
+        self.routes.append(Route(dst=dst, **attrs))
+
+    def neighbour(self, dev: str, ip: str, mac: str) -> None:
+        self.neighbours.append(Neighbour(dev=dev, ip=ip, mac=mac))
+
+    def fdb_entry(self, dev: str, mac: str, dst: str) -> None:
+        self.fdb.append(FdbEntry(dev=dev, mac=mac, dst=dst))
+
+    def sysctl(self, key: str, value: str | int) -> None:
+        self.sysctls.append(Sysctl(key=key, value=str(value)))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def freeze(self) -> NamespacePlan:
+        return NamespacePlan(name=self.name, role=self.role, owner=self.owner, links=tuple(self.links),
+                             sysctls=tuple(self.sysctls), addresses=tuple(self.addresses),
+                             routes=tuple(self.routes), neighbours=tuple(self.neighbours), fdb=tuple(self.fdb),
+                             notes=tuple(self.notes))

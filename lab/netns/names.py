@@ -1,0 +1,30 @@
+"""Names of a lab's network namespaces: `<lab>.<node>`, `<lab>.<namespace>.<pod>`, `<lab>._underlay`.
+
+Node names and Kubernetes namespaces are DNS labels (no dots, no underscores), so the three forms
+never collide, and every namespace of a lab starts with `<lab>.`.
+"""
+
+from __future__ import annotations
+
+UNDERLAY = "_underlay"
+
+
+def node_netns(lab: str, node: str) -> str:
+    return f"{lab}.{node}"
+
+
+def pod_netns(lab: str, namespace: str, pod: str) -> str:
+    return f"{lab}.{namespace}.{pod}"
+
+
+def underlay_netns(lab: str) -> str:
+    return f"{lab}.{UNDERLAY}"
+
+
+def lab_of(netns: str) -> str:
+    """The lab a namespace name belongs to."""
+    return netns.split(".", 1)[0]
+
+
+def is_lab_netns(netns: str, lab: str) -> bool:
+    return netns.startswith(f"{lab}.")

@@ -1,0 +1,183 @@
+"""Named network namespaces, compatible with `ip netns` (bind mounts under /run/netns).
+
+Namespaces are entered per thread (setns affects only the calling thread), so the lab's own
+process never leaves the host namespace on its main thread and never changes host state.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
+
+NETNS_RUN_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_BIND = 0x1000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+T = TypeVar("T")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(path(name))
+
+
+def list_all() -> list[str]:
+    """Every named namespace on the machine (what `ip netns list` shows)."""
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def _ensure_run_dir() -> None:
+    """Make /run/netns a shared mount point, as iproute2 does on its first `ip netns add`."""
+    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
+    if _libc.mount(b"", NETNS_RUN_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    _check(_libc.mount(NETNS_RUN_DIR.encode(), NETNS_RUN_DIR.encode(), b"none", MS_BIND | MS_REC, None),
+           f"bind-mount {NETNS_RUN_DIR}")
+    _check(_libc.mount(b"", NETNS_RUN_DIR.encode(), b"none", MS_SHARED | MS_REC, None),
+           f"make {NETNS_RUN_DIR} shared")
+
+
+def create_many(names: Iterable[str], on_created: Callable[[str], None] = lambda name: None) -> None:
+    """Create each namespace (fresh, with only `lo`) and bind it under /run/netns.
+
+    One helper thread unshares a new network namespace per name; the caller's threads stay put.
+    `on_created` is called after each one, so a caller can record it for rollback.
+    """
+    names = list(names)
+    _ensure_run_dir()
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        for name in names:
+            target = path(name)
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+            except FileExistsError:
+                failure.append(OSError(errno.EEXIST, f"network namespace {name} already exists"))
+                return
+            os.close(fd)
+            try:
+                _check(_libc.unshare(CLONE_NEWNET), f"unshare a network namespace for {name}")
+                _check(_libc.mount(f"/proc/self/task/{tid}/ns/net".encode(), target.encode(), b"none", MS_BIND,
+                                   None), f"bind-mount namespace {name}")
+            except OSError as exc:
+                os.unlink(target)
+                failure.append(exc)
+                return
+            on_created(name)
+
+    thread = threading.Thread(target=worker, name="netns-create")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def remove(name: str) -> bool:
+    """Unmount and unlink a named namespace; the kernel frees it once nothing holds it."""
+    target = path(name)
+    if not os.path.exists(target):
+        return False
+    _libc.umount2(target.encode(), MNT_DETACH)
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def inode(name: str) -> int | None:
+    try:
+        return os.stat(path(name)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Move the calling thread into `name` for the block, then back (use only on helper threads)."""
+    home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(path(name), os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+def run_in(name: str, function: Callable[[], T]) -> T:
+    """Run `function` on a helper thread inside namespace `name` and return its result."""
+    return run_in_each([name], lambda _: function())[0]
+
+
+def run_in_each(names: Iterable[str], function: Callable[[str], T]) -> list[T]:
+    """Call `function(name)` inside each namespace in turn, on one helper thread."""
+    results: list[T] = []
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for name in names:
+                with entered(name):
+                    results.append(function(name))
+        except BaseException as exc:  # re-raised on the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=worker, name="netns-worker")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return results
+
+
+def socket_in(name: str, family: int, kind: int, proto: int = 0):
+    """A socket that lives in namespace `name` (sockets keep the namespace they were made in)."""
+    import socket
+    return run_in(name, lambda: socket.socket(family, kind, proto))
+
+
+def pids_by_namespace(inodes: set[int]) -> dict[int, list[int]]:
+    """Processes whose network namespace is one of `inodes` (as `ip netns pids` finds them)."""
+    found: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ino = os.stat(f"/proc/{entry}/ns/net").st_ino
+        except OSError:
+            continue
+        if ino in inodes:
+            found.setdefault(ino, []).append(int(entry))
+    return found

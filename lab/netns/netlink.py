@@ -1,0 +1,295 @@
+"""Apply a NamespacePlan through rtnetlink, pipelined: one send per stage, then read every ACK.
+
+Messages are pyroute2's rtnl message classes; the transport is a plain NETLINK_ROUTE socket
+opened inside the namespace, so a namespace costs two round trips instead of one per object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2.netlink import (NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE,
+                              NLM_F_REQUEST, NLMSG_ERROR)
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from lab.netns import namespace
+from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Sysctl
+
+NETLINK_ROUTE = 0
+IFF_UP = 0x1
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+RTNH_F_ONLINK = 0x4
+RT_TABLE_MAIN = 254
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RTN_UNICAST, RTN_BLACKHOLE = 1, 6
+BRIDGE_MODE_HAIRPIN = 1
+CHUNK = 60_000
+
+CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+MODIFY = NLM_F_REQUEST | NLM_F_ACK
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A plan object the kernel refused, with the errno it gave."""
+
+    netns: str
+    what: Any
+    code: int
+
+    def __str__(self) -> str:
+        return f"{self.netns}: {describe(self.what)}: {os.strerror(self.code)} (errno {self.code})"
+
+
+def describe(item: Any) -> str:
+    """A short human description of a plan object."""
+    if isinstance(item, Link):
+        return f"link {item.name} ({item.kind})"
+    if isinstance(item, Address):
+        return f"address {item.cidr} on {item.dev}"
+    if isinstance(item, Route):
+        return f"route {item.dst}" + (f" via {item.gateway}" if item.gateway else "")
+    if isinstance(item, Neighbour):
+        return f"neighbour {item.ip} on {item.dev}"
+    if isinstance(item, FdbEntry):
+        return f"fdb {item.mac} dst {item.dst} on {item.dev}"
+    if isinstance(item, Sysctl):
+        return f"sysctl {item.key}"
+    return str(item)
+
+
+class Batch:
+    """Netlink messages for one namespace, each remembered with the plan object it came from."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.sources: list[Any] = []
+
+    def add(self, message: Any, msg_type: int, flags: int, source: Any) -> None:
+        message["header"]["type"] = msg_type
+        message["header"]["flags"] = flags
+        message["header"]["sequence_number"] = len(self.messages) + 1
+        message.encode()
+        self.messages.append(bytes(message.data))
+        self.sources.append(source)
+
+
+def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int]) -> list[Failure]:
+    """Apply `plan`; the calling thread must already be inside `plan.name`."""
+    indexes = {link.name: link.index for link in plan.links}
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind((0, 0))
+        failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds))
+        failures += [f for s in plan.sysctls if (f := _write_sysctl(plan.name, s))]
+        failures += _exchange(sock, plan.name, _object_batch(plan, indexes))
+        return failures
+    finally:
+        sock.close()
+
+
+def _exchange(sock: socket.socket, netns: str, batch: Batch) -> list[Failure]:
+    """Send the whole batch, then collect one ACK per message."""
+    pending = len(batch.messages)
+    if not pending:
+        return []
+    chunk: list[bytes] = []
+    size = 0
+    for data in batch.messages:
+        if size + len(data) > CHUNK and chunk:
+            sock.send(b"".join(chunk))
+            chunk, size = [], 0
+        chunk.append(data)
+        size += len(data)
+    sock.send(b"".join(chunk))
+    failures: list[Failure] = []
+    while pending:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, msg_type, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
+            if msg_type == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + 16)
+                pending -= 1
+                if code:
+                    failures.append(Failure(netns, batch.sources[seq - 1], -code))
+            offset += (length + 3) & ~3
+            if length == 0:
+                break
+    return failures
+
+
+def _write_sysctl(netns: str, sysctl: Sysctl) -> Failure | None:
+    try:
+        with open(f"/proc/sys/{sysctl.key}", "w") as handle:
+            handle.write(sysctl.value)
+    except OSError as exc:
+        return Failure(netns, sysctl, exc.errno or 1)
+    return None
+
+
+def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[str, int]) -> Batch:
+    batch = Batch()
+    for link in plan.links:
+        if link.kind == "existing":
+            batch.add(_existing_link(link), RTM_NEWLINK, MODIFY, link)
+            continue
+        batch.add(_new_link(link, indexes, netns_fds), RTM_NEWLINK, CREATE, link)
+        if link.hairpin:
+            batch.add(_hairpin(link), RTM_NEWLINK, MODIFY, link)
+    return batch
+
+
+def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
+    batch = Batch()
+    for address in plan.addresses:
+        batch.add(_address(address, indexes), RTM_NEWADDR, CREATE, address)
+    for neighbour in plan.neighbours:  # flanneld: ARP, then FDB, then the route
+        batch.add(_neighbour(neighbour, indexes), RTM_NEWNEIGH, REPLACE, neighbour)
+    for entry in plan.fdb:
+        batch.add(_fdb(entry, indexes), RTM_NEWNEIGH, REPLACE, entry)
+    for route in plan.routes:
+        batch.add(_route(route, indexes), RTM_NEWROUTE, REPLACE, route)
+    return batch
+
+
+def _existing_link(link: Link) -> ifinfmsg:
+    msg = ifinfmsg()
+    msg["index"] = link.index
+    attrs = []
+    if link.mtu:
+        attrs.append(("IFLA_MTU", link.mtu))
+    if link.up:
+        msg["flags"] = IFF_UP
+        msg["change"] = IFF_UP
+    msg["attrs"] = attrs
+    return msg
+
+
+def _common_attrs(name: str, mtu: int | None, mac: str | None) -> list[tuple]:
+    attrs: list[tuple] = [("IFLA_IFNAME", name)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    if mac:
+        attrs.append(("IFLA_ADDRESS", mac))
+    return attrs
+
+
+def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int]) -> ifinfmsg:
+    msg = ifinfmsg()
+    msg["index"] = link.index
+    if link.up:
+        msg["flags"] = IFF_UP
+        msg["change"] = IFF_UP
+    attrs = _common_attrs(link.name, link.mtu, link.mac)
+    if link.master:
+        attrs.append(("IFLA_MASTER", indexes[link.master]))
+    info: list[tuple] = [("IFLA_INFO_KIND", link.kind)]
+    if link.kind == "veth":
+        peer = link.peer
+        peer_attrs = _common_attrs(peer.name, peer.mtu, peer.mac) + [("IFLA_NET_NS_FD", netns_fds[peer.netns])]
+        info.append(("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"index": peer.index, "attrs": peer_attrs})]}))
+    elif link.kind == "vxlan":
+        info.append(("IFLA_INFO_DATA", {"attrs": _vxlan_attrs(link, indexes)}))
+    attrs.append(("IFLA_LINKINFO", {"attrs": info}))
+    msg["attrs"] = attrs
+    return msg
+
+
+def _vxlan_attrs(link: Link, indexes: dict[str, int]) -> list[tuple]:
+    """The attributes vishvananda/netlink sends for flannel's Vxlan (addVxlanAttrs)."""
+    vx = link.vxlan
+    attrs = [("IFLA_VXLAN_ID", vx.vni), ("IFLA_VXLAN_LINK", indexes[vx.dev]), ("IFLA_VXLAN_LOCAL", vx.local),
+             ("IFLA_VXLAN_TTL", 0), ("IFLA_VXLAN_TOS", 0), ("IFLA_VXLAN_LEARNING", int(vx.learning)),
+             ("IFLA_VXLAN_PROXY", 0), ("IFLA_VXLAN_RSC", 0), ("IFLA_VXLAN_L2MISS", 0), ("IFLA_VXLAN_L3MISS", 0),
+             ("IFLA_VXLAN_UDP_ZERO_CSUM6_TX", 0), ("IFLA_VXLAN_UDP_ZERO_CSUM6_RX", 0)]
+    if vx.port:
+        attrs.append(("IFLA_VXLAN_PORT", vx.port))
+    return attrs
+
+
+def _hairpin(link: Link) -> ifinfmsg:
+    msg = ifinfmsg()
+    msg["index"] = link.index
+    msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", BRIDGE_MODE_HAIRPIN)]}),
+    ]})]
+    return msg
+
+
+def _address(address: Address, indexes: dict[str, int]) -> ifaddrmsg:
+    network = ipaddress.IPv4Interface(address.cidr)
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_INET
+    msg["prefixlen"] = network.network.prefixlen
+    msg["index"] = indexes[address.dev]
+    attrs = [("IFA_LOCAL", str(network.ip)), ("IFA_ADDRESS", str(network.ip))]
+    if address.broadcast and network.network.prefixlen < 31:
+        attrs.append(("IFA_BROADCAST", str(network.network.broadcast_address)))
+    msg["attrs"] = attrs
+    return msg
+
+
+def _route(route: Route, indexes: dict[str, int]) -> rtmsg:
+    dst = ipaddress.IPv4Network(route.dst)
+    msg = rtmsg()
+    msg["family"] = socket.AF_INET
+    msg["dst_len"] = dst.prefixlen
+    msg["table"] = RT_TABLE_MAIN
+    msg["proto"] = route.protocol
+    msg["type"] = RTN_BLACKHOLE if route.type == "blackhole" else RTN_UNICAST
+    msg["scope"] = RT_SCOPE_LINK if (route.gateway is None and route.type == "unicast") else RT_SCOPE_UNIVERSE
+    if route.onlink:
+        msg["flags"] = RTNH_F_ONLINK
+    attrs: list[tuple] = [("RTA_TABLE", RT_TABLE_MAIN)]
+    if dst.prefixlen:
+        attrs.append(("RTA_DST", str(dst.network_address)))
+    if route.gateway:
+        attrs.append(("RTA_GATEWAY", route.gateway))
+    if route.dev:
+        attrs.append(("RTA_OIF", indexes[route.dev]))
+    msg["attrs"] = attrs
+    return msg
+
+
+def _neighbour(neighbour: Neighbour, indexes: dict[str, int]) -> ndmsg:
+    msg = ndmsg()
+    msg["family"] = socket.AF_INET
+    msg["ifindex"] = indexes[neighbour.dev]
+    msg["state"] = NUD_PERMANENT
+    msg["ndm_type"] = RTN_UNICAST
+    msg["attrs"] = [("NDA_DST", neighbour.ip), ("NDA_LLADDR", neighbour.mac)]
+    return msg
+
+
+def _fdb(entry: FdbEntry, indexes: dict[str, int]) -> ndmsg:
+    msg = ndmsg()
+    msg["family"] = socket.AF_BRIDGE
+    msg["ifindex"] = indexes[entry.dev]
+    msg["state"] = NUD_PERMANENT
+    msg["flags"] = NTF_SELF
+    msg["attrs"] = [("NDA_LLADDR", entry.mac), ("NDA_DST", entry.dst)]
+    return msg
+
+
+def open_netns_fds(names: list[str]) -> dict[str, int]:
+    """Open every namespace file once, for IFLA_NET_NS_FD."""
+    return {name: os.open(namespace.path(name), os.O_RDONLY) for name in names}
+
+
+def close_fds(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)

@@ -1,0 +1,138 @@
+"""A plan: plain data describing the kernel objects each namespace must hold.
+
+Dataplane modules produce plans; the substrate applies them (netlink.py), prints them (render.py)
+or replays them with `ip -batch` (the benchmark floor). Objects in a namespace are applied in the
+order: links, sysctls, addresses, routes, neighbours, fdb entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NamespaceRole = Literal["underlay", "node", "pod"]
+
+
+@dataclass(frozen=True)
+class VethPeer:
+    """The far end of a veth pair, created in another namespace."""
+
+    name: str
+    netns: str
+    index: int
+    mtu: int | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """VXLAN device attributes, as flannel and felix send them."""
+
+    vni: int
+    local: str
+    dev: str
+    port: int = 0            # 0: not sent, the kernel default 8472 applies
+    learning: bool = False
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network device to create (or, for kind 'existing', to configure)."""
+
+    name: str
+    kind: Literal["veth", "bridge", "vxlan", "existing"]
+    index: int
+    mtu: int | None = None
+    mac: str | None = None
+    master: str | None = None
+    up: bool = True
+    hairpin: bool = False
+    peer: VethPeer | None = None
+    vxlan: Vxlan | None = None
+
+
+@dataclass(frozen=True)
+class Address:
+    """An IPv4 address on a device; `broadcast` asks for the computed broadcast (brd +)."""
+
+    dev: str
+    cidr: str
+    broadcast: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    """A main-table route. `dev=None` lets the kernel choose the device from the gateway."""
+
+    dst: str
+    gateway: str | None = None
+    dev: str | None = None
+    onlink: bool = False
+    type: Literal["unicast", "blackhole"] = "unicast"
+    protocol: int = 3  # RTPROT_BOOT, what `ip route add` and Go netlink clients use
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A permanent ARP entry."""
+
+    dev: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """A VXLAN forwarding-database entry: `<mac> dst <ip> self permanent`."""
+
+    dev: str
+    mac: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    """A per-namespace sysctl, by its dotted key."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """Everything one network namespace holds."""
+
+    name: str
+    role: NamespaceRole
+    owner: str
+    links: tuple[Link, ...] = ()
+    sysctls: tuple[Sysctl, ...] = ()
+    addresses: tuple[Address, ...] = ()
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def link(self, name: str) -> Link:
+        return next(link for link in self.links if link.name == name)
+
+    def index_of(self, name: str) -> int:
+        return self.link(name).index
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """The plan of a whole lab, namespaces in the order they are configured."""
+
+    lab: str
+    namespaces: tuple[NamespacePlan, ...]
+    files: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    notes: tuple[str, ...] = ()
+
+    def namespace(self, name: str) -> NamespacePlan:
+        return next(ns for ns in self.namespaces if ns.name == name)
+
+    @property
+    def object_count(self) -> int:
+        return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes)
+                   + len(ns.neighbours) + len(ns.fdb) for ns in self.namespaces)

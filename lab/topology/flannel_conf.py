@@ -1,0 +1,107 @@
+"""flannel's net-conf.json: parsed from the kube-flannel-cfg ConfigMap or its JSON map."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, Callable
+
+from lab.errors import TopologyError
+from lab.topology.model import FlannelBackend, FlannelConfig
+
+BACKEND_TYPES = ("vxlan", "host-gw")
+NET_CONF_KEYS = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableNFTables",
+                 "EnableIPv4", "EnableIPv6"}
+BACKEND_KEYS = {"vxlan": {"Type", "VNI", "Port", "DirectRouting", "Learning", "GBP", "MTU"},
+                "host-gw": {"Type"}}
+DEFAULT_NET_CONF = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
+
+Fail = Callable[[tuple, str, str | None], TopologyError]
+
+
+def is_net_conf(item: Any) -> bool:
+    """A bare net-conf.json map (as opposed to a Kubernetes manifest)."""
+    return isinstance(item, dict) and "Network" in item and "kind" not in item
+
+
+def is_flannel_config_map(item: Any) -> bool:
+    return (isinstance(item, dict) and item.get("kind") == "ConfigMap"
+            and isinstance(item.get("data"), dict) and "net-conf.json" in item["data"])
+
+
+def from_config_map(item: dict, path: tuple, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
+    """Parse the `net-conf.json` key of a kube-flannel-cfg ConfigMap."""
+    text = item["data"]["net-conf.json"]
+    field = path + ("data", "net-conf.json")
+    if not isinstance(text, str):
+        raise fail(field, "must be a JSON string (use `net-conf.json: |` and the JSON below it)", None)
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(field, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} of the JSON",
+                   "check commas and quotes in net-conf.json") from None
+    return from_map(conf, field, fail, ip_masq, source)
+
+
+def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
+    """Validate a net-conf.json map and fill in flanneld's defaults."""
+    if not isinstance(conf, dict):
+        raise fail(path, "net-conf.json must be a JSON object", None)
+    unknown = sorted(set(conf) - NET_CONF_KEYS)
+    if unknown:
+        raise fail(path + (unknown[0],), f"unknown net-conf.json key '{unknown[0]}'",
+                   f"flannel understands: {', '.join(sorted(NET_CONF_KEYS))}")
+    if conf.get("EnableIPv6"):
+        raise fail(path + ("EnableIPv6",), "IPv6 is not supported by the lab yet", "set EnableIPv6 to false")
+    if conf.get("EnableIPv4") is False:
+        raise fail(path + ("EnableIPv4",), "the lab builds IPv4 clusters", "remove EnableIPv4 or set it to true")
+    network = _network(conf.get("Network"), path + ("Network",), fail)
+    subnet_len = conf.get("SubnetLen", 24)
+    if not isinstance(subnet_len, int) or isinstance(subnet_len, bool) or not network.prefixlen < subnet_len <= 30:
+        raise fail(path + ("SubnetLen",),
+                   f"SubnetLen {subnet_len!r} must be an integer longer than the Network prefix "
+                   f"/{network.prefixlen} and at most 30", None)
+    backend = _backend(conf.get("Backend", {"Type": "udp"}), path + ("Backend",), fail)
+    return FlannelConfig(network=network, subnet_len=subnet_len, backend=backend, ip_masq=ip_masq, source=source)
+
+
+def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
+    if value is None:
+        raise fail(path, "net-conf.json needs a Network", 'e.g. "Network": "10.244.0.0/16"')
+    try:
+        return ipaddress.IPv4Network(str(value))
+    except ValueError as exc:
+        raise fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
+                   "write it as address/prefix with host bits zero, e.g. 10.244.0.0/16") from None
+
+
+def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:
+    if not isinstance(value, dict):
+        raise fail(path, "Backend must be an object", '"Backend": {"Type": "vxlan"}')
+    kind = value.get("Type")
+    if kind not in BACKEND_TYPES:
+        raise fail(path + ("Type",), f"backend type {kind!r} is not supported by the lab",
+                   f"use one of: {', '.join(BACKEND_TYPES)}")
+    unknown = sorted(set(value) - BACKEND_KEYS[kind])
+    if unknown:
+        raise fail(path + (unknown[0],), f"unknown {kind} backend key '{unknown[0]}'",
+                   f"the {kind} backend understands: {', '.join(sorted(BACKEND_KEYS[kind]))}")
+    if value.get("Learning") or value.get("GBP"):
+        key = "Learning" if value.get("Learning") else "GBP"
+        raise fail(path + (key,), f"{key}=true is not supported by the lab", f"remove {key}")
+    vni = _int(value, "VNI", 1, 1, 16777215, path, fail)
+    if len(f"flannel.{vni}") > 15:
+        raise fail(path + ("VNI",), f"VNI {vni} makes the device name 'flannel.{vni}' longer than the "
+                   "15-character interface name limit", "use a VNI below 1000000")
+    port = _int(value, "Port", 0, 0, 65535, path, fail)
+    direct = value.get("DirectRouting", False)
+    if not isinstance(direct, bool):
+        raise fail(path + ("DirectRouting",), "DirectRouting must be true or false", None)
+    return FlannelBackend(type=kind, vni=vni, port=port, direct_routing=direct)
+
+
+def _int(conf: dict, key: str, default: int, low: int, high: int, path: tuple, fail: Fail) -> int:
+    value = conf.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise fail(path + (key,), f"{key} {value!r} must be an integer from {low} to {high}", None)
+    return value

@@ -1,0 +1,380 @@
+"""Load a topology file (YAML plus real manifests) into the immutable model, or fail precisely."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import TopologyError
+from lab.topology import flannel_conf, ipam, labels, schema
+from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace, Network, Node, Pod,
+                                Topology, frozen_labels)
+from lab.topology.yamlsource import Document, Path, parse, parse_one
+
+IFNAME_MAX = 15
+IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
+                 "Role", "RoleBinding"}
+BUILTIN_NAMESPACES = ("default", "kube-system")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One resource with the document it came from, so errors can point into that file."""
+
+    data: Any
+    document: Document
+    path: Path
+
+
+def load(path: str) -> Topology:
+    """Read, schema-check and validate the topology at `path`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise TopologyError(path, "", f"cannot read the file: {exc.strerror}",
+                            hint="give a path to a topology YAML file, or a name from `lab topologies`") from None
+    return load_text(text, path)
+
+
+def load_text(text: str, file: str) -> Topology:
+    """Build the model from topology YAML text; `file` names it in errors and anchors relative paths."""
+    document = parse_one(text, file)
+    if not isinstance(document.data, dict):
+        raise document.error((), "a topology must be a YAML mapping with name, cluster, networks and nodes")
+    schema.check(document)
+    return _Builder(document).build()
+
+
+class _Builder:
+    """Turns a schema-valid document into a Topology, checking everything the schema cannot."""
+
+    def __init__(self, document: Document) -> None:
+        self.doc = document
+        self.data = document.data
+        self.notes: list[str] = []
+
+    def fail(self, path: Path, message: str, hint: str | None = None) -> TopologyError:
+        return self.doc.error(path, message, hint)
+
+    def build(self) -> Topology:
+        items = self._resource_items()
+        networks = self._networks()
+        flannel = self._flannel(items, networks)
+        nodes = self._nodes(networks, flannel)
+        namespaces = self._namespaces(items)
+        pods = self._pods(items, nodes, namespaces)
+        nodes, pods = self._allocate(nodes, pods, flannel, items)
+        cluster = Cluster(cni=self.data["cluster"]["cni"], flannel=flannel)
+        return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
+                        networks=networks, nodes=nodes, namespaces=namespaces, pods=pods,
+                        notes=tuple(self.notes))
+
+    # -- resources -------------------------------------------------------------------------------
+    def _resource_items(self) -> list[Item]:
+        items: list[Item] = []
+        for index, entry in enumerate(self.data.get("resources", [])):
+            path = ("resources", index)
+            if "file" in entry:
+                items.extend(self._file_items(entry, path))
+            else:
+                items.append(Item(entry, self.doc, path))
+        for item in items:
+            self._check_kind(item)
+        return items
+
+    def _file_items(self, entry: dict, path: Path) -> list[Item]:
+        if set(entry) != {"file"} or not isinstance(entry["file"], str):
+            raise self.fail(path, "a file resource is `- file: <path>` and nothing else")
+        base = os.path.dirname(os.path.abspath(self.doc.file))
+        target = os.path.join(base, entry["file"])
+        try:
+            with open(target, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise self.fail(path + ("file",), f"cannot read {target}: {exc.strerror}",
+                            "paths are relative to the topology file") from None
+        documents = parse(text, target)
+        if not documents:
+            raise self.fail(path + ("file",), f"{target} holds no manifest")
+        return [Item(d.data, d, ()) for d in documents]
+
+    def _check_kind(self, item: Item) -> None:
+        data = item.data
+        if flannel_conf.is_net_conf(data):
+            return
+        if not isinstance(data, dict) or "kind" not in data:
+            raise item.document.error(item.path, "a resource must be a Kubernetes manifest (with `kind`), "
+                                      "flannel's net-conf.json map (with `Network`), or `file: <path>`")
+        kind = data["kind"]
+        if kind in ("Namespace", "Pod") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
+            return
+        if kind == "ConfigMap":
+            return  # other ConfigMaps do not configure the network
+        raise item.document.error(item.path + ("kind",), f"resource kind {kind!r} is not supported",
+                                  "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
+                                  "Namespace and Pod")
+
+    # -- networks --------------------------------------------------------------------------------
+    def _networks(self) -> tuple[Network, ...]:
+        networks: list[Network] = []
+        for index, entry in enumerate(self.data["networks"]):
+            path = ("networks", index)
+            name = entry["name"]
+            if len(name) > IFNAME_MAX:
+                raise self.fail(path + ("name",), f"network name {name!r} is {len(name)} characters; it names "
+                                "the segment's switch interface, and Linux interface names hold at most 15",
+                                "use a shorter name")
+            self._unique(name, [n.name for n in networks], path + ("name",), "network")
+            cidr = self._cidr(entry["cidr"], path + ("cidr",))
+            if cidr.num_addresses < 4:
+                raise self.fail(path + ("cidr",), f"{cidr} is too small for a segment", "use /30 or larger")
+            for other in networks:
+                if cidr.overlaps(other.cidr):
+                    raise self.fail(path + ("cidr",), f"{cidr} overlaps network {other.name!r} ({other.cidr})")
+            gateway = self._host_in(entry.get("gateway", str(next(cidr.hosts()))), cidr, path + ("gateway",))
+            networks.append(Network(name=name, cidr=cidr, gateway=gateway, mtu=entry.get("mtu", 1500)))
+        return tuple(networks)
+
+    # -- flannel ---------------------------------------------------------------------------------
+    def _flannel(self, items: list[Item], networks: tuple[Network, ...]) -> FlannelConfig:
+        ip_masq = self.data["cluster"].get("ipMasq", True)
+        configs: list[tuple[FlannelConfig, Item]] = []
+        for item in items:
+            fail = item.document.error
+            source = f"{item.document.file}:{item.document.line(item.path) or 1}"
+            if flannel_conf.is_net_conf(item.data):
+                configs.append((flannel_conf.from_map(item.data, item.path, fail, ip_masq, source), item))
+            elif flannel_conf.is_flannel_config_map(item.data):
+                configs.append((flannel_conf.from_config_map(item.data, item.path, fail, ip_masq, source), item))
+        if len(configs) > 1:
+            second = configs[1][1]
+            raise second.document.error(second.path, "a second flannel net-conf.json; give exactly one")
+        if configs:
+            config, item = configs[0]
+            where = (item.document, item.path + ("Network",) if flannel_conf.is_net_conf(item.data)
+                     else item.path + ("data", "net-conf.json"))
+        else:
+            config = flannel_conf.from_map(flannel_conf.DEFAULT_NET_CONF, ("cluster",), self.doc.error,
+                                           ip_masq, "default (kube-flannel.yml)")
+            where = (self.doc, ("cluster",))
+            self.notes.append(f"no net-conf.json given: using flannel's manifest default "
+                              f"Network {config.network}, Backend vxlan")
+        for network in networks:
+            if config.network.overlaps(network.cidr):
+                raise where[0].error(where[1], f"the pod network {config.network} overlaps the underlay "
+                                     f"network {network.name!r} ({network.cidr})",
+                                     "pick a pod Network that no node segment uses, e.g. 10.244.0.0/16")
+        return config
+
+    # -- nodes -----------------------------------------------------------------------------------
+    def _nodes(self, networks: tuple[Network, ...], flannel: FlannelConfig) -> tuple[Node, ...]:
+        nodes: list[Node] = []
+        for index, entry in enumerate(self.data["nodes"]):
+            path = ("nodes", index)
+            name = entry["name"]
+            if len(name) > IFNAME_MAX:
+                raise self.fail(path + ("name",), f"node name {name!r} is {len(name)} characters; it names the "
+                                "node's port on its segment's switch, and Linux interface names hold at most 15",
+                                "use a shorter node name")
+            self._unique(name, [n.name for n in nodes], path + ("name",), "node")
+            network = self._node_network(entry, networks, path)
+            ip = self._host_in(entry["ip"], network.cidr, path + ("ip",))
+            if ip == network.gateway:
+                raise self.fail(path + ("ip",), f"{ip} is the gateway of network {network.name!r}",
+                                "give the node another address")
+            for other in nodes:
+                if other.ip == ip:
+                    raise self.fail(path + ("ip",), f"duplicate IP {ip}: node {other.name!r} has it too")
+            pod_cidr = self._pod_cidr(entry, flannel, nodes, path)
+            nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr,
+                              labels=self._labels(entry, path)))
+        return tuple(nodes)
+
+    def _node_network(self, entry: dict, networks: tuple[Network, ...], path: Path) -> Network:
+        if "network" not in entry:
+            if len(networks) > 1:
+                raise self.fail(path, "missing key 'network'; the topology has several networks",
+                                f"set network to one of: {', '.join(n.name for n in networks)}")
+            return networks[0]
+        for network in networks:
+            if network.name == entry["network"]:
+                return network
+        raise self.fail(path + ("network",), f"no network named {entry['network']!r}",
+                        f"networks are: {', '.join(n.name for n in networks)}")
+
+    def _pod_cidr(self, entry: dict, flannel: FlannelConfig, nodes: list[Node], path: Path):
+        if "podCIDR" not in entry:
+            return None
+        cidr = self._cidr(entry["podCIDR"], path + ("podCIDR",))
+        if not cidr.subnet_of(flannel.network) or cidr.prefixlen != flannel.subnet_len:
+            raise self.fail(path + ("podCIDR",), f"{cidr} must be a /{flannel.subnet_len} inside the pod "
+                            f"network {flannel.network}", "match net-conf.json Network and SubnetLen")
+        for other in nodes:
+            if other.pod_cidr == cidr:
+                raise self.fail(path + ("podCIDR",), f"duplicate podCIDR {cidr}: node {other.name!r} has it too")
+        return cidr
+
+    # -- namespaces and pods ---------------------------------------------------------------------
+    def _namespaces(self, items: list[Item]) -> tuple[Namespace, ...]:
+        namespaces: dict[str, Namespace] = {}
+        declared = [(entry, ("namespaces", i), self.doc) for i, entry in enumerate(self.data.get("namespaces", []))]
+        declared += [(_namespace_manifest(it), it.path, it.document) for it in items
+                     if isinstance(it.data, dict) and it.data.get("kind") == "Namespace"]
+        for entry, path, document in declared:
+            name = entry["name"]
+            if name in namespaces:
+                raise document.error(path, f"duplicate namespace {name!r}")
+            own = dict(self._labels(entry, path, document))
+            own["kubernetes.io/metadata.name"] = name
+            namespaces[name] = Namespace(name=name, labels=frozen_labels(own))
+        for name in BUILTIN_NAMESPACES:
+            namespaces.setdefault(name, Namespace(name, frozen_labels({"kubernetes.io/metadata.name": name})))
+        return tuple(namespaces.values())
+
+    def _pods(self, items: list[Item], nodes: tuple[Node, ...], namespaces: tuple[Namespace, ...]) -> list[tuple]:
+        entries = [(entry, ("pods", i), self.doc) for i, entry in enumerate(self.data.get("pods", []))]
+        entries += [(_pod_manifest(it), it.path, it.document) for it in items
+                    if isinstance(it.data, dict) and it.data.get("kind") == "Pod"]
+        seen: set[tuple[str, str]] = set()
+        known_ns = {n.name for n in namespaces}
+        node_names = {n.name for n in nodes}
+        pods = []
+        for entry, path, document in entries:
+            namespace = entry.get("namespace", "default")
+            if namespace not in known_ns:
+                raise document.error(path + ("namespace",), f"namespace {namespace!r} is not declared",
+                                     "add it under `namespaces:` (only default and kube-system exist unasked)")
+            if (namespace, entry["name"]) in seen:
+                raise document.error(path + ("name",), f"duplicate pod {namespace}/{entry['name']}")
+            seen.add((namespace, entry["name"]))
+            if entry["node"] not in node_names:
+                raise document.error(path + ("node",), f"pod {namespace}/{entry['name']} is on node "
+                                     f"{entry['node']!r}, which does not exist",
+                                     f"nodes are: {', '.join(sorted(node_names))}")
+            ports = self._ports(entry, path, document)
+            pods.append((entry, path, document, namespace, ports))
+        return pods
+
+    def _ports(self, entry: dict, path: Path, document: Document) -> tuple[ContainerPort, ...]:
+        ports: list[ContainerPort] = []
+        for index, port in enumerate(entry.get("containerPorts", [])):
+            where = path + ("containerPorts", index)
+            number, protocol = port.get("containerPort"), port.get("protocol", "TCP")
+            if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+                raise document.error(where + ("containerPort",), f"port {number!r} must be from 1 to 65535")
+            if protocol not in ("TCP", "UDP", "SCTP"):
+                raise document.error(where + ("protocol",), f"protocol {protocol!r} must be TCP, UDP or SCTP")
+            cp = ContainerPort(port=port["containerPort"], protocol=port.get("protocol", "TCP"),
+                               name=port.get("name"))
+            if cp.name and any(p.name == cp.name for p in ports):
+                raise document.error(where + ("name",), f"duplicate port name {cp.name!r}")
+            if any((p.port, p.protocol) == (cp.port, cp.protocol) for p in ports):
+                raise document.error(where, f"duplicate port {cp.port}/{cp.protocol}")
+            ports.append(cp)
+        return tuple(ports)
+
+    def _allocate(self, nodes: tuple[Node, ...], pods: list[tuple], flannel: FlannelConfig,
+                  items: list[Item]) -> tuple[tuple[Node, ...], tuple[Pod, ...]]:
+        try:
+            nodes = ipam.assign_pod_cidrs(nodes, flannel.network, flannel.subnet_len)
+        except ipam.PoolExhausted as exc:
+            raise self.fail(("nodes",), str(exc), "use a larger Network or a longer SubnetLen in "
+                            "net-conf.json, or fewer nodes") from None
+        by_node = {n.name: n for n in nodes}
+        requests = []
+        for entry, path, document, namespace, ports in pods:
+            ip = None
+            if "ip" in entry:
+                ip = self._pod_ip(entry, by_node[entry["node"]], path, document)
+            requests.append(ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"], ip=ip,
+                                            where=(document, path + ("ip",))))
+        try:
+            addresses = ipam.host_local(requests, by_node)
+        except ipam.AddressConflict as exc:
+            document, path = exc.request.where
+            raise document.error(path, str(exc)) from None
+        result = []
+        for (entry, path, document, namespace, ports), request in zip(pods, requests):
+            result.append(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
+                              labels=self._labels(entry, path, document), container_ports=ports,
+                              ip=addresses[request.key]))
+        return nodes, tuple(result)
+
+    def _pod_ip(self, entry: dict, node: Node, path: Path, document: Document) -> ipaddress.IPv4Address:
+        try:
+            ip = ipaddress.IPv4Address(str(entry["ip"]))
+        except ValueError:
+            raise document.error(path + ("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
+        if node.pod_cidr is not None:
+            ipam.check_pod_ip(ip, node.pod_cidr, lambda m: document.error(path + ("ip",), m))
+        return ip
+
+    # -- small checks ----------------------------------------------------------------------------
+    def _cidr(self, value: Any, path: Path) -> ipaddress.IPv4Network:
+        try:
+            return ipaddress.IPv4Network(str(value))
+        except ValueError as exc:
+            raise self.fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
+                            "write address/prefix with the host bits zero, e.g. 192.168.10.0/24") from None
+
+    def _host_in(self, value: Any, cidr: ipaddress.IPv4Network, path: Path) -> ipaddress.IPv4Address:
+        try:
+            ip = ipaddress.IPv4Address(str(value))
+        except ValueError:
+            raise self.fail(path, f"{value!r} is not an IPv4 address") from None
+        if ip not in cidr:
+            raise self.fail(path, f"{ip} is outside its network {cidr}",
+                            "give an address inside the segment's CIDR, or attach it to another network")
+        if ip in (cidr.network_address, cidr.broadcast_address):
+            raise self.fail(path, f"{ip} is the {'network' if ip == cidr.network_address else 'broadcast'} "
+                            f"address of {cidr}", "use a host address")
+        return ip
+
+    def _unique(self, name: str, existing: list[str], path: Path, what: str) -> None:
+        if name in existing:
+            raise self.fail(path, f"duplicate {what} name {name!r}", f"each {what} needs its own name")
+
+    def _labels(self, entry: dict, path: Path, document: Document | None = None):
+        document = document or self.doc
+        found = entry.get("labels") or {}
+        result = {}
+        for key, value in found.items():
+            problem = labels.key_problem(key) or labels.value_problem(_label_text(value))
+            if problem:
+                raise document.error(path + ("labels", key), problem)
+            result[key] = _label_text(value)
+        return frozen_labels(result)
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _namespace_manifest(item: Item) -> dict:
+    meta = item.data.get("metadata") or {}
+    if "name" not in meta:
+        raise item.document.error(item.path + ("metadata",), "a Namespace needs metadata.name")
+    return {"name": meta["name"], "labels": meta.get("labels") or {}}
+
+
+def _pod_manifest(item: Item) -> dict:
+    """The topology's pod entry for a real `kind: Pod` manifest (spec.nodeName places it)."""
+    data = item.data
+    meta = data.get("metadata") or {}
+    spec = data.get("spec") or {}
+    if "name" not in meta:
+        raise item.document.error(item.path + ("metadata",), "a Pod needs metadata.name")
+    if "nodeName" not in spec:
+        raise item.document.error(item.path + ("spec",), f"pod {meta['name']!r} has no spec.nodeName",
+                                  "the lab has no scheduler: set spec.nodeName to a node of the topology")
+    ports = []
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            ports.append({k: port[k] for k in ("name", "containerPort", "protocol") if k in port})
+    return {"name": meta["name"], "namespace": meta.get("namespace", "default"), "node": spec["nodeName"],
+            "labels": meta.get("labels") or {}, "containerPorts": ports}
