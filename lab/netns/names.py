@@ -7,6 +7,7 @@ never collide, and every namespace of a lab starts with `<lab>.`.
 from __future__ import annotations
 
 UNDERLAY = "_underlay"
+PROBE = "_probe"
 
 
 def node_netns(lab: str, node: str) -> str:
@@ -28,3 +29,13 @@ def lab_of(netns: str) -> str:
 
 def is_lab_netns(netns: str, lab: str) -> bool:
     return netns.startswith(f"{lab}.")
+
+
+def probe_netns(lab: str) -> str:
+    """The scratch namespace in which `lab up` tries the kernel's link kinds."""
+    return f"{lab}.{PROBE}"
+
+
+def is_lab_marker(netns: str) -> bool:
+    """Namespaces only a lab makes: `<lab>._underlay` and `<lab>._probe`."""
+    return netns.endswith((f".{UNDERLAY}", f".{PROBE}"))

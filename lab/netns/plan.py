@@ -2,7 +2,8 @@
 
 Dataplane modules produce plans; the substrate applies them (netlink.py), prints them (render.py)
 or replays them with `ip -batch` (the benchmark floor). Objects in a namespace are applied in the
-order: links, sysctls, addresses, routes, neighbours, fdb entries.
+order: links, sysctls, addresses, neighbours, fdb entries, routes (flanneld's order: ARP, FDB,
+then the route, so the kernel never has to ARP for a VTEP).
 """
 
 from __future__ import annotations

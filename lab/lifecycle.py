@@ -1,0 +1,243 @@
+"""The lab lifecycle: up, down, status, list, cleanup. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import cni
+from lab.cni import flannel
+from lab.errors import LabError
+from lab.netns import apply, capabilities, namespace, names, render
+from lab.netns.plan import LabPlan
+from lab.netns.state import LabState, StateStore
+from lab.topology import loader, registry
+from lab.topology.model import Topology
+
+
+@dataclass(frozen=True)
+class UpResult:
+    lab: str
+    created: bool
+    namespaces: int
+    plan: LabPlan | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Lab:
+    """Operations on labs, over one state store."""
+
+    store: StateStore = field(default_factory=StateStore)
+
+    # -- up --------------------------------------------------------------------------------------
+    def load(self, name_or_path: str) -> Topology:
+        return loader.load(registry.resolve(name_or_path))
+
+    def dry_run(self, name_or_path: str) -> str:
+        """The plan as commands; touches nothing (and needs no root)."""
+        return render.script(cni.plan(self.load(name_or_path)))
+
+    def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
+        """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
+        capabilities.require_root()
+        topology = self.load(name_or_path)
+        plan = cni.plan(topology)
+        fingerprint = _fingerprint(topology)
+        with self.store.locked(topology.name):
+            existing = self.store.load(topology.name)
+            if existing is not None and existing.status == "up":
+                return self._already_up(existing, topology, fingerprint, plan)
+            if existing is not None:
+                self._teardown(topology.name, existing)
+            self._check_free(plan)
+            caps = capabilities.detect(names.probe_netns(topology.name))
+            capabilities.require(caps, _needed_kinds(plan), topology.source)
+            state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
+                             namespaces=[ns.name for ns in plan.namespaces])
+            self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
+            try:
+                apply.apply_plan(plan, fail_after=fail_after)
+                self.store.write_files(topology.name, plan.files)
+                state.status = "up"
+                state.summary = summarize(topology, plan, caps.notes())
+                self.store.save(state)
+            except BaseException:
+                self._teardown(topology.name, state)
+                raise
+        return UpResult(lab=topology.name, created=True, namespaces=len(plan.namespaces), plan=plan,
+                        notes=tuple(plan.notes) + topology.notes)
+
+    def _already_up(self, existing: LabState, topology: Topology, fingerprint: str, plan: LabPlan) -> UpResult:
+        if existing.fingerprint != fingerprint or existing.topology != topology.source:
+            raise LabError(f"a lab named {topology.name!r} is already up (from {existing.topology})",
+                           f"run `lab down {topology.name}` first, or give this topology another name")
+        missing = [n for n in existing.namespaces if not namespace.exists(n)]
+        if missing:
+            raise LabError(f"lab {topology.name!r} is recorded as up but {len(missing)} of its namespaces are "
+                           f"gone (e.g. {missing[0]})", f"run `lab down {topology.name}` and bring it up again")
+        return UpResult(lab=topology.name, created=False, namespaces=len(existing.namespaces), plan=plan)
+
+    def _check_free(self, plan: LabPlan) -> None:
+        taken = set(namespace.list_all())
+        clash = [ns.name for ns in plan.namespaces if ns.name in taken]
+        if clash:
+            raise LabError(f"network namespace {clash[0]} already exists and does not belong to a lab that is up",
+                           "run `lab cleanup` if an earlier lab left it, or `ip netns del "
+                           f"{clash[0]}` if you made it yourself")
+
+    # -- down ------------------------------------------------------------------------------------
+    def down(self, lab: str) -> apply.Removal:
+        """Remove every namespace, process and file of `lab`; a lab that is not up is not an error."""
+        capabilities.require_root()
+        with self.store.locked(lab):
+            return self._teardown(lab, self.store.load(lab))
+
+    def _teardown(self, lab: str, state: LabState | None) -> apply.Removal:
+        recorded = set(state.namespaces) if state else set()
+        found = {n for n in namespace.list_all() if names.is_lab_netns(n, lab)}
+        removal = apply.remove_namespaces(sorted(recorded | found))
+        self.store.remove(lab)
+        return removal
+
+    # -- inspection ------------------------------------------------------------------------------
+    def list(self) -> list[dict[str, Any]]:
+        rows = []
+        for lab in self.store.labs():
+            state = self.store.load(lab)
+            if state is None:
+                continue
+            summary = state.summary
+            rows.append({"lab": lab, "status": state.status, "topology": state.topology,
+                         "mode": summary.get("mode", "?"), "nodes": len(summary.get("nodes", [])),
+                         "pods": len(summary.get("pods", []))})
+        return rows
+
+    def status(self, lab: str | None = None) -> dict[str, Any]:
+        state = self._state(lab)
+        summary = dict(state.summary)
+        missing = [n for n in state.namespaces if not namespace.exists(n)]
+        summary.update(lab=state.lab, status=state.status if not missing else "degraded", topology=state.topology,
+                       namespaces=len(state.namespaces), missing_namespaces=missing,
+                       daemons=self._daemons(state))
+        for node in summary.get("nodes", []):
+            node["subnet_env"] = self._subnet_env(state.lab, node["name"])
+        return summary
+
+    def _daemons(self, state: LabState) -> list[dict[str, Any]]:
+        inodes = {namespace.inode(n): n for n in state.namespaces if namespace.exists(n)}
+        found = namespace.pids_by_namespace({i for i in inodes if i is not None})
+        rows = []
+        for ino, pids in found.items():
+            for pid in pids:
+                rows.append({"netns": inodes[ino], "pid": pid, "command": _command_of(pid)})
+        return sorted(rows, key=lambda r: (r["netns"], r["pid"]))
+
+    def _subnet_env(self, lab: str, node: str) -> dict[str, str]:
+        path = os.path.join(self.store.files_dir(lab), node, "run/flannel/subnet.env")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return dict(line.strip().split("=", 1) for line in handle if "=" in line)
+        except FileNotFoundError:
+            return {}
+
+    def _state(self, lab: str | None) -> LabState:
+        lab = lab or self.only_lab()
+        state = self.store.load(lab)
+        if state is None:
+            raise LabError(f"no lab named {lab!r} is up", "`lab list` shows the labs that are up")
+        return state
+
+    def only_lab(self) -> str:
+        """The one lab that is up, for commands where naming it is optional."""
+        labs = self.store.labs()
+        if len(labs) == 1:
+            return labs[0]
+        if not labs:
+            raise LabError("no lab is up", "bring one up with `lab up <topology>` (see `lab topologies`)")
+        raise LabError(f"several labs are up ({', '.join(labs)})", "name one with --lab NAME")
+
+    def resolve_target(self, target: str, lab: str | None = None) -> str:
+        """A node name, `namespace/pod`, or a pod name -> its network namespace."""
+        state = self._state(lab)
+        summary = state.summary
+        if target in state.namespaces:
+            return target
+        for node in summary.get("nodes", []):
+            if node["name"] == target:
+                return node["netns"]
+        pods = summary.get("pods", [])
+        matches = [p for p in pods if p["key"] == target] or [p for p in pods if p["name"] == target]
+        if len(matches) == 1:
+            return matches[0]["netns"]
+        if len(matches) > 1:
+            raise LabError(f"pod name {target!r} is ambiguous", "write it as namespace/pod")
+        raise LabError(f"no node or pod {target!r} in lab {state.lab}",
+                       "`lab status` lists the nodes and pods (pods as namespace/pod)")
+
+    def pod_ip(self, target: str, lab: str | None = None) -> str:
+        state = self._state(lab)
+        netns = self.resolve_target(target, state.lab)
+        for pod in state.summary.get("pods", []):
+            if pod["netns"] == netns:
+                return pod["ip"]
+        raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
+
+    # -- cleanup ---------------------------------------------------------------------------------
+    def cleanup(self) -> dict[str, apply.Removal]:
+        """Remove what crashed or killed labs left: labs not fully up, and namespaces of labs with no state."""
+        capabilities.require_root()
+        removed: dict[str, apply.Removal] = {}
+        for lab in self.store.labs():
+            state = self.store.load(lab)
+            broken = state is None or state.status != "up" or any(not namespace.exists(n) for n in state.namespaces)
+            if broken:
+                with self.store.locked(lab):
+                    removed[lab] = self._teardown(lab, state)
+        known = set(self.store.labs())
+        everything = namespace.list_all()
+        orphan_labs = {names.lab_of(n) for n in everything if names.is_lab_marker(n)} - known
+        for lab in sorted(orphan_labs):
+            removed[lab] = apply.remove_namespaces([n for n in everything if names.is_lab_netns(n, lab)])
+        return removed
+
+
+def summarize(topology: Topology, plan: LabPlan, capability_notes: list[str]) -> dict[str, Any]:
+    """What `lab status` shows, recorded at `up` time."""
+    config = topology.cluster.flannel
+    backend = config.backend
+    mode = backend.type + ("+DirectRouting" if backend.direct_routing else "")
+    node_notes = {ns.owner: list(ns.notes) for ns in plan.namespaces if ns.role == "node"}
+    nodes = [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "ip": str(n.ip),
+              "network": n.network, "subnet": str(n.pod_cidr),
+              "mtu": flannel.mtu(config, topology.network(n.network).mtu), "notes": node_notes.get(n.name, [])}
+             for n in topology.nodes]
+    pods = [{"key": p.key, "name": p.name, "namespace": p.namespace, "node": p.node, "ip": str(p.ip),
+             "netns": names.pod_netns(topology.name, p.namespace, p.name), "labels": dict(p.labels)}
+            for p in topology.pods]
+    networks = [{"name": n.name, "cidr": str(n.cidr), "gateway": str(n.gateway), "mtu": n.mtu}
+                for n in topology.networks]
+    return {"cni": topology.cluster.cni, "mode": mode, "network": str(config.network),
+            "subnet_len": config.subnet_len, "vni": backend.vni if backend.type == "vxlan" else None,
+            "port": (backend.port or 8472) if backend.type == "vxlan" else None,
+            "underlay": {"netns": names.underlay_netns(topology.name), "networks": networks},
+            "nodes": nodes, "pods": pods, "notes": list(plan.notes) + list(topology.notes),
+            "capabilities": capability_notes}
+
+
+def _needed_kinds(plan: LabPlan) -> list[str]:
+    return sorted({link.kind for ns in plan.namespaces for link in ns.links if link.kind != "existing"})
+
+
+def _fingerprint(topology: Topology) -> str:
+    return hashlib.sha256(repr(topology).encode()).hexdigest()[:16]
+
+
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"

@@ -1,0 +1,113 @@
+"""What this machine can do, found by trying it in a scratch namespace (never in the host's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+from pyroute2 import IPRoute
+
+from lab.errors import LabError, NotRootError
+from lab.netns import namespace
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+TOOLS = ("ip", "bridge", "iptables", "ipset", "tcpdump", "iperf3", "ping", "bird", "birdc")
+SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Kernel link kinds that can be created, br_netfilter, and the tools on PATH."""
+
+    kinds: dict[str, bool]
+    br_netfilter: bool
+    tools: dict[str, bool]
+
+    def has(self, kind: str) -> bool:
+        return self.kinds.get(kind, False)
+
+    def notes(self) -> list[str]:
+        missing = [k for k, ok in self.kinds.items() if not ok]
+        notes = [f"kernel: {', '.join(k for k, ok in self.kinds.items() if ok)} available"]
+        if missing:
+            notes.append(f"kernel lacks: {', '.join(missing)}")
+        notes.append("br_netfilter: " + ("loaded" if self.br_netfilter else "not loaded (bridged traffic "
+                                                                          "bypasses iptables)"))
+        absent = [t for t, ok in self.tools.items() if not ok]
+        if absent:
+            notes.append(f"tools not installed: {', '.join(absent)} (run scripts/install-deps.sh)")
+        return notes
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def require_root() -> None:
+    """Fail clearly unless this process may create namespaces and links."""
+    effective = _effective_caps()
+    if effective is None:
+        ok = os.geteuid() == 0
+    else:
+        ok = bool(effective >> CAP_NET_ADMIN & 1) and bool(effective >> CAP_SYS_ADMIN & 1)
+    if not ok:
+        raise NotRootError("lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces",
+                           "run it with sudo, e.g. `sudo lab up flannel-vxlan`, or inside the Vagrant VM: "
+                           "`vagrant up && vagrant ssh -c 'sudo lab up flannel-vxlan'`")
+
+
+def _effective_caps() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        return None
+    return None
+
+
+def detect(scratch_name: str | None = None) -> Capabilities:
+    """Try each link kind in a throw-away namespace, then remove it."""
+    scratch = scratch_name or f"lab-probe-{os.getpid()}"
+    namespace.create_many([scratch])
+    try:
+        kinds, br_netfilter = namespace.run_in(scratch, _probe_kernel)
+    finally:
+        namespace.remove(scratch)
+    return Capabilities(kinds=kinds, br_netfilter=br_netfilter,
+                        tools={tool: shutil.which(tool) is not None for tool in TOOLS})
+
+
+def _probe_kernel() -> tuple[dict[str, bool], bool]:
+    kinds: dict[str, bool] = {}
+    with IPRoute() as ipr:
+        for kind in SCRATCH_KINDS:
+            kinds[kind] = _try_kind(ipr, kind)
+    return kinds, os.path.isdir("/proc/sys/net/bridge")
+
+
+def _try_kind(ipr: IPRoute, kind: str) -> bool:
+    name = f"probe-{kind}"[:15]
+    spec: dict = {"ifname": name, "kind": kind}
+    if kind == "veth":
+        spec["peer"] = "probe-peer"
+    elif kind == "vxlan":
+        spec.update(vxlan_id=1, vxlan_local="127.0.0.1")
+    elif kind == "ipip":
+        spec.update(ipip_local="127.0.0.1")
+    try:
+        ipr.link("add", **spec)
+    except Exception:  # any refusal means the kind is unusable here
+        return False
+    return True
+
+
+def require(capabilities: Capabilities, kinds: list[str], topology: str) -> None:
+    """Fail before touching the kernel if the topology needs a link kind this kernel lacks."""
+    missing = [k for k in kinds if not capabilities.has(k)]
+    if missing:
+        raise LabError(f"{topology} needs the kernel's {', '.join(missing)} support, which this kernel lacks",
+                       "load the module (modprobe " + " ".join(missing) + ") or run the lab in the Vagrant VM "
+                       "(see README)")

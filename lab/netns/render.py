@@ -1,0 +1,142 @@
+"""A plan as the equivalent `ip`, `bridge` and `sysctl` commands (the dry run, and the benchmark floor)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
+
+Tool = Literal["ip", "bridge", "sysctl"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command run inside one namespace; `args` exclude the tool and its namespace option."""
+
+    tool: Tool
+    netns: str
+    args: tuple[str, ...]
+
+    def argv(self) -> list[str]:
+        if self.tool == "sysctl":
+            return ["ip", "netns", "exec", self.netns, "sysctl", "-qw", *self.args]
+        return [self.tool, "-n", self.netns, *self.args]
+
+    def shell(self) -> str:
+        return shlex.join(self.argv())
+
+
+def namespace_commands(ns: NamespacePlan) -> list[Command]:
+    """Commands configuring one namespace, in the order the lab applies them."""
+    out: list[Command] = []
+
+    def ip(*args: str) -> None:
+        out.append(Command("ip", ns.name, tuple(args)))
+
+    for link in ns.links:
+        for args in _link_args(link):
+            ip(*args)
+    for sysctl in ns.sysctls:
+        out.append(Command("sysctl", ns.name, (_sysctl_arg(sysctl),)))
+    for address in ns.addresses:
+        ip(*_address_args(address))
+    for neighbour in ns.neighbours:
+        ip(*_neighbour_args(neighbour))
+    for entry in ns.fdb:
+        out.append(Command("bridge", ns.name, _fdb_args(entry)))
+    for route in ns.routes:
+        ip(*_route_args(route))
+    return out
+
+
+def script(plan: LabPlan) -> str:
+    """The whole plan as a shell script with one comment header per namespace."""
+    lines = [f"# lab {plan.lab}: {len(plan.namespaces)} network namespaces, {plan.object_count} kernel objects"]
+    lines += [f"# {note}" for note in plan.notes]
+    lines += [f"ip netns add {shlex.quote(ns.name)}" for ns in plan.namespaces]
+    for ns in plan.namespaces:
+        lines.append("")
+        lines.append(f"# {ns.role} {ns.owner}: namespace {ns.name}")
+        lines += [f"# {note}" for note in ns.notes]
+        lines += [command.shell() for command in namespace_commands(ns)]
+    for path, content in plan.files.items():
+        lines.append("")
+        lines.append(f"# file {path}")
+        lines += [f"#   {line}" for line in content.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _link_args(link: Link) -> list[tuple[str, ...]]:
+    if link.kind == "existing":
+        args = ["link", "set", "dev", link.name]
+        if link.mtu:
+            args += ["mtu", str(link.mtu)]
+        return [tuple(args + (["up"] if link.up else []))]
+    args = ["link", "add", link.name, "index", str(link.index)]
+    if link.mtu:
+        args += ["mtu", str(link.mtu)]
+    if link.mac:
+        args += ["address", link.mac]
+    if link.master:
+        args += ["master", link.master]
+    if link.up:
+        args.append("up")
+    args += ["type", link.kind]
+    if link.kind == "veth":
+        peer = link.peer
+        args += ["peer", "name", peer.name, "index", str(peer.index)]
+        if peer.mtu:
+            args += ["mtu", str(peer.mtu)]
+        if peer.mac:
+            args += ["address", peer.mac]
+        args += ["netns", peer.netns]
+    elif link.kind == "vxlan":
+        vx = link.vxlan
+        args += ["id", str(vx.vni), "local", vx.local, "dev", vx.dev]
+        if vx.port:
+            args += ["dstport", str(vx.port)]
+        args += ["learning" if vx.learning else "nolearning", "ttl", "0"]
+    commands = [tuple(args)]
+    if link.hairpin:
+        commands.append(("link", "set", "dev", link.name, "type", "bridge_slave", "hairpin", "on"))
+    return commands
+
+
+def _sysctl_arg(sysctl: Sysctl) -> str:
+    """`net/ipv6/conf/flannel.1/accept_ra` -> `net.ipv6.conf.flannel/1.accept_ra=0` (sysctl's notation)."""
+    parts = [part.replace(".", "/") for part in sysctl.key.split("/")]
+    return ".".join(parts) + "=" + sysctl.value
+
+
+def _address_args(address: Address) -> tuple[str, ...]:
+    args = ["addr", "add", address.cidr]
+    if address.broadcast and not address.cidr.endswith(("/31", "/32")):
+        args += ["brd", "+"]
+    return tuple(args + ["dev", address.dev])
+
+
+def _route_args(route: Route) -> tuple[str, ...]:
+    dst = "default" if route.dst == "0.0.0.0/0" else route.dst
+    args = ["route", "replace"]
+    if route.type != "unicast":
+        args.append(route.type)
+    args.append(dst)
+    if route.gateway:
+        args += ["via", route.gateway]
+    if route.dev:
+        args += ["dev", route.dev]
+    if route.onlink:
+        args.append("onlink")
+    if route.protocol != 3:
+        args += ["proto", str(route.protocol)]
+    return tuple(args)
+
+
+def _neighbour_args(neighbour: Neighbour) -> tuple[str, ...]:
+    return ("neigh", "replace", neighbour.ip, "lladdr", neighbour.mac, "dev", neighbour.dev, "nud", "permanent")
+
+
+def _fdb_args(entry: FdbEntry) -> tuple[str, ...]:
+    return ("fdb", "replace", entry.mac, "dev", entry.dev, "dst", entry.dst, "self", "permanent")

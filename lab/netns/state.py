@@ -1,0 +1,94 @@
+"""Per-lab state on disk: what was created, so `lab down` and `lab cleanup` can remove all of it.
+
+Layout: <root>/<lab>/state.json, <root>/<lab>/files/... (e.g. each node's run/flannel/subnet.env),
+and <root>/<lab>.lock. The state is written before anything is created and updated as it is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+DEFAULT_ROOT = "/run/lab"
+
+
+@dataclass
+class LabState:
+    """What the lab recorded about one lab."""
+
+    lab: str
+    topology: str
+    fingerprint: str
+    status: str = "creating"        # creating | up
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+
+class StateStore:
+    """The directory holding every lab's state."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = root
+
+    def lab_dir(self, lab: str) -> str:
+        return os.path.join(self.root, lab)
+
+    def files_dir(self, lab: str) -> str:
+        return os.path.join(self.lab_dir(lab), "files")
+
+    def load(self, lab: str) -> LabState | None:
+        try:
+            with open(os.path.join(self.lab_dir(lab), "state.json"), encoding="utf-8") as handle:
+                return LabState(**json.load(handle))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            return LabState(lab=lab, topology="?", fingerprint="", status="corrupt")
+
+    def save(self, state: LabState) -> None:
+        directory = self.lab_dir(state.lab)
+        os.makedirs(directory, exist_ok=True)
+        temporary = os.path.join(directory, "state.json.tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(asdict(state), handle, indent=1)
+        os.replace(temporary, os.path.join(directory, "state.json"))
+
+    def write_files(self, lab: str, files: dict[str, str]) -> None:
+        for relative, content in files.items():
+            target = os.path.join(self.files_dir(lab), relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(content)
+
+    def remove(self, lab: str) -> None:
+        shutil.rmtree(self.lab_dir(lab), ignore_errors=True)
+        try:
+            os.unlink(self._lock_path(lab))
+        except FileNotFoundError:
+            pass
+
+    def labs(self) -> list[str]:
+        try:
+            return sorted(entry for entry in os.listdir(self.root)
+                          if os.path.isdir(os.path.join(self.root, entry)))
+        except FileNotFoundError:
+            return []
+
+    def _lock_path(self, lab: str) -> str:
+        return os.path.join(self.root, f"{lab}.lock")
+
+    @contextmanager
+    def locked(self, lab: str) -> Iterator[None]:
+        """Serialise lifecycle commands on one lab."""
+        os.makedirs(self.root, exist_ok=True)
+        with open(self._lock_path(lab), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
