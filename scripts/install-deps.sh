@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install everything the lab needs on Debian or Ubuntu, as root. Idempotent: installs only what is missing.
+#   scripts/install-deps.sh          run-time packages + the lab in .venv, `lab` linked into /usr/local/bin
+#   scripts/install-deps.sh --test   the same, plus what the tests need (pytest, vagrant)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: run as root (sudo $0): the lab creates network namespaces and installs Debian packages" >&2
+  exit 1
+fi
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+runtime=(iproute2 iptables ipset tcpdump iperf3 iputils-ping bird procps kmod python3 python3-venv ca-certificates)
+testing=(vagrant)
+
+missing=()
+for pkg in "${runtime[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "$with_tests" = 1 ]; then
+  for pkg in "${testing[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+fi
+
+bird_was_installed=1
+dpkg -s bird >/dev/null 2>&1 || bird_was_installed=0
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's bird package starts BIRD in the host's namespace; the lab runs its own BIRDs inside node
+# namespaces only, so stop a service that this script caused to start.
+if [ "$bird_was_installed" = 0 ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now bird.service bird6.service >/dev/null 2>&1 || true
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "install-deps: the lab needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+extras=""
+[ "$with_tests" = 1 ] && extras="[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+ln -sf "$(pwd)/.venv/bin/lab" /usr/local/bin/lab
+echo "install-deps: ready ($(.venv/bin/lab --help >/dev/null && echo 'lab' installed as /usr/local/bin/lab))"

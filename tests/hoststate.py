@@ -1,0 +1,41 @@
+"""A snapshot of the host's root network namespace: links, addresses, routes, rules, iptables, sysctls."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+COMMANDS = {
+    "links": ["ip", "-d", "link", "show"],
+    "addresses": ["ip", "addr", "show"],
+    "routes4": ["ip", "route", "show", "table", "all"],
+    "routes6": ["ip", "-6", "route", "show", "table", "all"],
+    "rules4": ["ip", "rule", "show"],
+    "rules6": ["ip", "-6", "rule", "show"],
+    "iptables": ["iptables-save"],
+    "ip6tables": ["ip6tables-save"],
+    "sysctl": ["sysctl", "-a", "-r", r"^net\."],
+}
+VOLATILE_SYSCTLS = re.compile(r"nf_conntrack_count|_early_demux_|^net\.netfilter\.nf_conntrack_buckets")
+
+
+def _clean(name: str, text: str) -> str:
+    lines = text.splitlines()
+    if name in ("iptables", "ip6tables"):
+        lines = [re.sub(r"\[\d+:\d+\]", "", l) for l in lines if not l.startswith("#")]
+    if name == "addresses":
+        lines = [l for l in lines if "valid_lft" not in l]
+    if name == "sysctl":
+        lines = [l for l in lines if not VOLATILE_SYSCTLS.search(l)]
+    return "\n".join(lines)
+
+
+def snapshot() -> dict[str, str]:
+    state = {}
+    for name, argv in COMMANDS.items():
+        if not shutil.which(argv[0]):
+            continue
+        result = subprocess.run(argv, capture_output=True, text=True)
+        state[name] = _clean(name, result.stdout)
+    return state

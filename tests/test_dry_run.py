@@ -1,0 +1,57 @@
+"""`lab up --dry-run` prints equivalent commands, needs no privileges, and touches nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, netns_list, run_lab
+
+pytestmark = pytest.mark.needs_root
+
+
+def kernel_view(netns: str) -> list[str]:
+    """What a user reads with ip/bridge (device MACs that both sides pick at random aside)."""
+    out = []
+    for argv in (["ip", "route"], ["ip", "neigh", "show", "nud", "permanent"], ["ip", "-br", "-4", "addr"],
+                 ["bridge", "fdb", "show", "dev", "flannel.1"]):
+        result = subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True)
+        out.append(result.stdout)
+    return out
+
+
+def test_dry_run_touches_nothing_and_needs_no_privilege():
+    before = netns_list()
+    argv = [sys.executable, "-m", "lab.cli", "up", "--dry-run", "flannel-vxlan"]
+    if shutil.which("setpriv"):
+        argv = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_admin,-sys_admin", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "ip -n flannel-vxlan.k8s-node01 link add flannel.1" in result.stdout
+    assert "type vxlan id 1 local 192.168.10.72 dev eth0 nolearning" in result.stdout
+    assert "bridge -n flannel-vxlan.k8s-node01 fdb replace" in result.stdout
+    assert "ip -n flannel-vxlan.k8s-node01 route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink" in result.stdout
+    assert "sysctl -qw net.ipv4.ip_forward=1" in result.stdout
+    assert netns_list() == before
+
+
+@pytest.mark.parametrize("topology", ["flannel-vxlan", "flannel-directrouting"])
+def test_replaying_the_dry_run_builds_the_same_kernel_state(topology):
+    script = run_lab("up", "--dry-run", topology).stdout
+    nodes = ["k8s-master01", "k8s-node01", "k8s-node02", "k8s-node03"]
+    replay = subprocess.run(["bash", "-e"], input=script, capture_output=True, text=True)
+    try:
+        assert replay.returncode == 0, replay.stderr
+        replayed = {n: kernel_view(f"{topology}.{n}") for n in nodes}
+    finally:
+        for name in [n for n in netns_list() if n.startswith(f"{topology}.")]:
+            subprocess.run(["ip", "netns", "del", name])
+    run_lab("up", topology)
+    try:
+        applied = {n: kernel_view(f"{topology}.{n}") for n in nodes}
+    finally:
+        run_lab("down", topology)
+    assert applied == replayed

@@ -1,0 +1,161 @@
+"""Every node's kernel state matches the flannel reference exactly, for every shipped flannel topology."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+
+import pytest
+
+import expect
+from conftest import TOPOLOGIES, run_lab
+from kernel import RouteRow, Snapshot, sysctl
+
+pytestmark = pytest.mark.needs_root
+
+FLANNEL_TOPOLOGIES = ["flannel-vxlan", "flannel-hostgw", "flannel-directrouting", "flannel-hostgw-crosssubnet"]
+VETH = re.compile(r"^veth[0-9a-f]{8}$")
+
+
+@pytest.fixture(scope="module", params=FLANNEL_TOPOLOGIES)
+def lab(request, labs):
+    spec = expect.load(TOPOLOGIES / f"{request.param}.yaml")
+    labs(request.param)
+    snapshots = {n.name: Snapshot(spec.node_netns(n)) for n in spec.nodes}
+    return spec, snapshots
+
+
+def expected_routes(spec: expect.Expected, node: expect.NodeSpec) -> set[RouteRow]:
+    """Reference §1.9 / §2: default, connected, cni0 (with pods), one route per reachable remote lease."""
+    routes = {
+        RouteRow("default", str(node.gateway), "eth0", "boot", "global", False),
+        RouteRow(str(node.cidr), None, "eth0", "kernel", "link", False, str(node.ip)),
+    }
+    if node.pods:
+        routes.add(RouteRow(str(node.subnet), None, "cni0", "kernel", "link", False,
+                            str(node.subnet.network_address + 1)))
+    for peer in spec.nodes:
+        if peer is node:
+            continue
+        direct = spec.same_segment(node, peer)
+        if spec.vxlan and not (spec.direct_routing and direct):
+            vtep = str(peer.subnet.network_address)
+            routes.add(RouteRow(str(peer.subnet), vtep, f"flannel.{spec.vni}", "boot", "global", True))
+        elif direct:
+            routes.add(RouteRow(str(peer.subnet), str(peer.ip), "eth0", "boot", "global", False))
+        # host-gw to a peer on another segment: the kernel refuses it, no route
+    return routes
+
+
+def test_links_are_exactly_the_flannel_devices(lab):
+    spec, snaps = lab
+    for node in spec.nodes:
+        snap = snaps[node.name]
+        expected = {"lo", "eth0"} | ({f"flannel.{spec.vni}"} if spec.vxlan else set()) | ({"cni0"} if node.pods else set())
+        veths = {name for name in snap.links if VETH.match(name)}
+        assert set(snap.links) - veths == expected, node.name
+        assert len(veths) == len(node.pods), node.name
+        assert snap.kind("eth0") == "veth" and snap.mtu("eth0") == node.mtu and snap.is_up("eth0")
+        assert snap.addresses_of("eth0") == {f"{node.ip}/{node.cidr.prefixlen}"}
+
+
+def test_vxlan_device_matches_flanneld(lab):
+    spec, snaps = lab
+    if not spec.vxlan:
+        pytest.skip("host-gw creates no flannel device (reference §2)")
+    for node in spec.nodes:
+        snap = snaps[node.name]
+        dev = f"flannel.{spec.vni}"
+        data = snap.info_data(dev)
+        assert snap.kind(dev) == "vxlan"
+        assert data["IFLA_VXLAN_ID"] == spec.vni
+        assert data["IFLA_VXLAN_PORT"] == spec.port
+        assert data["IFLA_VXLAN_LEARNING"] == 0                       # nolearning
+        assert data["IFLA_VXLAN_LOCAL"] == str(node.ip)
+        assert data["IFLA_VXLAN_LINK"] == snap.link("eth0")["index"]  # dev eth0
+        assert data["IFLA_VXLAN_TTL"] == 0 and data["IFLA_VXLAN_AGEING"] == 300
+        assert snap.mtu(dev) == node.mtu - 50 == 1450
+        assert snap.is_up(dev)
+        first = int(snap.mac(dev).split(":")[0], 16)
+        assert first & 0x02 and not first & 0x01, "VTEP MAC must be locally administered unicast"
+        assert snap.addresses_of(dev) == {f"{node.subnet.network_address}/32"}
+
+
+def test_cni0_and_pod_ports(lab):
+    spec, snaps = lab
+    for node in spec.nodes:
+        if not node.pods:
+            continue
+        snap = snaps[node.name]
+        gateway = node.subnet.network_address + 1
+        assert snap.kind("cni0") == "bridge" and snap.mtu("cni0") == spec.mtu(node) and snap.is_up("cni0")
+        assert (("cni0", f"{gateway}/{node.subnet.prefixlen}", str(node.subnet.broadcast_address))
+                in snap.addresses)
+        for name in [n for n in snap.links if VETH.match(n)]:
+            assert snap.master(name) == "cni0"
+            assert snap.mtu(name) == spec.mtu(node)
+            assert snap.slave_data(name)["IFLA_BRPORT_MODE"] == 1, "hairpin on"
+
+
+def test_routes_are_exact(lab):
+    spec, snaps = lab
+    for node in spec.nodes:
+        assert set(snaps[node.name].routes) == expected_routes(spec, node), node.name
+
+
+def test_neighbours_and_fdb_point_at_each_remote_vtep(lab):
+    spec, snaps = lab
+    if not spec.vxlan:
+        assert all(f"flannel.{spec.vni}" not in s.links for s in snaps.values())
+        return
+    dev = f"flannel.{spec.vni}"
+    for node in spec.nodes:
+        snap = snaps[node.name]
+        tunnelled = [p for p in spec.nodes if p is not node and not (spec.direct_routing and spec.same_segment(node, p))]
+        remote_mac = {p.name: snaps[p.name].mac(dev) for p in tunnelled}
+        assert snap.permanent_neighbours(dev) == {(str(p.subnet.network_address), remote_mac[p.name]) for p in tunnelled}
+        assert snap.fdb_entries(dev) == {(remote_mac[p.name], str(p.ip), True, True) for p in tunnelled}
+
+
+def test_pods_are_wired_like_the_bridge_plugin(lab):
+    spec, _ = lab
+    for node in spec.nodes:
+        gateway = str(node.subnet.network_address + 1)
+        for pod in node.pods:
+            snap = Snapshot(spec.pod_netns(pod))
+            assert set(snap.links) == {"lo", "eth0"}
+            assert snap.mtu("eth0") == spec.mtu(node) and snap.is_up("eth0")
+            assert snap.addresses_of("eth0") == {f"{pod.ip}/{node.subnet.prefixlen}"}
+            assert set(snap.routes) == {
+                RouteRow("default", gateway, "eth0", "boot", "global", False),
+                RouteRow(str(spec.network), gateway, "eth0", "boot", "global", False),
+                RouteRow(str(node.subnet), None, "eth0", "kernel", "link", False, str(pod.ip)),
+            }
+            assert sysctl(spec.pod_netns(pod), "net.ipv4.conf.eth0.arp_notify") == "1"
+
+
+def test_node_sysctls(lab):
+    spec, _ = lab
+    for node in spec.nodes:
+        netns = spec.node_netns(node)
+        assert sysctl(netns, "net.ipv4.ip_forward") == "1"
+        if spec.vxlan:
+            assert sysctl(netns, f"net.ipv6.conf.flannel/{spec.vni}.accept_ra") == "0"
+
+
+def test_status_reports_subnet_env(lab):
+    spec, _ = lab
+    status = json.loads(run_lab("status", spec.lab, "--json").stdout)
+    assert status["mode"].startswith(spec.backend)
+    for node in spec.nodes:
+        row = next(n for n in status["nodes"] if n["name"] == node.name)
+        assert row["subnet_env"] == {
+            "FLANNEL_NETWORK": str(spec.network),
+            "FLANNEL_SUBNET": f"{node.subnet.network_address + 1}/{node.subnet.prefixlen}",
+            "FLANNEL_MTU": str(spec.mtu(node)),
+            "FLANNEL_IPMASQ": "true",
+        }
+    for pod in spec.pods:
+        row = next(p for p in status["pods"] if p["key"] == f"{pod.namespace}/{pod.name}")
+        assert ipaddress.IPv4Address(row["ip"]) == pod.ip
