@@ -50,11 +50,7 @@ CASES = [
           - {name: lan, cidr: 192.168.10.0/24
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 5, None, "not valid YAML",
-         marks=pytest.mark.xfail(strict=True, reason=(
-             "loader bug: yamlsource.parse reports only PyYAML's problem_mark (line 6, where `nodes:` is "
-             "met) and drops the context_mark ('while parsing a flow mapping' at line 5), so the error "
-             "never names the line of the unclosed '{'"))),
+        """, 5, None, "not valid YAML"),
     case("yaml-duplicate-key", """\
         name: bad-input
         cluster:
@@ -491,6 +487,86 @@ CASES = [
             spec:
               containers: [{name: web, image: nginx}]
         """, 12, "resources[0].spec", "has no spec.nodeName"),
+    case("pod-manifest-namespace-undeclared", """\
+        name: bad-input
+        cluster:
+          cni: flannel
+        networks:
+          - {name: lan, cidr: 192.168.10.0/24}
+        nodes:
+          - {name: n1, ip: 192.168.10.11}
+        resources:
+          - apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web
+              namespace: prod
+            spec: {nodeName: n1}
+        """, 13, "resources[0].metadata.namespace", "namespace 'prod' is not declared"),
+    case("pod-manifest-container-port-out-of-range", """\
+        name: bad-input
+        cluster:
+          cni: flannel
+        networks:
+          - {name: lan, cidr: 192.168.10.0/24}
+        nodes:
+          - {name: n1, ip: 192.168.10.11}
+        resources:
+          - apiVersion: v1
+            kind: Pod
+            metadata: {name: web}
+            spec:
+              nodeName: n1
+              containers:
+                - name: web
+                  image: nginx
+                  ports:
+                    - containerPort: 99999
+        """, 18, "resources[0].spec.containers[0].ports[0].containerPort", "must be from 1 to 65535"),
+    case("pod-manifest-labels-not-a-map", """\
+        name: bad-input
+        cluster:
+          cni: flannel
+        networks:
+          - {name: lan, cidr: 192.168.10.0/24}
+        nodes:
+          - {name: n1, ip: 192.168.10.11}
+        resources:
+          - apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web
+              labels: [app, web]
+            spec: {nodeName: n1}
+        """, 13, "resources[0].metadata.labels", "labels"),
+    case("pod-manifest-invalid-name", """\
+        name: bad-input
+        cluster:
+          cni: flannel
+        networks:
+          - {name: lan, cidr: 192.168.10.0/24}
+        nodes:
+          - {name: n1, ip: 192.168.10.11}
+        resources:
+          - apiVersion: v1
+            kind: Pod
+            metadata:
+              name: Web_1
+            spec: {nodeName: n1}
+        """, 12, "resources[0].metadata.name", "not a valid pod name"),
+    case("namespace-manifest-name-with-dot", """\
+        name: bad-input
+        cluster:
+          cni: flannel
+        networks:
+          - {name: lan, cidr: 192.168.10.0/24}
+        nodes:
+          - {name: n1, ip: 192.168.10.11}
+        resources:
+          - apiVersion: v1
+            kind: Namespace
+            metadata: {name: a.b}
+        """, 11, "resources[0].metadata.name", "not a valid namespace name"),
 ]
 
 

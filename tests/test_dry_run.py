@@ -19,7 +19,7 @@ def kernel_view(netns: str) -> list[str]:
     for argv in (["ip", "route"], ["ip", "neigh", "show", "nud", "permanent"], ["ip", "-br", "-4", "addr"],
                  ["bridge", "fdb", "show", "dev", "flannel.1"]):
         result = subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True)
-        out.append(result.stdout)
+        out.append(sorted(result.stdout.splitlines()))  # neighbour and fdb dumps are in hash order
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace
 from lab.topology.yamlsource import Document, Path, parse, parse_one
 
 IFNAME_MAX = 15
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
                  "Role", "RoleBinding"}
 BUILTIN_NAMESPACES = ("default", "kube-system")
@@ -26,6 +29,29 @@ class Item:
     data: Any
     document: Document
     path: Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an entry's fields live: a topology path, or the fields of a real manifest.
+
+    `renames` maps a topology key path (e.g. ("node",)) to the manifest path holding it
+    (e.g. ("spec", "nodeName")), so errors about a Pod manifest name the manifest's own field.
+    """
+
+    document: Document
+    base: Path
+    renames: dict = None
+
+    def path(self, keys: Path) -> Path:
+        renames = self.renames or {}
+        for size in range(len(keys), 0, -1):
+            if keys[:size] in renames:
+                return self.base + renames[keys[:size]] + keys[size:]
+        return self.base + keys
+
+    def error(self, keys: Path, message: str, hint: str | None = None) -> TopologyError:
+        return self.document.error(self.path(keys), message, hint)
 
 
 def load(path: str) -> Topology:
@@ -190,7 +216,7 @@ class _Builder:
                     raise self.fail(path + ("ip",), f"duplicate IP {ip}: node {other.name!r} has it too")
             pod_cidr = self._pod_cidr(entry, flannel, nodes, path)
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr,
-                              labels=self._labels(entry, path)))
+                              labels=self._labels(entry, Source(self.doc, path))))
         return tuple(nodes)
 
     def _node_network(self, entry: dict, networks: tuple[Network, ...], path: Path) -> Network:
@@ -220,14 +246,17 @@ class _Builder:
     # -- namespaces and pods ---------------------------------------------------------------------
     def _namespaces(self, items: list[Item]) -> tuple[Namespace, ...]:
         namespaces: dict[str, Namespace] = {}
-        declared = [(entry, ("namespaces", i), self.doc) for i, entry in enumerate(self.data.get("namespaces", []))]
-        declared += [(_namespace_manifest(it), it.path, it.document) for it in items
+        declared = [(entry, Source(self.doc, ("namespaces", i))) for i, entry in enumerate(self.data.get("namespaces", []))]
+        declared += [_namespace_manifest(it) for it in items
                      if isinstance(it.data, dict) and it.data.get("kind") == "Namespace"]
-        for entry, path, document in declared:
+        for entry, source in declared:
             name = entry["name"]
+            if not isinstance(name, str) or not DNS_LABEL.match(name):
+                raise source.error(("name",), f"{name!r} is not a valid namespace name",
+                                   "a namespace name is a DNS label: lower-case letters, digits and '-'")
             if name in namespaces:
-                raise document.error(path, f"duplicate namespace {name!r}")
-            own = dict(self._labels(entry, path, document))
+                raise source.error(("name",), f"duplicate namespace {name!r}")
+            own = dict(self._labels(entry, source))
             own["kubernetes.io/metadata.name"] = name
             namespaces[name] = Namespace(name=name, labels=frozen_labels(own))
         for name in BUILTIN_NAMESPACES:
@@ -235,44 +264,44 @@ class _Builder:
         return tuple(namespaces.values())
 
     def _pods(self, items: list[Item], nodes: tuple[Node, ...], namespaces: tuple[Namespace, ...]) -> list[tuple]:
-        entries = [(entry, ("pods", i), self.doc) for i, entry in enumerate(self.data.get("pods", []))]
-        entries += [(_pod_manifest(it), it.path, it.document) for it in items
-                    if isinstance(it.data, dict) and it.data.get("kind") == "Pod"]
+        entries = [(entry, Source(self.doc, ("pods", i))) for i, entry in enumerate(self.data.get("pods", []))]
+        entries += [_pod_manifest(it) for it in items if isinstance(it.data, dict) and it.data.get("kind") == "Pod"]
         seen: set[tuple[str, str]] = set()
         known_ns = {n.name for n in namespaces}
         node_names = {n.name for n in nodes}
         pods = []
-        for entry, path, document in entries:
+        for entry, source in entries:
+            name = entry["name"]
+            if not isinstance(name, str) or not POD_NAME.match(name):
+                raise source.error(("name",), f"{name!r} is not a valid pod name",
+                                   "a pod name is a DNS subdomain: lower-case letters, digits, '-' and '.'")
             namespace = entry.get("namespace", "default")
             if namespace not in known_ns:
-                raise document.error(path + ("namespace",), f"namespace {namespace!r} is not declared",
-                                     "add it under `namespaces:` (only default and kube-system exist unasked)")
-            if (namespace, entry["name"]) in seen:
-                raise document.error(path + ("name",), f"duplicate pod {namespace}/{entry['name']}")
-            seen.add((namespace, entry["name"]))
+                raise source.error(("namespace",), f"namespace {namespace!r} is not declared",
+                                   "add it under `namespaces:` (only default and kube-system exist unasked)")
+            if (namespace, name) in seen:
+                raise source.error(("name",), f"duplicate pod {namespace}/{name}")
+            seen.add((namespace, name))
             if entry["node"] not in node_names:
-                raise document.error(path + ("node",), f"pod {namespace}/{entry['name']} is on node "
-                                     f"{entry['node']!r}, which does not exist",
-                                     f"nodes are: {', '.join(sorted(node_names))}")
-            ports = self._ports(entry, path, document)
-            pods.append((entry, path, document, namespace, ports))
+                raise source.error(("node",), f"pod {namespace}/{name} is on node {entry['node']!r}, which does "
+                                   f"not exist", f"nodes are: {', '.join(sorted(node_names))}")
+            pods.append((entry, source, namespace, self._ports(entry, source)))
         return pods
 
-    def _ports(self, entry: dict, path: Path, document: Document) -> tuple[ContainerPort, ...]:
+    def _ports(self, entry: dict, source: Source) -> tuple[ContainerPort, ...]:
         ports: list[ContainerPort] = []
         for index, port in enumerate(entry.get("containerPorts", [])):
-            where = path + ("containerPorts", index)
+            where = ("containerPorts", index)
             number, protocol = port.get("containerPort"), port.get("protocol", "TCP")
             if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
-                raise document.error(where + ("containerPort",), f"port {number!r} must be from 1 to 65535")
+                raise source.error(where + ("containerPort",), f"port {number!r} must be from 1 to 65535")
             if protocol not in ("TCP", "UDP", "SCTP"):
-                raise document.error(where + ("protocol",), f"protocol {protocol!r} must be TCP, UDP or SCTP")
-            cp = ContainerPort(port=port["containerPort"], protocol=port.get("protocol", "TCP"),
-                               name=port.get("name"))
+                raise source.error(where + ("protocol",), f"protocol {protocol!r} must be TCP, UDP or SCTP")
+            cp = ContainerPort(port=number, protocol=protocol, name=port.get("name"))
             if cp.name and any(p.name == cp.name for p in ports):
-                raise document.error(where + ("name",), f"duplicate port name {cp.name!r}")
+                raise source.error(where + ("name",), f"duplicate port name {cp.name!r}")
             if any((p.port, p.protocol) == (cp.port, cp.protocol) for p in ports):
-                raise document.error(where, f"duplicate port {cp.port}/{cp.protocol}")
+                raise source.error(where, f"duplicate port {cp.port}/{cp.protocol}")
             ports.append(cp)
         return tuple(ports)
 
@@ -285,31 +314,30 @@ class _Builder:
                             "net-conf.json, or fewer nodes") from None
         by_node = {n.name: n for n in nodes}
         requests = []
-        for entry, path, document, namespace, ports in pods:
+        for entry, source, namespace, ports in pods:
             ip = None
             if "ip" in entry:
-                ip = self._pod_ip(entry, by_node[entry["node"]], path, document)
+                ip = self._pod_ip(entry, by_node[entry["node"]], source)
             requests.append(ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"], ip=ip,
-                                            where=(document, path + ("ip",))))
+                                            where=source))
         try:
             addresses = ipam.host_local(requests, by_node)
         except ipam.AddressConflict as exc:
-            document, path = exc.request.where
-            raise document.error(path, str(exc)) from None
+            raise exc.request.where.error(("ip",), str(exc)) from None
         result = []
-        for (entry, path, document, namespace, ports), request in zip(pods, requests):
+        for (entry, source, namespace, ports), request in zip(pods, requests):
             result.append(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
-                              labels=self._labels(entry, path, document), container_ports=ports,
+                              labels=self._labels(entry, source), container_ports=ports,
                               ip=addresses[request.key]))
         return nodes, tuple(result)
 
-    def _pod_ip(self, entry: dict, node: Node, path: Path, document: Document) -> ipaddress.IPv4Address:
+    def _pod_ip(self, entry: dict, node: Node, source: Source) -> ipaddress.IPv4Address:
         try:
             ip = ipaddress.IPv4Address(str(entry["ip"]))
         except ValueError:
-            raise document.error(path + ("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
+            raise source.error(("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
         if node.pod_cidr is not None:
-            ipam.check_pod_ip(ip, node.pod_cidr, lambda m: document.error(path + ("ip",), m))
+            ipam.check_pod_ip(ip, node.pod_cidr, lambda m: source.error(("ip",), m))
         return ip
 
     # -- small checks ----------------------------------------------------------------------------
@@ -337,14 +365,16 @@ class _Builder:
         if name in existing:
             raise self.fail(path, f"duplicate {what} name {name!r}", f"each {what} needs its own name")
 
-    def _labels(self, entry: dict, path: Path, document: Document | None = None):
-        document = document or self.doc
+    def _labels(self, entry: dict, source: Source):
         found = entry.get("labels") or {}
+        if not isinstance(found, dict):
+            raise source.error(("labels",), "labels must be a mapping of key: value",
+                               "write them as `labels: {app: web}`")
         result = {}
         for key, value in found.items():
             problem = labels.key_problem(key) or labels.value_problem(_label_text(value))
             if problem:
-                raise document.error(path + ("labels", key), problem)
+                raise source.error(("labels", key), problem)
             result[key] = _label_text(value)
         return frozen_labels(result)
 
@@ -355,14 +385,15 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def _namespace_manifest(item: Item) -> dict:
+def _namespace_manifest(item: Item) -> tuple[dict, Source]:
     meta = item.data.get("metadata") or {}
     if "name" not in meta:
         raise item.document.error(item.path + ("metadata",), "a Namespace needs metadata.name")
-    return {"name": meta["name"], "labels": meta.get("labels") or {}}
+    renames = {("name",): ("metadata", "name"), ("labels",): ("metadata", "labels")}
+    return {"name": meta["name"], "labels": meta.get("labels") or {}}, Source(item.document, item.path, renames)
 
 
-def _pod_manifest(item: Item) -> dict:
+def _pod_manifest(item: Item) -> tuple[dict, Source]:
     """The topology's pod entry for a real `kind: Pod` manifest (spec.nodeName places it)."""
     data = item.data
     meta = data.get("metadata") or {}
@@ -372,9 +403,13 @@ def _pod_manifest(item: Item) -> dict:
     if "nodeName" not in spec:
         raise item.document.error(item.path + ("spec",), f"pod {meta['name']!r} has no spec.nodeName",
                                   "the lab has no scheduler: set spec.nodeName to a node of the topology")
+    renames: dict = {("name",): ("metadata", "name"), ("namespace",): ("metadata", "namespace"),
+                     ("labels",): ("metadata", "labels"), ("node",): ("spec", "nodeName")}
     ports = []
-    for container in spec.get("containers") or []:
-        for port in container.get("ports") or []:
+    for c, container in enumerate(spec.get("containers") or []):
+        for p, port in enumerate(container.get("ports") or []):
+            renames[("containerPorts", len(ports))] = ("spec", "containers", c, "ports", p)
             ports.append({k: port[k] for k in ("name", "containerPort", "protocol") if k in port})
-    return {"name": meta["name"], "namespace": meta.get("namespace", "default"), "node": spec["nodeName"],
-            "labels": meta.get("labels") or {}, "containerPorts": ports}
+    entry = {"name": meta["name"], "namespace": meta.get("namespace", "default"), "node": spec["nodeName"],
+             "labels": meta.get("labels") or {}, "containerPorts": ports}
+    return entry, Source(item.document, item.path, renames)

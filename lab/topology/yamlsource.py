@@ -49,12 +49,7 @@ def parse(text: str, file: str) -> list[Document]:
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        where = f", column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise TopologyError(file, "", f"not valid YAML: {problem}{where}", line,
-                            "fix the YAML syntax at that line (indentation, quotes, colons)") from None
+        raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise TopologyError(file, "", f"not valid YAML: {exc}") from None
     documents = []
@@ -76,6 +71,20 @@ def parse_one(text: str, file: str) -> Document:
         raise TopologyError(file, "", f"holds {len(documents)} YAML documents; a topology is one document",
                             hint="put manifests under `resources:` or in a file named there")
     return documents[0]
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> TopologyError:
+    """Name the line to fix: where an unclosed bracket or quote opened, else where parsing failed."""
+    problem, context = exc.problem_mark, exc.context_mark
+    opener = exc.context and ("flow" in exc.context or "quoted scalar" in exc.context)
+    mark = context if (opener and context) else (problem or context)
+    text = exc.problem or exc.context or "invalid YAML"
+    if problem is not None:
+        text += f" (line {problem.line + 1}, column {problem.column + 1})"
+    if exc.context and context is not None:
+        text += f", {exc.context} that starts at line {context.line + 1}"
+    return TopologyError(file, "", f"not valid YAML: {text}", mark.line + 1 if mark else None,
+                         "fix the YAML syntax there (indentation, brackets, quotes, colons)")
 
 
 def _construct(node: yaml.Node, path: Path, lines: dict[Path, int], file: str) -> Any:
