@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lab import cni
 from lab.cni import flannel
 from lab.errors import LabError
-from lab.netns import apply, capabilities, namespace, names, render
+from lab.netns import apply, capabilities, namespace, names, neighbours, render
 from lab.netns.plan import LabPlan
 from lab.netns.state import LabState, StateStore
 from lab.topology import loader, registry
@@ -36,15 +36,23 @@ class Lab:
     def load(self, name_or_path: str) -> Topology:
         return loader.load(registry.resolve(name_or_path))
 
+    def plan(self, topology: Topology) -> tuple[LabPlan, neighbours.Decision]:
+        """The CNI's plan, plus static neighbours when the host's shared ARP table is too small for it."""
+        plan = cni.plan(topology)
+        decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
+        if decision.mode == "static":
+            plan = neighbours.with_static_neighbours(plan)
+        return replace(plan, notes=plan.notes + (f"neighbours: {decision.mode}: {decision.reason}",)), decision
+
     def dry_run(self, name_or_path: str) -> str:
         """The plan as commands; touches nothing (and needs no root)."""
-        return render.script(cni.plan(self.load(name_or_path)))
+        return render.script(self.plan(self.load(name_or_path))[0])
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
         capabilities.require_root()
         topology = self.load(name_or_path)
-        plan = cni.plan(topology)
+        plan, decision = self.plan(topology)
         fingerprint = _fingerprint(topology)
         with self.store.locked(topology.name):
             existing = self.store.load(topology.name)
@@ -63,6 +71,7 @@ class Lab:
                 self.store.write_files(topology.name, plan.files)
                 state.status = "up"
                 state.summary = summarize(topology, plan, caps.notes())
+                state.summary["neighbours"] = decision.as_dict()
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import cni
+from lab.lifecycle import Lab
 from lab.netns import apply, namespace, names, render
 from lab.probe.icmp import Pair, reachability
 from lab.topology import loader
@@ -119,7 +119,7 @@ def bench(nodes: int, pods: int, workdir: Path) -> dict:
     path = workdir / f"{name}.yaml"
     path.write_text(topology_yaml(name, nodes, pods))
     topology = loader.load(str(path))
-    plan = cni.plan(topology)
+    plan, _ = Lab().plan(topology)  # the same plan `lab up` applies, static neighbours included
     pairs = probe_pairs(topology)
 
     start = time.perf_counter()

@@ -25,7 +25,7 @@ def wire_pods(topology: Topology, node: NamespaceBuilder, node_name: str, subnet
     if not pods:
         return []  # the bridge plugin creates cni0 on the first pod ADD
     gw = gateway(subnet)
-    node.bridge(BRIDGE, mtu=mtu)
+    node.bridge(BRIDGE, mtu=mtu, mac=identity.local_mac(topology.name, node_name, BRIDGE))
     node.address(BRIDGE, f"{gw}/{subnet.prefixlen}")
     node.sysctl(f"net/ipv6/conf/{BRIDGE}/accept_ra", 0)
     taken: set[str] = set()
@@ -36,7 +36,8 @@ def _pod(topology: Topology, node: NamespaceBuilder, pod: Pod, subnet: ipaddress
          cluster_network: ipaddress.IPv4Network, mtu: int, taken: set[str]) -> NamespaceBuilder:
     builder = NamespaceBuilder(names.pod_netns(topology.name, pod.namespace, pod.name), "pod", pod.key)
     host_end = _unique_veth_name(topology.name, pod, taken)
-    node.veth(host_end, builder, "eth0", mtu=mtu, master=BRIDGE, hairpin=True)
+    node.veth(host_end, builder, "eth0", mtu=mtu, master=BRIDGE, hairpin=True,
+              peer_mac=identity.local_mac(topology.name, pod.namespace, pod.name, "eth0"))
     gw = str(gateway(subnet))
     builder.address("eth0", f"{pod.ip}/{subnet.prefixlen}")
     builder.route(str(cluster_network), gateway=gw, dev="eth0")

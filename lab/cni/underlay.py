@@ -17,7 +17,7 @@ def underlay_builder(topology: Topology) -> NamespaceBuilder:
     """The underlay namespace with its switches and gateway addresses (node ports come later)."""
     underlay = NamespaceBuilder(names.underlay_netns(topology.name), "underlay", "underlay")
     for network in topology.networks:
-        underlay.bridge(network.name, mtu=network.mtu)
+        underlay.bridge(network.name, mtu=network.mtu, mac=identity.local_mac(topology.name, "switch", network.name))
         underlay.address(network.name, f"{network.gateway}/{network.cidr.prefixlen}")
     if len(topology.networks) > 1:
         underlay.sysctl("net/ipv4/ip_forward", 1)

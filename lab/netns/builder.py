@@ -34,8 +34,8 @@ class NamespaceBuilder:
         self.links.append(link)
         return link
 
-    def bridge(self, name: str, mtu: int | None = None) -> Link:
-        return self.add_link(name, "bridge", mtu=mtu)
+    def bridge(self, name: str, mtu: int | None = None, mac: str | None = None) -> Link:
+        return self.add_link(name, "bridge", mtu=mtu, mac=mac)
 
     def vxlan(self, name: str, vxlan: Vxlan, mtu: int, mac: str) -> Link:
         return self.add_link(name, "vxlan", mtu=mtu, mac=mac, vxlan=vxlan)

@@ -18,10 +18,8 @@ from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from lab.netns import namespace
+from lab.netns import fastmsg, namespace
 from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 NETLINK_ROUTE = 0
@@ -76,12 +74,21 @@ class Batch:
         self.messages: list[bytes] = []
         self.sources: list[Any] = []
 
+    @property
+    def next_seq(self) -> int:
+        return len(self.messages) + 1
+
     def add(self, message: Any, msg_type: int, flags: int, source: Any) -> None:
+        """Encode a pyroute2 message."""
         message["header"]["type"] = msg_type
         message["header"]["flags"] = flags
-        message["header"]["sequence_number"] = len(self.messages) + 1
+        message["header"]["sequence_number"] = self.next_seq
         message.encode()
-        self.messages.append(bytes(message.data))
+        self.add_bytes(bytes(message.data), source)
+
+    def add_bytes(self, data: bytes, source: Any) -> None:
+        """Add a message already encoded with sequence number `next_seq`."""
+        self.messages.append(data)
         self.sources.append(source)
 
 
@@ -157,11 +164,11 @@ def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
     for address in plan.addresses:
         batch.add(_address(address, indexes), RTM_NEWADDR, CREATE, address)
     for neighbour in plan.neighbours:  # flanneld: ARP, then FDB, then the route
-        batch.add(_neighbour(neighbour, indexes), RTM_NEWNEIGH, REPLACE, neighbour)
+        batch.add_bytes(_neighbour(neighbour, indexes, batch.next_seq), neighbour)
     for entry in plan.fdb:
-        batch.add(_fdb(entry, indexes), RTM_NEWNEIGH, REPLACE, entry)
+        batch.add_bytes(_fdb(entry, indexes, batch.next_seq), entry)
     for route in plan.routes:
-        batch.add(_route(route, indexes), RTM_NEWROUTE, REPLACE, route)
+        batch.add_bytes(_route(route, indexes, batch.next_seq), route)
     return batch
 
 
@@ -243,46 +250,27 @@ def _address(address: Address, indexes: dict[str, int]) -> ifaddrmsg:
     return msg
 
 
-def _route(route: Route, indexes: dict[str, int]) -> rtmsg:
+def _route(route: Route, indexes: dict[str, int], seq: int) -> bytes:
     dst = ipaddress.IPv4Network(route.dst)
-    msg = rtmsg()
-    msg["family"] = socket.AF_INET
-    msg["dst_len"] = dst.prefixlen
-    msg["table"] = RT_TABLE_MAIN
-    msg["proto"] = route.protocol
-    msg["type"] = RTN_BLACKHOLE if route.type == "blackhole" else RTN_UNICAST
-    msg["scope"] = RT_SCOPE_LINK if (route.gateway is None and route.type == "unicast") else RT_SCOPE_UNIVERSE
-    if route.onlink:
-        msg["flags"] = RTNH_F_ONLINK
-    attrs: list[tuple] = [("RTA_TABLE", RT_TABLE_MAIN)]
-    if dst.prefixlen:
-        attrs.append(("RTA_DST", str(dst.network_address)))
-    if route.gateway:
-        attrs.append(("RTA_GATEWAY", route.gateway))
-    if route.dev:
-        attrs.append(("RTA_OIF", indexes[route.dev]))
-    msg["attrs"] = attrs
-    return msg
+    return fastmsg.route(
+        RTM_NEWROUTE, REPLACE, seq, dst=str(dst.network_address), dst_len=dst.prefixlen, table=RT_TABLE_MAIN,
+        protocol=route.protocol,
+        scope=RT_SCOPE_LINK if (route.gateway is None and route.type == "unicast") else RT_SCOPE_UNIVERSE,
+        route_type=RTN_BLACKHOLE if route.type == "blackhole" else RTN_UNICAST,
+        rtm_flags=RTNH_F_ONLINK if route.onlink else 0, gateway=route.gateway,
+        oif=indexes[route.dev] if route.dev else None)
 
 
-def _neighbour(neighbour: Neighbour, indexes: dict[str, int]) -> ndmsg:
-    msg = ndmsg()
-    msg["family"] = socket.AF_INET
-    msg["ifindex"] = indexes[neighbour.dev]
-    msg["state"] = NUD_PERMANENT
-    msg["ndm_type"] = RTN_UNICAST
-    msg["attrs"] = [("NDA_DST", neighbour.ip), ("NDA_LLADDR", neighbour.mac)]
-    return msg
+def _neighbour(neighbour: Neighbour, indexes: dict[str, int], seq: int) -> bytes:
+    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_INET, ifindex=indexes[neighbour.dev],
+                             state=NUD_PERMANENT, ndm_flags=0, ndm_type=RTN_UNICAST, dst=neighbour.ip,
+                             lladdr=neighbour.mac)
 
 
-def _fdb(entry: FdbEntry, indexes: dict[str, int]) -> ndmsg:
-    msg = ndmsg()
-    msg["family"] = socket.AF_BRIDGE
-    msg["ifindex"] = indexes[entry.dev]
-    msg["state"] = NUD_PERMANENT
-    msg["flags"] = NTF_SELF
-    msg["attrs"] = [("NDA_LLADDR", entry.mac), ("NDA_DST", entry.dst)]
-    return msg
+def _fdb(entry: FdbEntry, indexes: dict[str, int], seq: int) -> bytes:
+    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_BRIDGE, ifindex=indexes[entry.dev],
+                             state=NUD_PERMANENT, ndm_flags=NTF_SELF, ndm_type=0, dst=entry.dst, lladdr=entry.mac,
+                             lladdr_first=True)
 
 
 def open_netns_fds(names: list[str]) -> dict[str, int]:

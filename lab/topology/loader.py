@@ -94,9 +94,11 @@ class _Builder:
         pods = self._pods(items, nodes, namespaces)
         nodes, pods = self._allocate(nodes, pods, flannel, items)
         cluster = Cluster(cni=self.data["cluster"]["cni"], flannel=flannel)
+        setting = self.data.get("options", {}).get("staticNeighbours", "auto")
+        static = {True: "static", False: "dynamic"}.get(setting, "auto")
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods,
-                        notes=tuple(self.notes))
+                        notes=tuple(self.notes), static_neighbours=static)
 
     # -- resources -------------------------------------------------------------------------------
     def _resource_items(self) -> list[Item]:

@@ -112,6 +112,7 @@ class Topology:
     namespaces: tuple[Namespace, ...]
     pods: tuple[Pod, ...]
     notes: tuple[str, ...] = ()
+    static_neighbours: str = "auto"   # auto | static | dynamic
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)

@@ -10,6 +10,7 @@ import yaml
 from lab.errors import TopologyError
 
 Path = tuple[str | int, ...]
+COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same marks
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,22 @@ def format_path(path: Path) -> str:
 def parse(text: str, file: str) -> list[Document]:
     """Parse every YAML document in `text`; a syntax error names the line and column."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=COMPOSER))
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise TopologyError(file, "", f"not valid YAML: {exc}") from None
     documents = []
-    for node in nodes:
-        if node is None:
-            continue
-        lines: dict[Path, int] = {}
-        data = _construct(node, (), lines, file)
-        documents.append(Document(file, data, lines))
+    constructor = yaml.SafeLoader("")
+    try:
+        for node in nodes:
+            if node is None:
+                continue
+            lines: dict[Path, int] = {}
+            data = _construct(node, (), lines, file, constructor)
+            documents.append(Document(file, data, lines))
+    finally:
+        constructor.dispose()
     return documents
 
 
@@ -87,28 +92,20 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> TopologyError:
                          "fix the YAML syntax there (indentation, brackets, quotes, colons)")
 
 
-def _construct(node: yaml.Node, path: Path, lines: dict[Path, int], file: str) -> Any:
+def _construct(node: yaml.Node, path: Path, lines: dict[Path, int], file: str, constructor: yaml.SafeLoader) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
             if key in result:
                 raise TopologyError(file, format_path(path + (key,)), "duplicate key",
                                     key_node.start_mark.line + 1, "each key may appear once in a mapping")
-            result[key] = _construct(value_node, path + (key,), lines, file)
+            result[key] = _construct(value_node, path + (key,), lines, file, constructor)
             lines[path + (key,)] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), lines, file) for i, item in enumerate(node.value)]
-    return _scalar(node)
-
-
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        return [_construct(item, path + (i,), lines, file, constructor) for i, item in enumerate(node.value)]
+    return constructor.construct_object(node, deep=True)
