@@ -63,6 +63,8 @@ class Lab:
             self._check_free(plan)
             caps = capabilities.detect(names.probe_netns(topology.name))
             capabilities.require(caps, _needed_kinds(plan), topology.source)
+            if any(ns.iptables for ns in plan.namespaces):
+                capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up

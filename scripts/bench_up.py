@@ -8,7 +8,8 @@ For each N it measures, as a user would see them:
   peak RSS   of the `lab up` process
   leftovers  namespaces, state files and processes of the lab after `lab down`
   floor      the same plan replayed with `ip -batch` (one batch per namespace; `bridge -batch` for
-             the fdb entries; sysctls written directly), then the same probes
+             the fdb entries; one iptables-restore per node; sysctls written directly), then the same
+             probes
 and prints the ratio lab / floor. Targets (issue 2): 100 x 10 up in at most 2x the floor and at most
 10 s; down in at most 5 s; zero leftovers.
 
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 from lab.lifecycle import Lab
-from lab.netns import apply, namespace, names, render
+from lab.netns import apply, iptables, namespace, names, render
 from lab.probe.icmp import Pair, reachability
 from lab.topology import loader
 
@@ -85,6 +86,7 @@ def floor(plan, pairs: list[Pair], workdir: Path) -> tuple[float, float, int]:
     """Replay the plan with `ip -batch`: returns (apply seconds, apply+reach seconds, pairs answered)."""
     batches: list[tuple[str, Path, Path | None]] = []
     sysctls: dict[str, list] = {}
+    rules: dict[str, str] = {}
     for ns in plan.namespaces:
         commands = render.namespace_commands(ns)
         ip_lines = [" ".join(c.args) for c in commands if c.tool == "ip"]
@@ -97,6 +99,7 @@ def floor(plan, pairs: list[Pair], workdir: Path) -> tuple[float, float, int]:
             br_file.write_text("\n".join(br_lines) + "\n")
         batches.append((ns.name, ip_file, br_file))
         sysctls[ns.name] = list(ns.sysctls)
+        rules[ns.name] = iptables.restore_text(ns.iptables) if ns.iptables else ""
     create = workdir / "netns.ip"
     create.write_text("\n".join(f"netns add {ns.name}" for ns in plan.namespaces) + "\n")
     start = time.perf_counter()
@@ -107,6 +110,8 @@ def floor(plan, pairs: list[Pair], workdir: Path) -> tuple[float, float, int]:
             namespace.run_in(name, lambda s=sysctls[name]: [open(f"/proc/sys/{x.key}", "w").write(x.value) for x in s])
         if br_file:
             subprocess.run(["bridge", "-n", name, "-batch", str(br_file)], check=True)
+        if rules[name]:
+            subprocess.run(iptables.restore_argv(name), input=rules[name], text=True, check=True)
     applied = time.perf_counter() - start
     answered = wait_reachable(pairs)
     total = time.perf_counter() - start

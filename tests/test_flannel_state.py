@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -160,3 +161,27 @@ def test_status_reports_subnet_env(lab):
     for pod in spec.pods:
         row = next(p for p in status["pods"] if p["key"] == f"{pod.namespace}/{pod.name}")
         assert ipaddress.IPv4Address(row["ip"]) == pod.ip
+
+
+def test_iptables_rules_are_flanneld_s(lab):
+    """Reference §1.7: FLANNEL-POSTRTG (--ip-masq) and FLANNEL-FWD, per node lease."""
+    spec, _ = lab
+    net = str(spec.network)
+    masq, fwd = '-m comment --comment "flanneld masq"', '-m comment --comment "flanneld forward"'
+    for node in spec.nodes:
+        saved = subprocess.run(["ip", "netns", "exec", spec.node_netns(node), "iptables-save"], capture_output=True,
+                               text=True, check=True).stdout.splitlines()
+        rules = [line for line in saved if line.startswith("-A ")]
+        pod = str(node.subnet)
+        assert rules == [
+            f"-A FORWARD {fwd} -j FLANNEL-FWD",
+            f"-A FLANNEL-FWD -s {net} {fwd} -j ACCEPT",
+            f"-A FLANNEL-FWD -d {net} {fwd} -j ACCEPT",
+            f"-A POSTROUTING {masq} -j FLANNEL-POSTRTG",
+            f"-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {pod} -d {net} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {net} -d {pod} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG ! -s {net} -d {pod} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {net} ! -d 224.0.0.0/4 {masq} -j MASQUERADE --random-fully",
+            f"-A FLANNEL-POSTRTG ! -s {net} -d {net} {masq} -j MASQUERADE --random-fully",
+        ], node.name

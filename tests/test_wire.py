@@ -47,3 +47,13 @@ def test_directrouting_encapsulates_only_across_segments(labs):
     text = "\n".join(cross.lines)
     assert re.search(r"192\.168\.10\.71\.\d+ > 192\.168\.20\.73\.8472: VXLAN, flags \[I\] \(0x08\), vni 1\n"
                      r"IP 10\.244\.0\.2 > 10\.244\.2\.2: ICMP echo request", text), text
+
+
+def test_pod_to_node_traffic_is_masqueraded(labs):
+    """flanneld --ip-masq: a pod talking to another node's IP leaves with its own node's address."""
+    labs("flannel-vxlan")
+    with tcpdump("flannel-vxlan.k8s-node01", "eth0", "icmp") as cap:
+        assert ping("flannel-vxlan.default.bs1", "192.168.10.72", count=2)   # bs1 on k8s-node03 -> k8s-node01
+    text = "\n".join(cap.lines)
+    assert "192.168.10.74 > 192.168.10.72: ICMP echo request" in text, text
+    assert "10.244.3.123" not in text, text

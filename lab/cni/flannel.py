@@ -74,6 +74,7 @@ def plan(topology: Topology) -> LabPlan:
             _vxlan(builder, config, node, lease, remotes, topology, external_mtu)
         else:
             _host_gw(builder, node, remotes, topology)
+        _iptables(builder, config, lease)
         pods += bridge_plugin.wire_pods(topology, builder, node.name, lease.subnet, config.network,
                                         mtu(config, external_mtu))
         files[f"{node.name}/run/flannel/subnet.env"] = subnet_env(config, lease, external_mtu)
@@ -112,6 +113,28 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
         builder.neighbour(dev, vtep_ip, remote.vtep_mac)
         builder.fdb_entry(dev, remote.vtep_mac, str(remote.public_ip))
         builder.route(str(remote.subnet), gateway=vtep_ip, dev=dev, onlink=True)
+
+
+def _iptables(builder: NamespaceBuilder, config: FlannelConfig, lease: Lease) -> None:
+    """flanneld's masquerade (--ip-masq) and forward (--iptables-forward-rules) rules, in its order."""
+    cluster, pod = str(config.network), str(lease.subnet)
+    if config.ip_masq:
+        masq = '-m comment --comment "flanneld masq"'
+        builder.iptables_rules("nat", ["FLANNEL-POSTRTG"], [
+            f"-I POSTROUTING {masq} -j FLANNEL-POSTRTG",
+            f"-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {pod} -d {cluster} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {cluster} -d {pod} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG ! -s {cluster} -d {pod} {masq} -j RETURN",
+            f"-A FLANNEL-POSTRTG -s {cluster} ! -d 224.0.0.0/4 {masq} -j MASQUERADE --random-fully",
+            f"-A FLANNEL-POSTRTG ! -s {cluster} -d {cluster} {masq} -j MASQUERADE --random-fully",
+        ])
+    forward = '-m comment --comment "flanneld forward"'
+    builder.iptables_rules("filter", ["FLANNEL-FWD"], [
+        f"-A FORWARD {forward} -j FLANNEL-FWD",
+        f"-A FLANNEL-FWD -s {cluster} {forward} -j ACCEPT",
+        f"-A FLANNEL-FWD -d {cluster} {forward} -j ACCEPT",
+    ])
 
 
 def _host_gw(builder: NamespaceBuilder, node: Node, remotes: list[Lease], topology: Topology) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.netns.plan import (Address, FdbEntry, Link, NamespacePlan, NamespaceRole, Neighbour, Route, Sysctl,
-                            VethPeer, Vxlan)
+from lab.netns.plan import (Address, FdbEntry, IptablesRules, Link, NamespacePlan, NamespaceRole, Neighbour, Route,
+                            Sysctl, VethPeer, Vxlan)
 
 LOOPBACK_INDEX = 1
 
@@ -22,6 +22,7 @@ class NamespaceBuilder:
         self.routes: list[Route] = []
         self.neighbours: list[Neighbour] = []
         self.fdb: list[FdbEntry] = []
+        self.iptables: list[IptablesRules] = []
         self.notes: list[str] = []
 
     def reserve_index(self) -> int:
@@ -64,6 +65,9 @@ class NamespaceBuilder:
     def sysctl(self, key: str, value: str | int) -> None:
         self.sysctls.append(Sysctl(key=key, value=str(value)))
 
+    def iptables_rules(self, table: str, chains: list[str], rules: list[str]) -> None:
+        self.iptables.append(IptablesRules(table=table, chains=tuple(chains), rules=tuple(rules)))
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
@@ -71,4 +75,4 @@ class NamespaceBuilder:
         return NamespacePlan(name=self.name, role=self.role, owner=self.owner, links=tuple(self.links),
                              sysctls=tuple(self.sysctls), addresses=tuple(self.addresses),
                              routes=tuple(self.routes), neighbours=tuple(self.neighbours), fdb=tuple(self.fdb),
-                             notes=tuple(self.notes))
+                             iptables=tuple(self.iptables), notes=tuple(self.notes))

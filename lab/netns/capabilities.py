@@ -13,7 +13,8 @@ from lab.netns import namespace
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-TOOLS = ("ip", "bridge", "iptables", "ipset", "tcpdump", "iperf3", "ping", "bird", "birdc")
+TOOLS = ("ip", "bridge", "iptables", "iptables-restore", "nsenter", "ipset", "tcpdump", "iperf3", "ping", "bird",
+         "birdc")
 SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy")
 
 
@@ -102,6 +103,14 @@ def _try_kind(ipr: IPRoute, kind: str) -> bool:
     except Exception:  # any refusal means the kind is unusable here
         return False
     return True
+
+
+def require_tools(capabilities: Capabilities, tools: list[str], topology: str) -> None:
+    """Fail before touching the kernel if a tool the plan runs is not installed."""
+    missing = [t for t in tools if not capabilities.tools.get(t, shutil.which(t) is not None)]
+    if missing:
+        raise LabError(f"{topology} needs {', '.join(missing)}, which is not installed",
+                       "run `sudo scripts/install-deps.sh` (it installs iptables and util-linux's nsenter)")
 
 
 def require(capabilities: Capabilities, kinds: list[str], topology: str) -> None:

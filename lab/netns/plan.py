@@ -3,7 +3,7 @@
 Dataplane modules produce plans; the substrate applies them (netlink.py), prints them (render.py)
 or replays them with `ip -batch` (the benchmark floor). Objects in a namespace are applied in the
 order: links, sysctls, addresses, neighbours, fdb entries, routes (flanneld's order: ARP, FDB,
-then the route, so the kernel never has to ARP for a VTEP).
+then the route, so the kernel never has to ARP for a VTEP), and last iptables rules.
 """
 
 from __future__ import annotations
@@ -100,6 +100,15 @@ class Sysctl:
 
 
 @dataclass(frozen=True)
+class IptablesRules:
+    """Rules for one iptables table, loaded with `iptables-restore --noflush` (chains are created first)."""
+
+    table: str
+    chains: tuple[str, ...]
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class NamespacePlan:
     """Everything one network namespace holds."""
 
@@ -112,6 +121,7 @@ class NamespacePlan:
     routes: tuple[Route, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    iptables: tuple[IptablesRules, ...] = ()
     notes: tuple[str, ...] = ()
 
     def link(self, name: str) -> Link:
@@ -136,4 +146,5 @@ class LabPlan:
     @property
     def object_count(self) -> int:
         return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes)
-                   + len(ns.neighbours) + len(ns.fdb) for ns in self.namespaces)
+                   + len(ns.neighbours) + len(ns.fdb) + sum(len(t.rules) for t in ns.iptables)
+                   for ns in self.namespaces)

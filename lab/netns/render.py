@@ -6,6 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
+from lab.netns import iptables
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 Tool = Literal["ip", "bridge", "sysctl"]
@@ -26,6 +27,12 @@ class Command:
 
     def shell(self) -> str:
         return shlex.join(self.argv())
+
+
+def iptables_shell(ns: NamespacePlan) -> str:
+    """The namespace's iptables rules as an `iptables-restore` here-document."""
+    argv = ["ip", "netns", "exec", ns.name, "iptables-restore", "--noflush"]
+    return f"{shlex.join(argv)} <<'EOF'\n{iptables.restore_text(ns.iptables)}EOF"
 
 
 def namespace_commands(ns: NamespacePlan) -> list[Command]:
@@ -61,6 +68,8 @@ def script(plan: LabPlan) -> str:
         lines.append(f"# {ns.role} {ns.owner}: namespace {ns.name}")
         lines += [f"# {note}" for note in ns.notes]
         lines += [command.shell() for command in namespace_commands(ns)]
+        if ns.iptables:
+            lines.append(iptables_shell(ns))
     for path, content in plan.files.items():
         lines.append("")
         lines.append(f"# file {path}")
