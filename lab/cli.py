@@ -86,6 +86,9 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_down(lab: Lab, args: argparse.Namespace) -> int:
+    if not args.lab and not lab.list():
+        print("no lab is up; nothing to remove")
+        return 0
     name = args.lab or lab.only_lab()
     removal = lab.down(name)
     if removal.namespaces == 0:
@@ -110,9 +113,12 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    if "nodes" not in status:
+        print(f"lab {status['lab']} is {status['status']}: it never finished coming up; `lab cleanup` removes it")
+        return 1
     print(f"lab {status['lab']} ({status['status']}) from {status['topology']}")
     port = f", VNI {status['vni']}, UDP port {status['port']}" if status.get("vni") else ""
-    print(f"cni: {status['cni']} {status['mode']}, pod network {status['network']}/SubnetLen {status['subnet_len']}{port}")
+    print(f"cni: {status['cni']} {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}")
     print(f"underlay namespace: {status['underlay']['netns']}")
     for net in status["underlay"]["networks"]:
         print(f"  network {net['name']}: {net['cidr']} gateway {net['gateway']} mtu {net['mtu']}")

@@ -156,3 +156,21 @@ def test_topologies_lists_the_shipped_ones():
     listing = run_lab("topologies").stdout
     for name in ("flannel-vxlan", "flannel-hostgw", "flannel-directrouting", "flannel-hostgw-crosssubnet"):
         assert name in listing
+
+
+def test_exec_and_shell_run_inside_nodes_and_pods(labs):
+    labs("flannel-vxlan")
+    routes = run_lab("exec", "k8s-node03", "--", "ip", "route").stdout
+    assert "10.244.5.0/24 via 10.244.5.0 dev flannel.1 onlink" in routes
+    pod_routes = run_lab("exec", "default/bs1", "--", "ip", "route").stdout
+    assert "default via 10.244.3.1 dev eth0" in pod_routes
+    shell = subprocess.run([sys.executable, "-m", "lab.cli", "shell", "k8s-node01"], input="ip -br -4 addr show eth0\nexit\n",
+                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "SHELL": "/bin/bash"})
+    assert "192.168.10.72/24" in shell.stdout
+    missing = run_lab("exec", "no-such-node", "--", "true", check=False)
+    assert missing.returncode == 2 and "no node or pod 'no-such-node'" in missing.stderr
+
+
+def test_down_without_a_lab_is_not_an_error():
+    result = run_lab("down")
+    assert result.returncode == 0
