@@ -29,39 +29,43 @@ def case(id, text, line, field, message, marks=()):
     return pytest.param(dedent(text), line, field, message, id=id, marks=marks)
 
 
+# The lines most cases start with; line numbers in the table count them.
+HEAD = """\
+name: bad-input
+cluster:
+  cni: flannel
+"""
+ONE_NODE = HEAD + """\
+networks:
+  - {name: lan, cidr: 192.168.10.0/24}
+nodes:
+  - {name: n1, ip: 192.168.10.11}
+"""
+
 CASES = [
     # -- YAML syntax and document shape --------------------------------------------------------------
-    case("yaml-bad-indentation", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+    case("yaml-bad-indentation", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/24
            gateway: 192.168.10.1
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 7, None, "not valid YAML"),
-    case("yaml-unclosed-bracket", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 7, None, "not valid YAML"),
+    case("yaml-unclosed-bracket", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 5, None, "not valid YAML"),
-    case("yaml-duplicate-key", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 5, None, "not valid YAML"),
+    case("yaml-duplicate-key", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
           - name: n1
             ip: 192.168.10.11
             ip: 192.168.10.12
-        """, 9, "nodes[0].ip", "duplicate key"),
+        """), 9, "nodes[0].ip", "duplicate key"),
     case("not-a-mapping", """\
         # a list of keys instead of a mapping
         - name: bad-input
@@ -74,20 +78,10 @@ CASES = [
         """, None, None, "the file is empty"),
 
     # -- schema ------------------------------------------------------------------------------------
-    case("unknown-top-level-key", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+    case("unknown-top-level-key", ONE_NODE + dedent("""\
         xyz: 1
-        """, 8, "xyz", "unknown key 'xyz'"),
-    case("unknown-node-key", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 8, "xyz", "unknown key 'xyz'"),
+    case("unknown-node-key", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -96,11 +90,8 @@ CASES = [
           - name: n2
             ip: 192.168.10.12
             xyz: true
-        """, 11, "nodes[1].xyz", "unknown key 'xyz'"),
-    case("missing-node-ip", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 11, "nodes[1].xyz", "unknown key 'xyz'"),
+    case("missing-node-ip", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -108,57 +99,38 @@ CASES = [
             ip: 192.168.10.11
           - name: n2
             labels: {tier: web}
-        """, 9, "nodes[1]", "missing required key 'ip'"),
-    case("container-port-out-of-range", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 9, "nodes[1]", "missing required key 'ip'"),
+    case("container-port-out-of-range", ONE_NODE + dedent("""\
         pods:
           - name: web
             node: n1
             containerPorts:
               - containerPort: 70000
-        """, 12, "pods[0].containerPorts[0].containerPort", "70000 is out of range"),
+        """), 12, "pods[0].containerPorts[0].containerPort", "70000 is out of range"),
 
     # -- networks ----------------------------------------------------------------------------------
-    case("network-cidr-prefix-33", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+    case("network-cidr-prefix-33", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/33
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 6, "networks[0].cidr", "'192.168.10.0/33' is not a valid IPv4 CIDR"),
-    case("network-cidr-host-bits", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 6, "networks[0].cidr", "'192.168.10.0/33' is not a valid IPv4 CIDR"),
+    case("network-cidr-host-bits", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.5/24
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 6, "networks[0].cidr", "has host bits set"),
-    case("network-name-too-long", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 6, "networks[0].cidr", "has host bits set"),
+    case("network-name-too-long", HEAD + dedent("""\
         networks:
           - name: underlay-segment-a
             cidr: 192.168.10.0/24
         nodes:
           - {name: n1, ip: 192.168.10.11}
-        """, 5, "networks[0].name", "is 18 characters"),
-    case("networks-overlap", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 5, "networks[0].name", "is 18 characters"),
+    case("networks-overlap", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/24
@@ -166,13 +138,10 @@ CASES = [
             cidr: 192.168.0.0/16
         nodes:
           - {name: n1, network: lan, ip: 192.168.10.11}
-        """, 8, "networks[1].cidr", "overlaps network 'lan'"),
+        """), 8, "networks[1].cidr", "overlaps network 'lan'"),
 
     # -- nodes -------------------------------------------------------------------------------------
-    case("duplicate-node-ip", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+    case("duplicate-node-ip", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -180,11 +149,8 @@ CASES = [
             ip: 192.168.10.11
           - name: n2
             ip: 192.168.10.11
-        """, 10, "nodes[1].ip", "duplicate IP 192.168.10.11"),
-    case("duplicate-node-name", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 10, "nodes[1].ip", "duplicate IP 192.168.10.11"),
+    case("duplicate-node-name", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -192,11 +158,8 @@ CASES = [
             ip: 192.168.10.11
           - name: n1
             ip: 192.168.10.12
-        """, 9, "nodes[1].name", "duplicate node name 'n1'"),
-    case("node-ip-outside-network", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 9, "nodes[1].name", "duplicate node name 'n1'"),
+    case("node-ip-outside-network", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -204,11 +167,8 @@ CASES = [
             ip: 192.168.10.11
           - name: n2
             ip: 192.168.20.5
-        """, 10, "nodes[1].ip", "192.168.20.5 is outside its network 192.168.10.0/24"),
-    case("node-ip-is-gateway", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 10, "nodes[1].ip", "192.168.20.5 is outside its network 192.168.10.0/24"),
+    case("node-ip-is-gateway", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/24
@@ -216,32 +176,23 @@ CASES = [
         nodes:
           - name: n1
             ip: 192.168.10.2
-        """, 10, "nodes[0].ip", "192.168.10.2 is the gateway of network 'lan'"),
-    case("node-name-too-long", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 10, "nodes[0].ip", "192.168.10.2 is the gateway of network 'lan'"),
+    case("node-name-too-long", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
           - name: kubernetes-worker-01
             ip: 192.168.10.11
-        """, 7, "nodes[0].name", "interface names hold at most 15"),
-    case("node-unknown-network", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 7, "nodes[0].name", "interface names hold at most 15"),
+    case("node-unknown-network", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
           - name: n1
             network: wan
             ip: 192.168.10.11
-        """, 8, "nodes[0].network", "no network named 'wan'"),
-    case("bad-label-value", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 8, "nodes[0].network", "no network named 'wan'"),
+    case("bad-label-value", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -249,13 +200,10 @@ CASES = [
             ip: 192.168.10.11
             labels:
               tier: "not ok!"
-        """, 10, "nodes[0].labels.tier", "label value 'not ok!'"),
+        """), 10, "nodes[0].labels.tier", "label value 'not ok!'"),
 
     # -- flannel net-conf.json ---------------------------------------------------------------------
-    case("pod-network-overlaps-underlay", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+    case("pod-network-overlaps-underlay", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/24
@@ -268,11 +216,8 @@ CASES = [
             data:
               net-conf.json: |
                 {"Network": "192.168.0.0/16", "Backend": {"Type": "vxlan"}}
-        """, 14, "resources[0].data.net-conf.json", "overlaps the underlay"),
-    case("pod-network-overlaps-underlay-bare-map", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 14, "resources[0].data.net-conf.json", "overlaps the underlay"),
+    case("pod-network-overlaps-underlay-bare-map", HEAD + dedent("""\
         networks:
           - name: lan
             cidr: 192.168.10.0/24
@@ -281,28 +226,14 @@ CASES = [
         resources:
           - Network: 192.168.0.0/16
             Backend: {Type: vxlan}
-        """, 10, "resources[0].Network", "overlaps the underlay"),
-    case("subnet-pool-too-small", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 10, "resources[0].Network", "overlaps the underlay"),
+    case("subnet-pool-too-small", ONE_NODE + dedent("""\
           - {name: n2, ip: 192.168.10.12}
           - {name: n3, ip: 192.168.10.13}
         resources:
           - {Network: 10.244.0.0/23, SubnetLen: 24, Backend: {Type: vxlan}}
-        """, 6, "nodes", "holds only 2 subnet"),
-    case("backend-udp-not-supported", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 6, "nodes", "holds only 2 subnet"),
+    case("backend-udp-not-supported", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: ConfigMap
@@ -310,28 +241,14 @@ CASES = [
             data:
               net-conf.json: |
                 {"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}
-        """, 13, "resources[0].data.net-conf.json.Backend.Type", "backend type 'udp' is not supported"),
-    case("backend-ipsec-not-supported", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "resources[0].data.net-conf.json.Backend.Type", "backend type 'udp' is not supported"),
+    case("backend-ipsec-not-supported", ONE_NODE + dedent("""\
         resources:
           - Network: 10.244.0.0/16
             Backend:
               Type: ipsec
-        """, 11, "resources[0].Backend.Type", "backend type 'ipsec' is not supported"),
-    case("net-conf-invalid-json", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 11, "resources[0].Backend.Type", "backend type 'ipsec' is not supported"),
+    case("net-conf-invalid-json", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: ConfigMap
@@ -342,15 +259,8 @@ CASES = [
                   "Network": "10.244.0.0/16"
                   "Backend": {"Type": "vxlan"}
                 }
-        """, 13, "resources[0].data.net-conf.json", "not valid JSON: Expecting ',' delimiter at line 3"),
-    case("net-conf-unknown-key", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "resources[0].data.net-conf.json", "not valid JSON: Expecting ',' delimiter at line 3"),
+    case("net-conf-unknown-key", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: ConfigMap
@@ -358,84 +268,42 @@ CASES = [
             data:
               net-conf.json: |
                 {"Network": "10.244.0.0/16", "SubnetLength": 24, "Backend": {"Type": "vxlan"}}
-        """, 13, "resources[0].data.net-conf.json.SubnetLength", "unknown net-conf.json key 'SubnetLength'"),
-    case("vni-device-name-too-long", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "resources[0].data.net-conf.json.SubnetLength", "unknown net-conf.json key 'SubnetLength'"),
+    case("vni-device-name-too-long", ONE_NODE + dedent("""\
         resources:
           - Network: 10.244.0.0/16
             Backend:
               Type: vxlan
               VNI: 16777215
-        """, 12, "resources[0].Backend.VNI", "15-character"),
-    case("missing-resource-file", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 12, "resources[0].Backend.VNI", "15-character"),
+    case("missing-resource-file", ONE_NODE + dedent("""\
         resources:
           - file: kube-flannel.yml
-        """, 9, "resources[0].file", "cannot read"),
+        """), 9, "resources[0].file", "cannot read"),
 
     # -- namespaces and pods -----------------------------------------------------------------------
-    case("duplicate-pod", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+    case("duplicate-pod", ONE_NODE + dedent("""\
         pods:
           - name: web
             namespace: default
             node: n1
           - name: web
             node: n1
-        """, 12, "pods[1].name", "duplicate pod default/web"),
-    case("pod-on-missing-node", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 12, "pods[1].name", "duplicate pod default/web"),
+    case("pod-on-missing-node", ONE_NODE + dedent("""\
         pods:
           - name: web
             node: n9
-        """, 10, "pods[0].node", "which does not exist"),
-    case("pod-namespace-undeclared", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 10, "pods[0].node", "which does not exist"),
+    case("pod-namespace-undeclared", ONE_NODE + dedent("""\
         namespaces:
           - name: staging
         pods:
           - name: web
             namespace: prod
             node: n1
-        """, 12, "pods[0].namespace", "namespace 'prod' is not declared"),
-    case("duplicate-pod-ip", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 12, "pods[0].namespace", "namespace 'prod' is not declared"),
+    case("duplicate-pod-ip", ONE_NODE + dedent("""\
         pods:
           - name: web
             node: n1
@@ -443,11 +311,8 @@ CASES = [
           - name: db
             node: n1
             ip: 10.244.0.5
-        """, 14, "pods[1].ip", "duplicate pod IP 10.244.0.5"),
-    case("pod-ip-outside-pod-subnet", """\
-        name: bad-input
-        cluster:
-          cni: flannel
+        """), 14, "pods[1].ip", "duplicate pod IP 10.244.0.5"),
+    case("pod-ip-outside-pod-subnet", HEAD + dedent("""\
         networks:
           - {name: lan, cidr: 192.168.10.0/24}
         nodes:
@@ -456,45 +321,24 @@ CASES = [
           - name: web
             node: n1
             ip: 10.244.1.5
-        """, 11, "pods[0].ip", "10.244.1.5 is outside its node's pod subnet 10.244.0.0/24"),
-    case("pod-bad-label-key", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 11, "pods[0].ip", "10.244.1.5 is outside its node's pod subnet 10.244.0.0/24"),
+    case("pod-bad-label-key", ONE_NODE + dedent("""\
         pods:
           - name: web
             node: n1
             labels:
               app: web
               -tier: front
-        """, 13, "pods[0].labels.-tier", "label key '-tier'"),
-    case("pod-manifest-without-node-name", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "pods[0].labels.-tier", "label key '-tier'"),
+    case("pod-manifest-without-node-name", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Pod
             metadata: {name: web}
             spec:
               containers: [{name: web, image: nginx}]
-        """, 12, "resources[0].spec", "has no spec.nodeName"),
-    case("pod-manifest-namespace-undeclared", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 12, "resources[0].spec", "has no spec.nodeName"),
+    case("pod-manifest-namespace-undeclared", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Pod
@@ -502,15 +346,8 @@ CASES = [
               name: web
               namespace: prod
             spec: {nodeName: n1}
-        """, 13, "resources[0].metadata.namespace", "namespace 'prod' is not declared"),
-    case("pod-manifest-container-port-out-of-range", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "resources[0].metadata.namespace", "namespace 'prod' is not declared"),
+    case("pod-manifest-container-port-out-of-range", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Pod
@@ -522,15 +359,8 @@ CASES = [
                   image: nginx
                   ports:
                     - containerPort: 99999
-        """, 18, "resources[0].spec.containers[0].ports[0].containerPort", "must be from 1 to 65535"),
-    case("pod-manifest-labels-not-a-map", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 18, "resources[0].spec.containers[0].ports[0].containerPort", "must be from 1 to 65535"),
+    case("pod-manifest-labels-not-a-map", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Pod
@@ -538,35 +368,21 @@ CASES = [
               name: web
               labels: [app, web]
             spec: {nodeName: n1}
-        """, 13, "resources[0].metadata.labels", "labels"),
-    case("pod-manifest-invalid-name", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 13, "resources[0].metadata.labels", "labels"),
+    case("pod-manifest-invalid-name", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Pod
             metadata:
               name: Web_1
             spec: {nodeName: n1}
-        """, 12, "resources[0].metadata.name", "not a valid pod name"),
-    case("namespace-manifest-name-with-dot", """\
-        name: bad-input
-        cluster:
-          cni: flannel
-        networks:
-          - {name: lan, cidr: 192.168.10.0/24}
-        nodes:
-          - {name: n1, ip: 192.168.10.11}
+        """), 12, "resources[0].metadata.name", "not a valid pod name"),
+    case("namespace-manifest-name-with-dot", ONE_NODE + dedent("""\
         resources:
           - apiVersion: v1
             kind: Namespace
             metadata: {name: a.b}
-        """, 11, "resources[0].metadata.name", "not a valid namespace name"),
+        """), 11, "resources[0].metadata.name", "not a valid namespace name"),
 ]
 
 
