@@ -10,11 +10,19 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.lifecycle import Lab
+from lab.netns import capabilities
 from lab.topology import registry
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command: list[str] = []
+    if "--" in argv:  # `lab exec <target> [--lab X] -- <command...>`: the command is never parsed
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
     args = _parser().parse_args(argv)
+    if command:
+        args.cmd = command
     try:
         return args.func(Lab(), args) or 0
     except LabError as exc:
@@ -46,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     execp = sub.add_parser("exec", help="run a command in a node or pod: lab exec k8s-node01 -- ip route")
     execp.add_argument("target", help="node name, namespace/pod, or pod name")
-    execp.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and arguments")
+    execp.add_argument("cmd", nargs="*", help="the command, after --")
     execp.add_argument("--lab")
     execp.set_defaults(func=cmd_exec)
 
@@ -147,6 +155,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _exec_in(lab: Lab, target: str, lab_name: str | None, command: list[str]) -> int:
+    capabilities.require_root()
     netns = lab.resolve_target(target, lab_name)
     argv = ["ip", "netns", "exec", netns, *command]
     sys.stdout.flush()
@@ -155,7 +164,7 @@ def _exec_in(lab: Lab, target: str, lab_name: str | None, command: list[str]) ->
 
 
 def cmd_exec(lab: Lab, args: argparse.Namespace) -> int:
-    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    command = args.cmd
     if not command:
         raise LabError("no command given", "write it after --, e.g. `lab exec k8s-node01 -- ip route`")
     return _exec_in(lab, args.target, args.lab, command)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lab import cni
-from lab.cni import flannel
 from lab.errors import LabError
 from lab.netns import apply, capabilities, namespace, names, neighbours, render
 from lab.netns.plan import LabPlan
@@ -202,11 +201,13 @@ class Lab:
         capabilities.require_root()
         removed: dict[str, apply.Removal] = {}
         for lab in self.store.labs():
-            state = self.store.load(lab)
-            broken = state is None or state.status != "up" or any(not namespace.exists(n) for n in state.namespaces)
-            if broken:
-                with self.store.locked(lab):
+            with self.store.locked(lab):  # decide under the lock: an `up` may be finishing
+                state = self.store.load(lab)
+                if state is None or state.status != "up" or not all(namespace.exists(n) for n in state.namespaces):
                     removed[lab] = self._teardown(lab, state)
+        for lab in self.store.stray_locks():
+            with self.store.locked(lab):
+                pass  # leaving the lock of a lab with no state removes the file
         known = set(self.store.labs())
         everything = namespace.list_all()
         orphan_labs = {names.lab_of(n) for n in everything if names.is_lab_marker(n)} - known
@@ -217,22 +218,19 @@ class Lab:
 
 def summarize(topology: Topology, plan: LabPlan, capability_notes: list[str]) -> dict[str, Any]:
     """What `lab status` shows, recorded at `up` time."""
-    config = topology.cluster.flannel
-    backend = config.backend
-    mode = backend.type + ("+DirectRouting" if backend.direct_routing else "")
+    described = cni.dataplane(topology).describe(topology)
+    node_mtu = described.pop("node_mtu")
     node_notes = {ns.owner: list(ns.notes) for ns in plan.namespaces if ns.role == "node"}
     nodes = [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "ip": str(n.ip),
-              "network": n.network, "subnet": str(n.pod_cidr),
-              "mtu": flannel.mtu(config, topology.network(n.network).mtu), "notes": node_notes.get(n.name, [])}
+              "network": n.network, "subnet": str(n.pod_cidr), "mtu": node_mtu[n.name],
+              "notes": node_notes.get(n.name, [])}
              for n in topology.nodes]
     pods = [{"key": p.key, "name": p.name, "namespace": p.namespace, "node": p.node, "ip": str(p.ip),
              "netns": names.pod_netns(topology.name, p.namespace, p.name), "labels": dict(p.labels)}
             for p in topology.pods]
     networks = [{"name": n.name, "cidr": str(n.cidr), "gateway": str(n.gateway), "mtu": n.mtu}
                 for n in topology.networks]
-    return {"cni": topology.cluster.cni, "mode": mode, "network": str(config.network),
-            "subnet_len": config.subnet_len, "vni": backend.vni if backend.type == "vxlan" else None,
-            "port": (backend.port or 8472) if backend.type == "vxlan" else None,
+    return {"cni": topology.cluster.cni, **described,
             "underlay": {"netns": names.underlay_netns(topology.name), "networks": networks},
             "nodes": nodes, "pods": pods, "notes": list(plan.notes) + list(topology.notes),
             "capabilities": capability_notes}

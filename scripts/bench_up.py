@@ -105,7 +105,9 @@ def floor(plan, pairs: list[Pair], workdir: Path) -> tuple[float, float, int]:
     start = time.perf_counter()
     subprocess.run(["ip", "-batch", str(create)], check=True)
     for name, ip_file, br_file in batches:
-        subprocess.run(["ip", "-n", name, "-force", "-batch", str(ip_file)], check=True, stderr=subprocess.DEVNULL)
+        # without -force, ip stops at the first refused command and check=True fails the run;
+        # stderr only carries iproute2's "vxlan: destination port not specified" advice
+        subprocess.run(["ip", "-n", name, "-batch", str(ip_file)], check=True, stderr=subprocess.DEVNULL)
         if sysctls[name]:
             namespace.run_in(name, lambda s=sysctls[name]: [open(f"/proc/sys/{x.key}", "w").write(x.value) for x in s])
         if br_file:

@@ -42,9 +42,18 @@ if [ "$bird_was_installed" = 0 ] && command -v systemctl >/dev/null 2>&1 && [ -d
   systemctl disable --now bird.service bird6.service >/dev/null 2>&1 || true
 fi
 
+# Python >= 3.11: $PYTHON, else python3, else Debian/Ubuntu's python3.11 package (e.g. on Ubuntu 22.04).
+new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 python=${PYTHON:-python3}
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-  echo "install-deps: the lab needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2
+if ! new_enough "$python"; then
+  if ! command -v python3.11 >/dev/null 2>&1; then
+    echo "install-deps: $python is older than 3.11; installing python3.11"
+    apt-get install -y -qq --no-install-recommends python3.11 python3.11-venv >/dev/null || true
+  fi
+  python=python3.11
+fi
+if ! new_enough "$python"; then
+  echo "install-deps: the lab needs Python >= 3.11; install it and run again with PYTHON=/path/to/python3.11" >&2
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then

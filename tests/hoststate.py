@@ -32,10 +32,11 @@ def _clean(name: str, text: str) -> str:
 
 
 def snapshot() -> dict[str, str]:
+    """Every view in COMMANDS; a missing tool or a failing command fails the test instead of comparing nothing."""
     state = {}
     for name, argv in COMMANDS.items():
-        if not shutil.which(argv[0]):
-            continue
+        assert shutil.which(argv[0]), f"{argv[0]} is not installed (scripts/install-deps.sh installs it)"
         result = subprocess.run(argv, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(argv)} failed: {result.stderr}"
         state[name] = _clean(name, result.stdout)
     return state

@@ -66,6 +66,7 @@ def test_vxlan_device_matches_flanneld(lab):
     if not spec.vxlan:  # host-gw creates no flannel device (reference §2)
         assert not any(name.startswith("flannel.") for snap in snaps.values() for name in snap.links)
         return
+    assert spec.mtu(spec.nodes[0]) == 1450, "the shipped vxlan labs sit on a 1500-byte underlay"
     for node in spec.nodes:
         snap = snaps[node.name]
         dev = f"flannel.{spec.vni}"
@@ -77,7 +78,7 @@ def test_vxlan_device_matches_flanneld(lab):
         assert data["IFLA_VXLAN_LOCAL"] == str(node.ip)
         assert data["IFLA_VXLAN_LINK"] == snap.link("eth0")["index"]  # dev eth0
         assert data["IFLA_VXLAN_TTL"] == 0 and data["IFLA_VXLAN_AGEING"] == 300
-        assert snap.mtu(dev) == node.mtu - 50 == 1450
+        assert snap.mtu(dev) == node.mtu - 50
         assert snap.is_up(dev)
         first = int(snap.mac(dev).split(":")[0], 16)
         assert first & 0x02 and not first & 0x01, "VTEP MAC must be locally administered unicast"
@@ -108,8 +109,10 @@ def test_routes_are_exact(lab):
 
 def test_neighbours_and_fdb_point_at_each_remote_vtep(lab):
     spec, snaps = lab
-    if not spec.vxlan:
-        assert all(f"flannel.{spec.vni}" not in s.links for s in snaps.values())
+    if not spec.vxlan:  # host-gw: no static ARP or FDB entries anywhere (reference §2)
+        for snap in snaps.values():
+            assert all(snap.permanent_neighbours(dev) == set() for dev in snap.links if dev != "lo")
+            assert all(snap.fdb_entries(dev) == set() for dev in snap.links if dev != "lo")
         return
     dev = f"flannel.{spec.vni}"
     for node in spec.nodes:
@@ -135,6 +138,7 @@ def test_pods_are_wired_like_the_bridge_plugin(lab):
                 RouteRow(str(node.subnet), None, "eth0", "kernel", "link", False, str(pod.ip)),
             }
             assert sysctl(spec.pod_netns(pod), "net.ipv4.conf.eth0.arp_notify") == "1"
+            assert sysctl(spec.pod_netns(pod), "net.ipv6.conf.eth0.accept_dad") == "0"
 
 
 def test_node_sysctls(lab):
@@ -144,6 +148,11 @@ def test_node_sysctls(lab):
         assert sysctl(netns, "net.ipv4.ip_forward") == "1"
         if spec.vxlan:
             assert sysctl(netns, f"net.ipv6.conf.flannel/{spec.vni}.accept_ra") == "0"
+        if node.pods:
+            assert sysctl(netns, "net.ipv6.conf.cni0.accept_ra") == "0"
+    segments = {str(n.cidr) for n in spec.nodes}
+    router = sysctl(f"{spec.lab}._underlay", "net.ipv4.ip_forward")
+    assert router == ("1" if len(segments) > 1 else "0"), "the underlay routes only between several segments"
 
 
 def test_status_reports_subnet_env(lab):

@@ -29,7 +29,6 @@ def test_snapshot_is_stable_without_a_lab():
                                       "flannel-hostgw-crosssubnet"])
 def test_host_is_untouched(topology):
     before = snapshot()
-    assert {"links", "addresses", "routes4", "rules4", "sysctl"} <= set(before)
     run_lab("up", topology)
     try:
         during = snapshot()

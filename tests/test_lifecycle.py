@@ -30,8 +30,10 @@ def renamed_copy(tmp_path: Path, name: str, source: str = "flannel-vxlan", edit=
 
 
 def assert_gone(lab: str) -> None:
+    """No namespace, state or lock file of the lab is left (processes: test_down_stops_processes...)."""
     assert lab_namespaces(lab) == set()
     assert not (STATE_ROOT / lab).exists()
+    assert not (STATE_ROOT / f"{lab}.lock").exists()
 
 
 def test_up_is_idempotent_and_down_is_too():
@@ -108,6 +110,19 @@ def test_rollback_after_a_failure_halfway_through_up():
     assert_gone("flannel-vxlan")
 
 
+def test_rollback_when_iptables_restore_fails(tmp_path):
+    """A failure in the last stage (iptables) still removes every namespace already configured."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nsenter").write_text("#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 1\n")
+    (fake / "nsenter").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    result = run_lab("up", "flannel-vxlan", check=False, env=env)
+    assert result.returncode == 2
+    assert "iptables-restore refused the rules" in result.stderr and "rolled back" in result.stderr
+    assert_gone("flannel-vxlan")
+
+
 def test_cleanup_after_a_killed_up():
     # The process dies (os._exit) in the middle of configuring namespaces: no rollback can run.
     code = textwrap.dedent("""
@@ -169,8 +184,12 @@ def test_exec_and_shell_run_inside_nodes_and_pods(labs):
     assert "192.168.10.72/24" in shell.stdout
     missing = run_lab("exec", "no-such-node", "--", "true", check=False)
     assert missing.returncode == 2 and "no node or pod 'no-such-node'" in missing.stderr
+    late_option = run_lab("exec", "k8s-node01", "--lab", "flannel-vxlan", "--", "ip", "-br", "link", "show", "eth0")
+    assert late_option.stdout.startswith("eth0@")
 
 
-def test_down_without_a_lab_is_not_an_error():
-    result = run_lab("down")
-    assert result.returncode == 0
+def test_lab_names_are_checked_before_any_path_is_built():
+    for name in ("..", "/", "a/b", "UPPER"):
+        result = run_lab("down", name, check=False)
+        assert result.returncode == 2 and "is not a lab name" in result.stderr, name
+    assert Path("/run").is_dir() and Path("/run/netns").exists()

@@ -29,7 +29,6 @@ class Lease:
     node: str
     subnet: ipaddress.IPv4Network
     public_ip: ipaddress.IPv4Address
-    network: str
     vtep_mac: str | None
 
 
@@ -38,14 +37,16 @@ def device_name(config: FlannelConfig) -> str:
 
 
 def mtu(config: FlannelConfig, external_mtu: int) -> int:
-    """FLANNEL_MTU: the external MTU less the encapsulation overhead (none for host-gw)."""
-    return external_mtu - VXLAN_OVERHEAD if config.backend.type == "vxlan" else external_mtu
+    """FLANNEL_MTU: the external MTU (or the vxlan backend's MTU) less the encapsulation overhead."""
+    if config.backend.type != "vxlan":
+        return external_mtu
+    return (config.backend.mtu or external_mtu) - VXLAN_OVERHEAD
 
 
 def leases(topology: Topology) -> list[Lease]:
     config = topology.cluster.flannel
     vxlan = config.backend.type == "vxlan"
-    return [Lease(node=n.name, subnet=n.pod_cidr, public_ip=n.ip, network=n.network,
+    return [Lease(node=n.name, subnet=n.pod_cidr, public_ip=n.ip,
                   vtep_mac=identity.local_mac(topology.name, n.name, "vtep") if vxlan else None)
             for n in topology.nodes]
 
@@ -83,10 +84,22 @@ def plan(topology: Topology) -> LabPlan:
     return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=files, notes=_notes(config))
 
 
+def mode(config: FlannelConfig) -> str:
+    return config.backend.type + ("+DirectRouting" if config.backend.direct_routing else "")
+
+
+def describe(topology: Topology) -> dict:
+    """Mode and settings for `lab status`, and each node's FLANNEL_MTU."""
+    config = topology.cluster.flannel
+    vxlan = config.backend.type == "vxlan"
+    return {"mode": mode(config), "network": str(config.network), "subnet_len": config.subnet_len,
+            "vni": config.backend.vni if vxlan else None, "port": (config.backend.port or 8472) if vxlan else None,
+            "node_mtu": {n.name: mtu(config, topology.network(n.network).mtu) for n in topology.nodes}}
+
+
 def _notes(config: FlannelConfig) -> tuple[str, ...]:
     backend = config.backend
-    mode = backend.type + (" + DirectRouting" if backend.direct_routing else "")
-    return (f"flannel {mode}: Network {config.network}, SubnetLen {config.subnet_len}"
+    return (f"flannel {mode(config)}: Network {config.network}, SubnetLen {config.subnet_len}"
             + (f", VNI {backend.vni}, port {backend.port or '8472 (kernel default)'}" if backend.type == "vxlan"
                else ""),)
 
@@ -101,7 +114,7 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
     dev = device_name(config)
     backend = config.backend
     builder.vxlan(dev, Vxlan(vni=backend.vni, local=str(node.ip), dev=EXTERNAL_IFACE, port=backend.port),
-                  mtu=external_mtu - VXLAN_OVERHEAD, mac=lease.vtep_mac)
+                  mtu=mtu(config, external_mtu), mac=lease.vtep_mac)
     builder.sysctl(f"net/ipv6/conf/{dev}/accept_ra", 0)
     # A /32 so that no connected route appears; it is the source for host-to-pod traffic.
     builder.address(dev, f"{lease.subnet.network_address}/32", broadcast=False)
@@ -121,7 +134,7 @@ def _iptables(builder: NamespaceBuilder, config: FlannelConfig, lease: Lease) ->
     if config.ip_masq:
         masq = '-m comment --comment "flanneld masq"'
         builder.iptables_rules("nat", ["FLANNEL-POSTRTG"], [
-            f"-I POSTROUTING {masq} -j FLANNEL-POSTRTG",
+            f"-A POSTROUTING {masq} -j FLANNEL-POSTRTG",
             f"-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 {masq} -j RETURN",
             f"-A FLANNEL-POSTRTG -s {pod} -d {cluster} {masq} -j RETURN",
             f"-A FLANNEL-POSTRTG -s {cluster} -d {pod} {masq} -j RETURN",

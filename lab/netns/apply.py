@@ -45,7 +45,10 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None) -> None:
         if fail_after is not None and configured >= fail_after:
             raise FaultInjected(f"fault injected after {configured} namespaces")
         configured += 1
-        return netlink.apply_namespace(plan.namespace(name), fds)
+        try:
+            return netlink.apply_namespace(plan.namespace(name), fds)
+        except OSError as exc:
+            return [netlink.Failure(name, "the netlink exchange", exc.errno or 1)]
 
     try:
         failures = [f for result in namespace.run_in_each(names, configure) for f in result]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 
@@ -41,8 +41,6 @@ class Capabilities:
             notes.append(f"tools not installed: {', '.join(absent)} (run scripts/install-deps.sh)")
         return notes
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def require_root() -> None:
@@ -69,9 +67,9 @@ def _effective_caps() -> int | None:
     return None
 
 
-def detect(scratch_name: str | None = None) -> Capabilities:
-    """Try each link kind in a throw-away namespace, then remove it."""
-    scratch = scratch_name or f"lab-probe-{os.getpid()}"
+def detect(scratch: str) -> Capabilities:
+    """Try each link kind in the throw-away namespace `scratch` (replacing a stale one), then remove it."""
+    namespace.remove(scratch)
     namespace.create_many([scratch])
     try:
         kinds, br_netfilter = namespace.run_in(scratch, _probe_kernel)

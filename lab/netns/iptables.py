@@ -21,23 +21,31 @@ def restore_text(tables: tuple[IptablesRules, ...]) -> str:
 
 
 def restore_argv(netns: str) -> list[str]:
-    return ["nsenter", f"--net={namespace.path(netns)}", "iptables-restore", "--noflush"]
+    """`-w`: wait for the xtables lock, which legacy iptables shares between namespaces."""
+    return ["nsenter", f"--net={namespace.path(netns)}", "iptables-restore", "-w", "--noflush"]
 
 
 def apply_all(plan: LabPlan) -> None:
     """Run one iptables-restore per namespace that has rules, concurrently; fail if any refuses."""
     targets: list[NamespacePlan] = [ns for ns in plan.namespaces if ns.iptables]
     running = []
-    for ns in targets:
-        proc = subprocess.Popen(restore_argv(ns.name), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        proc.stdin.write(restore_text(ns.iptables))
-        proc.stdin.close()
-        running.append((ns, proc))
+    try:
+        for ns in targets:
+            running.append((ns, subprocess.Popen(restore_argv(ns.name), stdin=subprocess.PIPE,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    except OSError as exc:
+        for _, proc in running:
+            proc.kill()
+            proc.wait()
+        raise ApplyError(f"cannot run iptables-restore: {exc.strerror}", "run `sudo scripts/install-deps.sh`") from None
     failures = []
     for ns, proc in running:
-        error = proc.stderr.read()
-        if proc.wait() != 0:
+        try:
+            _, error = proc.communicate(restore_text(ns.iptables))
+        except BrokenPipeError:
+            error = "iptables-restore exited before reading its input"
+            proc.wait()
+        if proc.returncode != 0:
             failures.append(f"{ns.name}: {error.strip()}")
     if failures:
         raise ApplyError(f"iptables-restore refused the rules of {failures[0]}",

@@ -6,8 +6,22 @@ never collide, and every namespace of a lab starts with `<lab>.`.
 
 from __future__ import annotations
 
+import re
+
+from lab.errors import LabError
+
 UNDERLAY = "_underlay"
 PROBE = "_probe"
+LAB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LAB_NAME_MAX = 40
+
+
+def check_lab_name(lab: str) -> str:
+    """`lab` if it is a valid lab name (a DNS label of at most 40 characters), else a LabError."""
+    if not isinstance(lab, str) or len(lab) > LAB_NAME_MAX or not LAB_NAME.match(lab):
+        raise LabError(f"{lab!r} is not a lab name",
+                       "lab names are DNS labels (lower-case letters, digits, '-'); `lab list` shows the labs")
+    return lab
 
 
 def node_netns(lab: str, node: str) -> str:

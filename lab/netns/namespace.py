@@ -57,11 +57,10 @@ def _ensure_run_dir() -> None:
            f"make {NETNS_RUN_DIR} shared")
 
 
-def create_many(names: Iterable[str], on_created: Callable[[str], None] = lambda name: None) -> None:
+def create_many(names: Iterable[str]) -> None:
     """Create each namespace (fresh, with only `lo`) and bind it under /run/netns.
 
     One helper thread unshares a new network namespace per name; the caller's threads stay put.
-    `on_created` is called after each one, so a caller can record it for rollback.
     """
     names = list(names)
     _ensure_run_dir()
@@ -76,6 +75,9 @@ def create_many(names: Iterable[str], on_created: Callable[[str], None] = lambda
             except FileExistsError:
                 failure.append(OSError(errno.EEXIST, f"network namespace {name} already exists"))
                 return
+            except OSError as exc:
+                failure.append(OSError(exc.errno, f"cannot create {target}: {exc.strerror}"))
+                return
             os.close(fd)
             try:
                 _check(_libc.unshare(CLONE_NEWNET), f"unshare a network namespace for {name}")
@@ -85,7 +87,6 @@ def create_many(names: Iterable[str], on_created: Callable[[str], None] = lambda
                 os.unlink(target)
                 failure.append(exc)
                 return
-            on_created(name)
 
     thread = threading.Thread(target=worker, name="netns-create")
     thread.start()
@@ -121,7 +122,7 @@ def _setns(fd: int) -> None:
 @contextmanager
 def entered(name: str) -> Iterator[None]:
     """Move the calling thread into `name` for the block, then back (use only on helper threads)."""
-    home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         target = os.open(path(name), os.O_RDONLY)
         try:
@@ -142,13 +143,20 @@ def run_in(name: str, function: Callable[[], T]) -> T:
 
 
 def run_in_each(names: Iterable[str], function: Callable[[str], T]) -> list[T]:
-    """Call `function(name)` inside each namespace in turn, on one helper thread."""
+    """Call `function(name)` inside each namespace in turn, on one helper thread.
+
+    If the caller is interrupted (Ctrl-C), the helper stops after its current namespace and is
+    joined before the interruption propagates, so a rollback never races it.
+    """
     results: list[T] = []
     failure: list[BaseException] = []
+    stop = threading.Event()
 
     def worker() -> None:
         try:
             for name in names:
+                if stop.is_set():
+                    return
                 with entered(name):
                     results.append(function(name))
         except BaseException as exc:  # re-raised on the caller's thread
@@ -156,16 +164,15 @@ def run_in_each(names: Iterable[str], function: Callable[[str], T]) -> list[T]:
 
     thread = threading.Thread(target=worker, name="netns-worker")
     thread.start()
-    thread.join()
+    try:
+        thread.join()
+    except BaseException:
+        stop.set()
+        thread.join()
+        raise
     if failure:
         raise failure[0]
     return results
-
-
-def socket_in(name: str, family: int, kind: int, proto: int = 0):
-    """A socket that lives in namespace `name` (sockets keep the namespace they were made in)."""
-    import socket
-    return run_in(name, lambda: socket.socket(family, kind, proto))
 
 
 def pids_by_namespace(inodes: set[int]) -> dict[int, list[int]]:

@@ -83,7 +83,8 @@ def decide(plan: LabPlan, setting: str, limit: int) -> Decision:
                         f"up to {needed} ARP entries could be needed, but the host's shared neighbour table takes "
                         f"only {limit} dynamic ones (net.ipv4.neigh.default.gc_thresh3), so they are permanent; "
                         f"raise gc_thresh3 on the host or set options.staticNeighbours: false to keep them dynamic")
-    return Decision("dynamic", needed, limit, f"dynamic ARP, as in a real cluster ({needed} entries at most)")
+    return Decision("dynamic", needed, limit, f"dynamic ARP, as in a real cluster ({needed} entries at most; "
+                    f"this host's shared table takes {limit}, net.ipv4.neigh.default.gc_thresh3)")
 
 
 def with_static_neighbours(plan: LabPlan) -> LabPlan:

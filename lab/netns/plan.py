@@ -127,9 +127,6 @@ class NamespacePlan:
     def link(self, name: str) -> Link:
         return next(link for link in self.links if link.name == name)
 
-    def index_of(self, name: str) -> int:
-        return self.link(name).index
-
 
 @dataclass(frozen=True)
 class LabPlan:

@@ -1,7 +1,8 @@
 """Per-lab state on disk: what was created, so `lab down` and `lab cleanup` can remove all of it.
 
 Layout: <root>/<lab>/state.json, <root>/<lab>/files/... (e.g. each node's run/flannel/subnet.env),
-and <root>/<lab>.lock. The state is written before anything is created and updated as it is.
+and <root>/<lab>.lock while a command works on the lab. The state is written before anything is
+created. Lab names are checked before any path is built from them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from lab.netns.names import check_lab_name
+
 DEFAULT_ROOT = "/run/lab"
 
 
@@ -27,7 +30,6 @@ class LabState:
     fingerprint: str
     status: str = "creating"        # creating | up
     namespaces: list[str] = field(default_factory=list)
-    processes: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -39,7 +41,7 @@ class StateStore:
         self.root = root
 
     def lab_dir(self, lab: str) -> str:
-        return os.path.join(self.root, lab)
+        return os.path.join(self.root, check_lab_name(lab))
 
     def files_dir(self, lab: str) -> str:
         return os.path.join(self.lab_dir(lab), "files")
@@ -51,7 +53,8 @@ class StateStore:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError):
-            return LabState(lab=lab, topology="?", fingerprint="", status="corrupt")
+            # an unreadable state still names a lab whose namespaces `lab down` must find by prefix
+            return LabState(lab=lab, topology="?", fingerprint="", status="corrupt (unreadable state.json)")
 
     def save(self, state: LabState) -> None:
         directory = self.lab_dir(state.lab)
@@ -70,10 +73,6 @@ class StateStore:
 
     def remove(self, lab: str) -> None:
         shutil.rmtree(self.lab_dir(lab), ignore_errors=True)
-        try:
-            os.unlink(self._lock_path(lab))
-        except FileNotFoundError:
-            pass
 
     def labs(self) -> list[str]:
         try:
@@ -82,13 +81,40 @@ class StateStore:
         except FileNotFoundError:
             return []
 
+    def stray_locks(self) -> list[str]:
+        """Labs with a lock file but no state: left by a command killed while holding the lock."""
+        try:
+            entries = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        labs = set(self.labs())
+        return sorted(e[:-5] for e in entries if e.endswith(".lock") and e[:-5] not in labs)
+
     def _lock_path(self, lab: str) -> str:
-        return os.path.join(self.root, f"{lab}.lock")
+        return os.path.join(self.root, f"{check_lab_name(lab)}.lock")
 
     @contextmanager
     def locked(self, lab: str) -> Iterator[None]:
-        """Serialise lifecycle commands on one lab."""
+        """Serialise lifecycle commands on one lab; the lock file goes away with the lab's state.
+
+        After taking the lock, check that the path still names the locked file: another command
+        may have removed it while this one waited, in which case lock the new file instead.
+        """
         os.makedirs(self.root, exist_ok=True)
-        with open(self._lock_path(lab), "w") as handle:
+        path = self._lock_path(lab)
+        while True:
+            handle = open(path, "a")
             fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        try:
             yield
+        finally:
+            if not os.path.isdir(self.lab_dir(lab)):
+                os.unlink(path)  # no state left: leave no lock file either
+            handle.close()

@@ -55,13 +55,19 @@ def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> 
         raise fail(path + ("EnableIPv6",), "IPv6 is not supported by the lab yet", "set EnableIPv6 to false")
     if conf.get("EnableIPv4") is False:
         raise fail(path + ("EnableIPv4",), "the lab builds IPv4 clusters", "remove EnableIPv4 or set it to true")
+    if conf.get("EnableNFTables"):
+        raise fail(path + ("EnableNFTables",), "flannel's nftables mode is not modelled by the lab yet",
+                   "set EnableNFTables to false: the lab installs flanneld's iptables rules")
     network = _network(conf.get("Network"), path + ("Network",), fail)
     subnet_len = conf.get("SubnetLen", 24)
     if not isinstance(subnet_len, int) or isinstance(subnet_len, bool) or not network.prefixlen < subnet_len <= 30:
         raise fail(path + ("SubnetLen",),
                    f"SubnetLen {subnet_len!r} must be an integer longer than the Network prefix "
                    f"/{network.prefixlen} and at most 30", None)
-    backend = _backend(conf.get("Backend", {"Type": "udp"}), path + ("Backend",), fail)
+    if "Backend" not in conf:
+        raise fail(path, "net-conf.json has no Backend, so flannel would use its udp backend, which the lab "
+                   "does not model", 'add "Backend": {"Type": "vxlan"} (or host-gw)')
+    backend = _backend(conf["Backend"], path + ("Backend",), fail)
     return FlannelConfig(network=network, subnet_len=subnet_len, backend=backend, ip_masq=ip_masq, source=source)
 
 
@@ -92,12 +98,16 @@ def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:
     vni = _int(value, "VNI", 1, 1, 16777215, path, fail)
     if len(f"flannel.{vni}") > 15:
         raise fail(path + ("VNI",), f"VNI {vni} makes the device name 'flannel.{vni}' longer than the "
-                   "15-character interface name limit", "use a VNI below 1000000")
+                   "15-character interface name limit", "use a VNI below 10000000")
     port = _int(value, "Port", 0, 0, 65535, path, fail)
+    mtu = _int(value, "MTU", 0, 0, 65535, path, fail)
+    if mtu and mtu < 1280 + 50:
+        raise fail(path + ("MTU",), f"MTU {mtu} leaves less than 1280 bytes for pods after the 50-byte "
+                   "VXLAN overhead", "use at least 1330, or leave MTU out to use the node's eth0 MTU")
     direct = value.get("DirectRouting", False)
     if not isinstance(direct, bool):
         raise fail(path + ("DirectRouting",), "DirectRouting must be true or false", None)
-    return FlannelBackend(type=kind, vni=vni, port=port, direct_routing=direct)
+    return FlannelBackend(type=kind, vni=vni, port=port, direct_routing=direct, mtu=mtu)
 
 
 def _int(conf: dict, key: str, default: int, low: int, high: int, path: tuple, fail: Fail) -> int:

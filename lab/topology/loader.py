@@ -15,6 +15,7 @@ from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace
 from lab.topology.yamlsource import Document, Path, parse, parse_one
 
 IFNAME_MAX = 15
+NETNS_NAME_MAX = 255
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
@@ -140,6 +141,10 @@ class _Builder:
         if kind in ("Namespace", "Pod") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
             return
         if kind == "ConfigMap":
+            name = (data.get("metadata") or {}).get("name")
+            if name == "kube-flannel-cfg":
+                raise item.document.error(item.path + ("data",), "the kube-flannel-cfg ConfigMap has no "
+                                          "net-conf.json key", "put flannel's net-conf.json under data:")
             return  # other ConfigMaps do not configure the network
         raise item.document.error(item.path + ("kind",), f"resource kind {kind!r} is not supported",
                                   "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
@@ -151,6 +156,8 @@ class _Builder:
         for index, entry in enumerate(self.data["networks"]):
             path = ("networks", index)
             name = entry["name"]
+            if name == "lo":
+                raise self.fail(path + ("name",), "'lo' is the loopback's name", "give the network another name")
             if len(name) > IFNAME_MAX:
                 raise self.fail(path + ("name",), f"network name {name!r} is {len(name)} characters; it names "
                                 "the segment's switch interface, and Linux interface names hold at most 15",
@@ -208,6 +215,10 @@ class _Builder:
                                 "node's port on its segment's switch, and Linux interface names hold at most 15",
                                 "use a shorter node name")
             self._unique(name, [n.name for n in nodes], path + ("name",), "node")
+            if name in {n.name for n in networks} | {"lo"}:
+                raise self.fail(path + ("name",), f"node name {name!r} is taken: the underlay switch of network "
+                                f"{name!r} (or the loopback) has that interface name already",
+                                "give the node or the network another name")
             network = self._node_network(entry, networks, path)
             ip = self._host_in(entry["ip"], network.cidr, path + ("ip",))
             if ip == network.gateway:
@@ -283,6 +294,11 @@ class _Builder:
                                    "add it under `namespaces:` (only default and kube-system exist unasked)")
             if (namespace, name) in seen:
                 raise source.error(("name",), f"duplicate pod {namespace}/{name}")
+            netns = f"{self.data['name']}.{namespace}.{name}"
+            if len(netns) > NETNS_NAME_MAX:
+                raise source.error(("name",), f"the pod's network namespace name {netns[:40]}... would be "
+                                   f"{len(netns)} characters; file names hold at most {NETNS_NAME_MAX}",
+                                   "use a shorter pod or lab name")
             seen.add((namespace, name))
             if entry["node"] not in node_names:
                 raise source.error(("node",), f"pod {namespace}/{name} is on node {entry['node']!r}, which does "
@@ -338,8 +354,7 @@ class _Builder:
             ip = ipaddress.IPv4Address(str(entry["ip"]))
         except ValueError:
             raise source.error(("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
-        if node.pod_cidr is not None:
-            ipam.check_pod_ip(ip, node.pod_cidr, lambda m: source.error(("ip",), m))
+        ipam.check_pod_ip(ip, node.pod_cidr, lambda m: source.error(("ip",), m))
         return ip
 
     # -- small checks ----------------------------------------------------------------------------

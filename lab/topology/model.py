@@ -79,6 +79,7 @@ class FlannelBackend:
     vni: int = 1
     port: int = 0
     direct_routing: bool = False
+    mtu: int = 0          # vxlan `MTU`: replaces the external interface's MTU; 0 = use eth0's
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ def _explain(document: Document, error: jsonschema.ValidationError):
     if error.validator == "pattern":
         return document.error(path, f"{error.instance!r} is not a valid name",
                               "use lower-case letters, digits and '-', starting and ending with a letter or digit")
+    if error.validator == "const":
+        return document.error(path, f"{error.instance!r} is not supported: only {error.validator_value!r}",
+                              (error.schema or {}).get("description"))
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
         return document.error(path, f"{error.instance!r} is not one of: {choices}")
