@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -11,8 +12,11 @@ from lab.errors import LabError
 
 
 def topologies_dir() -> Path:
-    """The repository's topologies/ folder (the package is installed in editable mode)."""
-    return Path(__file__).resolve().parents[2] / "topologies"
+    """The repository's topologies/ (editable install), else the copy `pip install .` puts in share/lab."""
+    in_repo = Path(__file__).resolve().parents[2] / "topologies"
+    if in_repo.is_dir():
+        return in_repo
+    return Path(sys.prefix) / "share" / "lab" / "topologies"
 
 
 def shipped() -> list[dict[str, str]]:
