@@ -57,13 +57,9 @@ class Lab:
             existing = self.store.load(topology.name)
             if existing is not None and existing.status == "up":
                 return self._already_up(existing, topology, fingerprint, plan)
-            if existing is not None:
+            if existing is not None:  # an `up` that was killed: replace what it left
                 self._teardown(topology.name, existing)
-            self._check_free(plan)
-            caps = capabilities.detect(names.probe_netns(topology.name))
-            capabilities.require(caps, _needed_kinds(plan), topology.source)
-            if any(ns.iptables for ns in plan.namespaces):
-                capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
+            caps = self._preflight(topology, plan)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
@@ -71,14 +67,22 @@ class Lab:
                 apply.apply_plan(plan, fail_after=fail_after)
                 self.store.write_files(topology.name, plan.files)
                 state.status = "up"
-                state.summary = summarize(topology, plan, caps.notes())
-                state.summary["neighbours"] = decision.as_dict()
+                state.summary = summarize(topology, plan, caps.notes()) | {"neighbours": decision.as_dict()}
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)
                 raise
         return UpResult(lab=topology.name, created=True, namespaces=len(plan.namespaces), plan=plan,
                         notes=tuple(plan.notes) + topology.notes)
+
+    def _preflight(self, topology: Topology, plan: LabPlan) -> capabilities.Capabilities:
+        """Everything checked before the kernel is touched: free names, link kinds, tools."""
+        self._check_free(plan)
+        caps = capabilities.detect(names.probe_netns(topology.name))
+        capabilities.require(caps, _needed_kinds(plan), topology.source)
+        if any(ns.iptables for ns in plan.namespaces):
+            capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
+        return caps
 
     def _already_up(self, existing: LabState, topology: Topology, fingerprint: str, plan: LabPlan) -> UpResult:
         if existing.fingerprint != fingerprint or existing.topology != topology.source:
