@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -136,8 +135,6 @@ class Lab:
         summary.update(lab=state.lab, status=state.status if not missing else "degraded", topology=state.topology,
                        namespaces=len(state.namespaces), missing_namespaces=missing,
                        daemons=self._daemons(state))
-        for node in summary.get("nodes", []):
-            node["subnet_env"] = self._subnet_env(state.lab, node["name"])
         return summary
 
     def _daemons(self, state: LabState) -> list[dict[str, Any]]:
@@ -148,14 +145,6 @@ class Lab:
             for pid in pids:
                 rows.append({"netns": inodes[ino], "pid": pid, "command": _command_of(pid)})
         return sorted(rows, key=lambda r: (r["netns"], r["pid"]))
-
-    def _subnet_env(self, lab: str, node: str) -> dict[str, str]:
-        path = os.path.join(self.store.files_dir(lab), node, "run/flannel/subnet.env")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return dict(line.strip().split("=", 1) for line in handle if "=" in line)
-        except FileNotFoundError:
-            return {}
 
     def _state(self, lab: str | None) -> LabState:
         lab = lab or self.only_lab()
@@ -223,11 +212,11 @@ class Lab:
 def summarize(topology: Topology, plan: LabPlan, capability_notes: list[str]) -> dict[str, Any]:
     """What `lab status` shows, recorded at `up` time."""
     described = cni.dataplane(topology).describe(topology)
-    node_mtu = described.pop("node_mtu")
+    node_mtu, node_env = described.pop("node_mtu"), described.pop("node_env")
     node_notes = {ns.owner: list(ns.notes) for ns in plan.namespaces if ns.role == "node"}
     nodes = [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "ip": str(n.ip),
               "network": n.network, "subnet": str(n.pod_cidr), "mtu": node_mtu[n.name],
-              "notes": node_notes.get(n.name, [])}
+              "subnet_env": node_env[n.name], "notes": node_notes.get(n.name, [])}
              for n in topology.nodes]
     pods = [{"key": p.key, "name": p.name, "namespace": p.namespace, "node": p.node, "ip": str(p.ip),
              "netns": names.pod_netns(topology.name, p.namespace, p.name), "labels": dict(p.labels)}

@@ -89,12 +89,15 @@ def mode(config: FlannelConfig) -> str:
 
 
 def describe(topology: Topology) -> dict:
-    """Mode and settings for `lab status`, and each node's FLANNEL_MTU."""
+    """Mode and settings for `lab status`, each node's FLANNEL_MTU and its subnet.env values."""
     config = topology.cluster.flannel
     vxlan = config.backend.type == "vxlan"
+    env = {lease.node: subnet_env(config, lease, topology.network(topology.node(lease.node).network).mtu)
+           for lease in leases(topology)}
     return {"mode": mode(config), "network": str(config.network), "subnet_len": config.subnet_len,
             "vni": config.backend.vni if vxlan else None, "port": (config.backend.port or 8472) if vxlan else None,
-            "node_mtu": {n.name: mtu(config, topology.network(n.network).mtu) for n in topology.nodes}}
+            "node_mtu": {n.name: mtu(config, topology.network(n.network).mtu) for n in topology.nodes},
+            "node_env": {node: dict(line.split("=", 1) for line in text.splitlines()) for node, text in env.items()}}
 
 
 def _notes(config: FlannelConfig) -> tuple[str, ...]:
