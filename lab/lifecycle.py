@@ -9,7 +9,7 @@ from typing import Any
 from lab import cni
 from lab.errors import LabError
 from lab.netns import apply, capabilities, namespace, names, neighbours, render
-from lab.netns.plan import LabPlan
+from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
 from lab.topology import loader, registry
 from lab.topology.model import Topology
@@ -34,9 +34,10 @@ class Lab:
     def load(self, name_or_path: str) -> Topology:
         return loader.load(registry.resolve(name_or_path))
 
-    def plan(self, topology: Topology) -> tuple[LabPlan, neighbours.Decision]:
+    def plan(self, topology: Topology, caps: capabilities.Capabilities | None = None
+             ) -> tuple[LabPlan, neighbours.Decision]:
         """The CNI's plan, plus static neighbours when the host's shared ARP table is too small for it."""
-        plan = cni.plan(topology)
+        plan = cni.plan(topology, caps)
         decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
         if decision.mode == "static":
             plan = neighbours.with_static_neighbours(plan)
@@ -50,23 +51,26 @@ class Lab:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
         capabilities.require_root()
         topology = self.load(name_or_path)
-        plan, decision = self.plan(topology)
         fingerprint = _fingerprint(topology)
         with self.store.locked(topology.name):
             existing = self.store.load(topology.name)
             if existing is not None and existing.status == "up":
-                return self._already_up(existing, topology, fingerprint, plan)
+                return self._already_up(existing, topology, fingerprint, self.plan(topology)[0])
             if existing is not None:  # an `up` that was killed: replace what it left
                 self._teardown(topology.name, existing)
-            caps = self._preflight(topology, plan)
+            caps = capabilities.detect(names.probe_netns(topology.name))
+            plan, decision = self.plan(topology, caps)
+            self._preflight(topology, plan, caps)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
             try:
-                apply.apply_plan(plan, fail_after=fail_after)
+                apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after)
                 self.store.write_files(topology.name, plan.files)
+                runtime = cni.start(topology, caps, self.store)
                 state.status = "up"
-                state.summary = summarize(topology, plan, caps.notes()) | {"neighbours": decision.as_dict()}
+                state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
+                                 | {"runtime": runtime})
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)
@@ -74,14 +78,13 @@ class Lab:
         return UpResult(lab=topology.name, created=True, namespaces=len(plan.namespaces), plan=plan,
                         notes=tuple(plan.notes) + topology.notes)
 
-    def _preflight(self, topology: Topology, plan: LabPlan) -> capabilities.Capabilities:
+    def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> None:
         """Everything checked before the kernel is touched: free names, link kinds, tools."""
         self._check_free(plan)
-        caps = capabilities.detect(names.probe_netns(topology.name))
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
             capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
-        return caps
+        capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
 
     def _already_up(self, existing: LabState, topology: Topology, fingerprint: str, plan: LabPlan) -> UpResult:
         if existing.fingerprint != fingerprint or existing.topology != topology.source:
@@ -209,14 +212,16 @@ class Lab:
         return removed
 
 
-def summarize(topology: Topology, plan: LabPlan, capability_notes: list[str]) -> dict[str, Any]:
+def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> dict[str, Any]:
     """What `lab status` shows, recorded at `up` time."""
-    described = cni.dataplane(topology).describe(topology)
+    capability_notes = caps.notes()
+    described = cni.dataplane(topology).describe(topology, caps)
     node_mtu, node_env = described.pop("node_mtu"), described.pop("node_env")
+    env_key = described.pop("node_env_key", "subnet_env")
     node_notes = {ns.owner: list(ns.notes) for ns in plan.namespaces if ns.role == "node"}
     nodes = [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "ip": str(n.ip),
               "network": n.network, "subnet": str(n.pod_cidr), "mtu": node_mtu[n.name],
-              "subnet_env": node_env[n.name], "notes": node_notes.get(n.name, [])}
+              env_key: node_env[n.name], "notes": node_notes.get(n.name, [])}
              for n in topology.nodes]
     pods = [{"key": p.key, "name": p.name, "namespace": p.namespace, "node": p.node, "ip": str(p.ip),
              "netns": names.pod_netns(topology.name, p.namespace, p.name), "labels": dict(p.labels)}
@@ -230,7 +235,7 @@ def summarize(topology: Topology, plan: LabPlan, capability_notes: list[str]) ->
 
 
 def _needed_kinds(plan: LabPlan) -> list[str]:
-    return sorted({link.kind for ns in plan.namespaces for link in ns.links if link.kind != "existing"})
+    return sorted({link.kind for ns in plan.namespaces for link in ns.links if link.kind not in ("existing", "tun")})
 
 
 def _fingerprint(topology: Topology) -> str:

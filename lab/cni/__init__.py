@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.cni import flannel
+from lab.cni import calico, calico_runtime, flannel
 from lab.errors import LabError
+from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan
+from lab.netns.state import StateStore
 from lab.topology.model import Topology
 
 
@@ -15,12 +17,16 @@ from lab.topology.model import Topology
 class Dataplane:
     """A CNI's two entry points: its plan, and what `lab status` says about its settings."""
 
-    plan: Callable[[Topology], LabPlan]
-    describe: Callable[[Topology], dict[str, Any]]
+    plan: Callable[[Topology, Capabilities | None], LabPlan]
+    describe: Callable[[Topology, Capabilities | None], dict[str, Any]]
+    tools: Callable[[Topology], list[str]] = lambda topology: []
+    start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
 
 
 DATAPLANES: dict[str, Dataplane] = {
     "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe),
+    "calico": Dataplane(plan=calico.plan, describe=calico.describe, tools=calico_runtime.tools,
+                        start=calico_runtime.start),
 }
 
 
@@ -32,6 +38,12 @@ def dataplane(topology: Topology) -> Dataplane:
                        f"supported: {', '.join(sorted(DATAPLANES))}") from None
 
 
-def plan(topology: Topology) -> LabPlan:
-    """The plan of `topology` by its cluster's CNI."""
-    return dataplane(topology).plan(topology)
+def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
+    """The plan of `topology` by its cluster's CNI, for a kernel with `caps` (a guess when None)."""
+    return dataplane(topology).plan(topology, caps)
+
+
+def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str, Any]:
+    """Start the CNI's daemons once the plan is applied; what they are goes into `lab status`."""
+    hook = dataplane(topology).start
+    return hook(topology, caps, store) if hook else {}

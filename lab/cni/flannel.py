@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lab.cni import bridge_plugin, identity, underlay
 from lab.netns.builder import NamespaceBuilder
+from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
 
@@ -59,7 +60,7 @@ def subnet_env(config: FlannelConfig, lease: Lease, external_mtu: int) -> str:
             f"FLANNEL_IPMASQ={'true' if config.ip_masq else 'false'}\n")
 
 
-def plan(topology: Topology) -> LabPlan:
+def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     """The whole lab: underlay, then every node, then every pod."""
     config = topology.cluster.flannel
     all_leases = leases(topology)
@@ -88,7 +89,7 @@ def mode(config: FlannelConfig) -> str:
     return config.backend.type + ("+DirectRouting" if config.backend.direct_routing else "")
 
 
-def describe(topology: Topology) -> dict:
+def describe(topology: Topology, caps: Capabilities | None = None) -> dict:
     """Mode and settings for `lab status`, each node's FLANNEL_MTU and its subnet.env values."""
     config = topology.cluster.flannel
     vxlan = config.backend.type == "vxlan"

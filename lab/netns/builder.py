@@ -35,6 +35,16 @@ class NamespaceBuilder:
         self.links.append(link)
         return link
 
+    def existing(self, name: str, index: int, mtu: int | None = None) -> Link:
+        """A device the namespace is born with (e.g. the ipip module's tunl0), configured but not created."""
+        link = Link(name=name, kind="existing", index=index, mtu=mtu)
+        self.links.append(link)
+        return link
+
+    def tun(self, name: str, mtu: int) -> Link:
+        """A persistent TUN device; created last, by ioctl, so the kernel picks its index."""
+        return self.add_link(name, "tun", mtu=mtu)
+
     def bridge(self, name: str, mtu: int | None = None, mac: str | None = None) -> Link:
         return self.add_link(name, "bridge", mtu=mtu, mac=mac)
 
@@ -42,10 +52,11 @@ class NamespaceBuilder:
         return self.add_link(name, "vxlan", mtu=mtu, mac=mac, vxlan=vxlan)
 
     def veth(self, name: str, peer: "NamespaceBuilder", peer_name: str, *, mtu: int | None = None,
-             master: str | None = None, hairpin: bool = False, peer_mac: str | None = None) -> Link:
+             master: str | None = None, hairpin: bool = False, peer_mac: str | None = None,
+             mac: str | None = None) -> Link:
         """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`."""
         peer_index = peer.reserve_index()
-        link = self.add_link(name, "veth", mtu=mtu, master=master, hairpin=hairpin,
+        link = self.add_link(name, "veth", mtu=mtu, mac=mac, master=master, hairpin=hairpin,
                              peer=VethPeer(name=peer_name, netns=peer.name, index=peer_index, mtu=mtu, mac=peer_mac))
         peer.links.append(Link(name=peer_name, kind="existing", index=peer_index))
         return link

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
@@ -25,6 +25,15 @@ class Capabilities:
     kinds: dict[str, bool]
     br_netfilter: bool
     tools: dict[str, bool]
+    fresh_links: dict[str, int] = field(default_factory=dict)   # devices a new namespace starts with, besides lo
+    probed: bool = True
+
+    @classmethod
+    def assumed(cls) -> "Capabilities":
+        """A guess made without privilege (for --dry-run): module directories only, nothing tried."""
+        kinds = {kind: kind in ("veth", "bridge") or os.path.isdir(f"/sys/module/{kind}") for kind in SCRATCH_KINDS}
+        return cls(kinds=kinds, br_netfilter=os.path.isdir("/sys/module/br_netfilter"),
+                   tools={tool: shutil.which(tool) is not None for tool in TOOLS}, probed=False)
 
     def has(self, kind: str) -> bool:
         return self.kinds.get(kind, False)
@@ -75,8 +84,25 @@ def detect(scratch: str) -> Capabilities:
         kinds, br_netfilter = namespace.run_in(scratch, _probe_kernel)
     finally:
         namespace.remove(scratch)
+    # A second, fresh namespace: modules the probe loaded (ipip, ...) add fallback devices such as tunl0.
+    namespace.create_many([scratch])
+    try:
+        fresh = namespace.run_in(scratch, _fresh_links)
+    finally:
+        namespace.remove(scratch)
     return Capabilities(kinds=kinds, br_netfilter=br_netfilter,
-                        tools={tool: shutil.which(tool) is not None for tool in TOOLS})
+                        tools={tool: shutil.which(tool) is not None for tool in TOOLS}, fresh_links=fresh)
+
+
+def _fresh_links() -> dict[str, int]:
+    """The devices a new namespace is born with besides lo (tunl0, gre0, sit0... when those modules are loaded)."""
+    found = {}
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name != "lo":
+                found[name] = link["index"]
+    return found
 
 
 def _probe_kernel() -> tuple[dict[str, bool], bool]:

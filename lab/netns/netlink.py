@@ -12,7 +12,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE,
@@ -21,7 +21,7 @@ from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from lab.netns import fastmsg, namespace
+from lab.netns import fastmsg, namespace, tun
 from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 NETLINK_ROUTE = 0
@@ -103,6 +103,7 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int]) -> list[Fail
         _grow_receive_buffer(sock)
         sock.bind((0, 0))
         failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds))
+        failures += _tun_devices(sock, plan, indexes)
         failures += [f for s in plan.sysctls if (f := _write_sysctl(plan.name, s))]
         failures += _exchange(sock, plan.name, _object_batch(plan, indexes))
         return failures
@@ -170,9 +171,28 @@ def _write_sysctl(netns: str, sysctl: Sysctl) -> Failure | None:
     return None
 
 
+def _tun_devices(sock: socket.socket, plan: NamespacePlan, indexes: dict[str, int]) -> list[Failure]:
+    """Create the plan's TUN devices (ioctl, not netlink), record the index the kernel gave each, set them up."""
+    failures: list[Failure] = []
+    batch = Batch()
+    for link in plan.links:
+        if link.kind != "tun":
+            continue
+        try:
+            tun.create_persistent_tun(link.name)
+        except OSError as exc:
+            failures.append(Failure(plan.name, f"TUN device {link.name}", exc.errno or 1))
+            continue
+        indexes[link.name] = socket.if_nametoindex(link.name)
+        batch.add(_existing_link(replace(link, index=indexes[link.name])), RTM_NEWLINK, MODIFY, link)
+    return failures + (_exchange(sock, plan.name, batch) if batch.messages else [])
+
+
 def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[str, int]) -> Batch:
     batch = Batch()
     for link in plan.links:
+        if link.kind == "tun":
+            continue
         if link.kind == "existing":
             batch.add(_existing_link(link), RTM_NEWLINK, MODIFY, link)
             continue

@@ -8,7 +8,7 @@ then the route, so the kernel never has to ARP for a VTEP), and last iptables ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 NamespaceRole = Literal["underlay", "node", "pod"]
@@ -41,7 +41,7 @@ class Link:
     """A network device to create (or, for kind 'existing', to configure)."""
 
     name: str
-    kind: Literal["veth", "bridge", "vxlan", "existing"]
+    kind: Literal["veth", "bridge", "vxlan", "tun", "existing"]   # tun: a persistent TUN device (ioctl)
     index: int
     mtu: int | None = None
     mac: str | None = None
@@ -145,3 +145,26 @@ class LabPlan:
         return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes)
                    + len(ns.neighbours) + len(ns.fdb) + sum(len(t.rules) for t in ns.iptables)
                    for ns in self.namespaces)
+
+
+def with_fresh_links(plan: LabPlan, fresh: dict[str, int]) -> LabPlan:
+    """Move the plan's interface indexes past the devices a new namespace is born with (tunl0, gre0, ...).
+
+    Where the ipip, gre or sit modules are loaded, every new namespace starts with their fallback
+    devices at indexes 2, 3, ...; the plan's fixed indexes must not collide with them. Links the plan
+    declares as `existing` under one of those names (Calico's tunl0) take the device's own index.
+    """
+    if not fresh:
+        return plan
+    offset = max(fresh.values()) - 1
+
+    def move(link: Link) -> Link:
+        if link.kind == "existing" and link.name in fresh:
+            return replace(link, index=fresh[link.name])
+        if link.index <= 1:
+            return link
+        peer = replace(link.peer, index=link.peer.index + offset) if link.peer else None
+        return replace(link, index=link.index + offset, peer=peer)
+
+    return replace(plan, namespaces=tuple(replace(ns, links=tuple(move(link) for link in ns.links))
+                                          for ns in plan.namespaces))

@@ -83,6 +83,9 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
         if link.mtu:
             args += ["mtu", str(link.mtu)]
         return [tuple(args + (["up"] if link.up else []))]
+    if link.kind == "tun":  # TUN devices are made by ioctl, so the kernel picks the index
+        setup = ["link", "set", "dev", link.name] + (["mtu", str(link.mtu)] if link.mtu else [])
+        return [("tuntap", "add", "dev", link.name, "mode", "tun"), tuple(setup + (["up"] if link.up else []))]
     args = ["link", "add", link.name, "index", str(link.index)]
     if link.mtu:
         args += ["mtu", str(link.mtu)]

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import TopologyError
-from lab.topology import flannel_conf, ipam, labels, schema
-from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace, Network, Node, Pod,
-                                Topology, frozen_labels)
+from lab.topology import calico_conf, flannel_conf, ipam, labels, schema
+from lab.topology.calico_loader import CalicoBuilder
+from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace, Network, Node, Pod, Topology,
+                                frozen_labels)
 from lab.topology.yamlsource import Document, Path, parse, parse_one
 
 IFNAME_MAX = 15
@@ -89,12 +90,21 @@ class _Builder:
     def build(self) -> Topology:
         items = self._resource_items()
         networks = self._networks()
-        flannel = self._flannel(items, networks)
-        nodes = self._nodes(networks, flannel)
-        namespaces = self._namespaces(items)
-        pods = self._pods(items, nodes, namespaces)
-        nodes, pods = self._allocate(nodes, pods, flannel, items)
-        cluster = Cluster(cni=self.data["cluster"]["cni"], flannel=flannel)
+        cni = self.data["cluster"]["cni"]
+        if cni == "calico":
+            calico = CalicoBuilder(self, items, networks)
+            nodes = self._nodes(networks, calico.check_pod_cidr, calico.node_labels)
+            namespaces = self._namespaces(items)
+            pods = self._pods(items, nodes, namespaces)
+            nodes, pods, config = calico.build(nodes, pods)
+            cluster = Cluster(cni=cni, calico=config)
+        else:
+            flannel = self._flannel(items, networks)
+            nodes = self._nodes(networks, lambda cidr, path: self._flannel_pod_cidr(cidr, path, flannel))
+            namespaces = self._namespaces(items)
+            pods = self._pods(items, nodes, namespaces)
+            nodes, pods = self._allocate(nodes, pods, flannel, items)
+            cluster = Cluster(cni=cni, flannel=flannel)
         setting = self.data.get("options", {}).get("staticNeighbours", "auto")
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
@@ -140,6 +150,11 @@ class _Builder:
         kind = data["kind"]
         if kind in ("Namespace", "Pod") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
             return
+        if calico_conf.is_calico(data):
+            if self.data["cluster"]["cni"] != "calico":
+                raise item.document.error(item.path + ("kind",), f"a Calico {kind} needs `cluster: {{cni: calico}}`",
+                                          "this topology's CNI is " + str(self.data["cluster"]["cni"]))
+            return
         if kind == "ConfigMap":
             name = (data.get("metadata") or {}).get("name")
             if name == "kube-flannel-cfg":
@@ -148,7 +163,8 @@ class _Builder:
             return  # other ConfigMaps do not configure the network
         raise item.document.error(item.path + ("kind",), f"resource kind {kind!r} is not supported",
                                   "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
-                                  "Namespace and Pod")
+                                  "Namespace, Pod, and Calico's IPPool, BGPConfiguration, BGPPeer and Node "
+                                  "(apiVersion projectcalico.org/v3)")
 
     # -- networks --------------------------------------------------------------------------------
     def _networks(self) -> tuple[Network, ...]:
@@ -205,7 +221,7 @@ class _Builder:
         return config
 
     # -- nodes -----------------------------------------------------------------------------------
-    def _nodes(self, networks: tuple[Network, ...], flannel: FlannelConfig) -> tuple[Node, ...]:
+    def _nodes(self, networks: tuple[Network, ...], check_pod_cidr, extra_labels=None) -> tuple[Node, ...]:
         nodes: list[Node] = []
         for index, entry in enumerate(self.data["nodes"]):
             path = ("nodes", index)
@@ -227,9 +243,11 @@ class _Builder:
             for other in nodes:
                 if other.ip == ip:
                     raise self.fail(path + ("ip",), f"duplicate IP {ip}: node {other.name!r} has it too")
-            pod_cidr = self._pod_cidr(entry, flannel, nodes, path)
-            nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr,
-                              labels=self._labels(entry, Source(self.doc, path))))
+            pod_cidr = self._pod_cidr(entry, check_pod_cidr, nodes, path)
+            own_labels = self._labels(entry, Source(self.doc, path))
+            if extra_labels and name in extra_labels:
+                own_labels = frozen_labels({**own_labels, **extra_labels[name]})
+            nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
     def _node_network(self, entry: dict, networks: tuple[Network, ...], path: Path) -> Network:
@@ -244,17 +262,20 @@ class _Builder:
         raise self.fail(path + ("network",), f"no network named {entry['network']!r}",
                         f"networks are: {', '.join(n.name for n in networks)}")
 
-    def _pod_cidr(self, entry: dict, flannel: FlannelConfig, nodes: list[Node], path: Path):
+    def _pod_cidr(self, entry: dict, check, nodes: list[Node], path: Path):
         if "podCIDR" not in entry:
             return None
         cidr = self._cidr(entry["podCIDR"], path + ("podCIDR",))
-        if not cidr.subnet_of(flannel.network) or cidr.prefixlen != flannel.subnet_len:
-            raise self.fail(path + ("podCIDR",), f"{cidr} must be a /{flannel.subnet_len} inside the pod "
-                            f"network {flannel.network}", "match net-conf.json Network and SubnetLen")
+        check(cidr, path + ("podCIDR",))
         for other in nodes:
             if other.pod_cidr == cidr:
                 raise self.fail(path + ("podCIDR",), f"duplicate podCIDR {cidr}: node {other.name!r} has it too")
         return cidr
+
+    def _flannel_pod_cidr(self, cidr: ipaddress.IPv4Network, path: Path, flannel: FlannelConfig) -> None:
+        if not cidr.subnet_of(flannel.network) or cidr.prefixlen != flannel.subnet_len:
+            raise self.fail(path, f"{cidr} must be a /{flannel.subnet_len} inside the pod "
+                            f"network {flannel.network}", "match net-conf.json Network and SubnetLen")
 
     # -- namespaces and pods ---------------------------------------------------------------------
     def _namespaces(self, items: list[Item]) -> tuple[Namespace, ...]:

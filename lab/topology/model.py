@@ -94,11 +94,80 @@ class FlannelConfig:
 
 
 @dataclass(frozen=True)
+class IPPool:
+    """projectcalico.org/v3 IPPool (spec fields the lab models)."""
+
+    name: str
+    cidr: IPv4Network
+    block_size: int = 26
+    ipip_mode: str = "Never"          # Always | CrossSubnet | Never
+    vxlan_mode: str = "Never"         # Always | CrossSubnet | Never
+    nat_outgoing: bool = False
+    node_selector: str = "all()"
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class BGPConfiguration:
+    """projectcalico.org/v3 BGPConfiguration `default`."""
+
+    node_to_node_mesh: bool = True
+    as_number: int = 64512
+    log_severity: str = "Info"
+
+
+@dataclass(frozen=True)
+class BGPPeer:
+    """projectcalico.org/v3 BGPPeer: an explicit peering (global without node/nodeSelector)."""
+
+    name: str
+    peer_ip: IPv4Address | None = None
+    as_number: int | None = None
+    node: str | None = None
+    node_selector: str | None = None
+    peer_selector: str | None = None
+
+
+@dataclass(frozen=True)
+class CalicoNode:
+    """projectcalico.org/v3 Node: the BGP settings calico/node reads for one node."""
+
+    name: str
+    ipv4_address: ipaddress.IPv4Interface      # spec.bgp.ipv4Address, e.g. 192.168.10.72/24
+    as_number: int | None = None
+    rr_cluster_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CalicoIpam:
+    """Calico IPAM's result: affine blocks per node and each node's tunnel address."""
+
+    blocks: Mapping[str, tuple[IPv4Network, ...]] = field(default_factory=frozen_labels)
+    tunnel_ips: Mapping[str, IPv4Address] = field(default_factory=frozen_labels)
+
+
+@dataclass(frozen=True)
+class CalicoConfig:
+    """Calico's resources as the lab holds them, with Calico's defaults filled in."""
+
+    backend: str = "bird"             # calico_backend: bird (BGP) | vxlan (Felix only, no BIRD)
+    pools: tuple[IPPool, ...] = ()
+    bgp: BGPConfiguration = field(default_factory=BGPConfiguration)
+    peers: tuple[BGPPeer, ...] = ()
+    nodes: tuple[CalicoNode, ...] = ()
+    ipam: CalicoIpam = field(default_factory=CalicoIpam)
+
+    def node(self, name: str) -> CalicoNode:
+        return next(n for n in self.nodes if n.name == name)
+
+
+@dataclass(frozen=True)
 class Cluster:
     """The cluster's CNI and its settings."""
 
     cni: str
     flannel: FlannelConfig | None = None
+    calico: CalicoConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""The processes a Calico BGP lab runs: BIRD in every node namespace, and one route agent per lab.
+
+Files live under the lab's state directory, per node as on a real node:
+  files/<node>/etc/calico/confd/config/bird.cfg (+ bird_aggr.cfg, bird_ipam.cfg)   rendered by lab/bgp/birdcfg
+  files/<node>/var/run/calico/bird.ctl                                              BIRD's control socket
+The route agent runs inside the lab's underlay namespace, so `lab down` finds and stops it with
+every other process of the lab; it serves all nodes through sockets opened in their namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from lab.errors import LabError
+from lab.netns import namespace
+
+CONFIG_DIR = "etc/calico/confd/config"
+RUN_DIR = "var/run/calico"
+AGENT_READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where one node's BIRD keeps its configuration, socket and pid file."""
+
+    root: str
+
+    @property
+    def config_dir(self) -> str:
+        return os.path.join(self.root, CONFIG_DIR)
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.config_dir, "bird.cfg")
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.root, RUN_DIR, "bird.ctl")
+
+    @property
+    def pid_file(self) -> str:
+        return os.path.join(self.root, RUN_DIR, "bird.pid")
+
+
+def config_files(node: str, rendered: dict[str, str]) -> dict[str, str]:
+    """Rendered BIRD files keyed by their path under the lab's files directory."""
+    return {f"{node}/{CONFIG_DIR}/{name}": text for name, text in rendered.items()}
+
+
+def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen:
+    """Start BIRD in `netns` (it daemonizes once its configuration parses); returns the launcher."""
+    os.makedirs(os.path.dirname(paths.socket), exist_ok=True)
+    argv = ["nsenter", f"--net={namespace.path(netns)}", "bird", "-c", paths.config, "-s", paths.socket,
+            "-P", paths.pid_file]
+    return subprocess.Popen(argv, cwd=paths.config_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_birds(nodes: dict[str, tuple[str, NodePaths]]) -> None:
+    """Start every node's BIRD at once and wait until each has daemonized; raise on the first failure."""
+    launched = {node: start_bird(netns, paths) for node, (netns, paths) in nodes.items()}
+    problems = []
+    for node, process in launched.items():
+        _, err = process.communicate(timeout=30)
+        if process.returncode != 0:
+            problems.append(f"{node}: {err.strip() or f'bird exited with {process.returncode}'}")
+    if problems:
+        raise LabError("BIRD did not start: " + "; ".join(problems[:3]),
+                       "the rendered configuration is under /run/lab/<lab>/files/<node>/" + CONFIG_DIR)
+
+
+def bird_pid(paths: NodePaths) -> int | None:
+    """The running BIRD's pid, or None when it is not running."""
+    try:
+        with open(paths.pid_file, encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def stop_bird(paths: NodePaths, timeout: float = 5.0) -> bool:
+    """Stop a node's BIRD (SIGTERM, as when calico/node stops); True if one was running."""
+    pid = bird_pid(paths)
+    if pid is None:
+        return False
+    os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.02)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# -- the route agent ---------------------------------------------------------------------------------
+def agent_spec(lab: str, table: int, state_dir: str, nodes: list[dict]) -> dict:
+    return {"lab": lab, "table": table, "log": os.path.join(state_dir, "routeagent.log"),
+            "stats": os.path.join(state_dir, "routeagent-stats.json"),
+            "ready": os.path.join(state_dir, "routeagent.ready"), "nodes": nodes}
+
+
+def start_agent(underlay_netns: str, spec: dict, spec_path: str) -> int:
+    """Write the spec, start the agent in the underlay namespace, wait for it to be ready; returns its pid."""
+    with open(spec_path, "w", encoding="utf-8") as handle:
+        json.dump(spec, handle, indent=1)
+    if os.path.exists(spec["ready"]):
+        os.unlink(spec["ready"])
+    argv = ["nsenter", f"--net={namespace.path(underlay_netns)}", sys.executable, "-m", "lab.bgp.routeagent",
+            spec_path]
+    with open(spec["log"], "a", encoding="utf-8") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                   env={**os.environ, "PYTHONPATH": _package_root()})
+    deadline = time.monotonic() + AGENT_READY_TIMEOUT
+    while not os.path.exists(spec["ready"]):
+        if process.poll() is not None:
+            raise LabError(f"the route agent exited with {process.returncode} before it was ready",
+                           f"see {spec['log']}")
+        if time.monotonic() > deadline:
+            raise LabError("the route agent was not ready in time", f"see {spec['log']}")
+        time.sleep(0.01)
+    return process.pid
+
+
+def reload_agent(pid: int, spec: dict, spec_path: str) -> None:
+    """Give the running agent a new spec (SIGHUP makes it re-read and reconcile)."""
+    with open(spec_path, "w", encoding="utf-8") as handle:
+        json.dump(spec, handle, indent=1)
+    os.kill(pid, 1)
+
+
+def _package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,0 +1,196 @@
+"""Calico's resources (projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer, Node): parse and validate.
+
+Each parser takes the manifest, the path of the manifest in its document and `fail(path, message,
+hint)`, and returns a model object with Calico's API defaults filled in. Selectors are checked with
+the same parser the BGP peering uses, so a bad selector is refused before anything is built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable
+
+from lab.bgp import selector
+from lab.errors import TopologyError
+from lab.topology.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool
+
+API_VERSION = "projectcalico.org/v3"
+KINDS = ("IPPool", "BGPConfiguration", "BGPPeer", "Node")
+ENCAP_MODES = ("Always", "CrossSubnet", "Never")
+LOG_SEVERITIES = ("Debug", "Info", "Warning", "Error", "Fatal")
+POOL_KEYS = {"cidr", "blockSize", "ipipMode", "vxlanMode", "natOutgoing", "nodeSelector", "disabled",
+             "allowedUses", "disableBGPExport"}
+BGP_CONFIG_KEYS = {"nodeToNodeMeshEnabled", "asNumber", "logSeverityScreen"}
+PEER_KEYS = {"peerIP", "asNumber", "node", "nodeSelector", "peerSelector"}
+NODE_BGP_KEYS = {"ipv4Address", "asNumber", "routeReflectorClusterID"}
+MAX_AS = 4294967295
+
+Fail = Callable[[tuple, str, str | None], TopologyError]
+
+
+def is_calico(item: Any) -> bool:
+    """A projectcalico.org/v3 manifest of a kind the lab models."""
+    return isinstance(item, dict) and item.get("apiVersion") == API_VERSION and item.get("kind") in KINDS
+
+
+def name_of(item: dict, path: tuple, fail: Fail) -> str:
+    name = (item.get("metadata") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise fail(path + ("metadata",), f"a {item.get('kind')} needs metadata.name", None)
+    return name
+
+
+def ip_pool(item: dict, path: tuple, fail: Fail) -> IPPool:
+    spec = _spec(item, path, fail, POOL_KEYS)
+    where = path + ("spec",)
+    if "cidr" not in spec:
+        raise fail(where, "an IPPool needs spec.cidr", "e.g. cidr: 10.244.0.0/16")
+    cidr = _network(spec["cidr"], where + ("cidr",), fail)
+    block = spec.get("blockSize", 26)
+    if not isinstance(block, int) or isinstance(block, bool) or not 20 <= block <= 32:
+        raise fail(where + ("blockSize",), f"blockSize {block!r} must be an integer from 20 to 32", None)
+    if block < cidr.prefixlen:
+        raise fail(where + ("blockSize",), f"blockSize /{block} is larger than the pool {cidr}",
+                   f"use a blockSize of at least {cidr.prefixlen}")
+    ipip = _mode(spec, "ipipMode", where, fail)
+    vxlan = _mode(spec, "vxlanMode", where, fail)
+    if ipip != "Never" and vxlan != "Never":
+        raise fail(where + ("vxlanMode",), "ipipMode and vxlanMode cannot both be enabled on one pool",
+                   "set one of them to Never (Calico's validation refuses both)")
+    node_selector = _selector(spec.get("nodeSelector", "all()"), where + ("nodeSelector",), fail)
+    return IPPool(name=name_of(item, path, fail), cidr=cidr, block_size=block, ipip_mode=ipip, vxlan_mode=vxlan,
+                  nat_outgoing=_bool(spec, "natOutgoing", False, where, fail), node_selector=node_selector,
+                  disabled=_bool(spec, "disabled", False, where, fail))
+
+
+def bgp_configuration(item: dict, path: tuple, fail: Fail) -> BGPConfiguration:
+    name = name_of(item, path, fail)
+    if name != "default":
+        raise fail(path + ("metadata", "name"), f"BGPConfiguration {name!r}: the lab models only the "
+                   "cluster-wide `default` (per-node node.<name> configurations are not supported)", None)
+    spec = _spec(item, path, fail, BGP_CONFIG_KEYS)
+    where = path + ("spec",)
+    severity = spec.get("logSeverityScreen", "Info")
+    if severity not in LOG_SEVERITIES:
+        raise fail(where + ("logSeverityScreen",), f"{severity!r} is not a log severity",
+                   f"use one of {', '.join(LOG_SEVERITIES)}")
+    return BGPConfiguration(node_to_node_mesh=_bool(spec, "nodeToNodeMeshEnabled", True, where, fail),
+                            as_number=_as_number(spec.get("asNumber", 64512), where + ("asNumber",), fail),
+                            log_severity=severity)
+
+
+def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
+    spec = _spec(item, path, fail, PEER_KEYS)
+    where = path + ("spec",)
+    peer_ip = None
+    if "peerIP" in spec:
+        text = str(spec["peerIP"])
+        try:
+            peer_ip = ipaddress.IPv4Address(text.split(":")[0])
+        except ValueError:
+            raise fail(where + ("peerIP",), f"{text!r} is not an IPv4 address", None) from None
+        if "asNumber" not in spec:
+            raise fail(where, "a BGPPeer with peerIP needs asNumber", "e.g. asNumber: 64512")
+    if peer_ip is None and "peerSelector" not in spec:
+        raise fail(where, "a BGPPeer needs peerIP (with asNumber) or peerSelector", None)
+    if peer_ip is not None and "peerSelector" in spec:
+        raise fail(where + ("peerSelector",), "peerIP and peerSelector cannot both be set", None)
+    if "node" in spec and "nodeSelector" in spec:
+        raise fail(where + ("nodeSelector",), "node and nodeSelector cannot both be set", None)
+    return BGPPeer(name=name_of(item, path, fail), peer_ip=peer_ip,
+                   as_number=_as_number(spec["asNumber"], where + ("asNumber",), fail) if "asNumber" in spec else None,
+                   node=spec.get("node"),
+                   node_selector=_selector(spec["nodeSelector"], where + ("nodeSelector",), fail)
+                   if "nodeSelector" in spec else None,
+                   peer_selector=_selector(spec["peerSelector"], where + ("peerSelector",), fail)
+                   if "peerSelector" in spec else None)
+
+
+def calico_node(item: dict, path: tuple, fail: Fail, node_ip: ipaddress.IPv4Address,
+                default_prefix: int) -> CalicoNode:
+    """A Node resource; its spec.bgp.ipv4Address must be the node's own address (any prefix length)."""
+    spec = item.get("spec") or {}
+    where = path + ("spec",)
+    if not isinstance(spec, dict) or set(spec) - {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}:
+        unknown = sorted(set(spec) - {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}) if isinstance(spec, dict) else []
+        raise fail(where + ((unknown[0],) if unknown else ()), "unsupported Node spec field"
+                   + (f" {unknown[0]!r}" if unknown else ""), "the lab models spec.bgp of a Calico Node")
+    bgp = spec.get("bgp") or {}
+    unknown = sorted(set(bgp) - NODE_BGP_KEYS)
+    if unknown:
+        raise fail(where + ("bgp", unknown[0]), f"unknown field {unknown[0]!r}",
+                   f"spec.bgp takes {', '.join(sorted(NODE_BGP_KEYS))}")
+    address = ipaddress.IPv4Interface(f"{node_ip}/{default_prefix}")
+    if "ipv4Address" in bgp:
+        try:
+            address = ipaddress.IPv4Interface(str(bgp["ipv4Address"]))
+        except ValueError:
+            raise fail(where + ("bgp", "ipv4Address"), f"{bgp['ipv4Address']!r} is not an IPv4 address/prefix",
+                       None) from None
+        if address.ip != node_ip:
+            raise fail(where + ("bgp", "ipv4Address"), f"{address.ip} is not this node's address ({node_ip})",
+                       "calico/node autodetects the address of eth0; give the node's own IP")
+    cluster_id = bgp.get("routeReflectorClusterID")
+    if cluster_id is not None:
+        try:
+            ipaddress.IPv4Address(str(cluster_id))
+        except ValueError:
+            raise fail(where + ("bgp", "routeReflectorClusterID"), f"{cluster_id!r} is not a cluster ID",
+                       "a cluster ID is written like an IPv4 address, e.g. 244.0.0.1") from None
+        cluster_id = str(cluster_id)
+    as_number = _as_number(bgp["asNumber"], where + ("bgp", "asNumber"), fail) if "asNumber" in bgp else None
+    return CalicoNode(name=name_of(item, path, fail), ipv4_address=address, as_number=as_number,
+                      rr_cluster_id=cluster_id)
+
+
+# -- small checks ------------------------------------------------------------------------------------
+def _spec(item: dict, path: tuple, fail: Fail, allowed: set[str]) -> dict:
+    spec = item.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise fail(path + ("spec",), "spec must be a mapping", None)
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise fail(path + ("spec", unknown[0]), f"unknown field {unknown[0]!r} in a {item.get('kind')}",
+                   f"{item.get('kind')} spec takes {', '.join(sorted(allowed))}")
+    return spec
+
+
+def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(str(value))
+    except ValueError as exc:
+        raise fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
+                   "write address/prefix with the host bits zero, e.g. 10.244.0.0/16") from None
+
+
+def _mode(spec: dict, key: str, where: tuple, fail: Fail) -> str:
+    mode = spec.get(key, "Never")
+    if mode not in ENCAP_MODES:
+        raise fail(where + (key,), f"{key} {mode!r} must be Always, CrossSubnet or Never", None)
+    return mode
+
+
+def _bool(spec: dict, key: str, default: bool, where: tuple, fail: Fail) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise fail(where + (key,), f"{key} must be true or false, not {value!r}", None)
+    return value
+
+
+def _as_number(value: Any, path: tuple, fail: Fail) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_AS:
+        raise fail(path, f"AS number {value!r} must be an integer from 1 to {MAX_AS}", None)
+    return value
+
+
+def _selector(text: Any, path: tuple, fail: Fail) -> str:
+    if not isinstance(text, str):
+        raise fail(path, f"a selector must be a string, not {text!r}", "e.g. route-reflector == 'true'")
+    try:
+        selector.parse(text)
+    except selector.SelectorError as exc:
+        raise fail(path, f"invalid selector: {exc}", "Calico selectors look like `all()`, `has(k)`, "
+                   "`k == 'v'`, joined with && and ||") from None
+    return text

@@ -1,0 +1,198 @@
+"""The Calico part of loading a topology: resources, the default pool, and Calico IPAM."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from lab.topology import calico_conf, calico_ipam
+from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
+                                frozen_labels)
+
+if TYPE_CHECKING:
+    from lab.topology.loader import Item, _Builder
+
+BACKENDS = ("bird", "vxlan")
+# calico/node's startup environment (manifests/calico.yaml defaults) for the pool it creates when none exists.
+POOL_ENV_DEFAULTS = {"CALICO_IPV4POOL_CIDR": "192.168.0.0/16", "CALICO_IPV4POOL_IPIP": "Always",
+                     "CALICO_IPV4POOL_VXLAN": "Never", "CALICO_IPV4POOL_BLOCK_SIZE": 26,
+                     "CALICO_IPV4POOL_NAT_OUTGOING": True, "CALICO_IPV4POOL_NODE_SELECTOR": "all()"}
+
+
+class CalicoBuilder:
+    """Reads Calico's resources from a topology; `build` then runs IPAM over nodes and pods."""
+
+    def __init__(self, builder: "_Builder", items: list["Item"], networks: tuple[Network, ...]) -> None:
+        self.builder = builder
+        self.items = [it for it in items if calico_conf.is_calico(it.data)]
+        self.networks = networks
+        settings = builder.data["cluster"].get("calico") or {}
+        self.backend = settings.get("backend", "bird")
+        self.pools = self._pools(settings)
+        self.bgp = self._bgp_configuration()
+        self.peers = self._peers()
+        self.node_items = self._node_items()
+        self.node_labels = {name: dict(self._manifest_labels(item)) for name, item in self.node_items.items()
+                            if (item.data.get("metadata") or {}).get("labels")}
+
+    # -- resources -------------------------------------------------------------------------------
+    def _of_kind(self, kind: str) -> list["Item"]:
+        return [it for it in self.items if it.data.get("kind") == kind]
+
+    def _pools(self, settings: dict) -> tuple[IPPool, ...]:
+        pools: list[IPPool] = []
+        for item in self._of_kind("IPPool"):
+            pool = calico_conf.ip_pool(item.data, item.path, item.document.error)
+            if any(p.name == pool.name for p in pools):
+                raise item.document.error(item.path + ("metadata", "name"), f"duplicate IPPool {pool.name!r}")
+            for other in pools:
+                if pool.cidr.overlaps(other.cidr):
+                    raise item.document.error(item.path + ("spec", "cidr"),
+                                              f"{pool.cidr} overlaps IPPool {other.name!r} ({other.cidr})")
+            self._check_against_underlay(pool, lambda m, h=None, it=item: it.document.error(
+                it.path + ("spec", "cidr"), m, h))
+            pools.append(pool)
+        if not pools:
+            pools.append(self._default_pool(settings))
+        self._check_backend(pools)
+        return tuple(pools)
+
+    def _default_pool(self, settings: dict) -> IPPool:
+        """The pool calico/node creates at start-up when none exists, from its CALICO_IPV4POOL_* env."""
+        env = {**POOL_ENV_DEFAULTS, **(settings.get("env") or {})}
+        path = ("cluster", "calico", "env")
+        spec = {"cidr": env["CALICO_IPV4POOL_CIDR"], "blockSize": int(env["CALICO_IPV4POOL_BLOCK_SIZE"]),
+                "ipipMode": env["CALICO_IPV4POOL_IPIP"], "vxlanMode": env["CALICO_IPV4POOL_VXLAN"],
+                "natOutgoing": env["CALICO_IPV4POOL_NAT_OUTGOING"],
+                "nodeSelector": env["CALICO_IPV4POOL_NODE_SELECTOR"]}
+        keys = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_BLOCK_SIZE",
+                "ipipMode": "CALICO_IPV4POOL_IPIP", "vxlanMode": "CALICO_IPV4POOL_VXLAN",
+                "natOutgoing": "CALICO_IPV4POOL_NAT_OUTGOING", "nodeSelector": "CALICO_IPV4POOL_NODE_SELECTOR"}
+
+        def fail(where: tuple, message: str, hint: str | None = None):
+            field = keys.get(where[-1], "") if where and where[-1] in keys else ""
+            return self.builder.fail(path + ((field,) if field and field in (settings.get("env") or {}) else ()),
+                                     message, hint)
+
+        manifest = {"apiVersion": calico_conf.API_VERSION, "kind": "IPPool",
+                    "metadata": {"name": "default-ipv4-ippool"}, "spec": spec}
+        pool = calico_conf.ip_pool(manifest, (), fail)
+        self._check_against_underlay(pool, lambda m, h=None: fail(("cidr",), m, h))
+        return pool
+
+    def _check_against_underlay(self, pool: IPPool, fail) -> None:
+        for network in self.networks:
+            if pool.cidr.overlaps(network.cidr):
+                raise fail(f"the IP pool {pool.cidr} overlaps the underlay network {network.name!r} "
+                           f"({network.cidr})", "pick a pool no node segment uses, e.g. 10.244.0.0/16 "
+                           "(Calico's default 192.168.0.0/16 often collides with node networks)")
+
+    def _check_backend(self, pools: list[IPPool]) -> None:
+        if self.backend not in BACKENDS:
+            raise self.builder.fail(("cluster", "calico", "backend"), f"backend {self.backend!r} is not one of "
+                                    f"{', '.join(BACKENDS)}", "bird runs BGP (calico.yaml); vxlan is "
+                                    "calico-vxlan.yaml's Felix-only mode")
+        if self.backend == "vxlan":
+            for pool in pools:
+                if pool.ipip_mode != "Never":
+                    raise self.builder.fail(("cluster", "calico", "backend"), f"IP pool {pool.name} has ipipMode "
+                                            f"{pool.ipip_mode}, which needs BIRD (calico_backend: bird)",
+                                            "set backend: bird, or the pool's ipipMode to Never")
+
+    def _bgp_configuration(self) -> BGPConfiguration:
+        found = self._of_kind("BGPConfiguration")
+        if len(found) > 1:
+            raise found[1].document.error(found[1].path, "a second BGPConfiguration; give `default` once")
+        if not found:
+            return BGPConfiguration()
+        return calico_conf.bgp_configuration(found[0].data, found[0].path, found[0].document.error)
+
+    def _peers(self):
+        peers = []
+        for item in self._of_kind("BGPPeer"):
+            peer = calico_conf.bgp_peer(item.data, item.path, item.document.error)
+            if any(p.name == peer.name for p in peers):
+                raise item.document.error(item.path + ("metadata", "name"), f"duplicate BGPPeer {peer.name!r}")
+            known = {n["name"] for n in self.builder.data["nodes"]}
+            if peer.node is not None and peer.node not in known:
+                raise item.document.error(item.path + ("spec", "node"), f"no node named {peer.node!r}",
+                                          f"nodes are: {', '.join(sorted(known))}")
+            peers.append(peer)
+        return tuple(peers)
+
+    def _node_items(self) -> dict[str, "Item"]:
+        known = {n["name"] for n in self.builder.data["nodes"]}
+        found: dict[str, Item] = {}
+        for item in self._of_kind("Node"):
+            name = calico_conf.name_of(item.data, item.path, item.document.error)
+            if name not in known:
+                raise item.document.error(item.path + ("metadata", "name"), f"Calico Node {name!r} is not a node "
+                                          "of this topology", f"nodes are: {', '.join(sorted(known))}")
+            if name in found:
+                raise item.document.error(item.path + ("metadata", "name"), f"duplicate Calico Node {name!r}")
+            found[name] = item
+        return found
+
+    def _manifest_labels(self, item: "Item") -> dict[str, str]:
+        from lab.topology.loader import Source
+        renames = {("labels",): ("metadata", "labels")}
+        return dict(self.builder._labels({"labels": item.data["metadata"]["labels"]},
+                                         Source(item.document, item.path, renames)))
+
+    def _calico_nodes(self, nodes: tuple[Node, ...]) -> tuple[CalicoNode, ...]:
+        result = []
+        for node in nodes:
+            prefix = next(n.cidr.prefixlen for n in self.networks if n.name == node.network)
+            item = self.node_items.get(node.name)
+            if item is None:
+                result.append(CalicoNode(name=node.name, ipv4_address=ipaddress.IPv4Interface(f"{node.ip}/{prefix}")))
+            else:
+                result.append(calico_conf.calico_node(item.data, item.path, item.document.error, node.ip, prefix))
+        return tuple(result)
+
+    # -- IPAM ------------------------------------------------------------------------------------
+    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple) -> None:
+        """A node's `podCIDR` names its first affine block: a whole block of one pool."""
+        for pool in self.pools:
+            if cidr.subnet_of(pool.cidr):
+                if cidr.prefixlen != pool.block_size:
+                    raise self.builder.fail(path, f"{cidr} is not a /{pool.block_size} block of IP pool "
+                                            f"{pool.name} ({pool.cidr})", "with Calico, podCIDR names the "
+                                            "node's first affine block")
+                return
+        raise self.builder.fail(path, f"{cidr} is in no IP pool ({', '.join(str(p.cidr) for p in self.pools)})")
+
+    def build(self, nodes: tuple[Node, ...], pods: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
+                                                                         CalicoConfig]:
+        requests = [calico_ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"],
+                                           ip=self._fixed_ip(entry, source) if "ip" in entry else None,
+                                           where=source)
+                    for entry, source, namespace, _ in pods]
+        first = {n.name: n.pod_cidr for n in nodes if n.pod_cidr is not None}
+        try:
+            allocation = calico_ipam.allocate(nodes, self.pools, requests, first)
+        except calico_ipam.IpamError as exc:
+            if exc.where is not None:
+                raise exc.where.error((exc.field,), str(exc)) from None
+            raise self.builder.fail(("nodes",), str(exc), "use a larger pool or blockSize, or fewer nodes") from None
+        nodes = tuple(_with_first_block(n, allocation.blocks.get(n.name, ())) for n in nodes)
+        result = tuple(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
+                           labels=self.builder._labels(entry, source), container_ports=ports,
+                           ip=allocation.pod_ips[f"{namespace}/{entry['name']}"])
+                       for entry, source, namespace, ports in pods)
+        config = CalicoConfig(backend=self.backend, pools=self.pools, bgp=self.bgp, peers=self.peers,
+                              nodes=self._calico_nodes(nodes),
+                              ipam=CalicoIpam(blocks=frozen_labels(allocation.blocks),
+                                              tunnel_ips=frozen_labels(allocation.tunnel_ips)))
+        return nodes, result, config
+
+    def _fixed_ip(self, entry: dict, source: Any) -> ipaddress.IPv4Address:
+        try:
+            return ipaddress.IPv4Address(str(entry["ip"]))
+        except ValueError:
+            raise source.error(("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
+
+
+def _with_first_block(node: Node, blocks: tuple[ipaddress.IPv4Network, ...]) -> Node:
+    from dataclasses import replace
+    return replace(node, pod_cidr=blocks[0] if blocks else None)
