@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from lab import live
+from lab.bgp import calico_views
 from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import capabilities
@@ -70,6 +72,36 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--lab")
     ping.set_defaults(func=cmd_ping)
 
+    applyp = sub.add_parser("apply", help="apply Calico resources to a running lab: lab apply -f bgppeer.yaml")
+    applyp.add_argument("-f", "--filename", required=True, help="a manifest file, or - for standard input")
+    applyp.add_argument("--lab")
+    applyp.set_defaults(func=cmd_apply)
+
+    deletep = sub.add_parser("delete", help="delete the resources a manifest names from a running lab")
+    deletep.add_argument("-f", "--filename", required=True)
+    deletep.add_argument("--lab")
+    deletep.set_defaults(func=cmd_delete)
+
+    label = sub.add_parser("label", help="label a node: lab label node k8s-node01 route-reflector=true (k- removes)")
+    label.add_argument("kind", choices=["node"])
+    label.add_argument("target")
+    label.add_argument("labels", nargs="+", help="key=value to set, key- to remove")
+    label.add_argument("--lab")
+    label.set_defaults(func=cmd_label)
+
+    bird = sub.add_parser("birdc", help="BIRD's own CLI on a node: lab birdc k8s-node01 show protocols")
+    bird.add_argument("node")
+    bird.add_argument("cmd", nargs=argparse.REMAINDER, help="a birdc command; none for birdc's prompt")
+    bird.add_argument("--lab")
+    bird.set_defaults(func=cmd_birdc)
+
+    calicoctl = sub.add_parser("calicoctl", help="calicoctl's views: node status <node>, get ippool|nodes|bgppeer")
+    calicoctl.add_argument("words", nargs="+", help="node status <node> | get ippool [-o wide] | get nodes | "
+                           "get bgppeer | get bgpconfig")
+    calicoctl.add_argument("--lab")
+    calicoctl.add_argument("-o", "--output", default="")
+    calicoctl.set_defaults(func=cmd_calicoctl)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
@@ -125,8 +157,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         print(f"lab {status['lab']} is {status['status']}: it never finished coming up; `lab cleanup` removes it")
         return 1
     print(f"lab {status['lab']} ({status['status']}) from {status['topology']}")
-    port = f", VNI {status['vni']}, UDP port {status['port']}" if status.get("vni") else ""
-    print(f"cni: {status['cni']} {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}")
+    _print_cni(status)
     print(f"underlay namespace: {status['underlay']['netns']}")
     for net in status["underlay"]["networks"]:
         print(f"  network {net['name']}: {net['cidr']} gateway {net['gateway']} mtu {net['mtu']}")
@@ -135,8 +166,12 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
            [[n["name"], n["ip"], n["network"], n["subnet"], n["mtu"], n["netns"]] for n in status["nodes"]])
     print()
     for node in status["nodes"]:
-        env = " ".join(f"{k}={v}" for k, v in node["subnet_env"].items())
-        print(f"{node['name']} /run/flannel/subnet.env: {env}")
+        if "subnet_env" in node:
+            env = " ".join(f"{k}={v}" for k, v in node["subnet_env"].items())
+            print(f"{node['name']} /run/flannel/subnet.env: {env}")
+        else:
+            env = " ".join(f"{k}={v}" for k, v in node["calico"].items() if v not in (None, []))
+            print(f"{node['name']} calico: {env}")
         for note in node["notes"]:
             print(f"  note: {note}")
     print()
@@ -144,7 +179,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         _table(["POD", "NODE", "IP", "NETNS"], [[p["key"], p["node"], p["ip"], p["netns"]] for p in status["pods"]])
         print()
     print("daemons: " + (", ".join(f"{d['command']} (pid {d['pid']}, {d['netns']})" for d in status["daemons"])
-                         or "none (the lab itself plays flanneld; nothing runs in the namespaces)"))
+                         or "none (the lab itself programs the data plane; nothing runs in the namespaces)"))
     for note in status["notes"]:
         print(f"note: {note}")
     for note in status["capabilities"]:
@@ -152,6 +187,24 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     if status["missing_namespaces"]:
         print(f"WARNING: missing namespaces: {', '.join(status['missing_namespaces'])}")
     return 0
+
+
+def _print_cni(status: dict[str, Any]) -> None:
+    if status["cni"] == "flannel":
+        port = f", VNI {status['vni']}, UDP port {status['port']}" if status.get("vni") else ""
+        print(f"cni: flannel {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}")
+        return
+    print(f"cni: calico {status['mode']} (calico_backend {status['backend']})"
+          + (f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation") else ""))
+    for pool in status["pools"]:
+        print(f"  IPPool {pool['name']}: {pool['cidr']} blockSize {pool['blockSize']} ipipMode {pool['ipipMode']} "
+              f"vxlanMode {pool['vxlanMode']} natOutgoing {str(pool['natOutgoing']).lower()}")
+    if status.get("bgp"):
+        bgp = status["bgp"]
+        print(f"  BGPConfiguration default: nodeToNodeMeshEnabled {str(bgp['nodeToNodeMeshEnabled']).lower()}, "
+              f"asNumber {bgp['asNumber']}")
+    for peer in status.get("bgp_peers", []):
+        print(f"  BGPPeer {peer['name']}: " + ", ".join(f"{k} {v}" for k, v in peer.items() if k != "name" and v))
 
 
 def _exec_in(lab: Lab, target: str, lab_name: str | None, command: list[str]) -> int:
@@ -179,6 +232,62 @@ def cmd_shell(lab: Lab, args: argparse.Namespace) -> int:
 def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
     dst_ip = lab.pod_ip(args.dst, args.lab)
     return _exec_in(lab, args.src, args.lab, ["ping", "-c", str(args.count), "-W", "2", dst_ip])
+
+
+def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
+    documents = live.read_manifests(args.filename)
+    change = lab.change(args.lab, lambda state: live.with_file(state, args.filename, documents))
+    for document in documents:
+        print(f"Successfully applied {document.data['kind']} {document.data['metadata']['name']!r}")
+    _print_change(change)
+    return 0
+
+
+def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
+    documents = live.read_manifests(args.filename)
+    change = lab.change(args.lab, lambda state: live.without(state, documents))
+    for document in documents:
+        print(f"Successfully deleted {document.data['kind']} {document.data['metadata']['name']!r}")
+    _print_change(change)
+    return 0
+
+
+def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
+    node = lab.node_name(args.target, args.lab)
+    change = lab.change(args.lab, lambda state: live.with_labels(state, node, args.labels))
+    print(f"node/{node} labeled")
+    _print_change(change)
+    return 0
+
+
+def _print_change(change: live.Change) -> None:
+    for line in change.summary:
+        print(f"  {line}")
+
+
+def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
+    capabilities.require_root()
+    words = list(args.cmd)
+    if "--lab" in words:  # `lab birdc node show protocols --lab X`
+        at = words.index("--lab")
+        args.lab, words = words[at + 1] if at + 1 < len(words) else None, words[:at] + words[at + 2:]
+    argv = ["birdc", "-s", lab.bird_socket(args.node, args.lab), *words]
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
+    words = args.words
+    if words[:2] == ["node", "status"] and len(words) == 3:
+        capabilities.require_root()
+        sys.stdout.write(lab.calico_node_status(words[2], args.lab))
+        return 0
+    if words[0] == "get" and len(words) == 2:
+        sys.stdout.write(calico_views.get(lab.status(args.lab), words[1], args.output))
+        return 0
+    raise LabError(f"unsupported calicoctl command: {' '.join(words)}",
+                   "try `lab calicoctl node status <node>` or `lab calicoctl get ippool -o wide`")
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lab import cni
+from lab import cni, live
+from lab.bgp import birdc, calicoctl, daemons
 from lab.errors import LabError
 from lab.netns import apply, capabilities, namespace, names, neighbours, render
 from lab.netns.plan import LabPlan, with_fresh_links
@@ -183,6 +185,32 @@ class Lab:
         raise LabError(f"no node or pod {target!r} in lab {state.lab}",
                        "`lab status` lists the nodes and pods (pods as namespace/pod)")
 
+    def node_name(self, target: str, lab: str | None = None) -> str:
+        """The node a target names; a pod is not a node."""
+        state = self._state(lab)
+        netns = self.resolve_target(target, state.lab)
+        for node in state.summary.get("nodes", []):
+            if node["netns"] == netns:
+                return node["name"]
+        raise LabError(f"{target!r} is not a node", "BIRD runs on nodes; `lab status` lists them")
+
+    def bird_socket(self, target: str, lab: str | None = None) -> str:
+        """The control socket of a node's BIRD (Calico BGP labs)."""
+        state = self._state(lab)
+        if not state.summary.get("runtime", {}).get("bird"):
+            raise LabError(f"lab {state.lab} runs no BIRD", "BIRD runs in Calico labs with backend bird "
+                           "(calico-bgp-mesh, calico-rr, calico-ipip, ...)")
+        return daemons.NodePaths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
+
+    def calico_node_status(self, target: str, lab: str | None = None) -> str:
+        """`calicoctl node status` on a node, from its BIRD's `show protocols`."""
+        sock = self.bird_socket(target, lab)
+        try:
+            rows = birdc.show_protocols(sock)
+        except (OSError, birdc.BirdError):
+            rows = None
+        return calicoctl.node_status(rows)
+
     def pod_ip(self, target: str, lab: str | None = None) -> str:
         state = self._state(lab)
         netns = self.resolve_target(target, state.lab)
@@ -190,6 +218,32 @@ class Lab:
             if pod["netns"] == netns:
                 return pod["ip"]
         raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
+
+    # -- live changes ----------------------------------------------------------------------------
+    def change(self, lab: str | None, edit) -> live.Change:
+        """Apply `edit(live) -> live` to a running lab: reload its topology with the new overlay, then
+        reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
+        capabilities.require_root()
+        lab = lab or self.only_lab()
+        with self.store.locked(lab):
+            state = self._state(lab)
+            if state.status != "up":
+                raise LabError(f"lab {lab} is {state.status}", "bring it up first")
+            old = loader.load(state.topology, live.overlay_of(state.live))
+            new_live = edit(state.live)
+            new = loader.load(state.topology, live.overlay_of(new_live, old))
+            changes = live.reconfigure(old, new, self.store, state.summary.get("runtime", {}))
+            plan = cni.plan(new)
+            state.live = new_live
+            runtime = state.summary.get("runtime", {})
+            state.summary = (summarize(new, plan, capabilities.Capabilities.assumed())
+                             | {"neighbours": state.summary.get("neighbours"), "runtime": runtime,
+                                "capabilities": state.summary.get("capabilities", [])})
+            if "ipip_implementation" in runtime:
+                state.summary["ipip_implementation"] = runtime["ipip_implementation"] or state.summary.get(
+                    "ipip_implementation")
+            self.store.save(state)
+        return live.Change(lab=lab, summary=changes)
 
     # -- cleanup ---------------------------------------------------------------------------------
     def cleanup(self) -> dict[str, apply.Removal]:

@@ -21,12 +21,13 @@ class Dataplane:
     describe: Callable[[Topology, Capabilities | None], dict[str, Any]]
     tools: Callable[[Topology], list[str]] = lambda topology: []
     start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
+    reconfigure: Callable[[Topology, Topology, StateStore, dict[str, Any]], list[str]] | None = None  # live changes
 
 
 DATAPLANES: dict[str, Dataplane] = {
     "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe),
     "calico": Dataplane(plan=calico.plan, describe=calico.describe, tools=calico_runtime.tools,
-                        start=calico_runtime.start),
+                        start=calico_runtime.start, reconfigure=calico_runtime.reconfigure),
 }
 
 

@@ -175,6 +175,9 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
                        "disabled": p.disabled} for p in config.pools],
             "bgp": {"nodeToNodeMeshEnabled": config.bgp.node_to_node_mesh, "asNumber": config.bgp.as_number,
                     "logSeverityScreen": config.bgp.log_severity} if config.backend == "bird" else None,
+            "bgp_peers": [{"name": p.name, "peerIP": str(p.peer_ip) if p.peer_ip else None, "asNumber": p.as_number,
+                           "node": p.node, "nodeSelector": p.node_selector, "peerSelector": p.peer_selector}
+                          for p in config.peers],
             "node_mtu": {name: pod_mtu(config, mtu) for name, mtu in host_mtu.items()},
             "node_env": node_env}
 

@@ -31,6 +31,7 @@ class LabState:
     status: str = "creating"        # creating | up
     namespaces: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict)   # changes made while up (lab/live.py)
     started: float = field(default_factory=time.time)
 
 

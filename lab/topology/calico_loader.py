@@ -164,13 +164,15 @@ class CalicoBuilder:
 
     def build(self, nodes: tuple[Node, ...], pods: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                          CalicoConfig]:
+        held = self.builder.overlay.held_pods
         requests = [calico_ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"],
-                                           ip=self._fixed_ip(entry, source) if "ip" in entry else None,
+                                           ip=self._fixed_ip(entry, source) if "ip" in entry
+                                           else held.get(f"{namespace}/{entry['name']}"),
                                            where=source)
                     for entry, source, namespace, _ in pods]
         first = {n.name: n.pod_cidr for n in nodes if n.pod_cidr is not None}
         try:
-            allocation = calico_ipam.allocate(nodes, self.pools, requests, first)
+            allocation = calico_ipam.allocate(nodes, self.pools, requests, first, self.builder.overlay.held_tunnels)
         except calico_ipam.IpamError as exc:
             if exc.where is not None:
                 raise exc.where.error((exc.field,), str(exc)) from None

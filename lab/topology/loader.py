@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import TopologyError
@@ -56,30 +56,53 @@ class Source:
         return self.document.error(self.path(keys), message, hint)
 
 
-def load(path: str) -> Topology:
-    """Read, schema-check and validate the topology at `path`."""
+@dataclass(frozen=True)
+class Overlay:
+    """Changes made to a running lab: applied manifests (later ones replace earlier ones of the same kind
+    and name), deleted resources, node label edits, and the addresses IPAM already handed out."""
+
+    documents: tuple[Document, ...] = ()
+    deleted: frozenset = frozenset()                 # {(kind, name)}
+    node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
+    held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
+    held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
+
+
+def resource_key(data: Any) -> tuple[str, str] | None:
+    """(kind, name) of a manifest that a later one of the same key replaces."""
+    if isinstance(data, dict) and "kind" in data and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        namespace = data["metadata"].get("namespace")
+        if isinstance(name, str):
+            return (str(data["kind"]), f"{namespace}/{name}" if namespace else name)
+    return None
+
+
+def load(path: str, overlay: Overlay | None = None) -> Topology:
+    """Read, schema-check and validate the topology at `path` (with a live lab's `overlay`)."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
         raise TopologyError(path, "", f"cannot read the file: {exc.strerror}",
                             hint="give a path to a topology YAML file, or a name from `lab topologies`") from None
-    return load_text(text, path)
+    return load_text(text, path, overlay)
 
 
-def load_text(text: str, file: str) -> Topology:
+def load_text(text: str, file: str, overlay: Overlay | None = None) -> Topology:
     """Build the model from topology YAML text; `file` names it in errors and anchors relative paths."""
     document = parse_one(text, file)
     if not isinstance(document.data, dict):
         raise document.error((), "a topology must be a YAML mapping with name, cluster, networks and nodes")
     schema.check(document)
-    return _Builder(document).build()
+    return _Builder(document, overlay or Overlay()).build()
 
 
 class _Builder:
     """Turns a schema-valid document into a Topology, checking everything the schema cannot."""
 
-    def __init__(self, document: Document) -> None:
+    def __init__(self, document: Document, overlay: Overlay) -> None:
+        self.overlay = overlay
         self.doc = document
         self.data = document.data
         self.notes: list[str] = []
@@ -120,9 +143,14 @@ class _Builder:
                 items.extend(self._file_items(entry, path))
             else:
                 items.append(Item(entry, self.doc, path))
+        items += [Item(d.data, d, ()) for d in self.overlay.documents]
         for item in items:
             self._check_kind(item)
-        return items
+        latest: dict = {}
+        for index, item in enumerate(items):
+            key = resource_key(item.data)
+            latest[key if key is not None else ("", index)] = item
+        return [item for key, item in latest.items() if key not in self.overlay.deleted]
 
     def _file_items(self, entry: dict, path: Path) -> list[Item]:
         if set(entry) != {"file"} or not isinstance(entry["file"], str):
@@ -247,6 +275,9 @@ class _Builder:
             own_labels = self._labels(entry, Source(self.doc, path))
             if extra_labels and name in extra_labels:
                 own_labels = frozen_labels({**own_labels, **extra_labels[name]})
+            if name in self.overlay.node_labels:
+                edited = {**own_labels, **self.overlay.node_labels[name]}
+                own_labels = frozen_labels({k: v for k, v in edited.items() if v is not None})
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
