@@ -11,7 +11,7 @@ IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
 
 
-def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
+def frozen_labels(labels: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """A read-only copy of a label map."""
     return MappingProxyType(dict(labels or {}))
 
