@@ -185,14 +185,18 @@ class Lab:
         raise LabError(f"no node or pod {target!r} in lab {state.lab}",
                        "`lab status` lists the nodes and pods (pods as namespace/pod)")
 
-    def node_name(self, target: str, lab: str | None = None) -> str:
-        """The node a target names; a pod is not a node."""
+    def _entry(self, kind: str, target: str, lab: str | None) -> dict[str, Any] | None:
+        """The recorded node or pod (`kind` is "nodes" or "pods") that `target` names, if it is one."""
         state = self._state(lab)
         netns = self.resolve_target(target, state.lab)
-        for node in state.summary.get("nodes", []):
-            if node["netns"] == netns:
-                return node["name"]
-        raise LabError(f"{target!r} is not a node", "BIRD runs on nodes; `lab status` lists them")
+        return next((entry for entry in state.summary.get(kind, []) if entry["netns"] == netns), None)
+
+    def node_name(self, target: str, lab: str | None = None) -> str:
+        """The node a target names; a pod is not a node."""
+        node = self._entry("nodes", target, lab)
+        if node is None:
+            raise LabError(f"{target!r} is not a node", "BIRD runs on nodes; `lab status` lists them")
+        return node["name"]
 
     def bird_socket(self, target: str, lab: str | None = None) -> str:
         """The control socket of a node's BIRD (Calico BGP labs)."""
@@ -212,12 +216,10 @@ class Lab:
         return calicoctl.node_status(rows)
 
     def pod_ip(self, target: str, lab: str | None = None) -> str:
-        state = self._state(lab)
-        netns = self.resolve_target(target, state.lab)
-        for pod in state.summary.get("pods", []):
-            if pod["netns"] == netns:
-                return pod["ip"]
-        raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
+        pod = self._entry("pods", target, lab)
+        if pod is None:
+            raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
+        return pod["ip"]
 
     # -- live changes ----------------------------------------------------------------------------
     def change(self, lab: str | None, edit) -> live.Change:
