@@ -634,7 +634,7 @@ class Spec:
             table = int(data["table"])
             nodes = tuple(NodeSpec(str(n["name"]), str(n["netns"]), n.get("tunnel")) for n in data["nodes"])
             spec = cls(str(data["lab"]), table, str(data["log"]), str(data["stats"]), str(data["ready"]), nodes)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"{path}: bad spec ({type(exc).__name__}: {exc})") from None
         if not 0 < table < 2 ** 32 or table in (RT_TABLE_COMPAT, 253, RT_TABLE_MAIN, 255):
             raise ValueError(f"{path}: table {table} is reserved or out of range")
@@ -718,7 +718,8 @@ class Node:
         self.verdicts: dict[bytes, Verdict] = {}
         self.failed: set[Key] = set()
         self.errors = 0
-        self.resync: str | None = None
+        self.resync: str | None = None    # reconcile at the end of this loop turn, for this reason
+        self.deferred: str | None = None  # reconcile at the next tick (a reconcile just failed)
         self.tunnel: Tunnel | None = None
         self.tunnel_error = handles.tunnel_error
         if handles.tunnel:
@@ -742,20 +743,22 @@ class Node:
     def reconcile(self, reason: str) -> None:
         """Dump links and routes, rebuild the state, and write whatever differs; one log line."""
         started = time.perf_counter()
-        for attempt in range(5):
+        self.resync = None
+        problem = "the tables kept changing during the dump"
+        for _attempt in range(5):
             try:
                 links, links_cut = self.channel.dump(link_dump_request)
                 routes, routes_cut = self.channel.dump(route_dump_request)
-            except (Overrun, TimeoutError):
+            except (Overrun, TimeoutError, OSError) as exc:
+                problem = str(exc) or type(exc).__name__
                 continue
             if not (links_cut or routes_cut):
                 break
         else:
-            self.log(f"{self.name}: reconcile ({reason}) failed: the tables kept changing during the dump")
-            self.resync = "retry"
+            self.log(f"{self.name}: reconcile ({reason}) failed, retrying in a second: {problem}")
+            self.deferred = reason
             return
         self.channel.overrun = False
-        self.resync = None
         self.links = {}
         for _t, _f, _s, _p, body in links:
             index, name, up = parse_link(body)
@@ -764,6 +767,8 @@ class Node:
         self.verdicts.clear()
         tables = self.mirror.tables
         self.mirror.load(r for _t, _f, _s, _p, body in routes if (r := Route.parse(body, tables)))
+        found = (f"{len(self.mirror.source)} bird routes in table {self.mirror.table}, "
+                 f"{len(self.mirror.mirrors)} in main")
         writes = self._write(self.mirror.keys())
         elapsed = (time.perf_counter() - started) * 1000
         summary = {}
@@ -771,10 +776,9 @@ class Node:
             where = "main" if route.table == RT_TABLE_MAIN else "table"
             sign = "+" if op == RTM_NEWROUTE else "-"
             summary[f"{where}{sign}"] = summary.get(f"{where}{sign}", 0) + 1
-        self.log(f"{self.name}: reconciled ({reason}): {len(self.mirror.source)} bird routes in table "
-                 f"{self.mirror.table}, {len(self.mirror.mirrors)} mirrored in main; wrote main "
-                 f"+{summary.get('main+', 0)} -{summary.get('main-', 0)}, table +{summary.get('table+', 0)} "
-                 f"-{summary.get('table-', 0)} in {elapsed:.1f} ms")
+        self.log(f"{self.name}: reconciled ({reason}): found {found}; wrote main +{summary.get('main+', 0)} "
+                 f"-{summary.get('main-', 0)}, table +{summary.get('table+', 0)} -{summary.get('table-', 0)} "
+                 f"in {elapsed:.1f} ms")
 
     def ensure_tunnel(self) -> None:
         """Re-attach tunl0 when it was recreated or could not be attached before."""
@@ -979,12 +983,14 @@ class Agent:
             self.selector.unregister(node.tunnel.tun_fd)
             self.selector.unregister(node.tunnel.raw.fileno())
 
-    def drop_node(self, name: str, reason: str) -> Counters:
+    def drop_node(self, name: str, reason: str | None) -> Counters:
+        """Stop serving a node and close its sockets (log why, unless the agent is stopping)."""
         node = self.nodes.pop(name)
         self._unregister_tunnel(node)
         self.selector.unregister(node.channel.fileno())
         node.close()
-        self.log(f"{name}: no longer served ({reason})")
+        if reason:
+            self.log(f"{name}: no longer served ({reason})")
         return node.counters
 
     def reconcile(self, node: Node, reason: str) -> None:
@@ -1104,7 +1110,7 @@ class Agent:
             self.write_stats(force=True)
             self.remove_ready()
             for name in list(self.nodes):
-                self.drop_node(name, "agent stopping")
+                self.drop_node(name, None)
             self.log(f"stopped ({time.process_time() * 1000:.0f} ms CPU in all)")
             self.log.close()
 
@@ -1132,6 +1138,8 @@ class Agent:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self.check_namespaces()
+                for node in self.nodes.values():
+                    node.resync, node.deferred = node.resync or node.deferred, None
                 if not self.nodes:
                     self.log("every namespace is gone; exiting")
                     return 0
@@ -1150,7 +1158,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"routeagent: {exc}", file=sys.stderr)
         return 2
-    return Agent(args[0], spec).run()
+    try:
+        agent = Agent(args[0], spec)
+    except OSError as exc:
+        print(f"routeagent: cannot open the log {spec.log}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return agent.run()
 
 
 if __name__ == "__main__":

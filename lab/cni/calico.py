@@ -109,6 +109,7 @@ def _tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: 
             builder.add_link(IPIP_DEVICE, "ipip", mtu=mtu)
     else:
         builder.tun(IPIP_DEVICE, mtu)
+        builder.sysctl(f"net/ipv6/conf/{IPIP_DEVICE}/disable_ipv6", 1)  # a kernel tunl0 has no IPv6 link-local
         builder.note("tunl0: userspace IPIP on a TUN device (this kernel has no ipip module); the lab's route "
                      "agent encapsulates in IP protocol 4 towards the route's gateway")
     tunnel_ip = topology.cluster.calico.ipam.tunnel_ips[node.name]
