@@ -39,8 +39,9 @@ def _open_device() -> int:
 
 def _set_iff(fd: int, name: str) -> bytes:
     """Attach `fd` to TUN device `name` (creating it if absent); explain the kernel's refusals."""
+    request = _ifreq(name, IFF_TUN | IFF_NO_PI)
     try:
-        return fcntl.ioctl(fd, TUNSETIFF, _ifreq(name, IFF_TUN | IFF_NO_PI))
+        return fcntl.ioctl(fd, TUNSETIFF, request)
     except OSError as exc:
         reason = {
             errno.EINVAL: "it exists and is not a TUN device with IFF_NO_PI",
