@@ -3,6 +3,7 @@
 Files live under the lab's state directory, per node as on a real node:
   files/<node>/etc/calico/confd/config/bird.cfg (+ bird_aggr.cfg, bird_ipam.cfg)   rendered by lab/bgp/birdcfg
   files/<node>/var/run/calico/bird.ctl                                              BIRD's control socket
+  files/<node>/var/log/calico/bird.log                                              BIRD's log (-d: foreground)
 The route agent runs inside the lab's underlay namespace, so `lab down` finds and stops it with
 every other process of the lab; it serves all nodes through sockets opened in their namespaces.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +48,10 @@ class NodePaths:
     def pid_file(self) -> str:
         return os.path.join(self.root, RUN_DIR, "bird.pid")
 
+    @property
+    def log(self) -> str:
+        return os.path.join(self.root, "var/log/calico/bird.log")
+
 
 def config_files(node: str, rendered: dict[str, str]) -> dict[str, str]:
     """Rendered BIRD files keyed by their path under the lab's files directory."""
@@ -53,24 +59,61 @@ def config_files(node: str, rendered: dict[str, str]) -> dict[str, str]:
 
 
 def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen:
-    """Start BIRD in `netns` (it daemonizes once its configuration parses); returns the launcher."""
+    """Start BIRD in `netns` as calico/node runs it: `bird -R -s <ctl> -d -c <cfg>`, in the foreground,
+    logging to the node's bird.log (with no log target BIRD writes to syslog, here the console)."""
     os.makedirs(os.path.dirname(paths.socket), exist_ok=True)
-    argv = ["nsenter", f"--net={namespace.path(netns)}", "bird", "-c", paths.config, "-s", paths.socket,
-            "-P", paths.pid_file]
-    return subprocess.Popen(argv, cwd=paths.config_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.makedirs(os.path.dirname(paths.log), exist_ok=True)
+    argv = ["nsenter", f"--net={namespace.path(netns)}", "bird", "-R", "-s", paths.socket, "-d",
+            "-c", paths.config, "-P", paths.pid_file]
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(argv, cwd=paths.config_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
 
 
-def start_birds(nodes: dict[str, tuple[str, NodePaths]]) -> None:
-    """Start every node's BIRD at once and wait until each has daemonized; raise on the first failure."""
-    launched = {node: start_bird(netns, paths) for node, (netns, paths) in nodes.items()}
+def start_birds(nodes: dict[str, tuple[str, NodePaths]], timeout: float = 30.0) -> None:
+    """Start every node's BIRD at once and wait until each answers on its control socket."""
+    for _, paths in nodes.values():
+        for stale in (paths.socket, paths.pid_file):
+            if os.path.exists(stale):
+                os.unlink(stale)
+    launched = {node: (start_bird(netns, paths), paths) for node, (netns, paths) in nodes.items()}
+    deadline = time.monotonic() + timeout
+    waiting = dict(launched)
     problems = []
-    for node, process in launched.items():
-        _, err = process.communicate(timeout=30)
-        if process.returncode != 0:
-            problems.append(f"{node}: {err.strip() or f'bird exited with {process.returncode}'}")
+    while waiting and time.monotonic() < deadline:
+        for node, (process, paths) in list(waiting.items()):
+            if process.poll() is not None:
+                problems.append(f"{node}: {_tail(paths.log) or f'bird exited with {process.returncode}'}")
+                del waiting[node]
+            elif _answers(paths.socket):
+                del waiting[node]
+        if waiting:
+            time.sleep(0.01)
+    problems += [f"{node}: no control socket after {timeout:.0f} s" for node in waiting]
     if problems:
         raise LabError("BIRD did not start: " + "; ".join(problems[:3]),
                        "the rendered configuration is under /run/lab/<lab>/files/<node>/" + CONFIG_DIR)
+
+
+def _answers(socket_path: str) -> bool:
+    if not os.path.exists(socket_path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(socket_path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return " / ".join(handle.read().strip().splitlines()[-2:])
+    except OSError:
+        return ""
 
 
 def bird_pid(paths: NodePaths) -> int | None:
