@@ -207,7 +207,11 @@ class Lab:
         return daemons.NodePaths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
 
     def calico_node_status(self, target: str, lab: str | None = None) -> str:
-        """`calicoctl node status` on a node, from its BIRD's `show protocols`."""
+        """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
+        state = self._state(lab)
+        if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
+            self.node_name(target, state.lab)
+            return calicoctl.node_status(None)
         sock = self.bird_socket(target, lab)
         try:
             rows = birdc.show_protocols(sock)
