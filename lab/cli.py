@@ -235,16 +235,16 @@ def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
-    documents = live.read_manifests(args.filename)
-    change = lab.change(args.lab, lambda state: live.with_file(state, args.filename, documents))
-    for document in documents:
+    manifests = live.read_manifests(args.filename)
+    change = lab.change(args.lab, lambda state: live.with_file(state, manifests))
+    for document in manifests.documents:
         print(f"Successfully applied {document.data['kind']} {document.data['metadata']['name']!r}")
     _print_change(change)
     return 0
 
 
 def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
-    documents = live.read_manifests(args.filename)
+    documents = live.read_manifests(args.filename).documents
     change = lab.change(args.lab, lambda state: live.without(state, documents))
     for document in documents:
         print(f"Successfully deleted {document.data['kind']} {document.data['metadata']['name']!r}")

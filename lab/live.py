@@ -30,18 +30,47 @@ class Change:
     summary: list[str]
 
 
-def read_manifests(path: str) -> list[Document]:
-    """The YAML documents of a file (`-` reads standard input), each a manifest the lab can change live."""
+@dataclass(frozen=True)
+class ManifestFile:
+    """A manifest file as given to `lab apply -f`: its text (kept, so errors cite its lines) and manifests."""
+
+    path: str
+    text: str
+    documents: list[Document]
+
+
+def expand(documents: list[Document]) -> list[Document]:
+    """Documents with every `<Kind>List` (as `calicoctl get -o yaml` prints) replaced by its items."""
+    result: list[Document] = []
+    for document in documents:
+        data = document.data
+        if isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and isinstance(data.get("items"), list):
+            for index, item in enumerate(data["items"]):
+                prefix = ("items", index)
+                lines = {path[2:]: line for path, line in document.lines.items() if path[:2] == prefix}
+                result.append(Document(document.file, item, lines))
+        else:
+            result.append(document)
+    return result
+
+
+def parse_manifests(text: str, path: str) -> list[Document]:
+    return expand([d for d in parse(text, path) if d.data is not None])
+
+
+def read_manifests(path: str) -> ManifestFile:
+    """The manifests of a file (`-` reads standard input), each one the lab can change live."""
     try:
         text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
     except OSError as exc:
         raise LabError(f"cannot read {path}: {exc.strerror}", "give a manifest file, or - for standard input") from None
-    documents = [d for d in parse(text, "<stdin>" if path == "-" else path) if d.data is not None]
+    name = "<stdin>" if path == "-" else path
+    documents = parse_manifests(text, name)
     if not documents:
         raise TopologyError(path, "", "holds no manifest")
     for document in documents:
         check_live_kind(document)
-    return documents
+    return ManifestFile(name, text, documents)
 
 
 def check_live_kind(document: Document) -> None:
@@ -58,19 +87,17 @@ def check_live_kind(document: Document) -> None:
 
 def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader.Overlay:
     """The overlay a lab's recorded changes make (documents re-parsed from their saved texts)."""
-    documents = tuple(d for entry in live.get("files", []) for d in parse(entry["text"], entry["path"])
-                      if d.data is not None)
+    documents = tuple(d for entry in live.get("files", []) for d in parse_manifests(entry["text"], entry["path"]))
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
     held_tunnels = dict(topology.cluster.calico.ipam.tunnel_ips) if topology and topology.cluster.calico else {}
     return loader.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
                           node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels)
 
 
-def with_file(live: dict[str, Any], path: str, documents: list[Document]) -> dict[str, Any]:
-    """`live` after applying `documents`: appended, and no longer deleted."""
-    keys = {loader.resource_key(d.data) for d in documents}
-    text = "\n---\n".join(_dump(d.data) for d in documents)
-    return {**live, "files": live.get("files", []) + [{"path": path, "text": text}],
+def with_file(live: dict[str, Any], manifests: ManifestFile) -> dict[str, Any]:
+    """`live` after applying a file's manifests: appended (as the file's own text), and no longer deleted."""
+    keys = {loader.resource_key(d.data) for d in manifests.documents}
+    return {**live, "files": live.get("files", []) + [{"path": manifests.path, "text": manifests.text}],
             "deleted": [k for k in live.get("deleted", []) if tuple(k) not in keys]}
 
 
@@ -91,11 +118,6 @@ def with_labels(live: dict[str, Any], node: str, pairs: list[str]) -> dict[str, 
         else:
             raise LabError(f"{pair!r} is not a label change", "write key=value to set a label, key- to remove it")
     return {**live, "node_labels": {**live.get("node_labels", {}), node: edits}}
-
-
-def _dump(data: Any) -> str:
-    import yaml
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def check_same_cluster(old: Topology, new: Topology) -> None:

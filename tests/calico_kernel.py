@@ -167,14 +167,34 @@ def stop_bird(lab: str, node: str, timeout: float = 5.0) -> int:
     raise AssertionError(f"BIRD {pid} on {node} did not stop after SIGTERM")
 
 
-def start_bird(lab: str, node: str) -> None:
-    """Start BIRD the way calico/node would restart it: in the node's namespace, from its config dir."""
+def start_bird(lab: str, node: str, timeout: float = 10.0) -> None:
+    """Start BIRD again as calico/node runs it - `bird -R -s <ctl> -d -c <cfg>` (plus -P <pid file>) in the
+    node's namespace, from its config dir, logging to the node's bird.log - and wait for its control socket.
+
+    The foreground form (-d) matches how the lab starts BIRD since b518d25: a daemonized BIRD with no log
+    target logs through syslog to the console, which can block. `setsid -f` detaches it from the tests."""
     root = node_files(lab, node)
     config_dir = root / "etc/calico/confd/config"
-    result = subprocess.run(["nsenter", f"--net=/run/netns/{lab}.{node}", "bird", "-c", str(config_dir / "bird.cfg"),
-                             "-s", str(root / "var/run/calico/bird.ctl"), "-P", str(root / "var/run/calico/bird.pid")],
-                            cwd=config_dir, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, f"bird did not start on {node}: {result.stderr}"
+    sock, pid_file, log = root / "var/run/calico/bird.ctl", root / "var/run/calico/bird.pid", root / "var/log/calico/bird.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (sock, pid_file):
+        stale.unlink(missing_ok=True)
+    with open(log, "ab") as out:
+        subprocess.run(["setsid", "-f", "nsenter", f"--net=/run/netns/{lab}.{node}", "bird", "-R", "-s", str(sock), "-d",
+                        "-c", str(config_dir / "bird.cfg"), "-P", str(pid_file)], cwd=config_dir,
+                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True, timeout=10)
+
+    def answers() -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(sock))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+    up = wait_for(lambda: answers() and bird_pid(lab, node) is not None, bool, timeout, 0.05)
+    assert up, f"BIRD on {node} did not open {sock} and write {pid_file}:\n{log.read_text()[-500:]}"
 
 
 def netns_exec(netns: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:

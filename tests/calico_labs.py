@@ -9,6 +9,8 @@ of the session, whatever happened.
 
 Tests that change a lab (stopping BIRD, `lab apply`) must put it back as they found it, or bring
 up their own lab with the module-scoped `labs` fixture of conftest.py instead.
+
+PYTEST_DONT_REWRITE (it holds no assertions; test modules import it before pytest registers it as a plugin)
 """
 
 from __future__ import annotations

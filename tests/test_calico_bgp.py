@@ -161,7 +161,6 @@ def test_every_pod_reaches_every_pod(up, topology):
 @pytest.mark.parametrize("topology", CALICO_TOPOLOGIES)
 def test_tcp_across_nodes_on_one_node_and_across_subnets(up, topology):
     spec = converged(up, topology)
-    pairs = []
     pods = spec.pods
     cross = next(((a, b) for a, b in itertools.permutations(pods, 2) if a.node != b.node), None)
     same = next(((a, b) for a, b in itertools.permutations(pods, 2) if a.node == b.node), None)

@@ -13,7 +13,6 @@ import subprocess
 
 import pytest
 
-import expect_calico
 from calico_kernel import (IFF_NOARP, IFF_UP, CalicoSnapshot, assert_routes, fresh_netns_links, main_routes,
                            netns_exec, route_diff)
 from calico_labs import CALICO_TOPOLOGIES

@@ -150,7 +150,7 @@ def _spec(item: dict, path: tuple, fail: Fail, allowed: set[str]) -> dict:
         raise fail(path + ("spec",), "spec must be a mapping", None)
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise fail(path + ("spec", unknown[0]), f"unknown field {unknown[0]!r} in a {item.get('kind')}",
+        raise fail(path + ("spec", unknown[0]), f"unknown field {unknown[0]!r} in {_article(str(item.get('kind')))} {item.get('kind')}",
                    f"{item.get('kind')} spec takes {', '.join(sorted(allowed))}")
     return spec
 
@@ -194,3 +194,7 @@ def _selector(text: Any, path: tuple, fail: Fail) -> str:
         raise fail(path, f"invalid selector: {exc}", "Calico selectors look like `all()`, `has(k)`, "
                    "`k == 'v'`, joined with && and ||") from None
     return text
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].upper() in "AEIOU" else "a"
