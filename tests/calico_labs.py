@@ -1,11 +1,12 @@
-"""Shipped Calico topologies brought up once per test session, under test-only lab names.
+"""Shipped Calico topologies brought up once per test module, under test-only lab names.
 
 A pytest plugin: test modules load it with `pytest_plugins = ("calico_labs",)`, so the
-session-scoped `calico_lab` fixture is shared by test_calico_state.py and test_calico_bgp.py (a
-BGP lab then converges once, not once per module). Each topology is copied with its `name:`
+module-scoped `calico_lab` fixture serves each of test_calico_state.py and test_calico_bgp.py (a
+BGP lab converges once per module; module scope means no lab outlives its module, so later tests
+that expect no lab to be up are not disturbed). Each topology is copied with its `name:`
 changed to `tc-<topology>`, so labs other people run under the shipped names are never touched;
 the expectations are derived from that same copy. Every lab brought up is taken down at the end
-of the session, whatever happened.
+of the module, whatever happened.
 
 Tests that change a lab (stopping BIRD, `lab apply`) must put it back as they found it, or bring
 up their own lab with the module-scoped `labs` fixture of conftest.py instead.
@@ -50,7 +51,7 @@ def lab_starter(up: Callable[..., str], tmp_path_factory, prefix: str) -> Callab
     return start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def calico_lab(tmp_path_factory):
     """`calico_lab(topology)` -> Expected; the lab is up (BGP may still be converging)."""
     names: list[str] = []
