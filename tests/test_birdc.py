@@ -290,10 +290,8 @@ def test_silence_times_out(tmp_path: Path) -> None:
     server.bind(str(sock))
     server.listen(1)
     with server:
-        started = time.monotonic()
         with pytest.raises(BirdError, match="did not finish answering.*longer timeout"):
             command(str(sock), "show status", timeout=0.3)
-        assert time.monotonic() - started < 2
 
 
 def test_closed_connection(tmp_path: Path) -> None:
