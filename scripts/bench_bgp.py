@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 from lab.bgp import birdc
-from lab.bgp.daemons import NodePaths
+from lab.bgp.daemons import NodePaths, start_birds, stop_bird
 from lab.netns import namespace
 from lab.topology import loader
 
@@ -474,29 +474,6 @@ def leftovers(lab: str) -> dict[str, int]:
             "state_dir": int(os.path.exists(os.path.join(STATE_ROOT, lab)))}
 
 
-def stop_bird(paths: NodePaths, timeout: float = 10.0) -> int:
-    """SIGTERM a node's bird and wait until it has exited; returns its pid."""
-    pid = read_pid(paths.pid_file)
-    if pid is None or not alive(pid):
-        raise RuntimeError(f"no running bird behind {paths.pid_file}")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"bird {pid} still runs {timeout:.0f} s after SIGTERM")
-        time.sleep(0.01)
-    return pid
-
-
-def start_bird(netns: str, paths: NodePaths) -> None:
-    """Start a node's bird as `lab up` does; returns once it has daemonized."""
-    argv = ["nsenter", f"--net={namespace.path(netns)}", "bird", "-c", paths.config, "-s", paths.socket,
-            "-P", paths.pid_file]
-    done = subprocess.run(argv, cwd=paths.config_dir, capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-
-
 # -- the lab CLI -----------------------------------------------------------------------------------
 def run_lab(args: list[str], timeout: float) -> float:
     """Run `lab <args>`; returns its seconds. On Ctrl-C the child (which got the SIGINT too) may roll back."""
@@ -564,12 +541,13 @@ def measure_reconvergence(scenario: Scenario, watcher: RouteWatcher, args: argpa
     paths = scenario.paths(victim)
     others = [node for node in scenario.node_names if node != victim]
     start = time.perf_counter()
-    stop_bird(paths)
+    if stop_bird(paths) is None:
+        raise RuntimeError(f"no running bird behind {paths.pid_file}")
     result.withdraw_s = wait_for(watcher, others, lacks_blocks(scenario, victim), start, args.timeout, args.interval)
     if result.withdraw_s is None:
         result.notes.append(f"{victim}'s block still present somewhere {args.timeout:.0f} s after SIGTERM")
     start = time.perf_counter()
-    start_bird(scenario.netns(victim), paths)
+    start_birds({victim: (scenario.netns(victim), paths)})
     result.relearn_s = wait_for(watcher, others, has_blocks(scenario, lambda _: [victim]), start, args.timeout,
                                 args.interval)
     if result.relearn_s is None:

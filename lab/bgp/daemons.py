@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from lab.netns import namespace
+from lab.netns import apply, namespace
 
 CONFIG_DIR = "etc/calico/confd/config"
 RUN_DIR = "var/run/calico"
@@ -127,24 +127,12 @@ def bird_pid(paths: NodePaths) -> int | None:
         return None
 
 
-def stop_bird(paths: NodePaths, timeout: float = 5.0) -> bool:
-    """Stop a node's BIRD (SIGTERM, as when calico/node stops); True if one was running."""
+def stop_bird(paths: NodePaths, timeout: float = 5.0) -> int | None:
+    """Stop a node's BIRD (SIGTERM, as when calico/node stops); returns the pid that ran, or None."""
     pid = bird_pid(paths)
-    if pid is None:
-        return False
-    os.kill(pid, 15)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.02)
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+    if pid is not None:
+        apply.stop_processes([pid], grace=timeout)
+    return pid
 
 
 # -- the route agent ---------------------------------------------------------------------------------
