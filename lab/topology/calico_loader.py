@@ -17,6 +17,9 @@ BACKENDS = ("bird", "vxlan")
 POOL_ENV_DEFAULTS = {"CALICO_IPV4POOL_CIDR": "192.168.0.0/16", "CALICO_IPV4POOL_IPIP": "Always",
                      "CALICO_IPV4POOL_VXLAN": "Never", "CALICO_IPV4POOL_BLOCK_SIZE": 26,
                      "CALICO_IPV4POOL_NAT_OUTGOING": True, "CALICO_IPV4POOL_NODE_SELECTOR": "all()"}
+POOL_SPEC_ENV = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_BLOCK_SIZE",
+                 "ipipMode": "CALICO_IPV4POOL_IPIP", "vxlanMode": "CALICO_IPV4POOL_VXLAN",
+                 "natOutgoing": "CALICO_IPV4POOL_NAT_OUTGOING", "nodeSelector": "CALICO_IPV4POOL_NODE_SELECTOR"}
 
 
 class CalicoBuilder:
@@ -59,20 +62,15 @@ class CalicoBuilder:
 
     def _default_pool(self, settings: dict) -> IPPool:
         """The pool calico/node creates at start-up when none exists, from its CALICO_IPV4POOL_* env."""
-        env = {**POOL_ENV_DEFAULTS, **(settings.get("env") or {})}
+        given = settings.get("env") or {}
+        env = {**POOL_ENV_DEFAULTS, **given}
         path = ("cluster", "calico", "env")
-        spec = {"cidr": env["CALICO_IPV4POOL_CIDR"], "blockSize": int(env["CALICO_IPV4POOL_BLOCK_SIZE"]),
-                "ipipMode": env["CALICO_IPV4POOL_IPIP"], "vxlanMode": env["CALICO_IPV4POOL_VXLAN"],
-                "natOutgoing": env["CALICO_IPV4POOL_NAT_OUTGOING"],
-                "nodeSelector": env["CALICO_IPV4POOL_NODE_SELECTOR"]}
-        keys = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_BLOCK_SIZE",
-                "ipipMode": "CALICO_IPV4POOL_IPIP", "vxlanMode": "CALICO_IPV4POOL_VXLAN",
-                "natOutgoing": "CALICO_IPV4POOL_NAT_OUTGOING", "nodeSelector": "CALICO_IPV4POOL_NODE_SELECTOR"}
+        spec = {field: env[variable] for field, variable in POOL_SPEC_ENV.items()}
+        spec["blockSize"] = int(spec["blockSize"])
 
         def fail(where: tuple, message: str, hint: str | None = None):
-            field = keys.get(where[-1], "") if where and where[-1] in keys else ""
-            return self.builder.fail(path + ((field,) if field and field in (settings.get("env") or {}) else ()),
-                                     message, hint)
+            variable = POOL_SPEC_ENV.get(where[-1]) if where else None
+            return self.builder.fail(path + ((variable,) if variable in given else ()), message, hint)
 
         manifest = {"apiVersion": calico_conf.API_VERSION, "kind": "IPPool",
                     "metadata": {"name": "default-ipv4-ippool"}, "spec": spec}
