@@ -22,6 +22,7 @@ POOL_KEYS = {"cidr", "blockSize", "ipipMode", "vxlanMode", "natOutgoing", "nodeS
              "allowedUses", "disableBGPExport"}
 BGP_CONFIG_KEYS = {"nodeToNodeMeshEnabled", "asNumber", "logSeverityScreen"}
 PEER_KEYS = {"peerIP", "asNumber", "node", "nodeSelector", "peerSelector"}
+NODE_SPEC_KEYS = {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}
 NODE_BGP_KEYS = {"ipv4Address", "asNumber", "routeReflectorClusterID"}
 MAX_AS = 4294967295
 
@@ -109,12 +110,8 @@ def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
 def calico_node(item: dict, path: tuple, fail: Fail, node_ip: ipaddress.IPv4Address,
                 default_prefix: int) -> CalicoNode:
     """A Node resource; its spec.bgp.ipv4Address must be the node's own address (any prefix length)."""
-    spec = item.get("spec") or {}
+    spec = _spec(item, path, fail, NODE_SPEC_KEYS)
     where = path + ("spec",)
-    if not isinstance(spec, dict) or set(spec) - {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}:
-        unknown = sorted(set(spec) - {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}) if isinstance(spec, dict) else []
-        raise fail(where + ((unknown[0],) if unknown else ()), "unsupported Node spec field"
-                   + (f" {unknown[0]!r}" if unknown else ""), "the lab models spec.bgp of a Calico Node")
     bgp = spec.get("bgp") or {}
     unknown = sorted(set(bgp) - NODE_BGP_KEYS)
     if unknown:
