@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from lab.policy.model import NetworkPolicy
+
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
 
@@ -163,9 +165,10 @@ class CalicoConfig:
 
 @dataclass(frozen=True)
 class Cluster:
-    """The cluster's CNI and its settings."""
+    """The cluster's CNI, its settings, and what enforces NetworkPolicy (none | kube-router | calico)."""
 
     cni: str
+    enforcer: str = "none"
     flannel: FlannelConfig | None = None
     calico: CalicoConfig | None = None
 
@@ -181,6 +184,7 @@ class Topology:
     nodes: tuple[Node, ...]
     namespaces: tuple[Namespace, ...]
     pods: tuple[Pod, ...]
+    policies: tuple[NetworkPolicy, ...] = ()
     notes: tuple[str, ...] = ()
     static_neighbours: str = "auto"   # auto | static | dynamic
 
@@ -189,6 +193,12 @@ class Topology:
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+    def namespace(self, name: str) -> Namespace:
+        return next(n for n in self.namespaces if n.name == name)
+
+    def pod(self, key: str) -> Pod:
+        return next(p for p in self.pods if p.key == key)
 
     def pods_on(self, node: str) -> tuple[Pod, ...]:
         return tuple(p for p in self.pods if p.node == node)

@@ -1,0 +1,1 @@
+"""NetworkPolicy: the model, manifests, the reference evaluator, and the iptables/ipset enforcers."""

@@ -1,0 +1,244 @@
+"""Read a NetworkPolicy manifest (networking.k8s.io/v1 or extensions/v1beta1) into the model.
+
+Validation follows the API server's (pkg/apis/networking/validation) plus kubectl's refusal of
+unknown fields, and every error names the manifest's own field: `fail(path, message, hint)`
+returns the error to raise, pointing at `path` inside the document.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Callable
+
+from lab.errors import TopologyError
+from lab.policy.model import (EGRESS, INGRESS, OPERATORS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy, Peer,
+                              PolicyPort, Requirement, Rule)
+from lab.topology import labels
+
+KIND = "NetworkPolicy"
+API_VERSIONS = ("networking.k8s.io/v1", "extensions/v1beta1")
+TOP_KEYS = {"apiVersion", "kind", "metadata", "spec", "status"}
+METADATA_KEYS = {"name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+                 "creationTimestamp", "managedFields", "selfLink"}
+SPEC_KEYS = {"podSelector", "policyTypes", "ingress", "egress"}
+SELECTOR_KEYS = {"matchLabels", "matchExpressions"}
+EXPRESSION_KEYS = {"key", "operator", "values"}
+PEER_KEYS = {"podSelector", "namespaceSelector", "ipBlock"}
+IPBLOCK_KEYS = {"cidr", "except"}
+PORT_KEYS = {"protocol", "port", "endPort"}
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+Fail = Callable[[tuple, str, str | None], TopologyError]
+
+
+def is_network_policy(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("kind") == KIND
+
+
+def network_policy(item: Any, path: tuple, fail: Fail, source: str = "") -> NetworkPolicy:
+    """The policy a manifest describes, or the error of its first invalid field."""
+    if not isinstance(item, dict) or item.get("kind") != KIND:
+        raise fail(path, "not a NetworkPolicy manifest", "give apiVersion: networking.k8s.io/v1, kind: NetworkPolicy")
+    version = item.get("apiVersion")
+    if version not in API_VERSIONS:
+        raise fail(path + ("apiVersion",), f"apiVersion {version!r} has no NetworkPolicy",
+                   f"use {' or '.join(API_VERSIONS)}")
+    _known(item, TOP_KEYS, path, fail, "a NetworkPolicy")
+    meta = _mapping(item.get("metadata"), path + ("metadata",), fail, "metadata", required=True)
+    _known(meta, METADATA_KEYS, path + ("metadata",), fail, "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise fail(path + ("metadata", "name"), f"metadata.name {name!r} is not a valid name",
+                   "a NetworkPolicy name is a DNS subdomain: lower-case letters, digits, '-' and '.'")
+    namespace = meta.get("namespace", "default")
+    if not isinstance(namespace, str) or not namespace:
+        raise fail(path + ("metadata", "namespace"), f"metadata.namespace {namespace!r} is not a namespace name", None)
+    where = path + ("spec",)
+    spec = _mapping(item.get("spec"), where, fail, "spec", required=True)
+    _known(spec, SPEC_KEYS, where, fail, "spec")
+    if "podSelector" not in spec:
+        raise fail(where, "spec.podSelector is required", "`podSelector: {}` selects every pod of the namespace")
+    pod_selector = label_selector(spec["podSelector"], where + ("podSelector",), fail)
+    ingress = _rules(spec, "ingress", "from", where, fail)
+    egress = _rules(spec, "egress", "to", where, fail)
+    types = _policy_types(spec, where, fail)
+    return NetworkPolicy(namespace=namespace, name=name, pod_selector=pod_selector, policy_types=types,
+                         ingress=ingress, egress=egress, api_version=version, source=source)
+
+
+def _policy_types(spec: dict, where: tuple, fail: Fail) -> tuple[str, ...]:
+    """spec.policyTypes, defaulted as the API server does: Ingress, plus Egress when egress rules exist."""
+    given = spec.get("policyTypes")
+    if given is None or given == []:
+        return (INGRESS, EGRESS) if spec.get("egress") else (INGRESS,)
+    if not isinstance(given, list):
+        raise fail(where + ("policyTypes",), "policyTypes must be a list", "e.g. policyTypes: [Ingress, Egress]")
+    types: list[str] = []
+    for index, value in enumerate(given):
+        if value not in (INGRESS, EGRESS):
+            raise fail(where + ("policyTypes", index), f"policy type {value!r} is not Ingress or Egress", None)
+        if value in types:
+            raise fail(where + ("policyTypes", index), f"duplicate policy type {value!r}", None)
+        types.append(value)
+    return tuple(types)
+
+
+def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail) -> tuple[Rule, ...]:
+    value = spec.get(field)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise fail(where + (field,), f"{field} must be a list of rules", f"e.g. {field}: [{{{peers_field}: [...]}}]")
+    rules = []
+    for index, entry in enumerate(value):
+        at = where + (field, index)
+        rule = _mapping(entry, at, fail, f"an {field} rule")
+        _known(rule, {peers_field, "ports"}, at, fail, f"an {field} rule")
+        peers = tuple(_peer(p, at + (peers_field, i), fail) for i, p in enumerate(_list(rule, peers_field, at, fail)))
+        ports = tuple(_port(p, at + ("ports", i), fail) for i, p in enumerate(_list(rule, "ports", at, fail)))
+        rules.append(Rule(peers=peers, ports=ports))
+    return tuple(rules)
+
+
+def _peer(value: Any, at: tuple, fail: Fail) -> Peer:
+    peer = _mapping(value, at, fail, "a peer")
+    _known(peer, PEER_KEYS, at, fail, "a peer")
+    if not peer:
+        raise fail(at, "a peer needs podSelector, namespaceSelector or ipBlock", None)
+    if "ipBlock" in peer and len(peer) > 1:
+        raise fail(at + ("ipBlock",), "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
+                   "make the ipBlock a peer of its own (a separate `- ipBlock:` entry)")
+    if "ipBlock" in peer:
+        return Peer(ip_block=_ip_block(peer["ipBlock"], at + ("ipBlock",), fail))
+    pods = label_selector(peer["podSelector"], at + ("podSelector",), fail) if "podSelector" in peer else None
+    spaces = (label_selector(peer["namespaceSelector"], at + ("namespaceSelector",), fail)
+              if "namespaceSelector" in peer else None)
+    return Peer(pod_selector=pods, namespace_selector=spaces)
+
+
+def _ip_block(value: Any, at: tuple, fail: Fail) -> IPBlock:
+    block = _mapping(value, at, fail, "ipBlock", required=True)
+    _known(block, IPBLOCK_KEYS, at, fail, "ipBlock")
+    if "cidr" not in block:
+        raise fail(at, "ipBlock needs cidr", "e.g. ipBlock: {cidr: 172.17.0.0/16}")
+    cidr = _cidr(block["cidr"], at + ("cidr",), fail)
+    excepts = []
+    for index, entry in enumerate(_list(block, "except", at, fail)):
+        excluded = _cidr(entry, at + ("except", index), fail)
+        if not excluded.subnet_of(cidr) or excluded == cidr:
+            raise fail(at + ("except", index), f"except {excluded} must be a strict subset of cidr {cidr}",
+                       "list only ranges inside the block's cidr")
+        excepts.append(excluded)
+    return IPBlock(cidr=cidr, excepts=tuple(excepts))
+
+
+def _cidr(value: Any, at: tuple, fail: Fail) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(str(value))
+    except ValueError as exc:
+        hint = "IPv6 blocks are not modelled by the lab" if ":" in str(value) else "write it as 10.0.0.0/24"
+        raise fail(at, f"{value!r} is not a valid IPv4 CIDR ({exc})", hint) from None
+
+
+def _port(value: Any, at: tuple, fail: Fail) -> PolicyPort:
+    entry = _mapping(value, at, fail, "a port")
+    _known(entry, PORT_KEYS, at, fail, "a port")
+    protocol = entry.get("protocol", "TCP")
+    if protocol not in PROTOCOLS:
+        raise fail(at + ("protocol",), f"protocol {protocol!r} is not TCP, UDP or SCTP", None)
+    port = entry.get("port")
+    if isinstance(port, bool) or (port is not None and not isinstance(port, (int, str))):
+        raise fail(at + ("port",), f"port {port!r} must be a number or a container port name", None)
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise fail(at + ("port",), f"port {port} is out of range", "ports are 1 to 65535")
+    if isinstance(port, str) and not _service_name(port):
+        raise fail(at + ("port",), f"port {port!r} is neither a number nor a valid port name",
+                   "a named port is at most 15 lower-case letters, digits and '-', with at least one letter")
+    end = entry.get("endPort")
+    if end is not None:
+        if not isinstance(port, int):
+            raise fail(at + ("endPort",), "endPort needs a numeric port", "set port to the first number of the range")
+        if isinstance(end, bool) or not isinstance(end, int) or not 1 <= end <= 65535:
+            raise fail(at + ("endPort",), f"endPort {end!r} is out of range", "ports are 1 to 65535")
+        if end < port:
+            raise fail(at + ("endPort",), f"endPort {end} is below port {port}", "endPort must be >= port")
+    return PolicyPort(protocol=protocol, port=port, end_port=end)
+
+
+def _service_name(name: str) -> bool:
+    """IANA_SVC_NAME, as validation.IsValidPortName checks it."""
+    return (len(name) <= 15 and bool(_SVC_NAME.match(name)) and "--" not in name
+            and any(c.isalpha() for c in name))
+
+
+def label_selector(value: Any, at: tuple, fail: Fail) -> LabelSelector:
+    """A metav1.LabelSelector; None and {} are both the empty selector."""
+    selector = _mapping(value, at, fail, "a label selector")
+    _known(selector, SELECTOR_KEYS, at, fail, "a label selector")
+    pairs = _mapping(selector.get("matchLabels"), at + ("matchLabels",), fail, "matchLabels")
+    match_labels = []
+    for key, raw in pairs.items():
+        text = _label_text(raw)
+        problem = labels.key_problem(str(key)) or labels.value_problem(text)
+        if problem:
+            raise fail(at + ("matchLabels", key), problem, None)
+        match_labels.append((str(key), text))
+    expressions = tuple(_requirement(e, at + ("matchExpressions", i), fail)
+                        for i, e in enumerate(_list(selector, "matchExpressions", at, fail)))
+    return LabelSelector(match_labels=tuple(match_labels), match_expressions=expressions)
+
+
+def _requirement(value: Any, at: tuple, fail: Fail) -> Requirement:
+    entry = _mapping(value, at, fail, "a match expression", required=True)
+    _known(entry, EXPRESSION_KEYS, at, fail, "a match expression")
+    key, operator = entry.get("key"), entry.get("operator")
+    if not isinstance(key, str) or labels.key_problem(key):
+        raise fail(at + ("key",), labels.key_problem(str(key)) if isinstance(key, str) else "key is required", None)
+    if operator not in OPERATORS:
+        raise fail(at + ("operator",), f"{operator!r} is not a valid label selector operator",
+                   f"use one of {', '.join(OPERATORS)}")
+    values = entry.get("values") or []
+    if not isinstance(values, list):
+        raise fail(at + ("values",), "values must be a list", None)
+    texts = tuple(_label_text(v) for v in values)
+    if operator in ("In", "NotIn") and not texts:
+        raise fail(at + ("values",), f"operator {operator} needs at least one value", None)
+    if operator in ("Exists", "DoesNotExist") and texts:
+        raise fail(at + ("values",), f"operator {operator} takes no values", "remove values:")
+    for index, text in enumerate(texts):
+        problem = labels.value_problem(text)
+        if problem:
+            raise fail(at + ("values", index), problem, None)
+    return Requirement(key=key, operator=operator, values=texts)
+
+
+# -- small shape checks ------------------------------------------------------------------------------
+def _mapping(value: Any, at: tuple, fail: Fail, what: str, required: bool = False) -> dict:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(at, f"{what} must be a mapping", None)
+    return value
+
+
+def _list(entry: dict, key: str, at: tuple, fail: Fail) -> list:
+    value = entry.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(at + (key,), f"{key} must be a list", None)
+    return value
+
+
+def _known(entry: dict, allowed: set[str], at: tuple, fail: Fail, what: str) -> None:
+    for key in entry:
+        if key not in allowed:
+            raise fail(at + (key,), f"unknown field {key!r} in {what}", f"{what} takes: {', '.join(sorted(allowed))}")
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
