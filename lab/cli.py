@@ -82,12 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     deletep.add_argument("--lab")
     deletep.set_defaults(func=cmd_delete)
 
-    label = sub.add_parser("label", help="label a node: lab label node k8s-node01 route-reflector=true (k- removes)")
-    label.add_argument("kind", choices=["node"])
-    label.add_argument("target")
+    label = sub.add_parser("label", help="label a node, pod or namespace: lab label pod x/a role=db (k- removes)")
+    label.add_argument("kind", choices=["node", "pod", "namespace", "ns"])
+    label.add_argument("target", help="a node, a pod as namespace/pod, or a namespace")
     label.add_argument("labels", nargs="+", help="key=value to set, key- to remove")
     label.add_argument("--lab")
     label.set_defaults(func=cmd_label)
+
+    policy = sub.add_parser("policy", help="NetworkPolicy: lab policy list [-n NAMESPACE]")
+    policy.add_argument("action", choices=["list"])
+    policy.add_argument("-n", "--namespace")
+    policy.add_argument("--lab")
+    policy.set_defaults(func=cmd_policy)
 
     bird = sub.add_parser("birdc", help="BIRD's own CLI on a node: lab birdc k8s-node01 show protocols")
     bird.add_argument("node")
@@ -238,7 +244,7 @@ def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
     manifests = live.read_manifests(args.filename)
     change = lab.change(args.lab, lambda state: live.with_file(state, manifests))
     for document in manifests.documents:
-        print(f"Successfully applied {document.data['kind']} {document.data['metadata']['name']!r}")
+        print(_applied(document.data, "configured"))
     _print_change(change)
     return 0
 
@@ -247,16 +253,41 @@ def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
     documents = live.read_manifests(args.filename).documents
     change = lab.change(args.lab, lambda state: live.without(state, documents))
     for document in documents:
-        print(f"Successfully deleted {document.data['kind']} {document.data['metadata']['name']!r}")
+        print(_applied(document.data, "deleted"))
     _print_change(change)
     return 0
 
 
+def _applied(data: dict[str, Any], verb: str) -> str:
+    """kubectl's line for a NetworkPolicy, calicoctl's for Calico resources."""
+    name = data["metadata"]["name"]
+    if data["kind"] == "NetworkPolicy":
+        return f"networkpolicy.networking.k8s.io/{name} {verb}"
+    return f"Successfully {'deleted' if verb == 'deleted' else 'applied'} {data['kind']} {name!r}"
+
+
 def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
-    node = lab.node_name(args.target, args.lab)
-    change = lab.change(args.lab, lambda state: live.with_labels(state, node, args.labels))
-    print(f"node/{node} labeled")
+    kind = "namespace" if args.kind == "ns" else args.kind
+    target = {"node": lambda: lab.node_name(args.target, args.lab), "pod": lambda: lab.pod_key(args.target, args.lab),
+              "namespace": lambda: lab.namespace_name(args.target, args.lab)}[kind]()
+    change = lab.change(args.lab, lambda state: live.with_labels(state, target, args.labels, kind))
+    print(f"{kind}/{target} labeled")
     _print_change(change)
+    return 0
+
+
+def cmd_policy(lab: Lab, args: argparse.Namespace) -> int:
+    status = lab.status(args.lab)
+    rows = [p for p in status.get("policies", []) if args.namespace in (None, p["namespace"])]
+    enforcer = status.get("enforcer", "none")
+    if enforcer == "none":
+        print(f"NOTE: cni {status['cni']} with networkPolicy: none does not enforce these policies")
+    if not rows:
+        print("No resources found" + (f" in {args.namespace} namespace." if args.namespace else "."))
+        return 0
+    _table(["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES", "ENFORCED-BY", "SOURCE"],
+           [[p["namespace"], p["name"], p["podSelector"], ",".join(p["policyTypes"]), enforcer, p["source"]]
+            for p in rows])
     return 0
 
 

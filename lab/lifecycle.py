@@ -13,6 +13,7 @@ from lab.errors import LabError
 from lab.netns import apply, capabilities, namespace, names, neighbours, render
 from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
+from lab.policy import enforce
 from lab.topology import loader, registry
 from lab.topology.model import Topology
 
@@ -47,7 +48,8 @@ class Lab:
 
     def dry_run(self, name_or_path: str) -> str:
         """The plan as commands; touches nothing (and needs no root)."""
-        return render.script(self.plan(self.load(name_or_path))[0])
+        topology = self.load(name_or_path)
+        return render.script(self.plan(topology)[0]) + enforce.script(topology)
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
@@ -70,6 +72,7 @@ class Lab:
                 apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after)
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)
+                runtime["policy"] = start_policy(topology)
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
                                  | {"runtime": runtime})
@@ -173,7 +176,7 @@ class Lab:
         summary = state.summary
         if target in state.namespaces:
             return target
-        for node in summary.get("nodes", []):
+        for node in summary.get("nodes", []) + summary.get("externals", []):
             if node["name"] == target:
                 return node["netns"]
         pods = summary.get("pods", [])
@@ -218,6 +221,18 @@ class Lab:
         except (OSError, birdc.BirdError):
             rows = None
         return calicoctl.node_status(rows)
+
+    def pod_key(self, target: str, lab: str | None = None) -> str:
+        pod = self._entry("pods", target, lab)
+        if pod is None:
+            raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod; `lab status` lists them")
+        return pod["key"]
+
+    def namespace_name(self, name: str, lab: str | None = None) -> str:
+        known = [n["name"] for n in self._state(lab).summary.get("namespaces", [])]
+        if name not in known:
+            raise LabError(f'namespace "{name}" not found', f"namespaces are: {', '.join(known)}")
+        return name
 
     def pod_ip(self, target: str, lab: str | None = None) -> str:
         pod = self._entry("pods", target, lab)
@@ -272,6 +287,15 @@ class Lab:
         return removed
 
 
+def start_policy(topology: Topology) -> dict[str, Any]:
+    """The enforcer's first sync (its chains, hooks and sets on every node), or a note that nothing enforces."""
+    chosen = enforce.enforcer(topology)
+    if chosen is None:
+        return {"enforcer": "none", "models": "nothing: policies are accepted and not enforced"}
+    counts = enforce.sync(topology, enforce.compile_lab(topology), first=True)
+    return {"enforcer": chosen.name, "models": chosen.models, "rules_per_node": counts}
+
+
 def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> dict[str, Any]:
     """What `lab status` shows, recorded at `up` time."""
     capability_notes = caps.notes()
@@ -288,7 +312,13 @@ def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities
             for p in topology.pods]
     networks = [{"name": n.name, "cidr": str(n.cidr), "gateway": str(n.gateway), "mtu": n.mtu}
                 for n in topology.networks]
-    return {"cni": topology.cluster.cni, **described,
+    policies = [{"key": p.key, "namespace": p.namespace, "name": p.name, "podSelector": p.pod_selector.text(),
+                 "policyTypes": list(p.policy_types), "source": p.source} for p in topology.policies]
+    namespaces = [{"name": n.name, "labels": dict(n.labels)} for n in topology.namespaces]
+    externals = [{"name": e.name, "network": e.network, "ip": str(e.ip),
+                  "netns": names.node_netns(topology.name, e.name)} for e in topology.externals]
+    return {"cni": topology.cluster.cni, "enforcer": topology.cluster.enforcer, "policies": policies,
+            "namespaces": namespaces, "externals": externals, **described,
             "underlay": {"netns": names.underlay_netns(topology.name), "networks": networks},
             "nodes": nodes, "pods": pods, "notes": list(plan.notes) + list(topology.notes),
             "capabilities": capability_notes}

@@ -15,7 +15,8 @@ from typing import Any
 
 from lab import cni
 from lab.errors import LabError, TopologyError
-from lab.topology import calico_conf, loader
+from lab.policy import enforce, manifest as policy_manifest
+from lab.topology import calico_conf, labels, loader
 from lab.topology.model import Topology
 from lab.topology.yamlsource import Document, parse
 
@@ -80,9 +81,10 @@ def check_live_kind(document: Document) -> None:
     if data.get("kind") in ("Pod", "Namespace"):
         raise document.error(("kind",), f"a {data['kind']} cannot be added to a running lab",
                              "pods and namespaces are part of the topology: change it and run `lab down` / `lab up`")
-    if not calico_conf.is_calico(data):
+    if not calico_conf.is_calico(data) and not policy_manifest.is_network_policy(data):
         raise document.error(("kind",), f"{data.get('apiVersion')}/{data.get('kind')} cannot be applied live",
-                             "lab apply takes projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node")
+                             "lab apply takes NetworkPolicy (networking.k8s.io/v1, extensions/v1beta1) and "
+                             "projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node")
 
 
 def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader.Overlay:
@@ -91,7 +93,8 @@ def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
     held_tunnels = dict(topology.cluster.calico.ipam.tunnel_ips) if topology and topology.cluster.calico else {}
     return loader.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
-                          node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels)
+                          node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
+                          pod_labels=live.get("pod_labels", {}), namespace_labels=live.get("namespace_labels", {}))
 
 
 def with_file(live: dict[str, Any], manifests: ManifestFile) -> dict[str, Any]:
@@ -106,18 +109,28 @@ def without(live: dict[str, Any], documents: list[Document]) -> dict[str, Any]:
     return {**live, "deleted": live.get("deleted", []) + keys}
 
 
-def with_labels(live: dict[str, Any], node: str, pairs: list[str]) -> dict[str, Any]:
-    """`live` after `kubectl label node <node> k=v k2-`."""
-    edits = dict(live.get("node_labels", {}).get(node, {}))
+LABEL_KINDS = {"node": "node_labels", "pod": "pod_labels", "namespace": "namespace_labels"}
+
+
+def with_labels(live: dict[str, Any], node: str, pairs: list[str], kind: str = "node") -> dict[str, Any]:
+    """`live` after `kubectl label <kind> <target> k=v k2-` (target: a node, ns/pod, or namespace)."""
+    field = LABEL_KINDS[kind]
+    edits = dict(live.get(field, {}).get(node, {}))
     for pair in pairs:
         if pair.endswith("-") and "=" not in pair:
-            edits[pair[:-1]] = None
+            key, value = pair[:-1], None
         elif "=" in pair:
             key, value = pair.split("=", 1)
-            edits[key] = value
         else:
             raise LabError(f"{pair!r} is not a label change", "write key=value to set a label, key- to remove it")
-    return {**live, "node_labels": {**live.get("node_labels", {}), node: edits}}
+        problem = labels.key_problem(key) or (labels.value_problem(value) if value is not None else None)
+        if problem:
+            raise LabError(f"{pair!r}: {problem}", "write key=value to set a label, key- to remove it")
+        if kind == "namespace" and key == "kubernetes.io/metadata.name":
+            raise LabError("kubernetes.io/metadata.name is set by Kubernetes to the namespace's name",
+                           "label the namespace with another key")
+        edits[key] = value
+    return {**live, field: {**live.get(field, {}), node: edits}}
 
 
 def check_same_cluster(old: Topology, new: Topology) -> None:
@@ -130,9 +143,36 @@ def check_same_cluster(old: Topology, new: Topology) -> None:
 
 
 def reconfigure(old: Topology, new: Topology, store, runtime: dict[str, Any]) -> list[str]:
-    """Bring the running lab from `old` to `new` through the CNI; returns what changed."""
+    """Bring the running lab from `old` to `new` (CNI daemons, then policy rules); returns what changed."""
     check_same_cluster(old, new)
+    changes: list[str] = []
     hook = cni.dataplane(new).reconfigure
-    if hook is None:
-        return ["no running daemon to reconfigure"]
-    return hook(old, new, store, runtime)
+    if hook is not None and (old.cluster != new.cluster or [n.labels for n in old.nodes] != [n.labels for n in new.nodes]):
+        changes += hook(old, new, store, runtime)
+    changes += reconfigure_policy(old, new, runtime)
+    return changes
+
+
+def reconfigure_policy(old: Topology, new: Topology, runtime: dict[str, Any]) -> list[str]:
+    """Re-sync the enforcer when policies or the labels they select on changed."""
+    if _policy_inputs(old) == _policy_inputs(new):
+        return []
+    if enforce.enforcer(new) is None:
+        return [f"NOT ENFORCED: cni {new.cluster.cni} with networkPolicy: none accepts NetworkPolicy objects but "
+                "programs nothing for them, so all traffic still flows (the seed's point about Flannel); "
+                "use networkPolicy: kube-router or cni: calico to enforce them"]
+    previous = enforce.compile_lab(old)
+    rules = enforce.compile_lab(new)
+    try:
+        counts = enforce.sync(new, rules)
+    except LabError:
+        enforce.sync(old, previous)
+        raise
+    runtime.setdefault("policy", {})["rules_per_node"] = counts
+    return [f"{new.cluster.enforcer}: rules re-synced on {len(counts)} nodes "
+            f"({min(counts.values(), default=0)}-{max(counts.values(), default=0)} iptables rules per node)"]
+
+
+def _policy_inputs(topology: Topology) -> tuple:
+    return (topology.policies, [(p.key, p.labels) for p in topology.pods],
+            [(n.name, n.labels) for n in topology.namespaces])

@@ -81,7 +81,8 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         if config.backend == "bird":
             _tunl0(builder, topology, node, host_mtu, caps)
         nodes.append(builder)
-    namespaces = [under.freeze()] + [b.freeze() for b in nodes] + [b.freeze() for b in pods]
+    hosts = underlay.external_builders(topology, under, {n: list(b) for n, b in config.ipam.blocks.items()})
+    namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
     return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=bird_files(topology),
                    notes=_notes(topology, caps))
 

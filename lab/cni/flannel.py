@@ -81,7 +81,8 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
                                         mtu(config, external_mtu))
         files[f"{node.name}/run/flannel/subnet.env"] = subnet_env(config, lease, external_mtu)
         nodes.append(builder)
-    namespaces = [under.freeze()] + [b.freeze() for b in nodes] + [b.freeze() for b in pods]
+    hosts = underlay.external_builders(topology, under, {lease.node: [lease.subnet] for lease in all_leases})
+    namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
     return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=files, notes=_notes(config))
 
 

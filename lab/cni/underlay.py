@@ -37,3 +37,28 @@ def node_builder(topology: Topology, underlay: NamespaceBuilder, node_name: str)
     # kubeadm's preflight requires forwarding on every node; the CNI bridge plugin sets it too.
     builder.sysctl("net/ipv4/ip_forward", 1)
     return builder
+
+
+def external_builders(topology: Topology, underlay: NamespaceBuilder,
+                      pod_routes: dict[str, list]) -> list[NamespaceBuilder]:
+    """Hosts outside the cluster, each a namespace on its segment; with any, the router also learns
+    every node's pod CIDRs via the node (as a cloud VPC route table does, e.g. ACK's flannel), so an
+    external host reaches pod IPs and pods reach it without NAT."""
+    if not topology.externals:
+        return []
+    if len(topology.networks) == 1:
+        underlay.sysctl("net/ipv4/ip_forward", 1)
+    for node in topology.nodes:
+        for cidr in pod_routes.get(node.name, []):
+            underlay.route(str(cidr), gateway=str(node.ip))
+    hosts = []
+    for external in topology.externals:
+        network = topology.network(external.network)
+        host = NamespaceBuilder(names.node_netns(topology.name, external.name), "external", external.name)
+        underlay.veth(external.name, host, "eth0", mtu=network.mtu, master=network.name,
+                      peer_mac=identity.nic_mac(topology.name, external.name))
+        host.address("eth0", f"{external.ip}/{network.cidr.prefixlen}")
+        host.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
+        host.note("a host outside the cluster: no kubelet, no CNI")
+        hosts.append(host)
+    return hosts

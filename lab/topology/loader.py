@@ -5,14 +5,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lab.errors import TopologyError
+from lab.policy import manifest as policy_manifest
+from lab.policy.model import NetworkPolicy
 from lab.topology import calico_conf, flannel_conf, ipam, labels, schema
 from lab.topology.calico_loader import CalicoBuilder
-from lab.topology.model import (Cluster, ContainerPort, FlannelConfig, Namespace, Network, Node, Pod, Topology,
-                                frozen_labels)
+from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
+                                Topology, frozen_labels)
 from lab.topology.yamlsource import Document, Path, parse, parse_one
 
 IFNAME_MAX = 15
@@ -22,6 +24,7 @@ POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
                  "Role", "RoleBinding"}
 BUILTIN_NAMESPACES = ("default", "kube-system")
+ENFORCERS = {"flannel": ("none", "kube-router"), "calico": ("calico",)}
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Overlay:
     node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
     held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
     held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
+    pod_labels: dict = field(default_factory=dict)   # "ns/pod" -> {key: value or None to remove}
+    namespace_labels: dict = field(default_factory=dict)  # namespace -> {key: value or None}
 
 
 def resource_key(data: Any) -> tuple[str, str] | None:
@@ -73,6 +78,8 @@ def resource_key(data: Any) -> tuple[str, str] | None:
     if isinstance(data, dict) and "kind" in data and isinstance(data.get("metadata"), dict):
         name = data["metadata"].get("name")
         namespace = data["metadata"].get("namespace")
+        if data["kind"] == "NetworkPolicy":
+            namespace = namespace or "default"
         if isinstance(name, str):
             return (str(data["kind"]), f"{namespace}/{name}" if namespace else name)
     return None
@@ -128,11 +135,71 @@ class _Builder:
             pods = self._pods(items, nodes, namespaces)
             nodes, pods = self._allocate(nodes, pods, flannel, items)
             cluster = Cluster(cni=cni, flannel=flannel)
+        cluster = replace(cluster, enforcer=self._enforcer(cni))
+        policies = self._policies(items, namespaces)
+        if policies and cluster.enforcer == "none":
+            self.notes.append(f"{len(policies)} NetworkPolicies are NOT enforced: cni {cni} with networkPolicy: none "
+                              "accepts them and programs nothing (use networkPolicy: kube-router to enforce them)")
+        externals = self._externals(networks, nodes)
         setting = self.data.get("options", {}).get("staticNeighbours", "auto")
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
-                        networks=networks, nodes=nodes, namespaces=namespaces, pods=pods,
+                        networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
+                        externals=externals,
                         notes=tuple(self.notes), static_neighbours=static)
+
+    # -- hosts outside the cluster ---------------------------------------------------------------
+    def _externals(self, networks: tuple[Network, ...], nodes: tuple[Node, ...]) -> tuple[External, ...]:
+        externals: list[External] = []
+        taken = {n.name: "node" for n in nodes} | {n.name: "network" for n in networks} | {"lo": "loopback"}
+        used_ips = {n.ip: n.name for n in nodes}
+        for index, entry in enumerate(self.data.get("externals", [])):
+            path = ("externals", index)
+            name = entry["name"]
+            if not DNS_LABEL.match(name) or len(name) > IFNAME_MAX:
+                raise self.fail(path + ("name",), f"external name {name!r} must be a DNS label of at most 15 "
+                                "characters", "it names the host's port on its segment's switch")
+            if name in taken:
+                raise self.fail(path + ("name",), f"name {name!r} is taken by a {taken[name]}", "pick another name")
+            taken[name] = "external"
+            network = self._node_network(entry, networks, path)
+            ip = self._host_in(entry["ip"], network.cidr, path + ("ip",))
+            if ip == network.gateway or ip in used_ips:
+                raise self.fail(path + ("ip",), f"{ip} is taken by {used_ips.get(ip, 'the gateway')}",
+                                "give the external host another address")
+            used_ips[ip] = name
+            ports = self._ports(entry, Source(self.doc, path))
+            externals.append(External(name=name, network=network.name, ip=ip, container_ports=ports))
+        return tuple(externals)
+
+    # -- network policy --------------------------------------------------------------------------
+    def _enforcer(self, cni: str) -> str:
+        """cluster.networkPolicy: what enforces NetworkPolicy; Calico's Felix always does, flannel never."""
+        allowed = ENFORCERS[cni]
+        given = self.data["cluster"].get("networkPolicy", allowed[0])
+        if given not in allowed:
+            hint = ("Calico enforces policy itself (Felix): leave networkPolicy out or set it to calico"
+                    if cni == "calico" else "flannel enforces nothing; add kube-router's firewall with "
+                    "networkPolicy: kube-router (as seed 001 does), or use cni: calico")
+            raise self.fail(("cluster", "networkPolicy"), f"networkPolicy {given!r} cannot run with cni {cni}", hint)
+        return given
+
+    def _policies(self, items: list[Item], namespaces: tuple[Namespace, ...]) -> tuple[NetworkPolicy, ...]:
+        known = {n.name for n in namespaces}
+        policies: dict[str, NetworkPolicy] = {}
+        for item in items:
+            if not policy_manifest.is_network_policy(item.data):
+                continue
+            where = f"{item.document.file}:{item.document.line(item.path) or 1}"
+            policy = policy_manifest.network_policy(item.data, item.path, item.document.error, where)
+            if policy.namespace not in known:
+                path = item.path + (("metadata", "namespace") if "namespace" in item.data["metadata"] else ("metadata",))
+                raise item.document.error(path, f'namespace "{policy.namespace}" not found',
+                                          f"namespaces are: {', '.join(sorted(known))}")
+            if policy.key in policies:
+                raise item.document.error(item.path + ("metadata", "name"), f"duplicate NetworkPolicy {policy.key}")
+            policies[policy.key] = policy
+        return tuple(policies.values())
 
     # -- resources -------------------------------------------------------------------------------
     def _resource_items(self) -> list[Item]:
@@ -176,7 +243,7 @@ class _Builder:
             raise item.document.error(item.path, "a resource must be a Kubernetes manifest (with `kind`), "
                                       "flannel's net-conf.json map (with `Network`), or `file: <path>`")
         kind = data["kind"]
-        if kind in ("Namespace", "Pod") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
+        if kind in ("Namespace", "Pod", "NetworkPolicy") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
             return
         if calico_conf.is_calico(data):
             if self.data["cluster"]["cni"] != "calico":
@@ -191,7 +258,7 @@ class _Builder:
             return  # other ConfigMaps do not configure the network
         raise item.document.error(item.path + ("kind",), f"resource kind {kind!r} is not supported",
                                   "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
-                                  "Namespace, Pod, and Calico's IPPool, BGPConfiguration, BGPPeer and Node "
+                                  "Namespace, Pod, NetworkPolicy, and Calico's IPPool, BGPConfiguration, BGPPeer and Node "
                                   "(apiVersion projectcalico.org/v3)")
 
     # -- networks --------------------------------------------------------------------------------
@@ -321,11 +388,12 @@ class _Builder:
                                    "a namespace name is a DNS label: lower-case letters, digits and '-'")
             if name in namespaces:
                 raise source.error(("name",), f"duplicate namespace {name!r}")
-            own = dict(self._labels(entry, source))
+            own = _edited(dict(self._labels(entry, source)), self.overlay.namespace_labels.get(name))
             own["kubernetes.io/metadata.name"] = name
             namespaces[name] = Namespace(name=name, labels=frozen_labels(own))
         for name in BUILTIN_NAMESPACES:
-            namespaces.setdefault(name, Namespace(name, frozen_labels({"kubernetes.io/metadata.name": name})))
+            own = _edited({}, self.overlay.namespace_labels.get(name))
+            namespaces.setdefault(name, Namespace(name, frozen_labels({**own, "kubernetes.io/metadata.name": name})))
         return tuple(namespaces.values())
 
     def _pods(self, items: list[Item], nodes: tuple[Node, ...], namespaces: tuple[Namespace, ...]) -> list[tuple]:
@@ -352,6 +420,9 @@ class _Builder:
                                    f"{len(netns)} characters; file names hold at most {NETNS_NAME_MAX}",
                                    "use a shorter pod or lab name")
             seen.add((namespace, name))
+            edits = self.overlay.pod_labels.get(f"{namespace}/{name}")
+            if edits:
+                entry = {**entry, "labels": _edited(dict(entry.get("labels") or {}), edits)}
             if entry["node"] not in node_names:
                 raise source.error(("node",), f"pod {namespace}/{name} is on node {entry['node']!r}, which does "
                                    f"not exist", f"nodes are: {', '.join(sorted(node_names))}")
@@ -446,6 +517,12 @@ class _Builder:
                 raise source.error(("labels", key), problem)
             result[key] = _label_text(value)
         return frozen_labels(result)
+
+
+def _edited(labels_: dict, edits: dict | None) -> dict:
+    """`labels_` after `kubectl label` edits (a None value removes the key)."""
+    merged = {**labels_, **(edits or {})}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def _label_text(value: Any) -> str:

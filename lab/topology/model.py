@@ -74,6 +74,20 @@ class Pod:
 
 
 @dataclass(frozen=True)
+class External:
+    """A host outside the cluster, on an underlay network: the seeds' external CIDRs (ipBlock peers)."""
+
+    name: str
+    network: str
+    ip: IPv4Address
+    container_ports: tuple[ContainerPort, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
 class FlannelBackend:
     """net-conf.json `Backend`."""
 
@@ -185,6 +199,7 @@ class Topology:
     namespaces: tuple[Namespace, ...]
     pods: tuple[Pod, ...]
     policies: tuple[NetworkPolicy, ...] = ()
+    externals: tuple[External, ...] = ()
     notes: tuple[str, ...] = ()
     static_neighbours: str = "auto"   # auto | static | dynamic
 

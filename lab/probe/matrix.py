@@ -1,0 +1,308 @@
+"""Reachability between pods with real TCP, UDP and SCTP traffic, every probe at once from one process.
+
+Each client socket is created inside its source pod's network namespace (a helper thread enters
+them in turn), so its packets leave through that pod's eth0. The sockets are non-blocking and one
+selectors loop drives them all: a TCP or SCTP probe is allowed only when the connection completes
+and the banner the probe server sends is the destination pod's key (so the right pod answered); a
+UDP probe resends its datagram every RESEND seconds and is allowed only when the reply is that key.
+A reset or ICMP error denies a probe at once; silence denies it at its own timeout. At most WAVE
+sockets are open at once (a sliding window, refilled in batches of BATCH as probes finish), so 200 x
+200 pods stays within the file descriptor limit.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import selectors
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable
+
+from lab.errors import LabError
+from lab.netns import namespace, names
+from lab.topology.model import ContainerPort, Pod, Topology
+
+WAVE = 4000
+BATCH = 500
+FD_RESERVE = 256
+RESEND = 0.15
+PAYLOAD = b"lab-probe\n"
+BANNER_MAX = 512
+NO_PROTOCOL = {errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT, errno.EPFNOSUPPORT}
+REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED}
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    """One probe: from pod `src` to pod `dst` on `port`/`protocol` (pod keys are `namespace/name`)."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a probe saw: allowed True/False, or None when the kernel cannot speak the protocol."""
+
+    allowed: bool | None
+    detail: str  # connected | refused | timeout | unreachable | unsupported | wrong-peer:<key>
+
+
+ALLOWED = Observation(True, "connected")
+TIMEOUT = Observation(False, "timeout")
+UNSUPPORTED = Observation(None, "unsupported")
+
+
+# -- which cases -------------------------------------------------------------------------------------
+def cases_for(topology: Topology, port: int | str | None = None, protocol: str | None = None) -> list[Case]:
+    """Every ordered pod pair (self pairs too) for every port the destination declares, filtered.
+
+    `port` is a number or a containerPort name, resolved per destination pod (as Kubernetes resolves
+    a named port); `protocol` is TCP, UDP or SCTP (any case).
+    """
+    wanted = protocol.upper() if protocol else None
+    targets = {dst.key: [cp for cp in dst.container_ports if _matches(cp, port, wanted)] for dst in topology.pods}
+    return [Case(src.key, dst.key, cp.port, cp.protocol)
+            for src in topology.pods for dst in topology.pods for cp in targets[dst.key]]
+
+
+def _matches(cp: ContainerPort, port: int | str | None, protocol: str | None) -> bool:
+    if protocol is not None and cp.protocol != protocol:
+        return False
+    if port is None:
+        return True
+    if isinstance(port, int) or port.isdigit():
+        return cp.port == int(port)
+    return cp.name == port
+
+
+def verdicts(observations: dict[Case, Observation]) -> dict[tuple[int, str], dict[tuple[str, str], bool | None]]:
+    """Observations regrouped per (port, protocol) as {(src, dst): allowed}, the shape table.render takes."""
+    grouped: dict[tuple[int, str], dict[tuple[str, str], bool | None]] = {}
+    for case, seen in observations.items():
+        grouped.setdefault((case.port, case.protocol), {})[(case.src, case.dst)] = seen.allowed
+    return grouped
+
+
+# -- probing -----------------------------------------------------------------------------------------
+def observe(topology: Topology, cases: Iterable[Case], timeout: float = 1.0) -> dict[Case, Observation]:
+    """Run every probe concurrently (at most WAVE sockets in flight); what each one saw."""
+    cases = list(dict.fromkeys(cases))
+    pods = {pod.key: pod for pod in topology.pods}
+    _check(cases, pods)
+    return _Run(topology.name, pods, timeout, wave_size(raise_fd_limit())).run(cases)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def wave_size(fd_limit: int) -> int:
+    """How many probes may be in flight at once under `fd_limit` descriptors."""
+    return max(1, min(WAVE, fd_limit - FD_RESERVE))
+
+
+def _check(cases: list[Case], pods: dict[str, Pod]) -> None:
+    for case in cases:
+        for key in (case.src, case.dst):
+            if key not in pods:
+                raise LabError(f"no pod {key} in this lab", f"pods are: {', '.join(sorted(pods))}")
+        if pods[case.dst].ip is None:
+            raise LabError(f"pod {case.dst} has no IP address")
+        if case.protocol not in ("TCP", "UDP", "SCTP"):
+            raise LabError(f"protocol {case.protocol!r} must be TCP, UDP or SCTP")
+
+
+@dataclass(eq=False)
+class _Probe:
+    """A probe in flight."""
+
+    case: Case
+    sock: socket.socket
+    address: tuple[str, int]
+    deadline: float = 0.0
+    banner: bytes = b""
+    done: bool = False
+
+    @property
+    def datagram(self) -> bool:
+        return self.case.protocol == "UDP"
+
+
+class _Run:
+    """One observe() call: a sliding window of probes, refilled in batches as probes finish.
+
+    Each probe has its own deadline (its launch plus the timeout), so silent drops in one batch do
+    not hold back the next: the whole run takes about (work) + timeout, not one timeout per wave.
+    """
+
+    def __init__(self, lab: str, pods: dict[str, Pod], timeout: float, window: int) -> None:
+        self.lab, self.pods, self.timeout, self.window = lab, pods, timeout, window
+        self.selector = selectors.DefaultSelector()
+        self.results: dict[Case, Observation] = {}
+        self.launched: deque[_Probe] = deque()   # in launch order, so deadlines ascend
+        self.open: set[_Probe] = set()
+        self.datagrams: set[_Probe] = set()
+
+    def run(self, cases: list[Case]) -> dict[Case, Observation]:
+        """Probe every case; every socket is closed on the way out, whatever happens."""
+        batch = max(1, min(BATCH, self.window))
+        pending = deque(cases[i:i + batch] for i in range(0, len(cases), batch))
+        resend_at = time.monotonic() + RESEND
+        try:
+            while pending or self.open:
+                while pending and len(self.open) + len(pending[0]) <= self.window:
+                    self._start(pending.popleft())
+                resend_at = self._turn(resend_at)
+        finally:
+            for probe in list(self.open):
+                self._finish(probe, TIMEOUT)
+            self.selector.close()
+        return self.results
+
+    def _turn(self, resend_at: float) -> float:
+        """Wait for events up to the next deadline or resend, handle them; returns the next resend time."""
+        now = time.monotonic()
+        until = min(resend_at, self.launched[0].deadline) if self.launched else resend_at
+        for key, _ in self.selector.select(max(0.0, until - now)):
+            self._step(key.data)
+        now = time.monotonic()
+        self._expire(now)
+        if now < resend_at:
+            return resend_at
+        self._resend()
+        return now + RESEND
+
+    def _start(self, cases: list[Case]) -> None:
+        """Open a batch's sockets inside their source namespaces, then launch them."""
+        deadline = time.monotonic() + self.timeout
+        for probe in self._open(cases):
+            probe.deadline = deadline
+            self.open.add(probe)
+            self.launched.append(probe)
+            self._launch(probe)
+
+    def _open(self, cases: list[Case]) -> list[_Probe]:
+        by_netns: dict[str, list[Case]] = {}
+        for case in cases:
+            pod = self.pods[case.src]
+            by_netns.setdefault(names.pod_netns(self.lab, pod.namespace, pod.name), []).append(case)
+        opened: list[_Probe] = []
+
+        def make(netns: str) -> None:
+            for case in by_netns[netns]:
+                try:
+                    sock = _client_socket(case.protocol)
+                except OSError as exc:
+                    if exc.errno not in NO_PROTOCOL:
+                        raise
+                    self.results[case] = UNSUPPORTED
+                    continue
+                opened.append(_Probe(case, sock, (str(self.pods[case.dst].ip), case.port)))
+
+        try:
+            namespace.run_in_each(list(by_netns), make)
+        except BaseException:
+            for probe in opened:
+                probe.sock.close()
+            raise
+        return opened
+
+    def _launch(self, probe: _Probe) -> None:
+        """A non-blocking connect (its completion shows as the banner arriving), or a first datagram."""
+        try:
+            if probe.datagram:
+                probe.sock.connect(probe.address)
+                probe.sock.send(PAYLOAD)
+                self.datagrams.add(probe)
+            else:
+                code = probe.sock.connect_ex(probe.address)
+                if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+                    raise OSError(code, errno.errorcode.get(code, "connect"))
+        except OSError as exc:
+            self._finish(probe, denied(exc.errno))
+            return
+        self.selector.register(probe.sock, selectors.EVENT_READ, probe)
+
+    def _expire(self, now: float) -> None:
+        while self.launched and self.launched[0].deadline <= now:
+            probe = self.launched.popleft()
+            if not probe.done:
+                self._finish(probe, TIMEOUT)
+
+    def _resend(self) -> None:
+        """Send every unanswered UDP probe's datagram again (the first may have met an unresolved neighbour)."""
+        for probe in list(self.datagrams):
+            try:
+                probe.sock.send(PAYLOAD)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self._finish(probe, denied(exc.errno))
+
+    def _step(self, probe: _Probe) -> None:
+        """Read what arrived: a reply, a banner (or part of one), or a socket error (reset, ICMP)."""
+        try:
+            data = probe.sock.recv(BANNER_MAX)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(probe, denied(exc.errno))
+            return
+        if probe.datagram:
+            self._finish(probe, identify(data, probe.case.dst))
+            return
+        probe.banner += data
+        if data and b"\n" not in probe.banner and len(probe.banner) < BANNER_MAX:
+            return
+        self._finish(probe, identify(probe.banner, probe.case.dst))
+
+    def _finish(self, probe: _Probe, seen: Observation) -> None:
+        """Record the observation and close the probe's socket."""
+        if probe.done:
+            return
+        probe.done = True
+        self.results[probe.case] = seen
+        if probe in self.open:
+            self.open.discard(probe)
+            self.datagrams.discard(probe)
+            if probe.sock.fileno() in self.selector.get_map():
+                self.selector.unregister(probe.sock)
+        probe.sock.close()
+
+
+def _client_socket(protocol: str) -> socket.socket:
+    if protocol == "UDP":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    elif protocol == "SCTP":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    return sock
+
+
+def identify(answer: bytes, dst: str) -> Observation:
+    """Allowed only when the answer names the destination pod; otherwise which peer answered."""
+    peer = answer.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
+    if peer == dst:
+        return ALLOWED
+    return Observation(False, f"wrong-peer:{peer or '(nothing)'}")
+
+
+def denied(code: int | None) -> Observation:
+    """A denial from an errno: a reset or port-unreachable is `refused`, a timeout `timeout`, else `unreachable`."""
+    if code in REFUSED:
+        return Observation(False, "refused")
+    if code == errno.ETIMEDOUT:
+        return TIMEOUT
+    return Observation(False, "unreachable")
