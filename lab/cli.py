@@ -10,6 +10,7 @@ from typing import Any
 
 from lab import live
 from lab.bgp import calico_views
+from lab.probe import reach
 from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import capabilities
@@ -88,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     label.add_argument("labels", nargs="+", help="key=value to set, key- to remove")
     label.add_argument("--lab")
     label.set_defaults(func=cmd_label)
+
+    probe = sub.add_parser("probe", help="every pod to every pod with real traffic, against the policy evaluator")
+    probe.add_argument("--port", help="a port number or a container port name (default: every declared port)")
+    probe.add_argument("--protocol", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+    probe.add_argument("--timeout", type=float, default=1.0, help="seconds a silent probe waits (default 1)")
+    probe.add_argument("--json", action="store_true")
+    probe.add_argument("--lab")
+    probe.set_defaults(func=cmd_probe)
 
     policy = sub.add_parser("policy", help="NetworkPolicy: lab policy list [-n NAMESPACE]")
     policy.add_argument("action", choices=["list"])
@@ -274,6 +283,19 @@ def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
     print(f"{kind}/{target} labeled")
     _print_change(change)
     return 0
+
+
+def cmd_probe(lab: Lab, args: argparse.Namespace) -> int:
+    capabilities.require_root()
+    port = int(args.port) if args.port and args.port.isdigit() else args.port
+    report = reach.run(lab.topology(args.lab), port, args.protocol, args.timeout)
+    if not report.results:
+        raise LabError("no pod declares such a port", "pods serve their containerPorts; `lab status` lists the pods")
+    if args.json:
+        print(json.dumps(reach.as_json(report), indent=1))
+    else:
+        sys.stdout.write(reach.render(report))
+    return report.exit_code()
 
 
 def cmd_policy(lab: Lab, args: argparse.Namespace) -> int:

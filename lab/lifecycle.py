@@ -14,6 +14,7 @@ from lab.netns import apply, capabilities, namespace, names, neighbours, render
 from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
 from lab.policy import enforce
+from lab.probe import servers
 from lab.topology import loader, registry
 from lab.topology.model import Topology
 
@@ -73,6 +74,7 @@ class Lab:
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)
                 runtime["policy"] = start_policy(topology)
+                runtime["probe_servers"] = servers.start(topology, self.store.lab_dir(topology.name))
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
                                  | {"runtime": runtime})
@@ -239,6 +241,11 @@ class Lab:
         if pod is None:
             raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
         return pod["ip"]
+
+    def topology(self, lab: str | None = None) -> Topology:
+        """The model of a running lab, with its live changes (applied policies, label edits)."""
+        state = self._state(lab)
+        return loader.load(state.topology, live.overlay_of(state.live))
 
     # -- live changes ----------------------------------------------------------------------------
     def change(self, lab: str | None, edit) -> live.Change:
