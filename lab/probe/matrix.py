@@ -16,6 +16,7 @@ import errno
 import resource
 import selectors
 import socket
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ RESEND = 0.15
 PAYLOAD = b"lab-probe\n"
 BANNER_MAX = 512
 NO_PROTOCOL = {errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT, errno.EPFNOSUPPORT}
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)   # linux/in.h; Python 3.11 lacks the name
 REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED}
 
 
@@ -60,11 +62,9 @@ UNSUPPORTED = Observation(None, "unsupported")
 
 # -- which cases -------------------------------------------------------------------------------------
 def cases_for(topology: Topology, port: int | str | None = None, protocol: str | None = None) -> list[Case]:
-    """Every ordered pod pair (self pairs too) for every port the destination declares, filtered.
-
-    `port` is a number or a containerPort name, resolved per destination pod (as Kubernetes resolves
-    a named port); `protocol` is TCP, UDP or SCTP (any case).
-    """
+    """Every ordered pod pair (self pairs too) for every port the destination declares, filtered."""
+    # `port`: a number or a containerPort name, resolved per destination pod as Kubernetes resolves a
+    # named port; `protocol`: TCP, UDP or SCTP, in any case.
     wanted = protocol.upper() if protocol else None
     targets = {dst.key: [cp for cp in dst.container_ports if _matches(cp, port, wanted)] for dst in topology.pods}
     return [Case(src.key, dst.key, cp.port, cp.protocol)
@@ -72,6 +72,7 @@ def cases_for(topology: Topology, port: int | str | None = None, protocol: str |
 
 
 def _matches(cp: ContainerPort, port: int | str | None, protocol: str | None) -> bool:
+    """Whether a declared port is the one asked for (by number or name) with the protocol asked for."""
     if protocol is not None and cp.protocol != protocol:
         return False
     if port is None:
@@ -112,6 +113,7 @@ def wave_size(fd_limit: int) -> int:
 
 
 def _check(cases: list[Case], pods: dict[str, Pod]) -> None:
+    """Every case names pods of this lab, a destination with an address, and a known protocol."""
     for case in cases:
         for key in (case.src, case.dst):
             if key not in pods:
@@ -135,15 +137,15 @@ class _Probe:
 
     @property
     def datagram(self) -> bool:
+        """UDP: answered per datagram, resent until answered."""
         return self.case.protocol == "UDP"
 
 
 class _Run:
-    """One observe() call: a sliding window of probes, refilled in batches as probes finish.
+    """One observe() call: a sliding window of probes, refilled in batches as probes finish."""
 
-    Each probe has its own deadline (its launch plus the timeout), so silent drops in one batch do
-    not hold back the next: the whole run takes about (work) + timeout, not one timeout per wave.
-    """
+    # Each probe has its own deadline (its launch plus the timeout), so silent drops in one batch do
+    # not hold back the next: a run takes about (work) + timeout, not one timeout per wave.
 
     def __init__(self, lab: str, pods: dict[str, Pod], timeout: float, window: int) -> None:
         self.lab, self.pods, self.timeout, self.window = lab, pods, timeout, window
@@ -185,13 +187,16 @@ class _Run:
     def _start(self, cases: list[Case]) -> None:
         """Open a batch's sockets inside their source namespaces, then launch them."""
         deadline = time.monotonic() + self.timeout
-        for probe in self._open(cases):
+        probes = self._open(cases)
+        for probe in probes:
             probe.deadline = deadline
             self.open.add(probe)
             self.launched.append(probe)
+        for probe in probes:
             self._launch(probe)
 
     def _open(self, cases: list[Case]) -> list[_Probe]:
+        """Client sockets, each created inside its source pod's namespace; unsupported protocols noted."""
         by_netns: dict[str, list[Case]] = {}
         for case in cases:
             pod = self.pods[case.src]
@@ -234,6 +239,7 @@ class _Run:
         self.selector.register(probe.sock, selectors.EVENT_READ, probe)
 
     def _expire(self, now: float) -> None:
+        """Time out every probe whose deadline has passed."""
         while self.launched and self.launched[0].deadline <= now:
             probe = self.launched.popleft()
             if not probe.done:
@@ -254,6 +260,9 @@ class _Run:
         try:
             data = probe.sock.recv(BANNER_MAX)
         except BlockingIOError:
+            code = pending_error(probe.sock)
+            if code:
+                self._finish(probe, denied(code))
             return
         except OSError as exc:
             self._finish(probe, denied(exc.errno))
@@ -281,14 +290,39 @@ class _Run:
 
 
 def _client_socket(protocol: str) -> socket.socket:
+    """A non-blocking client socket that reports ICMP errors (IP_RECVERR), in this thread's netns."""
     if protocol == "UDP":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     elif protocol == "SCTP":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     sock.setblocking(False)
     return sock
+
+
+def pending_error(sock: socket.socket) -> int:
+    """An error the socket holds that recv() does not report: a queued ICMP error, else SO_ERROR."""
+    # An ICMP error that arrives while connect() still holds the socket (in a lab the whole path often
+    # runs inline in that call) is only a soft error to TCP, which recv() ignores until the SYN is
+    # retransmitted a second later; IP_RECVERR queues it at once (raising EPOLLERR), and SO_ERROR
+    # returns the soft error too.
+    return queued_error(sock) or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+def queued_error(sock: socket.socket) -> int | None:
+    """The errno of an ICMP error waiting on the socket's error queue (IP_RECVERR), if any."""
+    try:
+        _, ancillary, _, _ = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        return exc.errno
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_RECVERR and len(data) >= 4:
+            return struct.unpack_from("=I", data)[0]   # struct sock_extended_err: ee_errno first
+    return None
 
 
 def identify(answer: bytes, dst: str) -> Observation:

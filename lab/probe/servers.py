@@ -68,6 +68,7 @@ def stop(pid: int | None, grace: float = 5.0) -> None:
 
 
 def _launch(data: dict, spec_path: str) -> subprocess.Popen:
+    """`python -m lab.probe.servers` in the underlay namespace, in its own session, logging to the log file."""
     argv = ["nsenter", f"--net={namespace.path(data['underlay'])}", sys.executable, "-m", "lab.probe.servers",
             spec_path]
     with open(data["log"], "a", encoding="utf-8") as log:
@@ -76,6 +77,7 @@ def _launch(data: dict, spec_path: str) -> subprocess.Popen:
 
 
 def _wait_ready(process: subprocess.Popen, data: dict) -> dict:
+    """The ready file's content, once it exists; a LabError naming the log if the daemon dies or stalls."""
     deadline = time.monotonic() + READY_TIMEOUT
     while not os.path.exists(data["ready"]):
         if process.poll() is not None:
@@ -90,6 +92,7 @@ def _wait_ready(process: subprocess.Popen, data: dict) -> dict:
 
 
 def _tail(path: str) -> str:
+    """The last line of a log, or nothing."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().strip().splitlines()
@@ -99,6 +102,7 @@ def _tail(path: str) -> str:
 
 
 def _package_root() -> str:
+    """The directory holding the `lab` package, for the daemon's PYTHONPATH."""
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -187,6 +191,7 @@ def answer(endpoint: Endpoint) -> None:
 
 
 def _greet(conn: socket.socket, line: bytes) -> None:
+    """Send the banner and close; a peer that is already gone is no error."""
     try:
         conn.send(line)
     except OSError:
@@ -239,6 +244,7 @@ def status(opened: list[PodSockets]) -> dict[str, Any]:
 
 
 def _write_atomically(path: str, data: dict) -> None:
+    """Write JSON to a temporary file and rename it, so a reader never sees half of it."""
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1)
@@ -271,6 +277,7 @@ def main(argv: list[str]) -> int:
 
 
 def _remove(path: str) -> None:
+    """Unlink a file that may already be gone."""
     try:
         os.unlink(path)
     except FileNotFoundError:

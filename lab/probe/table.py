@@ -20,11 +20,13 @@ def mark(verdicts: dict[tuple[str, str], bool | None], src: str, dst: str) -> st
 
 
 def _centre(text: str, width: int) -> str:
+    """Centred as tablewriter pads: the odd space goes to the right."""
     gap = width - len(text)
     return " " * (gap // 2) + text + " " * (gap - gap // 2)
 
 
 def _row(cells: list[str], widths: list[int], centred: bool = False) -> str:
+    """One bordered row."""
     padded = [_centre(c, w) if centred else c.ljust(w) for c, w in zip(cells, widths)]
     return "| " + " | ".join(padded) + " |"
 
