@@ -24,7 +24,8 @@ from typing import Iterable
 
 from lab.errors import LabError
 from lab.netns import namespace, names
-from lab.topology.model import ContainerPort, Pod, Topology
+from lab.probe.endpoints import Endpoint, endpoints
+from lab.topology.model import ContainerPort, Topology
 
 WAVE = 4000
 BATCH = 500
@@ -66,9 +67,10 @@ def cases_for(topology: Topology, port: int | str | None = None, protocol: str |
     # `port`: a number or a containerPort name, resolved per destination pod as Kubernetes resolves a
     # named port; `protocol`: TCP, UDP or SCTP, in any case.
     wanted = protocol.upper() if protocol else None
-    targets = {dst.key: [cp for cp in dst.container_ports if _matches(cp, port, wanted)] for dst in topology.pods}
+    every = endpoints(topology)
+    targets = {dst.key: [cp for cp in dst.container_ports if _matches(cp, port, wanted)] for dst in every}
     return [Case(src.key, dst.key, cp.port, cp.protocol)
-            for src in topology.pods for dst in topology.pods for cp in targets[dst.key]]
+            for src in every for dst in every for cp in targets[dst.key]]
 
 
 def _matches(cp: ContainerPort, port: int | str | None, protocol: str | None) -> bool:
@@ -94,7 +96,7 @@ def verdicts(observations: dict[Case, Observation]) -> dict[tuple[int, str], dic
 def observe(topology: Topology, cases: Iterable[Case], timeout: float = 1.0) -> dict[Case, Observation]:
     """Run every probe concurrently (at most WAVE sockets in flight); what each one saw."""
     cases = list(dict.fromkeys(cases))
-    pods = {pod.key: pod for pod in topology.pods}
+    pods = {endpoint.key: endpoint for endpoint in endpoints(topology)}
     _check(cases, pods)
     return _Run(topology.name, pods, timeout, wave_size(raise_fd_limit())).run(cases)
 
@@ -112,7 +114,7 @@ def wave_size(fd_limit: int) -> int:
     return max(1, min(WAVE, fd_limit - FD_RESERVE))
 
 
-def _check(cases: list[Case], pods: dict[str, Pod]) -> None:
+def _check(cases: list[Case], pods: dict[str, Endpoint]) -> None:
     """Every case names pods of this lab, a destination with an address, and a known protocol."""
     for case in cases:
         for key in (case.src, case.dst):
@@ -147,7 +149,7 @@ class _Run:
     # Each probe has its own deadline (its launch plus the timeout), so silent drops in one batch do
     # not hold back the next: a run takes about (work) + timeout, not one timeout per wave.
 
-    def __init__(self, lab: str, pods: dict[str, Pod], timeout: float, window: int) -> None:
+    def __init__(self, lab: str, pods: dict[str, Endpoint], timeout: float, window: int) -> None:
         self.lab, self.pods, self.timeout, self.window = lab, pods, timeout, window
         self.selector = selectors.DefaultSelector()
         self.results: dict[Case, Observation] = {}
@@ -199,8 +201,7 @@ class _Run:
         """Client sockets, each created inside its source pod's namespace; unsupported protocols noted."""
         by_netns: dict[str, list[Case]] = {}
         for case in cases:
-            pod = self.pods[case.src]
-            by_netns.setdefault(names.pod_netns(self.lab, pod.namespace, pod.name), []).append(case)
+            by_netns.setdefault(self.pods[case.src].netns, []).append(case)
         opened: list[_Probe] = []
 
         def make(netns: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.netns import apply, namespace, names
+from lab.probe.endpoints import endpoints
 from lab.topology.model import Topology
 
 READY_TIMEOUT = 30.0
@@ -39,9 +40,9 @@ NO_PROTOCOL = {errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT,
 # -- the caller's side -------------------------------------------------------------------------------
 def spec(topology: Topology, state_dir: str) -> dict:
     """The daemon's spec: where it logs and signals readiness, and every pod's namespace and ports."""
-    pods = [{"key": pod.key, "netns": names.pod_netns(topology.name, pod.namespace, pod.name),
+    pods = [{"key": pod.key, "netns": pod.netns,
              "ports": [{"port": cp.port, "protocol": cp.protocol} for cp in pod.container_ports]}
-            for pod in topology.pods if pod.container_ports]
+            for pod in endpoints(topology) if pod.container_ports]
     return {"lab": topology.name, "underlay": names.underlay_netns(topology.name),
             "log": os.path.join(state_dir, LOG_FILE), "ready": os.path.join(state_dir, READY_FILE), "pods": pods}
 
