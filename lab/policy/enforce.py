@@ -143,6 +143,9 @@ def _sync_node(netns: str, rules: NodeRules, first: bool) -> str | None:
     if error:
         if backup.strip():
             _restore(netns, ["ipset", "restore", "-exist"], _as_swaps(backup, rules.ipset_prefixes))
+        for ipset in rules.ipsets:
+            if ipset.name not in current_sets:
+                _run(netns, ["ipset", "destroy", ipset.name], check=False)
         return error
     wanted = {s.name for s in rules.ipsets}
     for name in owned_sets:
