@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, run_lab
-from test_policy_xyz import expect, probe, renamed
+from test_policy_xyz import expect, probe, renamed, wait_converged
 
 pytestmark = pytest.mark.needs_root
 POLICIES = REPO / "examples" / "policies"
@@ -30,6 +30,7 @@ def seed_lab(tmp_path_factory):
             name = f"ts-{topology.rsplit('-', 1)[-1]}"
             started[topology] = name
             run_lab("up", str(renamed(topology, name, tmp_path_factory.mktemp(name))))
+            wait_converged(name)
         return started[topology]
 
     yield start

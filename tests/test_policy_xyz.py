@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -85,11 +86,23 @@ def xyz(tmp_path_factory):
             name = f"tp-{len(started)}"
             started[topology] = name
             run_lab("up", str(renamed(topology, name, tmp_path_factory.mktemp(name))))
+            wait_converged(name)
         return started[topology]
 
     yield start
     for name in started.values():
         run_lab("down", name, check=False)
+
+
+def wait_converged(lab: str, timeout: float = 60.0) -> None:
+    """Until every pod reaches every pod (Calico BGP labs learn their routes after `lab up` returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, seen = probe(lab, "--timeout", "0.3")
+        if all(seen.values()):
+            return
+        assert time.monotonic() < deadline, f"{lab}: pods still cannot reach each other {timeout:.0f} s after up"
+        time.sleep(0.5)
 
 
 def apply(lab: str, text: str, tmp: Path) -> str:
