@@ -195,5 +195,6 @@ def _notes(topology: Topology, caps: Capabilities) -> tuple[str, ...]:
     if ipip_enabled(config):
         notes.append(f"IPIP: {ipip_implementation(caps)}")
     if any(p.nat_outgoing for p in config.pools):
-        notes.append("natOutgoing: Felix's cali-nat-outgoing MASQUERADE is not programmed yet")
+        notes.append("natOutgoing: Felix's cali-nat-outgoing MASQUERADE (nat table) is programmed with the "
+                     "policy chains")
     return tuple(notes)
