@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `lab status | head`
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,6 +176,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         return 1
     print(f"lab {status['lab']} ({status['status']}) from {status['topology']}")
     _print_cni(status)
+    _print_policy(status)
     print(f"underlay namespace: {status['underlay']['netns']}")
     for net in status["underlay"]["networks"]:
         print(f"  network {net['name']}: {net['cidr']} gateway {net['gateway']} mtu {net['mtu']}")
@@ -220,6 +224,21 @@ def _print_cni(status: dict[str, Any]) -> None:
               f"asNumber {bgp['asNumber']}")
     for peer in status.get("bgp_peers", []):
         print(f"  BGPPeer {peer['name']}: " + ", ".join(f"{k} {v}" for k, v in peer.items() if k != "name" and v))
+
+
+def _print_policy(status: dict[str, Any]) -> None:
+    policy = status.get("runtime", {}).get("policy", {})
+    count = len(status.get("policies", []))
+    if status.get("enforcer", "none") == "none":
+        print(f"networkPolicy: none - {count} policies stored, NOT enforced (nothing programs them)")
+        return
+    rules = policy.get("rules_per_node", {})
+    spread = f", {min(rules.values())}-{max(rules.values())} iptables rules per node" if rules else ""
+    print(f"networkPolicy: {status['enforcer']} - {policy.get('models', '')}; {count} policies{spread}")
+    servers = status.get("runtime", {}).get("probe_servers")
+    if servers:
+        print(f"probe servers: {servers['served']} sockets" + (f", unsupported: {', '.join(servers['unsupported'])}"
+                                                              if servers.get("unsupported") else ""))
 
 
 def _exec_in(lab: Lab, target: str, lab_name: str | None, command: list[str]) -> int:

@@ -49,8 +49,8 @@ def _felix(topology: Topology, node: str, sync_version: str) -> NodeRules:
 
 
 ENFORCERS = {
-    "kube-router": Enforcer("kube-router", _kube_router, "kube-router --run-firewall (iptables + ipset, v2.5 layout)"),
-    "calico": Enforcer("calico", _felix, "Calico Felix (iptables dataplane, cali-* chains)"),
+    "kube-router": Enforcer("kube-router", _kube_router, "kube-router v2.5 --run-firewall: iptables and ipset"),
+    "calico": Enforcer("calico", _felix, "Calico Felix v3.28 iptables dataplane: cali-* chains"),
 }
 
 
