@@ -1,5 +1,6 @@
 # Two commands do everything, as root on Debian or Ubuntu:
-#   make demo   install, bring up flannel-vxlan, show it, ping pod to pod across nodes, take it down
+#   make demo   install; flannel-vxlan: show it, ping pod to pod across nodes; then NetworkPolicy with
+#               kube-router: isolate namespace x and print the probe truth table; take both down
 #   make test   install (with test tools), run the test suite
 LAB := .venv/bin/lab
 PY := .venv/bin/python
@@ -10,7 +11,12 @@ demo: deps
 	$(LAB) up flannel-vxlan
 	$(LAB) status flannel-vxlan; \
 	$(LAB) ping --lab flannel-vxlan default/bs1 default/bs8; rc=$$?; \
-	$(LAB) down flannel-vxlan; exit $$rc
+	$(LAB) down flannel-vxlan; [ $$rc -eq 0 ] || exit $$rc
+	$(LAB) up netpol-xyz-kuberouter
+	$(LAB) apply --lab netpol-xyz-kuberouter -f examples/policies/xyz-deny-ingress-x.yaml; \
+	$(LAB) apply --lab netpol-xyz-kuberouter -f examples/policies/xyz-allow-y-to-xa-80.yaml; \
+	$(LAB) probe --lab netpol-xyz-kuberouter --port 80 --protocol TCP; rc=$$?; \
+	$(LAB) down netpol-xyz-kuberouter; exit $$rc
 
 test: test-deps
 	$(PY) -m pytest -v -rs tests
@@ -23,6 +29,8 @@ test-deps:
 
 bench: deps
 	$(PY) scripts/bench_up.py
+	$(PY) scripts/bench_bgp.py
+	$(PY) scripts/bench_policy.py
 
 clean:
 	-$(LAB) cleanup
