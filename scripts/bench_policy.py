@@ -15,6 +15,9 @@ each policy count P (1, 10, 100, 1000):
   5. iptables rules per node: `-A` lines of `iptables-save` in each node namespace (min/avg/max) and
      ipsets per node.
 Then `lab down`, and leftovers (namespaces with the lab's prefix, /run/lab/<lab>).
+First, the issue's speed target: the full netpol-xyz matrix (9 x 9 pods x 2 ports x 2 protocols = 324
+probes) under each enforcer, open and with namespace x isolated (kube-router REJECTs, Calico DROPs,
+so denied probes cost one timeout: 1 s); target at most 3 s wall.
 
 Usage: sudo .venv/bin/python scripts/bench_policy.py [--pods 9,50,200] [--policies 1,10,100,1000]
                                                      [--enforcers kube-router,calico] [--json out.json]
@@ -141,6 +144,34 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
                round(sum(rules) / len(rules), 1), max(rules), max(sets))
 
 
+def xyz_matrix(lab: Lab, topology: str, workdir: str) -> list[str]:
+    """Seconds for the 324-probe netpol-xyz matrix, open and with x isolated."""
+    from lab.topology import registry
+    name = f"polbench-{topology.rsplit('-', 1)[-1]}"
+    path = os.path.join(workdir, f"{name}.yaml")
+    with open(registry.resolve(topology), encoding="utf-8") as source, open(path, "w", encoding="utf-8") as copy:
+        copy.write(source.read().replace(f"name: {topology}\n", f"name: {name}\n", 1))
+    lab.up(path)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while not all(r.observed for r in reach.run(lab.topology(name), timeout=0.3).results):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: pods cannot reach each other 60 s after up")
+        for label in ("open", "x isolated"):
+            if label == "x isolated":
+                manifests = live.read_manifests(os.path.join(os.path.dirname(os.path.dirname(
+                    os.path.abspath(__file__))), "examples", "policies", "xyz-deny-ingress-x.yaml"))
+                lab.change(name, lambda state: live.with_file(state, manifests))
+            report = reach.run(lab.topology(name), timeout=1.0)
+            denied = sum(1 for r in report.results if r.observed is False)
+            lines.append(f"| {topology} | {label} | {len(report.results)} | {denied} | {len(report.mismatches)} | "
+                         f"{report.seconds:.2f} |")
+    finally:
+        lab.down(name)
+    return lines
+
+
 def leftovers(name: str) -> str:
     found = [n for n in namespace.list_all() if names.is_lab_netns(n, name)]
     if os.path.exists(f"/run/lab/{name}"):
@@ -154,11 +185,18 @@ def main() -> int:
     parser.add_argument("--policies", default="1,10,100,1000")
     parser.add_argument("--enforcers", default="kube-router,calico")
     parser.add_argument("--json")
+    parser.add_argument("--no-xyz", action="store_true", help="skip the 324-probe netpol-xyz matrix timing")
     args = parser.parse_args()
     lab = Lab()
     rows: list[Row] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as workdir:
+        xyz = []
+        if not args.no_xyz:
+            for topology in ("netpol-xyz-kuberouter", "netpol-xyz-calico"):
+                xyz += xyz_matrix(lab, topology, workdir)
+            print("| topology | policies | probes | denied | mismatches | matrix (s) |\n|---|---|---|---|---|---|")
+            print("\n".join(xyz), flush=True)
         for enforcer in args.enforcers.split(","):
             for pods in [int(p) for p in args.pods.split(",")]:
                 name = f"polbench-{'kr' if enforcer == 'kube-router' else 'cal'}-{pods}"
@@ -179,6 +217,10 @@ def main() -> int:
                     notes.append(f"{name}: up {up:.2f} s, down {time.monotonic() - started:.2f} s, "
                                  f"leftovers: {leftovers(name)}")
     print()
+    if xyz:
+        print("| topology | policies | probes | denied | mismatches | matrix (s) |\n|---|---|---|---|---|---|")
+        print("\n".join(xyz))
+        print()
     print("| enforcer | nodes | pods | policies | apply (s) | apply-to-enforced (s) | probe matrix (s) | probes | "
           "mismatches | iptables rules/node min/avg/max | ipsets/node max |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

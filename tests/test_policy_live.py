@@ -127,3 +127,39 @@ def _shape(state: dict[str, str]) -> dict[str, list[str]]:
         text = re.sub(r" initval 0x[0-9a-f]+", "", text)   # a swapped-in set has a new hash seed
         return re.sub(r"(KUBE-POD-FW-|KUBE-NWPLCY-)(?!DEFAULT)[A-Z2-7]{16}", r"\1*", text)
     return {key: sorted(normal(text).splitlines()) for key, text in state.items()}
+
+
+SCTP_LAB = """name: tpl-sctp
+cluster: {cni: flannel, networkPolicy: kube-router}
+networks: [{name: lan, cidr: 192.168.31.0/24}]
+nodes: [{name: n1, ip: 192.168.31.11}, {name: n2, ip: 192.168.31.12}]
+pods:
+  - {name: a, node: n1, containerPorts: [{name: serve-80-sctp, containerPort: 80, protocol: SCTP}]}
+  - {name: b, node: n2, containerPorts: [{name: serve-80-sctp, containerPort: 80, protocol: SCTP}]}
+"""
+
+
+def kernel_has_sctp() -> bool:
+    import socket
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_sctp_probes_never_pass_without_the_kernel_module(tmp_path):
+    path = tmp_path / "sctp.yaml"
+    path.write_text(SCTP_LAB)
+    run_lab("up", str(path))
+    try:
+        result = run_lab("probe", "--protocol", "SCTP", "--json", "--lab", "tpl-sctp", check=False)
+        text = run_lab("probe", "--protocol", "SCTP", "--lab", "tpl-sctp", check=False).stdout
+    finally:
+        run_lab("down", "tpl-sctp")
+    observed = [r["observed"] for r in __import__("json").loads(result.stdout)["results"]]
+    if kernel_has_sctp():
+        assert result.returncode == 0 and all(observed)
+        pytest.skip("this kernel has SCTP: the probes ran for real (checked above); the unsupported path is untested")
+    assert result.returncode == 3, "unsupported probes must not report success"
+    assert observed == [None] * 4 and "UNSUPPORTED SCTP/80: 4 probes could not run" in text
