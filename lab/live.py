@@ -161,12 +161,10 @@ def reconfigure_policy(old: Topology, new: Topology, runtime: dict[str, Any]) ->
         return [f"NOT ENFORCED: cni {new.cluster.cni} with networkPolicy: none accepts NetworkPolicy objects but "
                 "programs nothing for them, so all traffic still flows (the seed's point about Flannel); "
                 "use networkPolicy: kube-router or cni: calico to enforce them"]
-    previous = enforce.compile_lab(old)
-    rules = enforce.compile_lab(new)
     try:
-        counts = enforce.sync(new, rules)
+        counts = enforce.sync(new, enforce.compile_lab(new))
     except LabError:
-        enforce.sync(old, previous)
+        enforce.sync(old, enforce.compile_lab(old))   # the nodes that took the new rules go back
         raise
     runtime.setdefault("policy", {})["rules_per_node"] = counts
     return [f"{new.cluster.enforcer}: rules re-synced on {len(counts)} nodes "

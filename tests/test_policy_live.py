@@ -100,12 +100,13 @@ def test_refused_rules_leave_the_previous_rules_in_force(lab, tmp_path, monkeypa
     before = kernel_rules(lab)
     real = enforce.ENFORCERS["kube-router"]
 
-    def broken(topology, node, version):
-        rules = real.compile(topology, node, version)
-        if node != "node3" or not any(p.name == "y-to-a-80" for p in topology.policies):
+    def broken(topology, version):
+        rules = real.compile(topology, version)
+        if not any(p.name == "y-to-a-80" for p in topology.policies):
             return rules
-        table = rules.tables[0]
-        return replace(rules, tables=(replace(table, rules=table.rules + ("-A KUBE-ROUTER-INPUT -m nosuchmatch",)),))
+        table = rules["node3"].tables[0]
+        bad = replace(table, rules=table.rules + ("-A KUBE-ROUTER-INPUT -m nosuchmatch",))
+        return {**rules, "node3": replace(rules["node3"], tables=(bad,))}
 
     monkeypatch.setitem(enforce.ENFORCERS, "kube-router", replace(real, compile=broken))
     path = tmp_path / "allow.yaml"

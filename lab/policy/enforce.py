@@ -31,21 +31,21 @@ BRIDGE_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 
 @dataclass(frozen=True)
 class Enforcer:
-    """A NetworkPolicy implementation: how it compiles a node's rules, and what it models."""
+    """A NetworkPolicy implementation: how it compiles every node's rules for one sync, and what it models."""
 
     name: str
-    compile: Callable[[Topology, str, str], NodeRules]
+    compile: Callable[[Topology, str], dict[str, NodeRules]]
     models: str
 
 
-def _kube_router(topology: Topology, node: str, sync_version: str) -> NodeRules:
+def _kube_router(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
     from lab.policy import kuberouter
-    return kuberouter.compile_node(topology, node, sync_version)
+    return kuberouter.compile_cluster(topology, sync_version)
 
 
-def _felix(topology: Topology, node: str, sync_version: str) -> NodeRules:
+def _felix(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
     from lab.policy import felix
-    return felix.compile_node(topology, node)
+    return {node.name: felix.compile_node(topology, node.name) for node in topology.nodes}
 
 
 ENFORCERS = {
@@ -64,8 +64,7 @@ def compile_lab(topology: Topology, sync_version: str | None = None) -> dict[str
     chosen = enforcer(topology)
     if chosen is None:
         return {}
-    version = sync_version or str(time.time_ns())
-    return {node.name: chosen.compile(topology, node.name, version) for node in topology.nodes}
+    return chosen.compile(topology, sync_version or str(time.time_ns()))
 
 
 # -- restore texts -----------------------------------------------------------------------------------

@@ -34,9 +34,17 @@ ICMP_TYPES = ((8, "allow icmp echo requests"), (3, "allow icmp destination unrea
               (11, "allow icmp time exceeded messages"))
 
 
-def compile_node(topology: Topology, node: str, sync_version: str) -> NodeRules:
-    """The filter-table chains, hooks and ipsets kube-router's firewall holds on `node`."""
+def compile_cluster(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
+    """Every node's rules for one sync; the policy chains and sets, the same on every node, are built once."""
     policies = [compile_policy(topology, policy, sync_version) for policy in topology.policies]
+    return {node.name: compile_node(topology, node.name, sync_version, policies) for node in topology.nodes}
+
+
+def compile_node(topology: Topology, node: str, sync_version: str,
+                 compiled: list[CompiledPolicy] | None = None) -> NodeRules:
+    """The filter-table chains, hooks and ipsets kube-router's firewall holds on `node`."""
+    policies = compiled if compiled is not None else [compile_policy(topology, policy, sync_version)
+                                                      for policy in topology.policies]
     pods = [pod for pod in topology.pods_on(node) if pod.ip is not None]
     pod_chains = [names.pod_chain(pod.namespace, pod.name, sync_version) for pod in pods]
     jumps = _pod_jumps(pods, pod_chains)
