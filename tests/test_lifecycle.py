@@ -89,7 +89,7 @@ def test_down_stops_processes_started_in_the_lab():
     sleeper = subprocess.Popen(["ip", "netns", "exec", "flannel-hostgw.default.bs1", "sleep", "300"])
     try:
         result = run_lab("down", "flannel-hostgw")
-        assert "stopped 1 processes" in result.stdout
+        assert "stopped 2 processes" in result.stdout   # the sleeper, and the probe servers every lab runs
         assert sleeper.wait(timeout=5) is not None
     finally:
         sleeper.kill()

@@ -160,7 +160,7 @@ def pod(name: str, *ports: ContainerPort) -> Pod:
 
 
 def test_cases_resolve_named_ports_per_destination():
-    topology = SimpleNamespace(name="t", pods=(
+    topology = SimpleNamespace(name="t", externals=(), pods=(
         pod("a", ContainerPort(80, "TCP", "web"), ContainerPort(53, "UDP", "dns")),
         pod("b", ContainerPort(8080, "TCP", "web")),
         pod("c")))
