@@ -299,7 +299,7 @@ def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
     target = {"node": lambda: lab.node_name(args.target, args.lab), "pod": lambda: lab.pod_key(args.target, args.lab),
               "namespace": lambda: lab.namespace_name(args.target, args.lab)}[kind]()
     change = lab.change(args.lab, lambda state: live.with_labels(state, target, args.labels, kind))
-    print(f"{kind}/{target} labeled")
+    print(f"{kind}/{target.rsplit('/', 1)[-1]} labeled")
     _print_change(change)
     return 0
 
