@@ -48,7 +48,7 @@ def delete(lab: str, example: str) -> None:
 
 def matrix(lab: str, *args: str):
     code, seen = probe(lab, *args)
-    assert code == 0, "lab probe found probes that disagree with the reference evaluator"
+    assert code == 0, f"lab probe found probes that disagree with the reference evaluator: {seen.mismatches}"
     return seen
 
 
