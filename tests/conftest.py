@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,12 @@ def labs():
     yield up
     for name in started:
         run_lab("down", name, check=False)
+
+
+@pytest.fixture
+def scratch_netns():
+    """An empty network namespace with a random name (tsn-<hex>), deleted afterwards."""
+    name = f"tsn-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], check=False)

@@ -15,7 +15,6 @@ import base64
 import dataclasses
 import hashlib
 import re
-import secrets
 import subprocess
 
 import pytest
@@ -569,14 +568,6 @@ def test_nat_outgoing():
 def run(netns: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", netns, *argv], input=stdin, capture_output=True, text=True,
                           timeout=60)
-
-
-@pytest.fixture
-def scratch_netns():
-    name = f"tfx-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def load(netns: str, rules: NodeRules) -> str:

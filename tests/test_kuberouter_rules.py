@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import secrets
 import shutil
 import subprocess
 
@@ -570,14 +569,6 @@ def saved_sets(text: str) -> dict[str, tuple[str, set[str]]]:
         elif words[0] == "add":
             sets[words[1]][1].add(" ".join(words[2:]))
     return sets
-
-
-@pytest.fixture
-def scratch_netns():
-    name = f"tkr-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def load(netns: str, rules: NodeRules, iptables: str = "iptables") -> str:

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, run_lab
-from test_policy_xyz import expect, probe, renamed, wait_converged
+from test_policy_xyz import expect, lab_starter, probe
 
 pytestmark = pytest.mark.needs_root
 POLICIES = REPO / "examples" / "policies"
@@ -23,19 +23,8 @@ POLICIES = REPO / "examples" / "policies"
 
 @pytest.fixture(scope="module")
 def seed_lab(tmp_path_factory):
-    started: dict[str, str] = {}
-
-    def start(topology: str) -> str:
-        if topology not in started:
-            name = f"ts-{topology.rsplit('-', 1)[-1]}"
-            started[topology] = name
-            run_lab("up", str(renamed(topology, name, tmp_path_factory.mktemp(name))))
-            wait_converged(name)
-        return started[topology]
-
-    yield start
-    for name in started.values():
-        run_lab("down", name, check=False)
+    """`seed_lab(topology)` -> lab name (ts-seed00N), brought up once per module."""
+    yield from lab_starter(tmp_path_factory, lambda topology, index: f"ts-{topology.rsplit('-', 1)[-1]}")
 
 
 def apply(lab: str, example: str) -> str:

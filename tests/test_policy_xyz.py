@@ -76,14 +76,14 @@ def renamed(topology: str, name: str, directory: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def xyz(tmp_path_factory):
-    """`xyz(topology)` -> lab name, brought up once per module; all are taken down at the end."""
+def lab_starter(tmp_path_factory, name_of):
+    """A fixture body: `start(topology)` brings a renamed copy of a shipped topology up once, waits until
+    every pod reaches every pod, and returns the lab's name; every lab started goes down at the end."""
     started: dict[str, str] = {}
 
     def start(topology: str) -> str:
         if topology not in started:
-            name = f"tp-{len(started)}"
+            name = name_of(topology, len(started))
             started[topology] = name
             run_lab("up", str(renamed(topology, name, tmp_path_factory.mktemp(name))))
             wait_converged(name)
@@ -92,6 +92,12 @@ def xyz(tmp_path_factory):
     yield start
     for name in started.values():
         run_lab("down", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def xyz(tmp_path_factory):
+    """`xyz(topology)` -> lab name (tp-<n>), brought up once per module."""
+    yield from lab_starter(tmp_path_factory, lambda topology, index: f"tp-{index}")
 
 
 def wait_converged(lab: str, timeout: float = 60.0) -> None:

@@ -28,12 +28,8 @@ def underlay_builder(topology: Topology) -> NamespaceBuilder:
 def node_builder(topology: Topology, underlay: NamespaceBuilder, node_name: str) -> NamespaceBuilder:
     """A node namespace with eth0 on its segment and a default route to the segment's gateway."""
     node = topology.node(node_name)
-    network = topology.network(node.network)
     builder = NamespaceBuilder(names.node_netns(topology.name, node.name), "node", node.name)
-    underlay.veth(node.name, builder, "eth0", mtu=network.mtu, master=network.name,
-                  peer_mac=identity.nic_mac(topology.name, node.name))
-    builder.address("eth0", f"{node.ip}/{network.cidr.prefixlen}")
-    builder.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
+    _attach(topology, underlay, builder, node.network, str(node.ip))
     # kubeadm's preflight requires forwarding on every node; the CNI bridge plugin sets it too.
     builder.sysctl("net/ipv4/ip_forward", 1)
     return builder
@@ -53,12 +49,19 @@ def external_builders(topology: Topology, underlay: NamespaceBuilder,
             underlay.route(str(cidr), gateway=str(node.ip))
     hosts = []
     for external in topology.externals:
-        network = topology.network(external.network)
         host = NamespaceBuilder(names.node_netns(topology.name, external.name), "external", external.name)
-        underlay.veth(external.name, host, "eth0", mtu=network.mtu, master=network.name,
-                      peer_mac=identity.nic_mac(topology.name, external.name))
-        host.address("eth0", f"{external.ip}/{network.cidr.prefixlen}")
-        host.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
+        _attach(topology, underlay, host, external.network, str(external.ip))
         host.note("a host outside the cluster: no kubelet, no CNI")
         hosts.append(host)
     return hosts
+
+
+def _attach(topology: Topology, underlay: NamespaceBuilder, host: NamespaceBuilder, network_name: str,
+            ip: str) -> None:
+    """eth0 of `host` on its segment's switch (the switch port is named after the host), with its
+    address and a default route via the segment's gateway."""
+    network = topology.network(network_name)
+    underlay.veth(host.owner, host, "eth0", mtu=network.mtu, master=network.name,
+                  peer_mac=identity.nic_mac(topology.name, host.owner))
+    host.address("eth0", f"{ip}/{network.cidr.prefixlen}")
+    host.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
