@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 import textwrap
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -126,16 +125,13 @@ def test_a_forward_rule_denies_exactly_its_pairs(lab, protocol, target, details)
     cases = matrix.cases_for(lab.topology, port=f"serve-80-{protocol.lower()}")
     iptables(lab, "x/c", "-I", protocol, target)
     try:
-        started = time.monotonic()
         seen = matrix.observe(lab.topology, cases, timeout=1.0)
-        elapsed = time.monotonic() - started
     finally:
         iptables(lab, "x/c", "-D", protocol, target)
     denied = {(c.src, c.dst) for c, o in seen.items() if o.allowed is False}
     assert denied == DENIED
     assert {o.detail for c, o in seen.items() if (c.src, c.dst) in DENIED} <= details
     assert all(o == matrix.ALLOWED for c, o in seen.items() if (c.src, c.dst) not in DENIED)
-    assert elapsed < (0.9 if target == "REJECT" else 2.0)
 
 
 def test_sctp_is_unsupported_without_kernel_sctp(lab):

@@ -9,7 +9,6 @@ they come from BIRD at run time (lab/bgp), which `lab up` starts on every node a
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Any
 
 from lab.bgp import birdcfg, daemons

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from lab.errors import LabError
-from lab.netns import namespace, names
+from lab.netns import namespace
 from lab.probe.endpoints import Endpoint, endpoints
 from lab.topology.model import ContainerPort, Topology
 
