@@ -10,16 +10,14 @@ every other process of the lab; it serves all nodes through sockets opened in th
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 from lab.errors import LabError
-from lab.netns import apply, namespace
+from lab.netns import apply, daemon, namespace
 
 CONFIG_DIR = "etc/calico/confd/config"
 RUN_DIR = "var/run/calico"
@@ -83,7 +81,7 @@ def start_birds(nodes: dict[str, tuple[str, NodePaths]], timeout: float = 30.0) 
     while waiting and time.monotonic() < deadline:
         for node, (process, paths) in list(waiting.items()):
             if process.poll() is not None:
-                problems.append(f"{node}: {_tail(paths.log) or f'bird exited with {process.returncode}'}")
+                problems.append(f"{node}: {daemon.tail(paths.log, 2) or f'bird exited with {process.returncode}'}")
                 del waiting[node]
             elif _answers(paths.socket):
                 del waiting[node]
@@ -106,14 +104,6 @@ def _answers(socket_path: str) -> bool:
         return False
     finally:
         probe.close()
-
-
-def _tail(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return " / ".join(handle.read().strip().splitlines()[-2:])
-    except OSError:
-        return ""
 
 
 def bird_pid(paths: NodePaths) -> int | None:
@@ -144,32 +134,12 @@ def agent_spec(lab: str, table: int, state_dir: str, nodes: list[dict]) -> dict:
 
 def start_agent(underlay_netns: str, spec: dict, spec_path: str) -> int:
     """Write the spec, start the agent in the underlay namespace, wait for it to be ready; returns its pid."""
-    with open(spec_path, "w", encoding="utf-8") as handle:
-        json.dump(spec, handle, indent=1)
-    if os.path.exists(spec["ready"]):
-        os.unlink(spec["ready"])
-    argv = ["nsenter", f"--net={namespace.path(underlay_netns)}", sys.executable, "-m", "lab.bgp.routeagent",
-            spec_path]
-    with open(spec["log"], "a", encoding="utf-8") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                   env={**os.environ, "PYTHONPATH": _package_root()})
-    deadline = time.monotonic() + AGENT_READY_TIMEOUT
-    while not os.path.exists(spec["ready"]):
-        if process.poll() is not None:
-            raise LabError(f"the route agent exited with {process.returncode} before it was ready",
-                           f"see {spec['log']}")
-        if time.monotonic() > deadline:
-            raise LabError("the route agent was not ready in time", f"see {spec['log']}")
-        time.sleep(0.01)
-    return process.pid
+    return daemon.start(underlay_netns, "lab.bgp.routeagent", spec, spec_path, "the route agent",
+                        AGENT_READY_TIMEOUT).pid
 
 
 def reload_agent(pid: int, spec: dict, spec_path: str) -> None:
     """Give the running agent a new spec (SIGHUP makes it re-read and reconcile)."""
-    with open(spec_path, "w", encoding="utf-8") as handle:
-        json.dump(spec, handle, indent=1)
+    daemon.write_spec(spec, spec_path)
     os.kill(pid, 1)
 
-
-def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

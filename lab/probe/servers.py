@@ -18,18 +18,14 @@ import resource
 import selectors
 import signal
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab.errors import LabError
-from lab.netns import apply, namespace, names
+from lab.netns import apply, daemon, namespace, names
 from lab.probe.endpoints import endpoints
 from lab.topology.model import Topology
 
-READY_TIMEOUT = 30.0
 BACKLOG = 4096
 SPEC_FILE = "probe-servers.json"
 LOG_FILE = "probe-servers.log"
@@ -51,13 +47,10 @@ def start(topology: Topology, state_dir: str) -> dict:
     """Start the lab's probe servers and wait until every socket is bound; returns their runtime record."""
     data = spec(topology, state_dir)
     os.makedirs(state_dir, exist_ok=True)
-    spec_path = os.path.join(state_dir, SPEC_FILE)
-    with open(spec_path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-    if os.path.exists(data["ready"]):
-        os.unlink(data["ready"])
-    process = _launch(data, spec_path)
-    ready = _wait_ready(process, data)
+    process = daemon.start(data["underlay"], "lab.probe.servers", data, os.path.join(state_dir, SPEC_FILE),
+                           "the probe servers")
+    with open(data["ready"], encoding="utf-8") as handle:
+        ready = json.load(handle)
     return {"pid": process.pid, "served": ready["served"], "unsupported": ready["unsupported"],
             "sctp": ready["sctp"], "log": data["log"], "ready": data["ready"]}
 
@@ -66,45 +59,6 @@ def stop(pid: int | None, grace: float = 5.0) -> None:
     """Stop the probe servers (SIGTERM, then SIGKILL after `grace` seconds); None is a no-op."""
     if pid is not None:
         apply.stop_processes([pid], grace=grace)
-
-
-def _launch(data: dict, spec_path: str) -> subprocess.Popen:
-    """`python -m lab.probe.servers` in the underlay namespace, in its own session, logging to the log file."""
-    argv = ["nsenter", f"--net={namespace.path(data['underlay'])}", sys.executable, "-m", "lab.probe.servers",
-            spec_path]
-    with open(data["log"], "a", encoding="utf-8") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": _package_root()})
-
-
-def _wait_ready(process: subprocess.Popen, data: dict) -> dict:
-    """The ready file's content, once it exists; a LabError naming the log if the daemon dies or stalls."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not os.path.exists(data["ready"]):
-        if process.poll() is not None:
-            raise LabError(f"the probe servers exited with {process.returncode} before they were ready: "
-                           f"{_tail(data['log'])}", f"see {data['log']}")
-        if time.monotonic() > deadline:
-            stop(process.pid)
-            raise LabError(f"the probe servers were not ready after {READY_TIMEOUT:.0f} s", f"see {data['log']}")
-        time.sleep(0.01)
-    with open(data["ready"], encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _tail(path: str) -> str:
-    """The last line of a log, or nothing."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
-
-
-def _package_root() -> str:
-    """The directory holding the `lab` package, for the daemon's PYTHONPATH."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # -- the daemon --------------------------------------------------------------------------------------
