@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     ping.add_argument("--lab")
     ping.set_defaults(func=cmd_ping)
 
-    applyp = sub.add_parser("apply", help="apply Calico resources to a running lab: lab apply -f bgppeer.yaml")
+    applyp = sub.add_parser("apply", help="apply NetworkPolicy or Calico resources to a running lab: lab apply -f policy.yaml")
     applyp.add_argument("-f", "--filename", required=True, help="a manifest file, or - for standard input")
     applyp.add_argument("--lab")
     applyp.set_defaults(func=cmd_apply)

@@ -224,23 +224,24 @@ class Lab:
             rows = None
         return calicoctl.node_status(rows)
 
-    def pod_key(self, target: str, lab: str | None = None) -> str:
+    def _pod(self, target: str, lab: str | None) -> dict[str, Any]:
+        """The recorded pod a target names; anything else is an error."""
         pod = self._entry("pods", target, lab)
         if pod is None:
             raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod; `lab status` lists them")
-        return pod["key"]
+        return pod
+
+    def pod_key(self, target: str, lab: str | None = None) -> str:
+        return self._pod(target, lab)["key"]
+
+    def pod_ip(self, target: str, lab: str | None = None) -> str:
+        return self._pod(target, lab)["ip"]
 
     def namespace_name(self, name: str, lab: str | None = None) -> str:
         known = [n["name"] for n in self._state(lab).summary.get("namespaces", [])]
         if name not in known:
             raise LabError(f'namespace "{name}" not found', f"namespaces are: {', '.join(known)}")
         return name
-
-    def pod_ip(self, target: str, lab: str | None = None) -> str:
-        pod = self._entry("pods", target, lab)
-        if pod is None:
-            raise LabError(f"{target!r} is not a pod", "give a pod as namespace/pod")
-        return pod["ip"]
 
     def topology(self, lab: str | None = None) -> Topology:
         """The model of a running lab, with its live changes (applied policies, label edits)."""

@@ -112,10 +112,10 @@ def without(live: dict[str, Any], documents: list[Document]) -> dict[str, Any]:
 LABEL_KINDS = {"node": "node_labels", "pod": "pod_labels", "namespace": "namespace_labels"}
 
 
-def with_labels(live: dict[str, Any], node: str, pairs: list[str], kind: str = "node") -> dict[str, Any]:
+def with_labels(live: dict[str, Any], target: str, pairs: list[str], kind: str = "node") -> dict[str, Any]:
     """`live` after `kubectl label <kind> <target> k=v k2-` (target: a node, ns/pod, or namespace)."""
     field = LABEL_KINDS[kind]
-    edits = dict(live.get(field, {}).get(node, {}))
+    edits = dict(live.get(field, {}).get(target, {}))
     for pair in pairs:
         if pair.endswith("-") and "=" not in pair:
             key, value = pair[:-1], None
@@ -130,7 +130,7 @@ def with_labels(live: dict[str, Any], node: str, pairs: list[str], kind: str = "
             raise LabError("kubernetes.io/metadata.name is set by Kubernetes to the namespace's name",
                            "label the namespace with another key")
         edits[key] = value
-    return {**live, field: {**live.get(field, {}), node: edits}}
+    return {**live, field: {**live.get(field, {}), target: edits}}
 
 
 def check_same_cluster(old: Topology, new: Topology) -> None:

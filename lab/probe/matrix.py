@@ -13,7 +13,6 @@ sockets are open at once (a sliding window, refilled in batches of BATCH as prob
 from __future__ import annotations
 
 import errno
-import resource
 import selectors
 import socket
 import struct
@@ -25,6 +24,7 @@ from typing import Iterable
 from lab.errors import LabError
 from lab.netns import namespace
 from lab.probe.endpoints import Endpoint, endpoints
+from lab.probe.limits import NO_PROTOCOL, raise_fd_limit
 from lab.topology.model import ContainerPort, Topology
 
 WAVE = 4000
@@ -33,7 +33,6 @@ FD_RESERVE = 256
 RESEND = 0.15
 PAYLOAD = b"lab-probe\n"
 BANNER_MAX = 512
-NO_PROTOCOL = {errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT, errno.EPFNOSUPPORT}
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)   # linux/in.h; Python 3.11 lacks the name
 REFUSED = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED}
 
@@ -99,14 +98,6 @@ def observe(topology: Topology, cases: Iterable[Case], timeout: float = 1.0) -> 
     pods = {endpoint.key: endpoint for endpoint in endpoints(topology)}
     _check(cases, pods)
     return _Run(topology.name, pods, timeout, wave_size(raise_fd_limit())).run(cases)
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def wave_size(fd_limit: int) -> int:

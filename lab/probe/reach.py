@@ -9,6 +9,7 @@ mismatch, and reported as such.
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 
 from lab.policy import evaluator
@@ -78,7 +79,6 @@ def _endpoint(topology: Topology, key: str):
 def run(topology: Topology, port: int | str | None = None, protocol: str | None = None,
         timeout: float = 1.0) -> Report:
     """Probe every case the filters select, concurrently, and compare each with the evaluator."""
-    import time
     cases = matrix.cases_for(topology, port, protocol)
     started = time.monotonic()
     observations = matrix.observe(topology, cases, timeout=timeout)

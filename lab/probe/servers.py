@@ -11,10 +11,8 @@ file, never faked. The ready file is written (atomically) once every socket is b
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import resource
 import selectors
 import signal
 import socket
@@ -24,13 +22,13 @@ from typing import Any
 
 from lab.netns import apply, daemon, namespace, names
 from lab.probe.endpoints import endpoints
+from lab.probe.limits import NO_PROTOCOL, raise_fd_limit
 from lab.topology.model import Topology
 
 BACKLOG = 4096
 SPEC_FILE = "probe-servers.json"
 LOG_FILE = "probe-servers.log"
 READY_FILE = "probe-servers.ready"
-NO_PROTOCOL = {errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT, errno.EPFNOSUPPORT}
 
 
 # -- the caller's side -------------------------------------------------------------------------------
@@ -169,14 +167,6 @@ def serve(endpoints: list[Endpoint], wakeup: socket.socket) -> None:
                 answer(key.data)
     finally:
         selector.close()
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def _signals() -> tuple[socket.socket, socket.socket]:

@@ -343,8 +343,7 @@ class _Builder:
             if extra_labels and name in extra_labels:
                 own_labels = frozen_labels({**own_labels, **extra_labels[name]})
             if name in self.overlay.node_labels:
-                edited = {**own_labels, **self.overlay.node_labels[name]}
-                own_labels = frozen_labels({k: v for k, v in edited.items() if v is not None})
+                own_labels = frozen_labels(_edited(dict(own_labels), self.overlay.node_labels[name]))
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
