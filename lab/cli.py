@@ -307,7 +307,8 @@ def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
 def cmd_probe(lab: Lab, args: argparse.Namespace) -> int:
     capabilities.require_root()
     port = int(args.port) if args.port and args.port.isdigit() else args.port
-    report = reach.run(lab.topology(args.lab), port, args.protocol, args.timeout)
+    topology = lab.topology(args.lab)
+    report = reach.run(topology, port, args.protocol, args.timeout, lab.source_ports(topology.name))
     if not report.results:
         raise LabError("no pod declares such a port", "pods serve their containerPorts; `lab status` lists the pods")
     if args.json:

@@ -15,6 +15,7 @@ from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
 from lab.policy import enforce
 from lab.probe import servers
+from lab.probe.sourceports import SourcePorts
 from lab.topology import loader, registry
 from lab.topology.model import Topology
 
@@ -247,6 +248,10 @@ class Lab:
         """The model of a running lab, with its live changes (applied policies, label edits)."""
         state = self._state(lab)
         return loader.load(state.topology, live.overlay_of(state.live))
+
+    def source_ports(self, lab: str) -> SourcePorts:
+        """The lab's UDP probe source-port cursor (a file in its state directory, gone at `lab down`)."""
+        return SourcePorts(os.path.join(self.store.lab_dir(lab), "probe-source-ports"))
 
     # -- live changes ----------------------------------------------------------------------------
     def change(self, lab: str | None, edit) -> live.Change:

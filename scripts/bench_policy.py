@@ -140,7 +140,7 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
             raise SystemExit(f"{name}: the watched case still allowed 60 s after applying {count} policies")
         time.sleep(0.005)
     enforced = time.monotonic() - started
-    report = reach.run(lab.topology(name), 80, "TCP", timeout=1.0)
+    report = reach.run(lab.topology(name), 80, "TCP", timeout=1.0, source_ports=lab.source_ports(name))
     rules, sets = rules_per_node(lab.topology(name))
     return Row(enforcer, len(topology.nodes), pods, count, round(applied, 3), round(enforced, 3),
                round(report.seconds, 3), len(report.results), len(report.mismatches), min(rules),
@@ -158,7 +158,8 @@ def xyz_matrix(lab: Lab, topology: str, workdir: str) -> list[str]:
     lines = []
     try:
         deadline = time.monotonic() + 60
-        while not all(r.observed for r in reach.run(lab.topology(name), timeout=0.3).results):
+        ports = lab.source_ports(name)
+        while not all(r.observed for r in reach.run(lab.topology(name), timeout=0.3, source_ports=ports).results):
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: pods cannot reach each other 60 s after up")
         for label in ("open", "x isolated"):
@@ -166,7 +167,7 @@ def xyz_matrix(lab: Lab, topology: str, workdir: str) -> list[str]:
                 manifests = live.read_manifests(os.path.join(os.path.dirname(os.path.dirname(
                     os.path.abspath(__file__))), "examples", "policies", "xyz-deny-ingress-x.yaml"))
                 lab.change(name, lambda state: live.with_file(state, manifests))
-            report = reach.run(lab.topology(name), timeout=1.0)
+            report = reach.run(lab.topology(name), timeout=1.0, source_ports=ports)
             denied = sum(1 for r in report.results if r.observed is False)
             lines.append(f"| {topology} | {label} | {len(report.results)} | {denied} | {len(report.mismatches)} | "
                          f"{report.seconds:.2f} |")

@@ -5,6 +5,8 @@ them in turn), so its packets leave through that pod's eth0. The sockets are non
 selectors loop drives them all: a TCP or SCTP probe is allowed only when the connection completes
 and the banner the probe server sends is the destination pod's key (so the right pod answered); a
 UDP probe resends its datagram every RESEND seconds and is allowed only when the reply is that key.
+Each UDP probe sends from a source port no recent run used (lab/probe/sourceports.py), so it is a new
+flow to conntrack and meets the policies in force, never an earlier probe's ESTABLISHED entry.
 A reset or ICMP error denies a probe at once; silence denies it at its own timeout. At most WAVE
 sockets are open at once (a sliding window, refilled in batches of BATCH as probes finish), so 200 x
 200 pods stays within the file descriptor limit.
@@ -25,6 +27,7 @@ from lab.errors import LabError
 from lab.netns import namespace
 from lab.probe.endpoints import Endpoint, endpoints
 from lab.probe.limits import NO_PROTOCOL, raise_fd_limit
+from lab.probe.sourceports import SourcePorts, port_at
 from lab.topology.model import ContainerPort, Topology
 
 WAVE = 4000
@@ -92,12 +95,31 @@ def verdicts(observations: dict[Case, Observation]) -> dict[tuple[int, str], dic
 
 
 # -- probing -----------------------------------------------------------------------------------------
-def observe(topology: Topology, cases: Iterable[Case], timeout: float = 1.0) -> dict[Case, Observation]:
-    """Run every probe concurrently (at most WAVE sockets in flight); what each one saw."""
+def observe(topology: Topology, cases: Iterable[Case], timeout: float = 1.0,
+            source_ports: SourcePorts | None = None) -> dict[Case, Observation]:
+    """Run every probe concurrently (at most WAVE sockets in flight); what each one saw.
+
+    `source_ports`: the lab's shared UDP source-port cursor; without it, a window picked at random.
+    """
     cases = list(dict.fromkeys(cases))
     pods = {endpoint.key: endpoint for endpoint in endpoints(topology)}
     _check(cases, pods)
-    return _Run(topology.name, pods, timeout, wave_size(raise_fd_limit())).run(cases)
+    sports = udp_source_ports(cases, source_ports or SourcePorts())
+    return _Run(topology.name, pods, timeout, wave_size(raise_fd_limit()), sports).run(cases)
+
+
+def udp_source_ports(cases: list[Case], source_ports: SourcePorts) -> dict[Case, int]:
+    """A source port for every UDP case: the n-th UDP case of each source pod takes the window's n-th port."""
+    index: dict[Case, int] = {}
+    per_source: dict[str, int] = {}
+    for case in cases:
+        if case.protocol == "UDP":
+            index[case] = per_source.get(case.src, 0)
+            per_source[case.src] = index[case] + 1
+    if not index:
+        return {}
+    first = source_ports.reserve(max(per_source.values()))
+    return {case: port_at(first, n) for case, n in index.items()}
 
 
 def wave_size(fd_limit: int) -> int:
@@ -140,8 +162,9 @@ class _Run:
     # Each probe has its own deadline (its launch plus the timeout), so silent drops in one batch do
     # not hold back the next: a run takes about (work) + timeout, not one timeout per wave.
 
-    def __init__(self, lab: str, pods: dict[str, Endpoint], timeout: float, window: int) -> None:
-        self.lab, self.pods, self.timeout, self.window = lab, pods, timeout, window
+    def __init__(self, lab: str, pods: dict[str, Endpoint], timeout: float, window: int,
+                 sports: dict[Case, int]) -> None:
+        self.lab, self.pods, self.timeout, self.window, self.sports = lab, pods, timeout, window, sports
         self.selector = selectors.DefaultSelector()
         self.results: dict[Case, Observation] = {}
         self.launched: deque[_Probe] = deque()   # in launch order, so deadlines ascend
@@ -198,7 +221,7 @@ class _Run:
         def make(netns: str) -> None:
             for case in by_netns[netns]:
                 try:
-                    sock = _client_socket(case.protocol)
+                    sock = _client_socket(case.protocol, self.sports.get(case, 0))
                 except OSError as exc:
                     if exc.errno not in NO_PROTOCOL:
                         raise
@@ -281,10 +304,14 @@ class _Run:
         probe.sock.close()
 
 
-def _client_socket(protocol: str) -> socket.socket:
-    """A non-blocking client socket that reports ICMP errors (IP_RECVERR), in this thread's netns."""
+def _client_socket(protocol: str, sport: int = 0) -> socket.socket:
+    """A non-blocking client socket that reports ICMP errors (IP_RECVERR), in this thread's netns.
+
+    A UDP socket is bound to `sport` when given (an ephemeral port if the pod itself serves on it).
+    """
     if protocol == "UDP":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _bind_source(sock, sport)
     elif protocol == "SCTP":
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     else:
@@ -292,6 +319,18 @@ def _client_socket(protocol: str) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     sock.setblocking(False)
     return sock
+
+
+def _bind_source(sock: socket.socket, sport: int) -> None:
+    """Bind a UDP client to its source port; the kernel picks one if a server in the pod holds it."""
+    if not sport:
+        return
+    try:
+        sock.bind(("0.0.0.0", sport))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
 
 
 def pending_error(sock: socket.socket) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from lab.policy import evaluator
 from lab.probe import matrix, table
+from lab.probe.sourceports import SourcePorts
 from lab.topology.model import Topology
 
 
@@ -77,11 +78,11 @@ def _endpoint(topology: Topology, key: str):
 
 
 def run(topology: Topology, port: int | str | None = None, protocol: str | None = None,
-        timeout: float = 1.0) -> Report:
+        timeout: float = 1.0, source_ports: SourcePorts | None = None) -> Report:
     """Probe every case the filters select, concurrently, and compare each with the evaluator."""
     cases = matrix.cases_for(topology, port, protocol)
     started = time.monotonic()
-    observations = matrix.observe(topology, cases, timeout=timeout)
+    observations = matrix.observe(topology, cases, timeout=timeout, source_ports=source_ports)
     seconds = time.monotonic() - started
     results = tuple(Result(case, expected(topology, case), seen.allowed, seen.detail)
                     for case, seen in sorted(observations.items()))
