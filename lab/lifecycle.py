@@ -93,6 +93,8 @@ class Lab:
         if any(ns.iptables for ns in plan.namespaces):
             capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
+        if topology.cluster.enforcer != "none":
+            capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)
 
     def _already_up(self, existing: LabState, topology: Topology, fingerprint: str, plan: LabPlan) -> UpResult:
         if existing.fingerprint != fingerprint or existing.topology != topology.source:

@@ -123,6 +123,21 @@ def test_rollback_when_iptables_restore_fails(tmp_path):
     assert_gone("flannel-vxlan")
 
 
+def test_an_enforcer_without_ipset_is_refused_before_the_kernel_is_touched(tmp_path):
+    """Only ipset is missing from PATH: `lab up` of a kube-router lab names it and builds nothing."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("ip", "bridge", "iptables", "iptables-restore", "iptables-save", "nsenter", "sysctl", "tcpdump"):
+        if shutil.which(tool):
+            (tools / tool).symlink_to(shutil.which(tool))
+    path = renamed_copy(tmp_path, "tlc-noipset", source="netpol-xyz-kuberouter")
+    result = run_lab("up", str(path), check=False, env={**os.environ, "PATH": str(tools)})
+    assert result.returncode == 2
+    assert f"{path} needs ipset, which is not installed" in result.stderr
+    assert "install-deps.sh" in result.stderr
+    assert_gone("tlc-noipset")
+
+
 def test_cleanup_after_a_killed_up():
     # The process dies (os._exit) in the middle of configuring namespaces: no rollback can run.
     code = textwrap.dedent("""
