@@ -16,7 +16,9 @@ from typing import Callable
 import pytest
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from lab.bgp import routeagent
+from lab.bgp.mirror import Mirror
+from lab.bgp.route import Route
+from lab.netns.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK
 from lab.netns import namespace, tun
 from capture import tcpdump
 
@@ -412,16 +414,16 @@ def test_decoded_route_reencodes_as_pyroute2_encodes_it():
     attrs = [("RTA_TABLE", 201), ("RTA_DST", "10.244.169.128"), ("RTA_PRIORITY", 7),
              ("RTA_GATEWAY", "192.168.10.72"), ("RTA_OIF", 5)]
     kernel = pyroute2_route(24, 0, 0, fields, attrs)  # as the kernel reports it, linkdown included
-    route = routeagent.Route.parse(kernel[16:], (201, 254))
+    route = Route.parse(kernel[16:], (201, 254))
     assert route.key == (bytes([10, 244, 169, 128]), 26, 0, 7) and route.oif == 5 and route.table == 201
-    mirrored = route.copy(254, routeagent.RTNH_F_ONLINK)
+    mirrored = route.copy(254, RTNH_F_ONLINK)
     expected = pyroute2_route(24, 0x1 | 0x4 | 0x100 | 0x400, 9, {**fields, "table": 254, "flags": 0x4},
                               [("RTA_TABLE", 254)] + attrs[1:])
-    assert mirrored.encode(routeagent.RTM_NEWROUTE, 9) == expected
+    assert mirrored.encode(RTM_NEWROUTE, 9) == expected
     delete = pyroute2_route(25, 0x1 | 0x4, 10, {"family": 2, "dst_len": 26, "table": 254, "proto": 12,
                                                  "scope": 255, "type": 0},
                             [("RTA_TABLE", 254), ("RTA_DST", "10.244.169.128"), ("RTA_PRIORITY", 7)])
-    assert mirrored.encode(routeagent.RTM_DELROUTE, 10) == delete
+    assert mirrored.encode(RTM_DELROUTE, 10) == delete
 
 
 def test_mirror_plans_what_calicos_bird_would_program():
@@ -429,9 +431,9 @@ def test_mirror_plans_what_calicos_bird_would_program():
         encoded = [("RTA_TABLE", table), ("RTA_DST", dst)] + [(f"RTA_{k.upper()}", v) for k, v in attrs.items()]
         data = pyroute2_route(24, 0, 0, {"family": 2, "dst_len": 26, "table": table, "proto": proto, "type": 1},
                               encoded)
-        return routeagent.Route.parse(data[16:], (201, 254))
+        return Route.parse(data[16:], (201, 254))
 
-    mirror = routeagent.Mirror(201)
+    mirror = Mirror(201)
     mirror.tunl0 = 5
     mirror.load([route(201, 12, "10.0.1.0", gateway="192.168.10.72", oif=5),  # tunnelled
                  route(201, 12, "192.168.10.64", oif=5),                       # helper (a /26 here)
@@ -442,5 +444,5 @@ def test_mirror_plans_what_calicos_bird_would_program():
     writes, notes = mirror.plan(mirror.keys())
     planned = {(op, r.table, r.key[0][2]): r for op, r in writes}
     assert set(planned) == {(24, 254, 1), (24, 254, 2), (24, 201, 3), (25, 254, 9)} and not notes
-    assert planned[(24, 254, 1)].flags & routeagent.RTNH_F_ONLINK
-    assert not planned[(24, 254, 2)].flags & routeagent.RTNH_F_ONLINK
+    assert planned[(24, 254, 1)].flags & RTNH_F_ONLINK
+    assert not planned[(24, 254, 2)].flags & RTNH_F_ONLINK

@@ -11,22 +11,10 @@ from __future__ import annotations
 import socket
 import struct
 
-NLMSG_HEADER = struct.Struct("=IHHII")
+from lab.netns.rtnl import RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE, RTMSG, netlink_message, nla
+
 NDMSG = struct.Struct("=BBHiHBB")
-RTMSG = struct.Struct("=BBBBBBBBI")
-NLA = struct.Struct("=HH")
-
 NDA_DST, NDA_LLADDR = 1, 2
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    length = NLA.size + len(payload)
-    return NLA.pack(length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
-
-
-def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
-    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), msg_type, flags, seq, 0) + body
 
 
 def _mac(text: str) -> bytes:
@@ -37,21 +25,21 @@ def neighbour(msg_type: int, flags: int, seq: int, *, family: int, ifindex: int,
               ndm_type: int, dst: str, lladdr: str, lladdr_first: bool = False) -> bytes:
     """An RTM_NEWNEIGH (ARP when family is AF_INET, a bridge fdb entry when AF_BRIDGE)."""
     header = NDMSG.pack(family, 0, 0, ifindex, state, ndm_flags, ndm_type)
-    dst_attr = _nla(NDA_DST, socket.inet_aton(dst))
-    mac_attr = _nla(NDA_LLADDR, _mac(lladdr))
+    dst_attr = nla(NDA_DST, socket.inet_aton(dst))
+    mac_attr = nla(NDA_LLADDR, _mac(lladdr))
     attrs = mac_attr + dst_attr if lladdr_first else dst_attr + mac_attr
-    return _message(msg_type, flags, seq, header + attrs)
+    return netlink_message(msg_type, flags, seq, header + attrs)
 
 
 def route(msg_type: int, flags: int, seq: int, *, dst: str, dst_len: int, table: int, protocol: int, scope: int,
           route_type: int, rtm_flags: int, gateway: str | None, oif: int | None) -> bytes:
     """An RTM_NEWROUTE for IPv4 with the attributes in the order lab.netns.netlink gives them."""
     header = RTMSG.pack(socket.AF_INET, dst_len, 0, 0, table, protocol, scope, route_type, rtm_flags)
-    attrs = _nla(RTA_TABLE, struct.pack("=I", table))
+    attrs = nla(RTA_TABLE, struct.pack("=I", table))
     if dst_len:
-        attrs += _nla(RTA_DST, socket.inet_aton(dst))
+        attrs += nla(RTA_DST, socket.inet_aton(dst))
     if gateway:
-        attrs += _nla(RTA_GATEWAY, socket.inet_aton(gateway))
+        attrs += nla(RTA_GATEWAY, socket.inet_aton(gateway))
     if oif:
-        attrs += _nla(RTA_OIF, struct.pack("=I", oif))
-    return _message(msg_type, flags, seq, header + attrs)
+        attrs += nla(RTA_OIF, struct.pack("=I", oif))
+    return netlink_message(msg_type, flags, seq, header + attrs)
