@@ -8,13 +8,16 @@ import os
 import sys
 from typing import Any
 
-from lab import live
+from lab import live, progress
 from lab.bgp import calico_views
 from lab.probe import reach
 from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import capabilities
 from lab.topology import registry
+
+
+WAIT_TIMEOUT = 120.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring a lab up from a topology name or file")
     up.add_argument("topology", help="a shipped topology name (see `lab topologies`) or a YAML file")
     up.add_argument("--dry-run", action="store_true", help="print the plan as ip/bridge/sysctl commands; touch nothing")
+    up.add_argument("--no-wait", action="store_true",
+                    help="return once the plan is applied and the daemons started, without waiting for BGP")
+    up.add_argument("--timeout", type=float, default=WAIT_TIMEOUT,
+                    help=f"seconds to wait until the lab is ready (default {WAIT_TIMEOUT:g})")
     up.set_defaults(func=cmd_up)
+
+    waitp = sub.add_parser("wait", help="wait until a lab is ready: BGP sessions Established, routes, probe servers")
+    waitp.add_argument("lab", nargs="?")
+    waitp.add_argument("--timeout", type=float, default=WAIT_TIMEOUT, help=f"seconds (default {WAIT_TIMEOUT:g})")
+    waitp.set_defaults(func=cmd_wait)
 
     down = sub.add_parser("down", help="remove a lab completely")
     down.add_argument("lab", nargs="?", help="lab name (optional when one lab is up)")
@@ -132,15 +144,40 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     result = lab.up(args.topology)
     if not result.created:
         print(f"lab {result.lab} is already up ({result.namespaces} namespaces); nothing to do")
-        return 0
+        return 0 if args.no_wait else _wait(lab, result.lab, args.timeout)
     print(f"lab {result.lab} is up: {result.namespaces} network namespaces")
     for note in result.notes:
         print(f"  note: {note}")
     for ns in result.plan.namespaces:
         for note in ns.notes:
             print(f"  note ({ns.owner}): {note}")
+    if not args.no_wait:
+        code = _wait(lab, result.lab, args.timeout)
+        if code:
+            return code
     print(f"next: lab status {result.lab} | lab ping <pod> <pod> | lab exec <node> -- ip route | lab down {result.lab}")
     return 0
+
+
+def cmd_wait(lab: Lab, args: argparse.Namespace) -> int:
+    return _wait(lab, args.lab or lab.only_lab(), args.timeout)
+
+
+def _wait(lab: Lab, name: str, timeout: float) -> int:
+    """Wait for the lab with a spinner; say how long it took, or what is still not ready (exit 1)."""
+    with progress.spinner(f"lab {name}: waiting until it is ready") as show:
+        result = lab.wait(name, timeout,
+                          lambda checks: show(f"lab {name}: waiting for " + ", ".join(c.progress() for c in checks)))
+    done = ", ".join(c.progress() for c in result.checks) or "nothing to wait for"
+    if result.ready:
+        print(f"lab {name} is ready after {result.seconds:.1f} s ({done})")
+        return 0
+    print(f"lab: lab {name} is not ready after {result.seconds:.0f} s; it stays up for inspection:", file=sys.stderr)
+    for check in result.pending():
+        print(f"  {check.explain()}", file=sys.stderr)
+    print(f"  hint: `lab calicoctl node status <node>` and `lab exec <node> -- ip route` show where it stands; "
+          f"`lab wait {name} --timeout S` waits longer; `lab down {name}` removes it", file=sys.stderr)
+    return 1
 
 
 def cmd_down(lab: Lab, args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
-from lab import cni, live
+from lab import cni, live, readiness
 from lab.bgp import birdc, calicoctl, daemons
 from lab.errors import LabError
 from lab.netns import apply, capabilities, namespace, names, neighbours, render
@@ -113,6 +113,23 @@ class Lab:
             raise LabError(f"network namespace {clash[0]} already exists and does not belong to a lab that is up",
                            "run `lab cleanup` if an earlier lab left it, or `ip netns del "
                            f"{clash[0]}` if you made it yourself")
+
+    # -- readiness -------------------------------------------------------------------------------
+    def wait(self, lab: str | None, timeout: float,
+             on_progress: Callable[[list[readiness.Check]], None] | None = None) -> readiness.Readiness:
+        """Wait until the lab is usable (BGP converged, probe servers answering), or `timeout` seconds."""
+        capabilities.require_root()
+        state = self._state(lab)
+        if state.status != "up":
+            raise LabError(f"lab {state.lab} is {state.status}", f"bring it up with `lab up {state.topology}`")
+        topology = loader.load(state.topology, live.overlay_of(state.live))
+        runtime = state.summary.get("runtime", {})
+        dataplane_checks = cni.dataplane(topology).checks
+
+        def checks() -> list[readiness.Check]:
+            found = dataplane_checks(topology, self.store, runtime) if dataplane_checks else []
+            return found + readiness.probe_servers(runtime)
+        return readiness.wait(checks, timeout, on_progress)
 
     # -- down ------------------------------------------------------------------------------------
     def down(self, lab: str) -> apply.Removal:

@@ -561,7 +561,7 @@ def bench(scenario: Scenario, args: argparse.Namespace) -> Result:
     watcher: RouteWatcher | None = None
     try:
         origin = time.perf_counter()
-        result.up_s = run_lab(["up", str(scenario.path)], timeout=600)
+        result.up_s = run_lab(["up", "--no-wait", str(scenario.path)], timeout=600)
         watcher = RouteWatcher({node: scenario.netns(node) for node in scenario.node_names})
         measure_convergence(scenario, watcher, origin, args, result)
         measure_reconvergence(scenario, watcher, args, result)

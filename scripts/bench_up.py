@@ -130,7 +130,7 @@ def bench(nodes: int, pods: int, workdir: Path) -> dict:
     pairs = probe_pairs(topology)
 
     start = time.perf_counter()
-    up_seconds, peak_kib, _ = run_timed(LAB + ["up", str(path)])
+    up_seconds, peak_kib, _ = run_timed(LAB + ["up", "--no-wait", str(path)])
     answered = wait_reachable(pairs)
     up_reach = time.perf_counter() - start
     down_seconds, _, _ = run_timed(LAB + ["down", name])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.cni import calico, calico_runtime, flannel
+from lab.cni import calico, calico_ready, calico_runtime, flannel
 from lab.errors import LabError
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan
 from lab.netns.state import StateStore
+from lab.readiness import DataplaneChecks
 from lab.topology.model import Topology
 
 
@@ -22,12 +23,14 @@ class Dataplane:
     tools: Callable[[Topology], list[str]] = lambda topology: []
     start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
     reconfigure: Callable[[Topology, Topology, StateStore, dict[str, Any]], list[str]] | None = None  # live changes
+    checks: DataplaneChecks | None = None     # what `lab up` / `lab wait` wait for, beyond the plan
 
 
 DATAPLANES: dict[str, Dataplane] = {
     "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe),
     "calico": Dataplane(plan=calico.plan, describe=calico.describe, tools=calico_runtime.tools,
-                        start=calico_runtime.start, reconfigure=calico_runtime.reconfigure),
+                        start=calico_runtime.start, reconfigure=calico_runtime.reconfigure,
+                        checks=calico_ready.checks),
 }
 
 
