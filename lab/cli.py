@@ -15,6 +15,7 @@ from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import capabilities
 from lab.topology import registry
+from lab.topology.model import Topology
 
 
 WAIT_TIMEOUT = 120.0
@@ -307,35 +308,32 @@ def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
     manifests = live.read_manifests(args.filename)
-    change = lab.change(args.lab, lambda state: live.with_file(state, manifests))
-    for document in manifests.documents:
-        print(_applied(document.data, "configured"))
+    change = lab.change(args.lab, lambda state, old: live.with_file(state, manifests))
+    assert change.old is not None and change.new is not None
+    for line in live.applied(change.old, change.new, manifests.documents):
+        print(line)
     _print_change(change)
     return 0
 
 
 def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
     documents = live.read_manifests(args.filename).documents
-    change = lab.change(args.lab, lambda state: live.without(state, documents))
+
+    def edit(state: dict[str, Any], old: Topology) -> dict[str, Any]:
+        live.check_deletable(old, documents)
+        return live.without(state, documents)
+    change = lab.change(args.lab, edit)
     for document in documents:
-        print(_applied(document.data, "deleted"))
+        print(f"{live.kubectl_name(document.data)} deleted")
     _print_change(change)
     return 0
-
-
-def _applied(data: dict[str, Any], verb: str) -> str:
-    """kubectl's line for a NetworkPolicy, calicoctl's for Calico resources."""
-    name = data["metadata"]["name"]
-    if data["kind"] == "NetworkPolicy":
-        return f"networkpolicy.networking.k8s.io/{name} {verb}"
-    return f"Successfully {'deleted' if verb == 'deleted' else 'applied'} {data['kind']} {name!r}"
 
 
 def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
     kind = "namespace" if args.kind == "ns" else args.kind
     target = {"node": lambda: lab.node_name(args.target, args.lab), "pod": lambda: lab.pod_key(args.target, args.lab),
               "namespace": lambda: lab.namespace_name(args.target, args.lab)}[kind]()
-    change = lab.change(args.lab, lambda state: live.with_labels(state, target, args.labels, kind))
+    change = lab.change(args.lab, lambda state, old: live.with_labels(state, target, args.labels, kind))
     print(f"{kind}/{target.rsplit('/', 1)[-1]} labeled")
     _print_change(change)
     return 0

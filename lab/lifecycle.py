@@ -273,9 +273,9 @@ class Lab:
         return SourcePorts(os.path.join(self.store.lab_dir(lab), "probe-source-ports"))
 
     # -- live changes ----------------------------------------------------------------------------
-    def change(self, lab: str | None, edit) -> live.Change:
-        """Apply `edit(live) -> live` to a running lab: reload its topology with the new overlay, then
-        reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
+    def change(self, lab: str | None, edit: Callable[[dict[str, Any], Topology], dict[str, Any]]) -> live.Change:
+        """Apply `edit(live, old model) -> live` to a running lab: reload its topology with the new overlay,
+        then reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
         capabilities.require_root()
         lab = lab or self.only_lab()
         with self.store.locked(lab):
@@ -283,7 +283,7 @@ class Lab:
             if state.status != "up":
                 raise LabError(f"lab {lab} is {state.status}", "bring it up first")
             old = loader.load(state.topology, live.overlay_of(state.live))
-            new_live = edit(state.live)
+            new_live = edit(state.live, old)
             new = loader.load(state.topology, live.overlay_of(new_live, old))
             changes = live.reconfigure(old, new, self.store, state.summary.get("runtime", {}))
             plan = cni.plan(new)
@@ -296,7 +296,7 @@ class Lab:
                 state.summary["ipip_implementation"] = runtime["ipip_implementation"] or state.summary.get(
                     "ipip_implementation")
             self.store.save(state)
-        return live.Change(lab=lab, summary=changes)
+        return live.Change(lab=lab, summary=changes, old=old, new=new)
 
     # -- cleanup ---------------------------------------------------------------------------------
     def cleanup(self) -> dict[str, apply.Removal]:

@@ -10,7 +10,7 @@ BIRD's configuration and `birdc configure` the nodes whose configuration changed
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lab import cni
@@ -25,10 +25,12 @@ LIVE_KINDS = set(calico_conf.KINDS)
 
 @dataclass(frozen=True)
 class Change:
-    """What a live change did."""
+    """What a live change did: the lab's model before and after, and what was reconfigured."""
 
     lab: str
     summary: list[str]
+    old: Topology | None = None
+    new: Topology | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,58 @@ def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader
     return loader.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
                           node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
                           pod_labels=live.get("pod_labels", {}), namespace_labels=live.get("namespace_labels", {}))
+
+
+# -- what kubectl says about each object ---------------------------------------------------------------
+IMPLICIT_KINDS = ("Node", "IPPool")   # calico/node creates a Node per node, and the default pool if none exists
+
+
+def kubectl_name(data: dict[str, Any]) -> str:
+    """kubectl's `<kind>.<group>/<name>`: networkpolicy.networking.k8s.io/x, ippool.projectcalico.org/y."""
+    group = "networking.k8s.io" if data["kind"] == "NetworkPolicy" else "projectcalico.org"
+    return f"{str(data['kind']).lower()}.{group}/{data['metadata']['name']}"
+
+
+def _view(topology: Topology, key: tuple[str, str]) -> Any:
+    """The model object a (kind, name) manifest became in `topology`, without where it came from; or None."""
+    kind, name = key
+    if kind == "NetworkPolicy":
+        return next((replace(p, source="") for p in topology.policies if p.key == name), None)
+    calico = topology.cluster.calico
+    if calico is None:
+        return None
+    if kind == "BGPConfiguration":
+        return calico.bgp if name == "default" else None
+    found = {"IPPool": calico.pools, "BGPPeer": calico.peers, "Node": calico.nodes}.get(kind, ())
+    return next((item for item in found if item.name == name), None)
+
+
+def exists(topology: Topology, key: tuple[str, str]) -> bool:
+    return key in topology.resources or (key[0] in IMPLICIT_KINDS and _view(topology, key) is not None)
+
+
+def applied(old: Topology, new: Topology, documents: list[Document]) -> list[str]:
+    """kubectl apply's line per object: created (new), configured (changed) or unchanged."""
+    lines = []
+    for document in documents:
+        key = loader.resource_key(document.data)
+        if key is None or not exists(old, key):
+            verb = "created"
+        else:
+            verb = "unchanged" if _view(old, key) == _view(new, key) else "configured"
+        lines.append(f"{kubectl_name(document.data)} {verb}")
+    return lines
+
+
+def check_deletable(old: Topology, documents: list[Document]) -> None:
+    """kubectl delete's NotFound, before anything changes."""
+    for document in documents:
+        key = loader.resource_key(document.data)
+        if key is None or not exists(old, key):
+            kind, group = kubectl_name(document.data).split("/", 1)[0].split(".", 1)
+            plural = f"{kind[:-1]}ies.{group}" if kind.endswith("y") else f"{kind}s.{group}"
+            raise document.error(("metadata", "name"), f'{plural} "{document.data["metadata"]["name"]}" not found',
+                                 "`lab policy list` and `lab calicoctl get ippool|bgppeer|nodes` list what exists")
 
 
 def with_file(live: dict[str, Any], manifests: ManifestFile) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
     topology = lab.topology(name)
     spaces = len([n for n in topology.namespaces if n.name.startswith("ns-")])
     per_space = -(-pods // spaces)
-    lab.change(name, lambda state: {**state, "files": [], "deleted": []})
+    lab.change(name, lambda state, _old: {**state, "files": [], "deleted": []})
     deadline = time.monotonic() + 60         # Calico BGP labs learn their routes after `lab up` returns
     while watched(lab, name) is not True:
         if time.monotonic() > deadline:
@@ -133,7 +133,7 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
         handle.write(policies_text(count, spaces, per_space))
     manifests = live.read_manifests(path)
     started = time.monotonic()
-    lab.change(name, lambda state: live.with_file(state, manifests))
+    lab.change(name, lambda state, _old: live.with_file(state, manifests))
     applied = time.monotonic() - started
     while watched(lab, name) is not False:
         if time.monotonic() - started > 60:
@@ -166,7 +166,7 @@ def xyz_matrix(lab: Lab, topology: str, workdir: str) -> list[str]:
             if label == "x isolated":
                 manifests = live.read_manifests(os.path.join(os.path.dirname(os.path.dirname(
                     os.path.abspath(__file__))), "examples", "policies", "xyz-deny-ingress-x.yaml"))
-                lab.change(name, lambda state: live.with_file(state, manifests))
+                lab.change(name, lambda state, _old: live.with_file(state, manifests))
             report = reach.run(lab.topology(name), timeout=1.0, source_ports=ports)
             denied = sum(1 for r in report.results if r.observed is False)
             lines.append(f"| {topology} | {label} | {len(report.results)} | {denied} | {len(report.mismatches)} | "

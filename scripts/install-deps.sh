@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: run as root (sudo $0): the lab creates network namespaces and installs Debian packages" >&2
+  echo "install-deps: run as root (in a root shell, or: sudo $0): the lab creates network namespaces and installs Debian packages" >&2
   exit 1
 fi
 

@@ -112,7 +112,7 @@ def test_refused_rules_leave_the_previous_rules_in_force(lab, tmp_path, monkeypa
     path.write_text(Y_TO_XA_TCP80)
     manifests = read_manifests(str(path))
     with pytest.raises(LabError) as caught:
-        Lab().change(lab, lambda state: with_file(state, manifests))
+        Lab().change(lab, lambda state, _old: with_file(state, manifests))
     assert "node3" in str(caught.value)
     monkeypatch.undo()
     after = kernel_rules(lab)

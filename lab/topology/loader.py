@@ -145,8 +145,8 @@ class _Builder:
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
-                        externals=externals,
-                        notes=tuple(self.notes), static_neighbours=static)
+                        externals=externals, notes=tuple(self.notes), static_neighbours=static,
+                        resources=frozenset(k for item in items if (k := resource_key(item.data)) is not None))
 
     # -- hosts outside the cluster ---------------------------------------------------------------
     def _externals(self, networks: tuple[Network, ...], nodes: tuple[Node, ...]) -> tuple[External, ...]:

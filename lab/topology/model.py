@@ -202,6 +202,7 @@ class Topology:
     externals: tuple[External, ...] = ()
     notes: tuple[str, ...] = ()
     static_neighbours: str = "auto"   # auto | static | dynamic
+    resources: frozenset[tuple[str, str]] = frozenset()   # (kind, name) of every manifest declared or applied
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
