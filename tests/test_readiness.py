@@ -164,3 +164,34 @@ def test_timeout_names_what_is_not_ready_and_keeps_the_lab(tmp_path, cleanup):
     assert f"{victim.name} -> " in waited.stderr
     assert {spec.node_netns(n) for n in spec.nodes} <= netns_list()
     assert os.path.isdir(node_files("tr-stuck", victim.name))
+
+
+@needs_root
+def test_progress_is_shown_on_a_terminal(tmp_path, cleanup):
+    """Through a pty, as a person sees it: the spinner names what `lab up` waits for, then the result."""
+    import pty
+    import select
+    import sys
+    cleanup.append("tr-tty")
+    path = renamed_copy("calico-bgp-mesh", "tr-tty", tmp_path)
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", str(path)], stdin=secondary,
+                               stdout=secondary, stderr=secondary, env={**os.environ, "TERM": "xterm"})
+    os.close(secondary)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert process.wait(timeout=60) == 0
+    text = screen.decode(errors="replace")
+    assert "waiting for BGP sessions Established" in text, text
+    assert "lab tr-tty is ready after" in text, text
