@@ -56,13 +56,18 @@ def _routes(topology: Topology) -> Check:
         for node in learners:
             wanted[node].update(blocks.get(origin, ()))
     nodes = [n for n in topology.nodes if wanted[n.name]]
-    tables = namespace.run_in_each([names.node_netns(topology.name, n.name) for n in nodes], _main_routes)
+    netns = {n.name: names.node_netns(topology.name, n.name) for n in nodes}
+    gone = {n.name for n in nodes if not namespace.exists(netns[n.name])}
+    here = [n for n in nodes if n.name not in gone]
+    tables = dict(zip([n.name for n in here], namespace.run_in_each([netns[n.name] for n in here], _main_routes)))
     missing: list[str] = []
     total = 0
-    for node, present in zip(nodes, tables):
+    for node in nodes:
         for block in sorted(wanted[node.name]):
             total += 1
-            if block not in present:
+            if node.name in gone:
+                missing.append(f"{node.name}: {block} (namespace {netns[node.name]} is gone)")
+            elif block not in tables[node.name]:
                 missing.append(f"{node.name}: {block}")
     return Check("block routes present", total - len(missing), total, tuple(missing))
 
