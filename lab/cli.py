@@ -133,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     calicoctl.add_argument("-o", "--output", default="")
     calicoctl.set_defaults(func=cmd_calicoctl)
 
+    graph = sub.add_parser("graph", help="a picture of a running lab or a topology file: lab graph [lab] -o lab.svg")
+    graph.add_argument("lab", nargs="?", help="a lab that is up, or a topology name or file (default: the lab up)")
+    graph.add_argument("-o", "--output", help="the figure, .svg or .png (default <lab>.svg)")
+    graph.set_defaults(func=cmd_graph)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
@@ -396,6 +401,27 @@ def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
         return 0
     raise LabError(f"unsupported calicoctl command: {' '.join(words)}",
                    "try `lab calicoctl node status <node>` or `lab calicoctl get ippool -o wide`")
+
+
+def cmd_graph(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.graph import draw, live as graph_live, model
+    running = lab.store.labs()
+    name = args.lab or lab.only_lab()
+    if name in running and lab.store.load(name) is not None:
+        topology = lab.topology(name)
+        sessions = None
+        if topology.cluster.calico is not None and topology.cluster.calico.backend == "bird":
+            capabilities.require_root()
+            sessions = graph_live.sessions(topology, lambda node: lab.bird_socket(node, name))
+        picture = model.build(topology, sessions if sessions is not None else {})
+    else:
+        topology = lab.load(name)
+        picture = model.build(topology)
+    output = draw.render(picture, args.output or f"{topology.name}.svg")
+    nodes = sum(1 for b in picture.nodes if not b.external)
+    print(f"wrote {output}: {nodes} nodes, {len(picture.segments)} segments, {len(picture.edges)} edges "
+          f"({'live' if picture.live else 'from ' + topology.source})")
+    return 0
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:

@@ -1,0 +1,154 @@
+"""What `lab graph` draws, as plain data: built from the topology model and, for a running lab, live BGP state.
+
+The model never imports matplotlib; `lab/graph/draw.py` turns it into a figure.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from lab.topology.model import Topology
+
+SESSION_STATES_UNKNOWN = "configured"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An underlay L2 segment (one switch) and its gateway on the lab's router."""
+
+    name: str
+    cidr: str
+    gateway: str
+    mtu: int
+
+
+@dataclass(frozen=True)
+class PodBox:
+    key: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class NodeBox:
+    """A node (or an external host) drawn as one box on its segment."""
+
+    name: str
+    segment: str
+    ip: str
+    pod_cidrs: tuple[str, ...] = ()
+    pods: tuple[PodBox, ...] = ()
+    external: bool = False
+    role: str = ""            # "route reflector" for Calico reflectors
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A node-to-node edge: a tunnel (vxlan, ipip), a direct route (host-gw), a refused route, or a BGP session."""
+
+    a: str
+    b: str
+    kind: str                 # vxlan | ipip | direct | refused | bgp
+    label: str = ""
+    state: str = ""           # BGP: Established, Active, ... or "configured" (drawn from a file)
+    role: str = ""            # BGP: mesh | reflector | peer
+
+
+@dataclass(frozen=True)
+class LabGraph:
+    name: str
+    mode: str
+    segments: tuple[Segment, ...]
+    nodes: tuple[NodeBox, ...]
+    edges: tuple[Edge, ...]
+    live: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = None) -> LabGraph:
+    """The graph of `topology`; `sessions` maps (node, peer node) to a live BGP state, when the lab runs."""
+    segments = tuple(Segment(n.name, str(n.cidr), str(n.gateway), n.mtu) for n in topology.networks)
+    boxes = [NodeBox(n.name, n.network, str(n.ip), _pod_cidrs(topology, n.name),
+                     tuple(PodBox(p.key, str(p.ip)) for p in topology.pods_on(n.name)), role=_role(topology, n.name))
+             for n in topology.nodes]
+    boxes += [NodeBox(e.name, e.network, str(e.ip), external=True) for e in topology.externals]
+    if topology.cluster.cni == "flannel":
+        mode, edges = _flannel_edges(topology)
+    else:
+        mode, edges = _calico_edges(topology, sessions)
+    return LabGraph(topology.name, mode, segments, tuple(boxes), tuple(edges), live=sessions is not None)
+
+
+def _pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
+    calico = topology.cluster.calico
+    if calico is not None:
+        return tuple(str(b) for b in calico.ipam.blocks.get(node, ()))
+    cidr = topology.node(node).pod_cidr
+    return (str(cidr),) if cidr else ()
+
+
+def _role(topology: Topology, node: str) -> str:
+    calico = topology.cluster.calico
+    if calico is None:
+        return ""
+    found = [n for n in calico.nodes if n.name == node]
+    return "route reflector" if found and found[0].rr_cluster_id else ""
+
+
+def _same_segment(topology: Topology, a: str, b: str) -> bool:
+    return topology.node(a).network == topology.node(b).network
+
+
+def _pairs(topology: Topology) -> list[tuple[str, str]]:
+    return list(itertools.combinations([n.name for n in topology.nodes], 2))
+
+
+def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
+    config = topology.cluster.flannel
+    assert config is not None
+    backend = config.backend
+    mode = backend.type + ("+DirectRouting" if backend.direct_routing else "")
+    edges = []
+    port = backend.port or 8472
+    for a, b in _pairs(topology):
+        same = _same_segment(topology, a, b)
+        if backend.type == "vxlan" and not (backend.direct_routing and same):
+            edges.append(Edge(a, b, "vxlan", f"VNI {backend.vni} UDP {port}"))
+        elif same:
+            edges.append(Edge(a, b, "direct", "host-gw route"))
+        else:
+            edges.append(Edge(a, b, "refused", "route refused: no L2 adjacency"))
+    return f"flannel {mode}", edges
+
+
+def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
+    from lab.bgp import peers           # the BGP peer computation (pure; imports only the model)
+    calico = topology.cluster.calico
+    assert calico is not None
+    edges: list[Edge] = []
+    encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
+    ipip = next((m for m, _ in encap if m != "Never"), "Never")
+    vxlan = next((m for _, m in encap if m != "Never"), "Never")
+    for a, b in _pairs(topology):
+        same = _same_segment(topology, a, b)
+        if ipip == "Always" or (ipip == "CrossSubnet" and not same):
+            edges.append(Edge(a, b, "ipip", "IPIP (proto 4)"))
+        elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
+            edges.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
+    by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
+    seen: set[frozenset[str]] = set()
+    if calico.backend == "bird":
+        for node, sessions_of in peers.peerings(topology).items():
+            for peering in sessions_of:
+                other = by_ip.get(str(peering.ip))
+                if other is None or frozenset((node, other)) in seen:
+                    continue
+                seen.add(frozenset((node, other)))
+                role = "mesh" if peering.kind == "mesh" else (
+                    "reflector" if peering.rr_cluster_id or _role(topology, other) else "peer")
+                state = (sessions or {}).get((node, other), SESSION_STATES_UNKNOWN if sessions is None else "absent")
+                edges.append(Edge(node, other, "bgp", f"BGP {role}", state=state, role=role))
+    modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
+                             (f"vxlan {vxlan}", vxlan != "Never")) if on]
+    return "calico " + (" + ".join(modes) or "no routing"), edges
