@@ -138,6 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("-o", "--output", help="the figure, .svg or .png (default <lab>.svg)")
     graph.set_defaults(func=cmd_graph)
 
+    capture = sub.add_parser("capture", help="tcpdump in a node or pod: lab capture k8s-node01:flannel.1 -w x.pcap")
+    capture.add_argument("target", help="<node|namespace/pod>[:interface] (default interface eth0; `any` for all)")
+    capture.add_argument("-w", "--write", help="write a pcap file instead of printing")
+    capture.add_argument("--filter", help="a pcap-filter expression, e.g. 'udp port 8472'")
+    capture.add_argument("--count", type=int, help="stop after N packets")
+    capture.add_argument("--lab")
+    capture.set_defaults(func=cmd_capture)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
@@ -422,6 +430,23 @@ def cmd_graph(lab: Lab, args: argparse.Namespace) -> int:
     print(f"wrote {output}: {nodes} nodes, {len(picture.segments)} segments, {len(picture.edges)} edges "
           f"({'live' if picture.live else 'from ' + topology.source})")
     return 0
+
+
+def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.trace import capture
+    target, iface = capture.split_target(args.target)
+    iface = iface or "eth0"
+    argv = capture.tcpdump_argv("-", iface, args.write, args.filter, args.count)   # argument checks first
+    capabilities.require_root()
+    netns = lab.resolve_target(target, args.lab)
+    capture.require_interface(netns, iface, target)
+    if args.filter:
+        capture.check_filter(args.filter)
+    argv[3] = netns
+    print(f"lab capture: {' '.join(argv)}", file=sys.stderr)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 127  # not reached
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:
