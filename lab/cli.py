@@ -146,6 +146,20 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--lab")
     capture.set_defaults(func=cmd_capture)
 
+    tracep = sub.add_parser("trace", help="the path of a packet, hop by hop, from live kernel state: "
+                            "lab trace default/bs1 default/bs8")
+    tracep.add_argument("src", help="a pod (namespace/pod), node or external host")
+    tracep.add_argument("dst", help="a pod, node, external host or IP address")
+    tracep.add_argument("--port", type=int, default=None, help="destination port (TCP/UDP; default 80)")
+    tracep.add_argument("--protocol", type=str.upper, choices=["TCP", "UDP", "ICMP"], default=None,
+                        help="default ICMP, or TCP when --port is given")
+    tracep.add_argument("--json", action="store_true")
+    tracep.add_argument("--capture", action="store_true",
+                        help="send one real packet and capture it on every interface of the path")
+    tracep.add_argument("-w", "--write", help="with --capture: the merged pcap file")
+    tracep.add_argument("--lab")
+    tracep.set_defaults(func=cmd_trace)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
@@ -447,6 +461,21 @@ def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execvp(argv[0], argv)
     return 127  # not reached
+
+
+def cmd_trace(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.trace import run as trace_run
+    if args.port is not None and not 0 < args.port < 65536:
+        raise LabError(f"--port {args.port}: not a port number", "give 1-65535")
+    if args.write and not args.capture:
+        raise LabError("-w needs --capture", "add --capture to send and capture a real packet")
+    capabilities.require_root()
+    result = trace_run.run(lab, args.src, args.dst, args.port, args.protocol, args.lab, args.capture, args.write)
+    if args.json:
+        print(json.dumps(result.trace.as_dict(), indent=1))
+    else:
+        sys.stdout.write(result.text)
+    return 0 if result.trace.outcome == "delivered" else 1
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:

@@ -1,0 +1,48 @@
+"""`lab trace`: resolve the endpoints in a running lab, walk the path, optionally capture one real packet."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from lab.errors import LabError
+from lab.lifecycle import Lab
+from lab.trace import path, render
+from lab.trace.model import Packet, Trace
+
+DEFAULT_PORT = 80
+
+
+@dataclass
+class Result:
+    trace: Trace
+    text: str
+
+
+def packet_for(src_ip: str, dst_ip: str, port: int | None, protocol: str | None) -> Packet:
+    protocol = protocol or ("TCP" if port is not None else "ICMP")
+    if protocol == "ICMP":
+        if port is not None:
+            raise LabError("--port makes no sense with ICMP", "drop --port, or give --protocol TCP or UDP")
+        return Packet(src_ip, dst_ip, "ICMP")
+    return Packet(src_ip, dst_ip, protocol, random.randint(40000, 59999), port or DEFAULT_PORT)
+
+
+def run(lab: Lab, src: str, dst: str, port: int | None, protocol: str | None, lab_name: str | None,
+        capture: bool = False, write: str | None = None) -> Result:
+    state = lab._state(lab_name)
+    if state.status != "up":
+        raise LabError(f"lab {state.lab} is {state.status}", f"bring it up with `lab up {state.topology}`")
+    view = path.LabView(state.lab, state.summary, list(state.namespaces))
+    source = view.endpoint(src, "source")
+    destination = view.endpoint(dst, "destination")
+    if source.name == destination.name:
+        raise LabError(f"source and destination are both {src}", "trace between two different endpoints")
+    packet = packet_for(source.ip, destination.ip, port, protocol)
+    topology = lab.topology(state.lab)
+    trace = path.trace(view, topology, source, destination, packet)
+    if capture:
+        from lab.trace import observe
+        observe.capture(trace, lab.store.lab_dir(state.lab), write)
+    mode = f"{state.summary.get('cni', '')} {state.summary.get('mode', '')}".strip()
+    return Result(trace, render.text(trace, mode))
