@@ -58,10 +58,12 @@ class Hop:
     packet: str = ""
     steps: list[Step] = field(default_factory=list)
     crossed: list[str] = field(default_factory=list)   # every interface the packet crosses here, in order
+    forms: dict[str, str] = field(default_factory=dict)  # interface -> what a capture there shows: plain | vxlan | ipip
 
-    def cross(self, iface: str) -> None:
+    def cross(self, iface: str, form: str = "plain") -> None:
         if iface not in self.crossed:
             self.crossed.append(iface)
+            self.forms[iface] = form
 
     def add(self, kind: str, text: str, command: str = "", **data: Any) -> Step:
         step = Step(kind, text, command, dict(data))
@@ -80,15 +82,16 @@ class Trace:
     explanation: list[str] = field(default_factory=list)
     verdict: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
+    beyond: list[tuple[str, str]] = field(default_factory=list)   # interfaces the packet must NOT reach (after a drop)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def interfaces(self) -> list[tuple[str, str]]:
-        """(netns, interface) of every interface the packet crosses, in order: in, then out, per hop."""
-        seen: list[tuple[str, str]] = []
+    def interfaces(self) -> list[tuple[str, str, str]]:
+        """(netns, interface, form) of every interface the packet crosses, in order."""
+        seen: list[tuple[str, str, str]] = []
         for hop in self.hops:
             for iface in hop.crossed:
-                if (hop.netns, iface) not in seen:
-                    seen.append((hop.netns, iface))
+                if not any(n == hop.netns and i == iface for n, i, _ in seen):
+                    seen.append((hop.netns, iface, hop.forms.get(iface, "plain")))
         return seen

@@ -12,7 +12,7 @@ node's iptables. Nothing here comes from the topology file except which namespac
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lab.policy import evaluator
@@ -104,11 +104,17 @@ class Walker:
     def _cmd(self, netns: str, *words: str) -> str:
         return f"lab exec {self.view.target(netns)} -- {' '.join(words)}"
 
+    def _form(self) -> str:
+        """What a capture shows on an interface crossed now: the plain packet, or its VXLAN / IPIP envelope."""
+        if not self.stack:
+            return "plain"
+        return "ipip" if self.packet.protocol == IPIP else "vxlan"
+
     def _hop(self, netns: str, iif: str | None) -> Hop:
         where = self.view.where(netns)
         hop = Hop(netns, where, self.view.target(netns), iif)
         if iif:
-            hop.cross(iif)
+            hop.cross(iif, self._form())
         self.trace.hops.append(hop)
         return hop
 
@@ -145,12 +151,19 @@ class Walker:
             self.packet = packet
             ns = self.kernel.ns(netns)
             iif_link = ns.link(iif)
-            answer = ns.route_get(packet.dst, packet.src, iif)
+            choose = iif is None and not self.stack and len(self.trace.hops) == 1 and src.kind != "pod"
+            answer = ns.route_get(packet.dst, None if choose else packet.src, iif)
+            if choose and answer.prefsrc and answer.prefsrc != packet.src:
+                hop.add("source", f"the kernel picks source {answer.prefsrc} (the route's preferred source), "
+                        f"not {packet.src}", self._cmd(netns, "ip", "route", "get", packet.dst), src=answer.prefsrc)
+                packet = replace(packet, src=answer.prefsrc)
+                self.trace.packet = packet
+                hop.packet = packet.text()
             words = ["ip", "route", "get", "fibmatch", packet.dst] + (["from", packet.src, "iif", iif_link.name] if iif_link
                                                           else [])
             if answer.error:
                 hop.add("route", f"no route to {packet.dst}: {answer.error}", self._cmd(netns, *words))
-                return self._fail(hop, f"{self.view.where(netns)} has no route to {packet.dst}",
+                return self._fail(hop, f"{hop.where} has no route to {packet.dst}",
                                   self._why_no_route(netns, packet))
             hop.add("route", f"{answer.entry or answer.type}" + (f"  (table {answer.table})"
                                                                   if answer.table not in (254, 255) else ""),
@@ -193,7 +206,7 @@ class Walker:
                 iif = None
                 continue
             if not self.stack and self.view.by_netns.get(netns, ("",))[0] == "node" and oif.name == "eth0":
-                self._nat(ns, hop, packet, oif)
+                packet = self._nat(ns, hop, packet, oif, answer)
             moved = self._leave(ns, hop, oif, nexthop)
             if moved is None:
                 return self.trace
@@ -218,8 +231,8 @@ class Walker:
                     f"neither the bridge's FDB nor any port's far end holds {nexthop}"])
                 return None
         hop.oif = port.name
-        hop.cross(oif.name)
-        hop.cross(port.name)
+        hop.cross(oif.name, self._form())
+        hop.cross(port.name, self._form())
         return self._cross(ns, port, mac, nexthop)
 
     def _cross(self, ns: Netns, port: Link, mac: str | None, nexthop: str) -> tuple[str, int, Hop] | None:
@@ -241,7 +254,7 @@ class Walker:
             hop.add("bridge", f"{far_link.name} is a port of {bridge.name}; the frame is addressed to {bridge.name} "
                     f"itself ({bridge.mac}), so it goes up to this namespace's IP layer on {bridge.name}",
                     self._cmd(far_ns.name, "ip", "link", "show", bridge.name))
-            hop.cross(bridge.name)
+            hop.cross(bridge.name, self._form())
             return far_ns.name, bridge.index, hop
         hop = self._hop(far_ns.name, far_link.name)
         hop.where = f"switch {bridge.name} ({self.view.where(far_ns.name)})"
@@ -253,7 +266,7 @@ class Walker:
         if self._policy(far_ns, hop, self.packet, out) is False:    # bridged traffic crosses FORWARD (br_netfilter)
             return None
         hop.oif = out.name
-        hop.cross(out.name)
+        hop.cross(out.name, self._form())
         return self._cross(far_ns, out, mac, nexthop)
 
     def _bridge_port(self, ns: Netns, hop: Hop, bridge: Link, mac: str | None, nexthop: str) -> Link | None:
@@ -347,15 +360,18 @@ class Walker:
         return None
 
     # -- iptables --------------------------------------------------------------------------------------
-    def _nat(self, ns: Netns, hop: Hop, packet: Packet, oif: Link) -> None:
+    def _nat(self, ns: Netns, hop: Hop, packet: Packet, oif: Link, answer: RouteAnswer) -> Packet:
         result = nat.postrouting(ns.iptables("nat"), packet.src, packet.dst, oif.name, packet.protocol,
                                  nat.ipset_members(ns.name))
         cmd = self._cmd(ns.name, "iptables-save", "-t", "nat")
         if result.action in ("MASQUERADE", "SNAT"):
-            hop.add("nat", f"{result.action}: the source {packet.src} is rewritten to {oif.name}'s address by "
-                    f"`{result.rule}`", cmd, action=result.action, rule=result.rule)
-        elif result.rule:
+            new_src = answer.prefsrc or next((a for a, _, i in ns.addresses() if i == oif.index), packet.src)
+            hop.add("nat", f"{result.action}: the source {packet.src} is rewritten to {oif.name}'s address {new_src} "
+                    f"by `{result.rule}`", cmd, action=result.action, rule=result.rule, new_src=new_src)
+            return replace(packet, src=new_src)
+        if result.rule:
             hop.add("nat", f"no masquerade: `{result.rule}` returns first", cmd, action="none", rule=result.rule)
+        return packet
 
     def _policy(self, ns: Netns, hop: Hop, packet: Packet, oif: Link) -> bool | None:
         """The policy decision at this node, when it is the source's (egress) or destination's (ingress) node."""
@@ -383,6 +399,7 @@ class Walker:
                     rule=located.deciding_rule, action=located.action)
             if denied:
                 decided = False
+                self.trace.beyond.append((ns.name, oif.name))
                 self._fail(hop, f"denied by NetworkPolicy ({direction.lower()} of {pod.name}): {located.action} in "
                            f"{located.pod_chain}", [
                                f"{pod.name} is isolated for {direction.lower()} by "
@@ -430,6 +447,9 @@ class Walker:
             if summary.get("cni") == "calico" and summary.get("runtime", {}).get("bird"):
                 lines.append(f"Calico learns that block over BGP: check the sessions with `lab calicoctl node status "
                              f"{last_node.where[5:]}` and the route with `lab birdc {last_node.where[5:]} show route`")
+        if not lines and self.view.by_netns.get(netns, ("",))[0] == "underlay":
+            lines.append(f"the lab's underlay router knows only the lab's segments (and, with external hosts, the pod "
+                         f"subnets): {packet.dst} is outside the lab, which has no uplink")
         if not lines:
             lines.append(f"{self.view.where(netns)} has no route for {packet.dst}")
         return lines

@@ -48,6 +48,8 @@ def observed_text(trace: Trace) -> list[str]:
     for row in observed["interfaces"]:
         seen = row["seen"]
         mark = "seen" if seen else "NOT seen"
+        if row.get("beyond_drop"):
+            mark = "SEEN past the drop" if seen else "not seen (past the drop, as predicted)"
         out.append(f"  {mark:<8} {row['netns']} {row['iface']}" + (f": {seen}" if seen else ""))
     if observed.get("last_seen"):
         out.append(f"  last seen: {observed['last_seen']}")
@@ -56,5 +58,6 @@ def observed_text(trace: Trace) -> list[str]:
     else:
         out.append("  predicted and observed paths agree")
     if observed.get("pcap"):
-        out.append(f"  merged pcap: {observed['pcap']} (tcpdump -r {observed['pcap']} -nn -e)")
+        out.append(f"  merged pcap: {observed['pcap']}, {observed['pcap_packets']} packets, {observed['pcap_format']} "
+                   f"(tcpdump -r {observed['pcap']} -nn -e)")
     return out

@@ -1,0 +1,222 @@
+"""`lab trace --capture`: one real packet, captured by tcpdump on every interface of the predicted path at once.
+
+One tcpdump per interface, each inside its namespace (`ip netns exec <ns> tcpdump -i <iface> -w ...`), all
+started before the packet is sent and all stopped afterwards, whatever happens. The packet is sent from
+the source's namespace by a helper thread (ICMP echo, a UDP datagram, or a TCP SYN), carrying a nonce;
+each capture is decoded (VXLAN and IPIP included) to find that packet, and what each interface saw is
+compared with what the trace predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from lab.errors import LabError
+from lab.netns import namespace
+from lab.trace import pcap
+from lab.trace.model import Trace
+
+START_TIMEOUT = 3.0
+SETTLE = 0.25            # seconds after sending: a packet crosses a lab in well under a millisecond
+
+
+def _filter(trace: Trace) -> str:
+    ports = sorted({step.data["port"] for hop in trace.hops for step in hop.steps
+                    if step.kind in ("encap", "decap") and step.data.get("port")}
+                   | {step.data["vni"] and 0 for hop in trace.hops for step in hop.steps if False})
+    parts = [f"host {trace.dst.ip}", "ip proto 4"] + [f"udp port {p}" for p in ports]
+    return " or ".join(parts)
+
+
+def _vxlan_ports(trace: Trace) -> set[int]:
+    found = {8472, 4789}
+    for hop in trace.hops:
+        for step in hop.steps:
+            if step.kind == "encap" and step.data.get("port"):
+                found.add(step.data["port"])
+    return found
+
+
+def _start(netns: str, iface: str, path: str, bpf: str) -> subprocess.Popen:
+    argv = ["ip", "netns", "exec", netns, "tcpdump", "-nn", "-U", "--immediate-mode", "-s", "262144", "-i", iface, "-w", path, bpf]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_listening(procs: list[subprocess.Popen]) -> None:
+    pending = {p.stderr.fileno(): p for p in procs if p.stderr}
+    banners: dict[int, bytes] = {fd: b"" for fd in pending}
+    deadline = time.monotonic() + START_TIMEOUT
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LabError("tcpdump did not start on every interface within 3 s",
+                           "is tcpdump installed (scripts/install-deps.sh)? is the machine very busy?")
+        ready, _, _ = select.select(list(pending), [], [], remaining)
+        for fd in ready:
+            chunk = os.read(fd, 4096)
+            banners[fd] += chunk
+            if b"listening on" in banners[fd]:
+                del pending[fd]
+            elif not chunk:
+                raise LabError(f"tcpdump failed: {banners[fd].decode(errors='replace').strip()}",
+                               "check the interface with `lab capture`")
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Stop every tcpdump (SIGTERM, then SIGKILL) and reap it: none may outlive the trace."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 2.0
+    for proc in procs:
+        try:
+            proc.wait(max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _send(trace: Trace, nonce: bytes, ident: int) -> None:
+    """Send the trace's packet from inside the source namespace (runs on a helper thread)."""
+    packet = trace.packet
+    if packet.protocol == "ICMP":
+        body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + nonce
+        body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+            sock.sendto(body, (packet.dst, 0))
+        return
+    kind = socket.SOCK_DGRAM if packet.protocol == "UDP" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((packet.src, packet.sport))
+        if kind == socket.SOCK_DGRAM:
+            sock.sendto(nonce, (packet.dst, packet.dport))
+            return
+        sock.setblocking(False)
+        try:
+            sock.connect((packet.dst, packet.dport))
+        except BlockingIOError:
+            pass
+        time.sleep(SETTLE)              # the SYN is on its way; closing later sends nothing that matters
+
+
+def _ours(layers: pcap.Layers, trace: Trace, ident: int) -> bool:
+    src, dst, _ttl, _length, protocol = layers.inner
+    packet = trace.packet
+    if dst != trace.dst.ip:
+        return False
+    if packet.protocol == "ICMP":
+        return protocol == 1 and layers.l4[0] == ident and layers.l4[1] == 8
+    number = 6 if packet.protocol == "TCP" else 17
+    return protocol == number and layers.l4[1] == packet.dport
+
+
+def capture(trace: Trace, workdir: str, write: str | None) -> None:
+    """Capture the trace's packet on every predicted interface; fills `trace.observed`."""
+    interfaces = trace.interfaces()
+    watched = [(n, i) for n, i, _ in interfaces] + list(trace.beyond)
+    if not interfaces:
+        raise LabError("the trace crosses no interface", "nothing to capture")
+    if write and not os.path.isdir(os.path.dirname(os.path.abspath(write))):
+        raise LabError(f"-w {write}: directory does not exist", "create it or write the pcap elsewhere")
+    nonce = b"lab-trace " + secrets.token_hex(8).encode()
+    ident = secrets.randbelow(0xFFFF) or 1
+    bpf = _filter(trace)
+    os.makedirs(workdir, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="trace-", dir=workdir) as tmp:
+        files = [os.path.join(tmp, f"{i}.pcap") for i in range(len(watched))]
+        procs: list[subprocess.Popen] = []
+        try:
+            for (netns, iface), path in zip(watched, files):
+                procs.append(_start(netns, iface, path, bpf))
+            _wait_listening(procs)
+            assert trace.src.netns is not None
+            namespace.run_in(trace.src.netns, lambda: _send(trace, nonce, ident))
+            time.sleep(SETTLE)
+        finally:
+            _stop(procs)
+        trace.observed = _compare(trace, interfaces, files, ident, write)
+    trace.observed["seconds"] = round(time.monotonic() - started, 3)
+    trace.observed["filter"] = bpf
+
+
+def _compare(trace: Trace, interfaces: list[tuple[str, str, str]], files: list[str], ident: int,
+             write: str | None) -> dict[str, Any]:
+    ports = _vxlan_ports(trace)
+    rows, differences = [], []
+    merged: list[tuple[int, pcap.Record]] = []
+    linktypes: list[tuple[str, int]] = []
+    last_seen = None
+    for index, ((netns, iface, form), path) in enumerate(zip(interfaces, files)):
+        linktype, records = pcap.read(path)
+        linktypes.append((f"{netns}:{iface}", linktype))
+        seen = None
+        for record in records:
+            layers = pcap.decode(linktype, record.data, ports)
+            if layers is not None and _ours(layers, trace, ident):
+                merged.append((index, record))
+                if seen is None:
+                    seen = layers
+        observed_form = "plain" if seen is None or seen.encap == "plain" else (
+            "ipip" if seen.encap == "IPIP" else "vxlan")
+        rows.append({"netns": netns, "iface": iface, "predicted": form,
+                     "seen": seen.describe() if seen else None, "encapsulation": seen.encap if seen else None,
+                     "ttl": seen.inner[2] if seen else None, "length": seen.inner[3] if seen else None})
+        if seen is None:
+            differences.append(f"predicted on {netns} {iface} ({form}), not seen")
+        else:
+            last_seen = f"{netns} {iface}"
+            if observed_form != form:
+                differences.append(f"{netns} {iface}: predicted {form}, seen {seen.encap}")
+    for netns, iface in trace.beyond:
+        path = files[len(interfaces) + trace.beyond.index((netns, iface))]
+        linktype, records = pcap.read(path)
+        seen_beyond = [r for r in records if (layers := pcap.decode(linktype, r.data, ports)) is not None
+                       and _ours(layers, trace, ident)]
+        rows.append({"netns": netns, "iface": iface, "predicted": "not reached", "beyond_drop": True,
+                     "seen": f"{len(seen_beyond)} packets" if seen_beyond else None})
+        if seen_beyond:
+            differences.append(f"{netns} {iface}: seen past the predicted drop")
+    result: dict[str, Any] = {"interfaces": rows, "differences": differences, "last_seen": last_seen,
+                              "implementation": "tcpdump per interface, packet sent from the source namespace"}
+    if write:
+        merged.sort(key=lambda item: item[1].ts)
+        kinds = {lt for _, lt in linktypes}
+        if len(kinds) == 1:
+            pcap.write_classic(write, kinds.pop(), [r for _, r in merged])
+            result["pcap_format"] = "pcap, link type of every interface"
+        else:
+            pcap.write_classic(write, pcap.LINKTYPE_LINUX_SLL,
+                               [pcap.to_cooked(linktypes[i][1], r) for i, r in merged])
+            result["pcap_format"] = ("pcap, Linux cooked (SLL): the path mixes Ethernet and raw-IP interfaces; "
+                                     "Ethernet destination MACs are not kept")
+        result["pcap"] = write
+        result["pcap_packets"] = len(merged)
+    return result
