@@ -160,6 +160,17 @@ def _parser() -> argparse.ArgumentParser:
     tracep.add_argument("--lab")
     tracep.set_defaults(func=cmd_trace)
 
+    impairp = sub.add_parser("impair", help="impair a link of a running lab: lab impair k8s-node01 --rate 50mbit "
+                             "--loss 1%%; lab impair --clear")
+    impairp.add_argument("target", nargs="?", help="<node|namespace/pod>[:interface] (default interface eth0)")
+    impairp.add_argument("--rate", help="e.g. 100mbit, 500kbit, 10mbps (bytes/s)")
+    impairp.add_argument("--delay", help="e.g. 20ms (needs netem)")
+    impairp.add_argument("--jitter", help="e.g. 5ms (needs netem, and a delay)")
+    impairp.add_argument("--loss", help="e.g. 1%%")
+    impairp.add_argument("--clear", action="store_true", help="remove the impairment (of the target, or every one)")
+    impairp.add_argument("--lab")
+    impairp.set_defaults(func=cmd_impair)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
@@ -264,6 +275,9 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         print()
     print("daemons: " + (", ".join(f"{d['command']} (pid {d['pid']}, {d['netns']})" for d in status["daemons"])
                          or "none (the lab itself programs the data plane; nothing runs in the namespaces)"))
+    for row in status.get("impairments", []):
+        print(f"impairment ({row['target']}): {row['netns']} {row['interface']}: {row['impairment']} - "
+              + "; ".join(f"{k} by {v}" for k, v in row["implementation"].items()))
     for note in status["notes"]:
         print(f"note: {note}")
     for note in status["capabilities"]:
@@ -476,6 +490,31 @@ def cmd_trace(lab: Lab, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result.text)
     return 0 if result.trace.outcome == "delivered" else 1
+
+
+def cmd_impair(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.topology import impair
+    from lab.trace.capture import split_target
+    values = {"rate": args.rate, "delay": args.delay, "jitter": args.jitter, "loss": args.loss}
+    given = {k: v for k, v in values.items() if v is not None}
+    if args.clear and given:
+        raise LabError("--clear takes no --rate/--delay/--jitter/--loss", "clear first, then set the new values")
+    if not args.clear and not given:
+        raise LabError("nothing to do", "give --rate, --delay, --jitter or --loss, or --clear")
+    if not args.clear and args.target is None:
+        raise LabError("no target", "name a node or pod, e.g. `lab impair k8s-node01:eth0 --rate 50mbit`")
+    try:
+        impairment = None if args.clear else impair.parse(given)
+    except impair.ImpairValueError as exc:
+        raise LabError(f"--{exc.field}: {exc}", exc.hint) from None
+    target, iface = split_target(args.target) if args.target else (None, None)
+    rows = lab.impair(args.lab, target, iface, impairment)
+    if args.clear:
+        print(f"cleared {'every impairment' if target is None else args.target}")
+    for row in rows:
+        print(f"{row['target']}: {row['netns']} {row['interface']}: {row['impairment']} "
+              f"({'; '.join(f'{k} by {v}' for k, v in row['implementation'].items())})")
+    return 0
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:

@@ -10,13 +10,14 @@ from typing import Any, Callable
 from lab import cni, live, readiness
 from lab.bgp import birdc, calicoctl, daemons
 from lab.errors import LabError
-from lab.netns import apply, capabilities, namespace, names, neighbours, render
+from lab.netns import apply, capabilities, namespace, names, neighbours, qdisc, render
 from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
 from lab.policy import enforce
 from lab.probe import servers
 from lab.probe.sourceports import SourcePorts
 from lab.topology import loader, registry
+from lab.topology.impair import Impairment
 from lab.topology.model import Topology
 
 
@@ -39,10 +40,12 @@ class Lab:
     def load(self, name_or_path: str) -> Topology:
         return loader.load(registry.resolve(name_or_path))
 
-    def plan(self, topology: Topology, caps: capabilities.Capabilities | None = None
+    def plan(self, topology: Topology, caps: capabilities.Capabilities | None = None, netem: bool | None = None
              ) -> tuple[LabPlan, neighbours.Decision]:
-        """The CNI's plan, plus static neighbours when the host's shared ARP table is too small for it."""
-        plan = cni.plan(topology, caps)
+        """The CNI's plan with the topology's link impairments, plus static neighbours when the host's shared
+        ARP table is too small for it."""
+        plan = qdisc.with_impairments(cni.plan(topology, caps), topology,
+                                      qdisc.netem_assumed() if netem is None else netem)
         decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
         if decision.mode == "static":
             plan = neighbours.with_static_neighbours(plan)
@@ -65,20 +68,23 @@ class Lab:
             if existing is not None:  # an `up` that was killed: replace what it left
                 self._teardown(topology.name, existing)
             caps = capabilities.detect(names.probe_netns(topology.name))
-            plan, decision = self.plan(topology, caps)
+            netem = bool(topology.impairments) and qdisc.netem_available(names.probe_netns(topology.name))
+            plan, decision = self.plan(topology, caps, netem)
             self._preflight(topology, plan, caps)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
             try:
                 apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after)
+                qdisc.apply(plan)
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)
                 runtime["policy"] = start_policy(topology)
                 runtime["probe_servers"] = servers.start(topology, self.store.lab_dir(topology.name))
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
-                                 | {"runtime": runtime})
+                                 | {"runtime": runtime, "netem": netem,
+                                    "impairments": qdisc.describe(topology, netem)})
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)
@@ -291,12 +297,51 @@ class Lab:
             runtime = state.summary.get("runtime", {})
             state.summary = (summarize(new, plan, capabilities.Capabilities.assumed())
                              | {"neighbours": state.summary.get("neighbours"), "runtime": runtime,
-                                "capabilities": state.summary.get("capabilities", [])})
+                                "capabilities": state.summary.get("capabilities", []),
+                                "netem": state.summary.get("netem", False),
+                                "impairments": state.summary.get("impairments", [])})
             if "ipip_implementation" in runtime:
                 state.summary["ipip_implementation"] = runtime["ipip_implementation"] or state.summary.get(
                     "ipip_implementation")
             self.store.save(state)
         return live.Change(lab=lab, summary=changes, old=old, new=new)
+
+    # -- link impairments -----------------------------------------------------------------------
+    def impair(self, lab: str | None, target: str | None, iface: str | None,
+               impairment: "Impairment | None") -> list[dict[str, Any]]:
+        """Set (or with `impairment` None, clear) a live impairment; `target` None clears every one.
+        Checks the target and interface, and netem for delay, before anything changes; returns the rows in force."""
+        from lab.trace.capture import require_interface
+        capabilities.require_root()
+        lab = lab or self.only_lab()
+        with self.store.locked(lab):
+            state = self._state(lab)
+            if state.status != "up":
+                raise LabError(f"lab {lab} is {state.status}", "bring it up first")
+            rows = list(state.summary.get("impairments", []))
+            if target is None:
+                for netns in sorted({r["netns"] for r in rows} | set(state.namespaces)):
+                    if namespace.exists(netns):
+                        qdisc.live_clear(netns, None)
+                rows = []
+            else:
+                netns = self.resolve_target(target, lab)
+                dev = iface or "eth0"
+                require_interface(netns, dev, target)
+                if impairment is None:
+                    qdisc.live_clear(netns, dev)
+                else:
+                    netem = state.summary.get("netem")
+                    if not netem and (impairment.delay_ms is not None or impairment.jitter_ms is not None):
+                        netem = qdisc.netem_available(names.probe_netns(lab))
+                        state.summary["netem"] = netem
+                    qdisc.live_set(netns, dev, impairment, bool(netem))
+                rows = [r for r in rows if (r["netns"], r["interface"]) != (netns, dev)]
+                if impairment is not None:
+                    rows.append(qdisc.row(f"live {target}", netns, dev, impairment, bool(state.summary.get("netem"))))
+            state.summary["impairments"] = rows
+            self.store.save(state)
+            return rows
 
     # -- cleanup ---------------------------------------------------------------------------------
     def cleanup(self) -> dict[str, apply.Removal]:

@@ -109,6 +109,16 @@ class IptablesRules:
 
 
 @dataclass(frozen=True)
+class Qdisc:
+    """A root qdisc on a device (link impairments): `tc qdisc replace dev <dev> root <kind> <args...>`."""
+
+    dev: str
+    kind: Literal["tbf", "netem"]
+    args: tuple[str, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class NamespacePlan:
     """Everything one network namespace holds."""
 
@@ -123,6 +133,7 @@ class NamespacePlan:
     fdb: tuple[FdbEntry, ...] = ()
     iptables: tuple[IptablesRules, ...] = ()
     notes: tuple[str, ...] = ()
+    qdiscs: tuple[Qdisc, ...] = ()          # link impairments (lab/netns/qdisc.py)
 
     def link(self, name: str) -> Link:
         return next(link for link in self.links if link.name == name)

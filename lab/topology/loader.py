@@ -11,7 +11,7 @@ from typing import Any
 from lab.errors import TopologyError
 from lab.policy import manifest as policy_manifest
 from lab.policy.model import NetworkPolicy
-from lab.topology import calico_conf, flannel_conf, ipam, labels, schema
+from lab.topology import calico_conf, flannel_conf, impair, ipam, labels, schema
 from lab.topology.calico_loader import CalicoBuilder
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)
@@ -146,7 +146,10 @@ class _Builder:
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
                         externals=externals, notes=tuple(self.notes), static_neighbours=static,
-                        resources=frozenset(k for item in items if (k := resource_key(item.data)) is not None))
+                        resources=frozenset(k for item in items if (k := resource_key(item.data)) is not None),
+                        impairments=impair.from_topology(
+                            self.data, self.fail, lambda path: f"{self.doc.file}:{self.doc.line(path) or 1}: "
+                            + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")))
 
     # -- hosts outside the cluster ---------------------------------------------------------------
     def _externals(self, networks: tuple[Network, ...], nodes: tuple[Node, ...]) -> tuple[External, ...]:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from lab.policy.model import NetworkPolicy
+from lab.topology.impair import ImpairSpec
 
 IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
@@ -203,6 +204,7 @@ class Topology:
     notes: tuple[str, ...] = ()
     static_neighbours: str = "auto"   # auto | static | dynamic
     resources: frozenset[tuple[str, str]] = frozenset()   # (kind, name) of every manifest declared or applied
+    impairments: tuple[ImpairSpec, ...] = ()   # `impair:` of networks and nodes (lab/topology/impair.py)
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)

@@ -1,0 +1,221 @@
+"""Link impairments in the kernel: root qdiscs (tbf, or netem where the kernel has it) and loss rules.
+
+Where the kernel has sch_netem, one netem qdisc does delay, jitter, loss and rate. Without it (this
+kernel has no netem and no fq): rate is a tbf qdisc; loss is an iptables rule in the namespace's mangle
+POSTROUTING (`-m statistic --mode random --probability p -j DROP`, chain LAB-IMPAIR), which really drops
+that share of the packets leaving the interface, and is recorded as such; delay and jitter are refused,
+naming the missing module and the Vagrant VM. Netem is detected by trying it in a scratch namespace.
+Everything lives in the lab's own namespaces, so `lab down` removes it with them.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import replace
+from typing import Any
+
+from lab.errors import ApplyError, LabError
+from lab.netns import namespace, names
+from lab.netns.plan import IptablesRules, LabPlan, NamespacePlan, Qdisc
+from lab.topology.impair import ImpairSpec, Impairment
+from lab.topology.model import Topology
+
+CHAIN = "LAB-IMPAIR"
+TABLE = "mangle"
+TBF_LATENCY = "50ms"
+NO_NETEM = ("this kernel has no netem (module sch_netem), which delay and jitter need",
+            "load it (modprobe sch_netem) if your kernel ships it, or run the lab in the Vagrant VM "
+            "(`vagrant up && vagrant ssh`), whose kernel has it; rate and loss work here without it")
+
+
+def netem_available(scratch: str) -> bool:
+    """Try a netem qdisc on the loopback of a throw-away namespace (never the host's)."""
+    namespace.remove(scratch)
+    namespace.create_many([scratch])
+    try:
+        result = subprocess.run(["tc", "-n", scratch, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+                                capture_output=True, text=True, check=False)
+        return result.returncode == 0
+    finally:
+        namespace.remove(scratch)
+
+
+def netem_assumed() -> bool:
+    """A guess without privilege (for --dry-run)."""
+    return os.path.isdir("/sys/module/sch_netem")
+
+
+def _burst(rate_bps: int) -> int:
+    """tbf's bucket: 10 ms worth of the rate, and never less than ten full-size frames."""
+    return max(rate_bps // 8 // 100, 15140)
+
+
+def qdisc_for(dev: str, impairment: Impairment, netem: bool) -> Qdisc | None:
+    if netem:
+        args: list[str] = []
+        if impairment.delay_ms is not None:
+            args += ["delay", f"{impairment.delay_ms:g}ms"]
+            if impairment.jitter_ms:
+                args.append(f"{impairment.jitter_ms:g}ms")
+        if impairment.loss_pct is not None:
+            args += ["loss", f"{impairment.loss_pct:g}%"]
+        if impairment.rate_bps is not None:
+            args += ["rate", f"{impairment.rate_bps}bit"]
+        return Qdisc(dev, "netem", tuple(args), note=impairment.text())
+    if impairment.delay_ms is not None or impairment.jitter_ms is not None:
+        raise LabError(f"delay/jitter on {dev}: {NO_NETEM[0]}", NO_NETEM[1])
+    if impairment.rate_bps is None:
+        return None
+    return Qdisc(dev, "tbf", ("rate", f"{impairment.rate_bps}bit", "burst", str(_burst(impairment.rate_bps)),
+                              "latency", TBF_LATENCY), note=f"rate {impairment.text()}")
+
+
+def loss_rule(dev: str, impairment: Impairment, netem: bool) -> str | None:
+    """The iptables rule that drops `loss` percent of what leaves `dev` (only without netem)."""
+    if netem or impairment.loss_pct is None:
+        return None
+    probability = f"{impairment.loss_pct / 100:.5f}".rstrip("0").rstrip(".") or "0"
+    return (f"-A {CHAIN} -o {dev} -m statistic --mode random --probability {probability} "
+            f"-m comment --comment \"lab impair loss {impairment.loss_pct:g}%\" -j DROP")
+
+
+def targets(topology: Topology, spec: ImpairSpec) -> list[tuple[str, str]]:
+    """(namespace, interface) pairs an impairment applies to."""
+    if spec.kind == "node":
+        return [(names.node_netns(topology.name, spec.name), spec.interface)]
+    hosts = [n.name for n in topology.nodes if n.network == spec.name]
+    hosts += [e.name for e in topology.externals if e.network == spec.name]
+    return [(names.node_netns(topology.name, host), "eth0") for host in hosts]
+
+
+def with_impairments(plan: LabPlan, topology: Topology, netem: bool) -> LabPlan:
+    """The plan with the topology's impairments: qdiscs, and loss rules in each namespace's mangle table."""
+    if not topology.impairments:
+        return plan
+    qdiscs: dict[str, list[Qdisc]] = {}
+    rules: dict[str, list[str]] = {}
+    for spec in topology.impairments:
+        for netns, dev in targets(topology, spec):
+            ns = plan.namespace(netns)
+            if not any(link.name == dev for link in ns.links):
+                known = ", ".join(link.name for link in ns.links)
+                raise LabError(f"{spec.source}: node {spec.name} has no interface {dev!r}",
+                               f"its interfaces are: {known}")
+            try:
+                found = qdisc_for(dev, spec.impairment, netem)
+            except LabError as exc:
+                raise LabError(f"{spec.source}: {exc.args[0]}", NO_NETEM[1]) from None
+            if found:
+                qdiscs.setdefault(netns, []).append(found)
+            rule = loss_rule(dev, spec.impairment, netem)
+            if rule:
+                rules.setdefault(netns, []).append(rule)
+
+    def impaired(ns: NamespacePlan) -> NamespacePlan:
+        extra = ns.iptables
+        if ns.name in rules:
+            extra += (IptablesRules(TABLE, (CHAIN,), (f"-A POSTROUTING -j {CHAIN}", *rules[ns.name])),)
+        return replace(ns, qdiscs=ns.qdiscs + tuple(qdiscs.get(ns.name, ())), iptables=extra)
+
+    return replace(plan, namespaces=tuple(impaired(ns) for ns in plan.namespaces))
+
+
+def qdisc_argv(netns: str, qdisc: Qdisc) -> list[str]:
+    return ["tc", "-n", netns, "qdisc", "replace", "dev", qdisc.dev, "root", qdisc.kind, *qdisc.args]
+
+
+def commands(ns: NamespacePlan) -> list[str]:
+    """The namespace's qdiscs as `tc` commands (for --dry-run)."""
+    return [shlex.join(qdisc_argv(ns.name, q)) for q in ns.qdiscs]
+
+
+def apply(plan: LabPlan) -> None:
+    for ns in plan.namespaces:
+        for q in ns.qdiscs:
+            _run(qdisc_argv(ns.name, q), f"the {q.kind} qdisc on {ns.name} {q.dev}")
+
+
+def _run(argv: list[str], what: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ApplyError(f"the kernel refused {what}: {result.stderr.strip()}",
+                         f"the command was: {shlex.join(argv)}")
+    return result.stdout
+
+
+def describe(topology: Topology, netem: bool) -> list[dict[str, Any]]:
+    """What `lab status` and the state record about each impaired interface."""
+    rows = []
+    for spec in topology.impairments:
+        for netns, dev in targets(topology, spec):
+            rows.append(row(f"{spec.kind} {spec.name}", netns, dev, spec.impairment, netem))
+    return rows
+
+
+def row(target: str, netns: str, dev: str, impairment: Impairment, netem: bool) -> dict[str, Any]:
+    how: dict[str, str] = {}
+    if netem:
+        how = {f: "netem" for f, v in (("rate", impairment.rate_bps), ("delay", impairment.delay_ms),
+                                        ("loss", impairment.loss_pct)) if v is not None}
+    else:
+        if impairment.rate_bps is not None:
+            how["rate"] = "tbf qdisc"
+        if impairment.loss_pct is not None:
+            how["loss"] = f"iptables -t {TABLE} {CHAIN}: statistic --mode random DROP (no netem on this kernel)"
+    return {"target": target, "netns": netns, "interface": dev, "impairment": impairment.text(),
+            **impairment.as_dict(), "implementation": how}
+
+
+# -- live changes (`lab impair`) ---------------------------------------------------------------------
+def _iptables(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    argv = ["ip", "netns", "exec", netns, "iptables", "-w", "-t", TABLE, *args]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise ApplyError(f"iptables refused {' '.join(args)} in {netns}: {result.stderr.strip()}",
+                         "the impairment was not changed")
+    return result
+
+
+def _drop_loss_rules(netns: str, dev: str | None) -> None:
+    listing = _iptables(netns, "-S", CHAIN, check=False)
+    if listing.returncode != 0:
+        return
+    for line in listing.stdout.splitlines():
+        if line.startswith(f"-A {CHAIN} ") and (dev is None or f" -o {dev} " in line):
+            _iptables(netns, "-D", *shlex.split(line)[1:])
+    if dev is None or not any(l.startswith(f"-A {CHAIN} ") for l in _iptables(netns, "-S", CHAIN).stdout.splitlines()):
+        _iptables(netns, "-D", "POSTROUTING", "-j", CHAIN, check=False)
+        _iptables(netns, "-X", CHAIN, check=False)
+
+
+def live_set(netns: str, dev: str, impairment: Impairment, netem: bool) -> None:
+    """Replace the interface's impairment on a running lab (validated before anything changes)."""
+    found = qdisc_for(dev, impairment, netem)
+    rule = loss_rule(dev, impairment, netem)
+    live_clear(netns, dev)
+    if found:
+        _run(qdisc_argv(netns, found), f"the {found.kind} qdisc on {netns} {dev}")
+    if rule:
+        if _iptables(netns, "-S", CHAIN, check=False).returncode != 0:
+            _iptables(netns, "-N", CHAIN)
+            _iptables(netns, "-A", "POSTROUTING", "-j", CHAIN)
+        _iptables(netns, *shlex.split(rule))
+
+
+def live_clear(netns: str, dev: str | None) -> None:
+    """Remove the impairment of one interface (every interface when `dev` is None): root qdisc and loss rules."""
+    devices = [dev] if dev else [line.split()[4] for line in _qdiscs(netns) if " root " in line]
+    for device in devices:
+        if any(f" dev {device} root " in f" {line} " for line in _qdiscs(netns)):
+            subprocess.run(["tc", "-n", netns, "qdisc", "del", "dev", device, "root"], capture_output=True,
+                           check=False)
+    _drop_loss_rules(netns, dev)
+
+
+def _qdiscs(netns: str) -> list[str]:
+    """`tc qdisc show` lines of qdiscs the lab set (tbf/netem at root)."""
+    result = subprocess.run(["tc", "-n", netns, "qdisc", "show"], capture_output=True, text=True, check=False)
+    return [line for line in result.stdout.splitlines() if line.split()[1:2] in (["tbf"], ["netem"])
+            and " root " in line]
