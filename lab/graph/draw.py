@@ -83,6 +83,7 @@ def render(graph: LabGraph, output: str) -> str:
         raise LabError(f"-o {output}: unknown figure format {fmt or '(none)'!r}", "name the file .svg or .png")
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"      # text stays text: searchable, and smaller files
     from matplotlib import pyplot as plt
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
