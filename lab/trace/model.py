@@ -83,6 +83,7 @@ class Trace:
     verdict: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
     beyond: list[tuple[str, str]] = field(default_factory=list)   # interfaces the packet must NOT reach (after a drop)
+    seconds: dict[str, float] = field(default_factory=dict)       # walk (kernel reads), capture
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from lab.errors import LabError
@@ -40,9 +41,13 @@ def run(lab: Lab, src: str, dst: str, port: int | None, protocol: str | None, la
         raise LabError(f"source and destination are both {src}", "trace between two different endpoints")
     packet = packet_for(source.ip, destination.ip, port, protocol)
     topology = lab.topology(state.lab)
+    started = time.monotonic()
     trace = path.trace(view, topology, source, destination, packet)
+    trace.seconds["walk"] = round(time.monotonic() - started, 4)
     if capture:
         from lab.trace import observe
+        started = time.monotonic()
         observe.capture(trace, lab.store.lab_dir(state.lab), write)
+        trace.seconds["capture"] = round(time.monotonic() - started, 4)
     mode = f"{state.summary.get('cni', '')} {state.summary.get('mode', '')}".strip()
     return Result(trace, render.text(trace, mode))
