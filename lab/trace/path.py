@@ -165,10 +165,11 @@ class Walker:
                 hop.add("route", f"no route to {packet.dst}: {answer.error}", self._cmd(netns, *words))
                 return self._fail(hop, f"{hop.where} has no route to {packet.dst}",
                                   self._why_no_route(netns, packet))
+            out_link = ns.link(answer.oif)
             hop.add("route", f"{answer.entry or answer.type}" + (f"  (table {answer.table})"
                                                                   if answer.table not in (254, 255) else ""),
                     self._cmd(netns, *words), route=answer.entry, type=answer.type, table=answer.table,
-                    gateway=answer.gateway, oif=ns.link(answer.oif).name if ns.link(answer.oif) else None)
+                    gateway=answer.gateway, oif=out_link.name if out_link else None)
             if answer.type == "local":
                 if self.stack:
                     iif = self._decap(ns, hop, packet)
@@ -196,10 +197,10 @@ class Walker:
                                    f"bring it up: lab exec {self.view.target(netns)} -- ip link set {oif.name} up"])
             nexthop = answer.gateway or packet.dst
             if oif.kind == "vxlan":
-                packet = self._vxlan(ns, hop, packet, oif, nexthop)
-                if packet is None:
+                outer = self._vxlan(ns, hop, packet, oif, nexthop)
+                if outer is None:
                     return self.trace
-                iif = None
+                packet, iif = outer, None
                 continue
             if oif.name == "tunl0":
                 packet = self._ipip(ns, hop, packet, oif, nexthop)
@@ -223,13 +224,14 @@ class Walker:
         hop.add("neighbour", f"{nexthop} dev {oif.name} lladdr {mac} {neighbour.state}" if neighbour and mac else
                 f"{nexthop} dev {oif.name}: no entry yet, the kernel ARPs for it on {oif.name}",
                 self._cmd(ns.name, "ip", "neigh", "show", nexthop, "dev", oif.name), mac=mac)
-        port = oif
+        port: Link | None = oif
         if oif.kind == "bridge":
             port = self._bridge_port(ns, hop, oif, mac, nexthop)
             if port is None:
                 self._fail(hop, f"{oif.name} has no port towards {nexthop}", [
                     f"neither the bridge's FDB nor any port's far end holds {nexthop}"])
                 return None
+        assert port is not None
         hop.oif = port.name
         hop.cross(oif.name, self._form())
         hop.cross(port.name, self._form())
