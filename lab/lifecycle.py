@@ -10,7 +10,7 @@ from typing import Any, Callable
 from lab import cni, live, readiness
 from lab.bgp import birdc, calicoctl, daemons
 from lab.errors import LabError
-from lab.netns import apply, capabilities, namespace, names, neighbours, qdisc, render
+from lab.netns import apply, capabilities, namespace, names, neighbours, impairments, render
 from lab.netns.plan import LabPlan, with_fresh_links
 from lab.netns.state import LabState, StateStore
 from lab.policy import enforce
@@ -44,8 +44,8 @@ class Lab:
              ) -> tuple[LabPlan, neighbours.Decision]:
         """The CNI's plan with the topology's link impairments, plus static neighbours when the host's shared
         ARP table is too small for it."""
-        plan = qdisc.with_impairments(cni.plan(topology, caps), topology,
-                                      qdisc.netem_assumed() if netem is None else netem)
+        plan = impairments.with_impairments(cni.plan(topology, caps), topology,
+                                            impairments.netem_assumed() if netem is None else netem)
         decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
         if decision.mode == "static":
             plan = neighbours.with_static_neighbours(plan)
@@ -68,7 +68,7 @@ class Lab:
             if existing is not None:  # an `up` that was killed: replace what it left
                 self._teardown(topology.name, existing)
             caps = capabilities.detect(names.probe_netns(topology.name))
-            netem = bool(topology.impairments) and qdisc.netem_available(names.probe_netns(topology.name))
+            netem = bool(topology.impairments) and impairments.netem_available(names.probe_netns(topology.name))
             plan, decision = self.plan(topology, caps, netem)
             self._preflight(topology, plan, caps)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
@@ -76,7 +76,7 @@ class Lab:
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
             try:
                 apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after)
-                qdisc.apply(plan)
+                impairments.apply(plan)
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)
                 runtime["policy"] = start_policy(topology)
@@ -84,7 +84,7 @@ class Lab:
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
                                  | {"runtime": runtime, "netem": netem,
-                                    "impairments": qdisc.describe(topology, netem)})
+                                    "impairments": impairments.describe(topology, netem)})
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)
@@ -322,23 +322,24 @@ class Lab:
             if target is None:
                 for netns in sorted({r["netns"] for r in rows} | set(state.namespaces)):
                     if namespace.exists(netns):
-                        qdisc.live_clear(netns, None)
+                        impairments.live_clear(netns, None)
                 rows = []
             else:
                 netns = self.resolve_target(target, lab)
                 dev = iface or "eth0"
                 require_interface(netns, dev, target)
                 if impairment is None:
-                    qdisc.live_clear(netns, dev)
+                    impairments.live_clear(netns, dev)
                 else:
                     netem = state.summary.get("netem")
                     if not netem and (impairment.delay_ms is not None or impairment.jitter_ms is not None):
-                        netem = qdisc.netem_available(names.probe_netns(lab))
+                        netem = impairments.netem_available(names.probe_netns(lab))
                         state.summary["netem"] = netem
-                    qdisc.live_set(netns, dev, impairment, bool(netem))
+                    impairments.live_set(netns, dev, impairment, bool(netem))
                 rows = [r for r in rows if (r["netns"], r["interface"]) != (netns, dev)]
                 if impairment is not None:
-                    rows.append(qdisc.row(f"live {target}", netns, dev, impairment, bool(state.summary.get("netem"))))
+                    rows.append(impairments.row(f"live {target}", netns, dev, impairment,
+                                                bool(state.summary.get("netem"))))
             state.summary["impairments"] = rows
             self.store.save(state)
             return rows

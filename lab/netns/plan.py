@@ -109,7 +109,7 @@ class IptablesRules:
 
 
 @dataclass(frozen=True)
-class Qdisc:
+class RootQdisc:
     """A root qdisc on a device (link impairments): `tc qdisc replace dev <dev> root <kind> <args...>`."""
 
     dev: str
@@ -133,7 +133,7 @@ class NamespacePlan:
     fdb: tuple[FdbEntry, ...] = ()
     iptables: tuple[IptablesRules, ...] = ()
     notes: tuple[str, ...] = ()
-    qdiscs: tuple[Qdisc, ...] = ()          # link impairments (lab/netns/qdisc.py)
+    root_qdiscs: tuple[RootQdisc, ...] = ()   # link impairments (lab/netns/impairments.py)
 
     def link(self, name: str) -> Link:
         return next(link for link in self.links if link.name == name)

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-from lab.netns import iptables, qdisc
+from lab.netns import impairments, iptables
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 Tool = Literal["ip", "bridge", "sysctl"]
@@ -70,7 +70,7 @@ def script(plan: LabPlan) -> str:
         lines += [command.shell() for command in namespace_commands(ns)]
         if ns.iptables:
             lines.append(iptables_shell(ns))
-        lines += qdisc.commands(ns)
+        lines += impairments.commands(ns)
     for path, content in plan.files.items():
         lines.append("")
         lines.append(f"# file {path}")

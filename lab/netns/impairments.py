@@ -18,7 +18,7 @@ from typing import Any
 
 from lab.errors import ApplyError, LabError
 from lab.netns import namespace, names
-from lab.netns.plan import IptablesRules, LabPlan, NamespacePlan, Qdisc
+from lab.netns.plan import IptablesRules, LabPlan, NamespacePlan, RootQdisc
 from lab.topology.impair import ImpairSpec, Impairment
 from lab.topology.model import Topology
 
@@ -52,7 +52,7 @@ def _burst(rate_bps: int) -> int:
     return max(rate_bps // 8 // 100, 15140)
 
 
-def qdisc_for(dev: str, impairment: Impairment, netem: bool) -> Qdisc | None:
+def qdisc_for(dev: str, impairment: Impairment, netem: bool) -> RootQdisc | None:
     if netem:
         args: list[str] = []
         if impairment.delay_ms is not None:
@@ -63,12 +63,12 @@ def qdisc_for(dev: str, impairment: Impairment, netem: bool) -> Qdisc | None:
             args += ["loss", f"{impairment.loss_pct:g}%"]
         if impairment.rate_bps is not None:
             args += ["rate", f"{impairment.rate_bps}bit"]
-        return Qdisc(dev, "netem", tuple(args), note=impairment.text())
+        return RootQdisc(dev, "netem", tuple(args), note=impairment.text())
     if impairment.delay_ms is not None or impairment.jitter_ms is not None:
         raise LabError(f"delay/jitter on {dev}: {NO_NETEM[0]}", NO_NETEM[1])
     if impairment.rate_bps is None:
         return None
-    return Qdisc(dev, "tbf", ("rate", f"{impairment.rate_bps}bit", "burst", str(_burst(impairment.rate_bps)),
+    return RootQdisc(dev, "tbf", ("rate", f"{impairment.rate_bps}bit", "burst", str(_burst(impairment.rate_bps)),
                               "latency", TBF_LATENCY), note=f"rate {impairment.text()}")
 
 
@@ -94,7 +94,7 @@ def with_impairments(plan: LabPlan, topology: Topology, netem: bool) -> LabPlan:
     """The plan with the topology's impairments: qdiscs, and loss rules in each namespace's mangle table."""
     if not topology.impairments:
         return plan
-    qdiscs: dict[str, list[Qdisc]] = {}
+    qdiscs: dict[str, list[RootQdisc]] = {}
     rules: dict[str, list[str]] = {}
     for spec in topology.impairments:
         for netns, dev in targets(topology, spec):
@@ -117,23 +117,23 @@ def with_impairments(plan: LabPlan, topology: Topology, netem: bool) -> LabPlan:
         extra = ns.iptables
         if ns.name in rules:
             extra += (IptablesRules(TABLE, (CHAIN,), (f"-A POSTROUTING -j {CHAIN}", *rules[ns.name])),)
-        return replace(ns, qdiscs=ns.qdiscs + tuple(qdiscs.get(ns.name, ())), iptables=extra)
+        return replace(ns, root_qdiscs=ns.root_qdiscs + tuple(qdiscs.get(ns.name, ())), iptables=extra)
 
     return replace(plan, namespaces=tuple(impaired(ns) for ns in plan.namespaces))
 
 
-def qdisc_argv(netns: str, qdisc: Qdisc) -> list[str]:
+def qdisc_argv(netns: str, qdisc: RootQdisc) -> list[str]:
     return ["tc", "-n", netns, "qdisc", "replace", "dev", qdisc.dev, "root", qdisc.kind, *qdisc.args]
 
 
 def commands(ns: NamespacePlan) -> list[str]:
     """The namespace's qdiscs as `tc` commands (for --dry-run)."""
-    return [shlex.join(qdisc_argv(ns.name, q)) for q in ns.qdiscs]
+    return [shlex.join(qdisc_argv(ns.name, q)) for q in ns.root_qdiscs]
 
 
 def apply(plan: LabPlan) -> None:
     for ns in plan.namespaces:
-        for q in ns.qdiscs:
+        for q in ns.root_qdiscs:
             _run(qdisc_argv(ns.name, q), f"the {q.kind} qdisc on {ns.name} {q.dev}")
 
 
