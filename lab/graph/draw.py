@@ -62,8 +62,11 @@ def _arc(a: tuple[float, float], b: tuple[float, float], rad: float, steps: int 
     """The quadratic curve matplotlib's arc3 draws from a to b (control point off the midpoint by rad)."""
     (xa, ya), (xb, yb) = a, b
     cx, cy = (xa + xb) / 2 + rad * (yb - ya), (ya + yb) / 2 - rad * (xb - xa)
-    return [((1 - t) ** 2 * xa + 2 * (1 - t) * t * cx + t * t * xb, (1 - t) ** 2 * ya + 2 * (1 - t) * t * cy + t * t * yb)
-            for t in (i / steps for i in range(steps + 1))]
+    points = []
+    for t in (i / steps for i in range(steps + 1)):
+        a, b, c = (1 - t) ** 2, 2 * (1 - t) * t, t * t
+        points.append((a * xa + b * cx + c * xb, a * ya + b * cy + c * yb))
+    return points
 
 
 def _edge_style(edge: Edge, count: int) -> dict:

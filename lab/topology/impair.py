@@ -88,8 +88,8 @@ def parse_rate(value: Any) -> int:
     match = RATE.match(text)
     if not match:
         raise ImpairValueError("rate", f"rate {text!r}: unknown unit or not a number",
-                               "write a number and a unit: bit, kbit, mbit, gbit (bits/s) or bps, kbps, mbps (bytes/s), "
-                               "e.g. 100mbit")
+                               "write a number and a unit: bit, kbit, mbit, gbit (bits/s) or bps, kbps, mbps "
+                               "(bytes/s), e.g. 100mbit")
     bps = int(float(match.group(1)) * RATE_FACTORS[match.group(2).lower()])
     if bps < 8000:
         raise ImpairValueError("rate", f"rate {text!r} is below 8kbit", "give at least 8kbit")
