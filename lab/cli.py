@@ -171,9 +171,25 @@ def _parser() -> argparse.ArgumentParser:
     impairp.add_argument("--lab")
     impairp.set_defaults(func=cmd_impair)
 
+    report = sub.add_parser("report", help="plot a results directory: figures, one self-contained HTML, Markdown")
+    report.add_argument("results", help="results/<experiment>/<timestamp> (or results/<experiment>: its newest run)")
+    report.add_argument("--compare", metavar="DIR", help="a second results directory to put side by side")
+    report.add_argument("-o", "--output", metavar="FILE", help="the HTML file (default: report.html in the results "
+                        "directory)")
+    report.set_defaults(func=cmd_report)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
+
+
+def cmd_report(lab: Lab, args: argparse.Namespace) -> int:
+    from lab import report  # matplotlib loads only for this command
+
+    html = report.render(args.results, compare=args.compare, output=args.output)
+    print(f"report: {html}")
+    print(f"        {html.with_suffix('.md')} and {html.parent / 'figures'}/ (PNG and SVG)")
+    return 0
 
 
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:

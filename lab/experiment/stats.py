@@ -193,6 +193,11 @@ def group_key(s: Sample) -> GroupKey:
     return (s.mode, s.measurement, s.placement, s.metric, s.param, s.param_value, s.unit)
 
 
+def group_key_of(group: dict[str, Any]) -> GroupKey:
+    """The key of a summary.json group (the inverse of writing KEY_FIELDS)."""
+    return tuple(group[f] for f in KEY_FIELDS)  # type: ignore[return-value]
+
+
 def comparison_key(key: GroupKey) -> tuple[Any, ...]:
     """What two modes must share to be compared: the key without the mode."""
     return key[1:]

@@ -1,0 +1,280 @@
+"""What a report says, independent of its format: the HTML and Markdown writers both render a Document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from lab import __version__
+from lab.experiment import stats
+from lab.report.figures import SavedFigure, fmt, measurement_title, metric_title, param_title
+from lab.report.orderings import Verdict, verdicts
+from lab.report.runs import Run, placement_label, placement_rank
+
+GENERAL_CAVEAT = ("Every mode ran in network namespaces on one host, over veth pairs and a software underlay: "
+                  "absolute figures are not those of physical NICs (no offloads, no wire, shared CPU), so hold "
+                  "orderings and ratios, not absolute values, against published benchmarks.")
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    highlight: set[int] = field(default_factory=set)   # row indexes to emphasise (the baseline)
+
+
+@dataclass
+class Document:
+    title: str
+    subtitle: list[str]
+    status: str
+    status_reason: str
+    notes: list[str]
+    verdicts: list[Verdict]
+    caveats: list[str]
+    warnings: list[str]
+    figures: list[SavedFigure]
+    summary_tables: list[Table]
+    compare_tables: list[Table]
+    environment_tables: list[Table]
+    generated: str
+
+
+def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
+    run = runs[0]
+    env = run.results.environment
+    subtitle = [f"experiment {run.results.experiment}", f"run {run.results.path.name}"]
+    if env.get("start") or env.get("start_time"):
+        subtitle.append(f"started {env.get('start') or env.get('start_time')}")
+    if len(runs) > 1:
+        subtitle.append("compared with " + ", ".join(r.name for r in runs[1:]))
+    warnings = []
+    for r in runs:
+        prefix = f"[{r.tag}] " if r.tag else ""
+        warnings += [prefix + w for w in r.summary.get("warnings", [])]
+    return Document(
+        title=run.title() + (" — comparison" if len(runs) > 1 else ""),
+        subtitle=subtitle,
+        status=run.results.status,
+        status_reason=_status_reason(env),
+        notes=run.notes(),
+        verdicts=verdicts(runs),
+        caveats=caveats(runs),
+        warnings=warnings,
+        figures=figures,
+        summary_tables=summary_tables(run),
+        compare_tables=compare_tables(runs) if len(runs) > 1 else [],
+        environment_tables=environment_tables(runs),
+        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + f" by lab {__version__}",
+    )
+
+
+def _status_reason(env: dict[str, Any]) -> str:
+    for key in ("reason", "status_reason", "incomplete_reason", "error"):
+        if env.get(key):
+            return str(env[key])
+    return ""
+
+
+# ---- caveats ----------------------------------------------------------------------------------------
+
+def caveats(runs: Sequence[Run]) -> list[str]:
+    out = []
+    for run in runs:
+        tag = f"[{run.tag}] " if run.tag else ""
+        if run.results.status != "complete":
+            reason = _status_reason(run.results.environment)
+            out.append(f"{tag}This run is {run.results.status}" + (f" ({reason})" if reason else "")
+                       + ": modes or measurements may be missing; the figures show only what was measured.")
+        for mode in run.modes:
+            emulated = [n for n in run.data_path_notes(mode) if not n.startswith("kernel")]
+            if emulated:
+                out.append(f"{tag}{mode}: {', '.join(emulated)} — not the kernel data path a real cluster uses "
+                           f"(this kernel lacks it); figures label the mode \"{run.label(mode, with_tag=False)}\" "
+                           f"and its numbers measure the lab's implementation.")
+            for tool_for, tool in run.tools(mode).items():
+                if tool.lower() in ("builtin", "built-in", "python"):
+                    out.append(f"{tag}{mode}: {tool_for} measured with the lab's built-in tool, not the usual one "
+                               f"(sockperf/netperf); compare it only with modes measured the same way.")
+        for note in _as_list(run.results.environment.get("caveats")) + _as_list(run.results.environment.get("notes")):
+            out.append(f"{tag}{note}")
+        if run.summary.get("baseline") is None and len(run.modes) > 1:
+            out.append(f"{tag}No baseline mode was named: ratios to a baseline are not computed.")
+    if len(runs) > 1:
+        for key in ("kernel", "cpu", "cpu_model", "cores", "git_commit", "commit", "lab_version"):
+            values = [str(r.results.environment.get(key)) for r in runs if r.results.environment.get(key) is not None]
+            if len(set(values)) > 1:
+                out.append(f"The runs differ in {key}: " + " vs ".join(
+                    f"[{r.tag}] {r.results.environment.get(key)}" for r in runs))
+    out.append(GENERAL_CAVEAT)
+    return out
+
+
+def _as_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+# ---- summary tables ---------------------------------------------------------------------------------
+
+def _interval(ci: Any) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f" [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def _param(g: dict[str, Any]) -> str:
+    return f"{g['param']}={fmt(g['param_value']) if isinstance(g['param_value'], (int, float)) else g['param_value']}" \
+        if g.get("param") else ""
+
+
+def summary_tables(run: Run) -> list[Table]:
+    """One table per measurement: every group's statistics, the baseline row emphasised."""
+    by_measurement: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in run.groups():
+        by_measurement[g["measurement"]].append(g)
+    baseline = run.summary.get("baseline")
+    tables = []
+    for measurement, groups in by_measurement.items():
+        groups.sort(key=lambda g: (g["metric"], placement_rank(g["placement"]), g["param"] or "",
+                                   _num(g["param_value"]), run.modes.index(g["mode"]) if g["mode"] in run.modes else 0))
+        rows, highlight = [], set()
+        for g in groups:
+            ratio = g.get("ratio_to_baseline")
+            if g["mode"] == baseline:
+                highlight.add(len(rows))
+            rows.append([
+                run.label(g["mode"], with_tag=False) + (" (baseline)" if g["mode"] == baseline else ""),
+                placement_label(g["placement"]),
+                metric_title(g["metric"]),
+                _param(g),
+                f"{g['n']}" + (f" ({g['n_repetitions']} reps)" if g.get("n_repetitions") else ""),
+                f"{fmt(g['mean'])}{_interval(g.get('ci95'))}",
+                fmt(g.get("median")),
+                f"{fmt(g.get('p5'))} – {fmt(g.get('p95'))}",
+                g["unit"],
+                (f"{ratio['value']:.3f}{_interval_ratio(ratio.get('ci95'))}" if ratio else ""),
+            ])
+        tables.append(Table(
+            measurement_title(measurement),
+            ["Mode", "Placement", "Metric", "Parameter", "n", "Mean [95% CI]", "Median", "p5 – p95", "Unit",
+             f"Ratio to {baseline or 'baseline'} [95% CI]"],
+            rows, highlight=highlight))
+    return tables
+
+
+def _interval_ratio(ci: Any) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return " [unbounded]" if ci is None else ""
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+# ---- comparison -------------------------------------------------------------------------------------
+
+def compare_tables(runs: Sequence[Run]) -> list[Table]:
+    """For every group both runs measured: both means and the ratio of the second to the first."""
+    a, b = runs[0], runs[1]
+    samples_a = _by_key(a)
+    samples_b = _by_key(b)
+    groups_b = {stats.group_key_of(g): g for g in b.groups()}
+    rows, changed = [], 0
+    for g in a.groups():
+        key = stats.group_key_of(g)
+        other = groups_b.get(key)
+        if other is None:
+            continue
+        ratio = stats.ratio_ci95(stats.replicates(samples_b[key])[0], stats.replicates(samples_a[key])[0]) \
+            if key in samples_a and key in samples_b else None
+        verdict = ""
+        if ratio and ratio.ci95:
+            differs = ratio.ci95[0] > 1 or ratio.ci95[1] < 1
+            changed += differs
+            verdict = "differs" if differs else "same within noise"
+        rows.append([
+            g["mode"], measurement_title(g["measurement"]), placement_label(g["placement"]), metric_title(g["metric"]),
+            _param(g), f"{fmt(g['mean'])}{_interval(g.get('ci95'))}", f"{fmt(other['mean'])}{_interval(other.get('ci95'))}",
+            g["unit"],
+            (f"{ratio.value:.3f}" + (f" [{ratio.ci95[0]:.3f}, {ratio.ci95[1]:.3f}]" if ratio.ci95 else "")) if ratio
+            else "", verdict])
+    only_a = len(a.groups()) - len(rows)
+    only_b = len(b.groups()) - len(rows)
+    note = (f"[{a.tag}] = {a.name}, [{b.tag}] = {b.name}. Ratio: mean of [{b.tag}] over mean of [{a.tag}] with a "
+            f"Fieller 95% interval; \"differs\" when the interval excludes 1 ({changed} of {len(rows)} groups). "
+            f"Groups in one run only: {only_a} in [{a.tag}], {only_b} in [{b.tag}].")
+    return [Table("Run against run", ["Mode", "Measurement", "Placement", "Metric", "Parameter",
+                                      f"[{a.tag}] mean [95% CI]", f"[{b.tag}] mean [95% CI]", "Unit",
+                                      f"[{b.tag}]/[{a.tag}] [95% CI]", "Verdict"], rows, note)]
+
+
+def _by_key(run: Run) -> dict[tuple[Any, ...], list[Any]]:
+    out: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for s in run.results.samples:
+        out[stats.group_key(s)].append(s)
+    return out
+
+
+# ---- environment ------------------------------------------------------------------------------------
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_scalar(v)}" for k, v in value.items() if v not in (None, "", [], {}))
+    if isinstance(value, list):
+        return ", ".join(_scalar(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def environment_tables(runs: Sequence[Run]) -> list[Table]:
+    tables = []
+    host_keys: list[str] = []
+    for r in runs:
+        for k, v in r.results.environment.items():
+            if k not in ("modes", "tools", "caveats", "notes") and k not in host_keys:
+                host_keys.append(k)
+    if len(runs) == 1:
+        env = runs[0].results.environment
+        tables.append(Table("Host and run", ["Field", "Value"], [[k, _scalar(env.get(k))] for k in host_keys]))
+    else:
+        rows, differing = [], set()
+        for k in host_keys:
+            values = [_scalar(r.results.environment.get(k)) for r in runs]
+            if len(set(values)) > 1 and k not in ("start", "end", "start_time", "end_time"):
+                differing.add(len(rows))
+            rows.append([k, *values])
+        tables.append(Table("Host and run", ["Field", *[f"[{r.tag}]" for r in runs]], rows,
+                            "Emphasised rows differ between the runs.", highlight=differing))
+    tool_rows = []
+    for r in runs:
+        tools = r.results.environment.get("tools") or {}
+        if isinstance(tools, dict):
+            tool_rows += [([f"[{r.tag}]"] if len(runs) > 1 else []) + [str(k), _scalar(v)] for k, v in tools.items()]
+    if tool_rows:
+        tables.append(Table("Tools", (["Run"] if len(runs) > 1 else []) + ["Tool", "Version"], tool_rows))
+    mode_rows = []
+    keys: list[str] = []
+    for r in runs:
+        for info in r.mode_info.values():
+            keys += [k for k in info if k not in keys and k not in ("mode", "label", "implementations")]
+    for r in runs:
+        for mode in r.modes:
+            info = r.mode_info.get(mode, {})
+            mode_rows.append(([f"[{r.tag}]"] if len(runs) > 1 else []) + [
+                mode, ", ".join(r.data_path_notes(mode) + [f"{k} tool: {v}" for k, v in r.tools(mode).items()])
+                or "kernel (nothing emulated)"] + [_scalar(info.get(k)) for k in keys])
+    if mode_rows:
+        tables.append(Table("Modes and how each ran", (["Run"] if len(runs) > 1 else []) +
+                            ["Mode", "Implementation"] + keys, mode_rows,
+                            "Implementation: how the data path was built on this kernel (kernel, eBPF or userspace) "
+                            "and which tools measured it."))
+    return tables
+
+
+__all__ = ["Document", "Table", "build", "param_title"]

@@ -1,0 +1,136 @@
+"""The runs a report shows: each results directory with its summary, its modes and how each mode ran."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.experiment import stats
+from lab.experiment.results import Results
+
+PLACEMENT_ORDER = ("same-node", "cross-node", "cross-subnet")
+
+# Implementation keys that describe a tool rather than the data path; shown in captions, not in labels.
+TOOL_SUFFIX = "_tool"
+PRETTY_IMPL = {"ebpf": "eBPF", "kernel": "kernel", "userspace": "userspace", "emulated": "emulated"}
+PRETTY_FEATURE = {"ipip": "IPIP", "vxlan": "VXLAN", "gre": "GRE", "wireguard": "WireGuard", "fou": "FOU",
+                  "policy": "policy", "nat": "NAT"}
+
+
+@dataclass
+class Run:
+    """One results directory as the report sees it. `tag` is "" for a single run, "A"/"B" when comparing."""
+
+    results: Results
+    summary: dict[str, Any]
+    tag: str = ""
+    modes: list[str] = field(default_factory=list)
+    mode_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    experiment_file: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """How the run is named in a comparison: experiment/timestamp."""
+        return f"{self.results.experiment}/{self.results.path.name}"
+
+    @property
+    def baseline(self) -> str | None:
+        return self.summary.get("baseline")
+
+    def groups(self) -> list[dict[str, Any]]:
+        return list(self.summary.get("groups", []))
+
+    def implementations(self, mode: str) -> dict[str, Any]:
+        impl = self.mode_info.get(mode, {}).get("implementations") or {}
+        return impl if isinstance(impl, dict) else {}
+
+    def data_path_notes(self, mode: str) -> list[str]:
+        """"userspace IPIP", "eBPF IPIP", "kernel IPIP": how each emulated feature of the mode ran."""
+        notes = []
+        for key, value in sorted(self.implementations(mode).items()):
+            if value in (None, "", False) or key.endswith(TOOL_SUFFIX):
+                continue
+            notes.append(f"{PRETTY_IMPL.get(str(value).lower(), str(value))} "
+                         f"{PRETTY_FEATURE.get(key.lower(), key)}")
+        return notes
+
+    def label(self, mode: str, with_tag: bool = True) -> str:
+        """The mode as every figure and table names it, e.g. "calico-ipip (userspace IPIP)"."""
+        notes = self.data_path_notes(mode)
+        text = f"{mode} ({', '.join(notes)})" if notes else mode
+        return f"{text} [{self.tag}]" if with_tag and self.tag else text
+
+    def tools(self, mode: str) -> dict[str, str]:
+        """Tool choices recorded for a mode, e.g. {"latency": "sockperf"}."""
+        return {key[:-len(TOOL_SUFFIX)]: str(value) for key, value in self.implementations(mode).items()
+                if key.endswith(TOOL_SUFFIX) and value}
+
+    def title(self) -> str:
+        report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
+        return str(report.get("title") or self.experiment_file.get("title") or self.results.experiment)
+
+    def notes(self) -> list[str]:
+        report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
+        notes = report.get("notes", self.experiment_file.get("notes"))
+        if not notes:
+            return []
+        return [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
+
+
+def load_run(directory: str | os.PathLike[str], tag: str = "") -> Run:
+    """Load a results directory; summary.json is computed from the samples when the run did not write one."""
+    results = Results.load(directory)
+    summary = results.summary
+    if not summary or "groups" not in summary:
+        baseline = results.environment.get("baseline")
+        modes = {s.mode for s in results.samples}
+        summary = stats.summarize(results.samples, baseline=baseline if baseline in modes else None,
+                                  experiment=results.experiment,
+                                  status=results.status if results.status != "unknown" else "incomplete")
+    modes: list[str] = []
+    for s in results.samples:
+        if s.mode not in modes:
+            modes.append(s.mode)
+    for p in results.timelines:
+        if p.mode not in modes:
+            modes.append(p.mode)
+    return Run(results=results, summary=summary, tag=tag, modes=modes,
+               mode_info=_mode_info(results.environment), experiment_file=_experiment_file(results.path))
+
+
+def _mode_info(environment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """environment["modes"] as {mode: info}; accepts a mapping or a list of objects naming their mode."""
+    modes = environment.get("modes") or {}
+    if isinstance(modes, dict):
+        return {str(k): v for k, v in modes.items() if isinstance(v, dict)}
+    out = {}
+    if isinstance(modes, list):
+        for item in modes:
+            if isinstance(item, dict):
+                name = item.get("mode") or item.get("label") or item.get("name")
+                if name:
+                    out[str(name)] = item
+    return out
+
+
+def _experiment_file(path: Path) -> dict[str, Any]:
+    source = path / "experiment.yaml"
+    if not source.exists():
+        return {}
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def placement_rank(placement: str) -> tuple[int, str]:
+    return (PLACEMENT_ORDER.index(placement), "") if placement in PLACEMENT_ORDER else (len(PLACEMENT_ORDER), placement)
+
+
+def placement_label(placement: str) -> str:
+    return placement or "n/a"

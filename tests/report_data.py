@@ -1,0 +1,186 @@
+"""Synthetic results directories for the report tests and scripts/bench_report.py.
+
+Plausible numbers only (orders of magnitude from anchors.md and this machine's veth labs): they exercise
+every figure, table and verdict; they are not measurements. Written through lab.experiment.results and
+summarised with lab.experiment.stats exactly as a run would be.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from lab.experiment import stats
+from lab.experiment.results import (ENVIRONMENT_FILE, SAMPLES_FILE, SUMMARY_FILE, TIMELINES_FILE, Sample,
+                                    TimelinePoint, write_json, write_samples, write_timelines)
+
+DATAPLANE_MODES = {
+    # mode: (class, rtt cross-node us, tcp Gbit/s cross-node, ipip implementation, pod MTU)
+    "flannel-host-gw": ("native", 38.0, 21.0, None, 1500),
+    "calico-bgp": ("native", 40.0, 20.0, None, 1500),
+    "calico-ipip": ("ipip", 46.0, 14.0, "userspace", 1480),
+    "flannel-vxlan": ("vxlan", 52.0, 12.5, None, 1450),
+    "calico-vxlan": ("vxlan", 54.0, 12.0, None, 1450),
+}
+ALL_KINDS = ("latency", "throughput", "mtu", "cpu", "connrate", "policy-scale", "bgp-convergence", "rr-migration")
+MSS_VALUES = list(range(96, 1461, 64))
+
+
+def make_results(directory: Path, *, experiment: str = "modes-latency-throughput", kinds: tuple[str, ...] = ALL_KINDS,
+                 reps: int = 5, rtt_samples: int = 60, total_samples: int | None = None, seed: int = 1,
+                 speed: float = 1.0, status: str = "complete", ipip: str = "userspace",
+                 baseline: str | None = "flannel-host-gw", timelines: bool = True) -> Path:
+    """Write a results directory (samples, timelines, summary, environment, experiment.yaml); return it.
+
+    `speed` scales every rate up and every time down (a "faster machine" for --compare); `ipip` is the
+    IPIP implementation recorded for calico-ipip (its userspace path is ~20x slower, as on this kernel);
+    `total_samples` pads the raw latency samples so that samples.csv has exactly that many rows.
+    """
+    rnd = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    samples: list[Sample] = []
+    points: list[TimelinePoint] = []
+    modes = dict(DATAPLANE_MODES)
+    slow = 20.0 if ipip == "userspace" else 1.0
+
+    def add(mode: str, measurement: str, placement: str, rep: int, metric: str, value: float, unit: str,
+            param: str = "", param_value: object = "") -> None:
+        pair = {"same-node": "default/a1->default/a2", "cross-node": "default/a1->default/b1"}.get(placement, "")
+        samples.append(Sample(experiment, mode, measurement, pair, placement, rep, metric, value, unit, param,
+                              param_value))  # type: ignore[arg-type]
+
+    def factor(mode: str) -> float:
+        return slow if mode == "calico-ipip" else 1.0
+
+    def noisy(value: float, cv: float = 0.04) -> float:
+        return max(value * rnd.gauss(1.0, cv), value * 0.05)
+
+    if "throughput" in kinds:
+        for mode, (_c, _rtt, gbit, _i, _mtu) in modes.items():
+            for placement, boost in (("same-node", 1.6), ("cross-node", 1.0)):
+                for rep in range(reps):
+                    g = gbit * boost * speed / (factor(mode) if placement == "cross-node" else 1.0)
+                    add(mode, "throughput", placement, rep, "throughput_tcp_1", noisy(g), "Gbit/s")
+                    add(mode, "throughput", placement, rep, "throughput_tcp_n", noisy(g * 1.5), "Gbit/s")
+                    add(mode, "throughput", placement, rep, "throughput_udp", noisy(g * 0.35, 0.08), "Gbit/s")
+                    add(mode, "throughput", placement, rep, "retransmits", float(rnd.randint(0, 40)), "count")
+    if "mtu" in kinds:
+        for mode, (_c, _rtt, gbit, _i, mtu) in modes.items():
+            for rep in range(reps):
+                add(mode, "mtu", "cross-node", rep, "path_mtu", float(mtu), "bytes")
+                add(mode, "mtu", "cross-node", rep, "encap_overhead", float(1500 - mtu), "bytes")
+                for mss in MSS_VALUES:
+                    g = gbit * speed / factor(mode) * (mss / 1460) ** 0.85
+                    add(mode, "mtu", "cross-node", rep, "throughput_at_mss", noisy(g, 0.05), "Gbit/s", "mss", mss)
+    if "cpu" in kinds:
+        for mode, (cls, *_r) in modes.items():
+            base = {"native": 0.9, "ipip": 1.2, "vxlan": 1.4}[cls] * (6 if factor(mode) > 1 else 1) / speed
+            for rep in range(reps):
+                add(mode, "cpu", "cross-node", rep, "cpu_per_gbit", noisy(base, 0.06), "cpu_s_per_Gbit")
+    if "connrate" in kinds:
+        for mode, (_c, rtt, *_r) in modes.items():
+            for placement in ("same-node", "cross-node"):
+                for rep in range(reps):
+                    rate = 1e6 / (rtt * 4 * (factor(mode) if placement == "cross-node" else 1)) * speed
+                    add(mode, "connrate", placement, rep, "tcp_crr", noisy(rate, 0.05), "conn/s")
+    if "policy-scale" in kinds:
+        for enforcer, apply_s, rules in (("kube-router", 0.25, 9.0), ("calico", 0.4, 6.0)):
+            for policies in (0, 10, 100, 1000):
+                for rep in range(reps):
+                    add(enforcer, "policy-scale", "cross-node", rep, "apply_to_enforced",
+                        noisy(apply_s + policies * 0.002, 0.1) / speed, "s", "policies", policies)
+                    add(enforcer, "policy-scale", "cross-node", rep, "iptables_rules",
+                        float(40 + rules * policies), "count", "policies", policies)
+                    add(enforcer, "policy-scale", "cross-node", rep, "rtt_tcp_rr",
+                        noisy(40 + policies * 0.004, 0.05) / speed, "us", "policies", policies)
+    if "bgp-convergence" in kinds:
+        for topo in ("calico-mesh", "calico-rr"):
+            for nodes in (3, 10, 50):
+                sessions = nodes - 1 if topo == "calico-mesh" else 2
+                for rep in range(reps):
+                    add(topo, "bgp-convergence", "", rep, "time_to_routes",
+                        noisy(2.5 + nodes * (0.08 if topo == "calico-mesh" else 0.03), 0.08) / speed, "s",
+                        "nodes", nodes)
+                    add(topo, "bgp-convergence", "", rep, "sessions_per_node", float(sessions), "count",
+                        "nodes", nodes)
+                    add(topo, "bgp-convergence", "", rep, "bird_memory", noisy(2.1 + sessions * 0.032, 0.02),
+                        "MB", "nodes", nodes)
+            if timelines:
+                nodes = 10
+                for rep in range(min(reps, 2)):
+                    for n in range(nodes):
+                        start = 2.0 + 0.1 * n + rnd.random() * 0.5
+                        peers = nodes - 1 if topo == "calico-mesh" else (2 if n >= 2 else nodes - 1)
+                        for step in range(0, 81):
+                            t = step * 0.1
+                            up = min(peers, max(0, int((t - start) * 6))) if t >= start else 0
+                            routes = min(nodes - 1, int(up * (nodes - 1) / peers)) if peers else 0
+                            points.append(TimelinePoint(experiment, topo, "bgp-convergence", rep,
+                                                        f"sessions_established:k8s-node{n + 1:02d}", t, up, "count"))
+                            points.append(TimelinePoint(experiment, topo, "bgp-convergence", rep,
+                                                        f"routes:k8s-node{n + 1:02d}", t, routes, "count"))
+    if "rr-migration" in kinds:
+        for order, outage in (("seed-order", 4.2), ("safe-order", 0.0)):
+            for rep in range(reps):
+                add(order, "rr-migration", "cross-node", rep, "outage", noisy(outage, 0.1) if outage else 0.0, "s")
+                add(order, "rr-migration", "cross-node", rep, "probes_lost",
+                    round(noisy(outage, 0.1) * 100) if outage else 0.0, "count")
+            if timelines:
+                for step in range(0, 1200):
+                    t = step * 0.01
+                    lost = 1.0 if outage and 3.0 <= t < 3.0 + outage else 0.0
+                    points.append(TimelinePoint(experiment, order, "rr-migration", 0, "probe_lost", t, lost, "count"))
+                for step in range(0, 121):
+                    t = step * 0.1
+                    for n in range(3):
+                        routes = 2 if not outage or not (3.0 <= t < 3.0 + outage) else (0 if n else 2)
+                        points.append(TimelinePoint(experiment, order, "rr-migration", 0,
+                                                    f"routes:k8s-node{n + 1:02d}", t, routes, "count"))
+    if "latency" in kinds:
+        groups = [(mode, placement, metric, rep) for mode in modes for placement in ("same-node", "cross-node")
+                  for metric in ("rtt_icmp", "rtt_tcp_rr", "rtt_udp_rr") for rep in range(reps)]
+        per_group = [rtt_samples] * len(groups)
+        if total_samples is not None:
+            room = max(0, total_samples - len(samples))
+            per_group = [room // len(groups) + (1 if i < room % len(groups) else 0) for i in range(len(groups))]
+        for (mode, placement, metric, rep), n in zip(groups, per_group):
+            base = modes[mode][1] if placement == "cross-node" else 22.0
+            base *= {"rtt_icmp": 0.8, "rtt_tcp_rr": 1.0, "rtt_udp_rr": 0.93}[metric]
+            if placement == "cross-node":
+                base *= factor(mode)
+            base /= speed
+            for _ in range(n):
+                add(mode, "latency", placement, rep, metric, base * rnd.lognormvariate(0, 0.18), "us")
+    if total_samples is not None:
+        samples = samples[:total_samples]
+
+    write_samples(directory / SAMPLES_FILE, samples)
+    if points:
+        write_timelines(directory / TIMELINES_FILE, points)
+    mode_names = sorted({s.mode for s in samples}, key=[s.mode for s in samples].index)
+    write_json(directory / SUMMARY_FILE, stats.summarize(
+        samples, baseline=baseline if baseline in mode_names else None, experiment=experiment, status=status))
+    env_modes = {}
+    for mode in mode_names:
+        info = {"topology": mode, "cni": mode.split("-")[0], "backend": "-".join(mode.split("-")[1:]),
+                "capabilities": ["netns", "veth", "vxlan", "bridge"],
+                "implementations": {"latency_tool": "sockperf", "throughput_tool": "iperf3"}}
+        if mode in modes:
+            info["mtu"] = modes[mode][4]
+            info["implementations"]["ipip"] = ipip if mode == "calico-ipip" else None
+        env_modes[mode] = info
+    environment = {
+        "experiment": experiment, "kernel": "6.18.0-lab", "cpu_model": "Synthetic CPU @ 2.0GHz", "cores": 2,
+        "memory_mb": 24105, "lab_version": "0.1.0", "git_commit": "0123abc", "start": "2026-11-30T12:00:00Z",
+        "end": "2026-11-30T12:30:00Z", "status": status, "baseline": baseline,
+        "tools": {"iperf3": "3.12", "sockperf": "3.10", "ping": "iputils 20221126", "bird": "2.0.12"},
+        "modes": env_modes,
+    }
+    if status != "complete":
+        environment["reason"] = "interrupted (SIGINT) during calico-vxlan"
+    write_json(directory / ENVIRONMENT_FILE, environment)
+    (directory / "experiment.yaml").write_text(
+        f"name: {experiment}\ntitle: Synthetic data-plane comparison\nnotes: |\n  Synthetic, plausible data for "
+        f"tests and benchmarks; not a measurement.\nmodes: {json.dumps(mode_names)}\n", encoding="utf-8")
+    return directory
