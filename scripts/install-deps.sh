@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the lab needs on Debian or Ubuntu, as root. Idempotent: installs only what is missing.
 #   scripts/install-deps.sh          run-time packages + the lab in .venv, `lab` linked into /usr/local/bin
-#   scripts/install-deps.sh --test   the same, plus what the tests need (pytest, vagrant)
+#   scripts/install-deps.sh --test   the same, plus what the tests need (pytest, vagrant, chromium: the
+#                                    report test opens the HTML report in a real headless browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 runtime=(iproute2 iptables ipset tcpdump iperf3 iputils-ping bird procps kmod python3 python3-venv ca-certificates)
-testing=(vagrant)
+testing=(vagrant chromium)
 
 missing=()
 for pkg in "${runtime[@]}"; do

@@ -41,7 +41,8 @@ class PageReport:
     images: list[dict[str, Any]]
     console_errors: list[str]
     requests: list[str]
-    leftover_pids: list[int] = field(default_factory=list)
+    killed_pids: list[int] = field(default_factory=list)   # still running after the grace period: killed
+    alive_pids: list[int] = field(default_factory=list)    # still running after that: must be empty
 
 
 class DevTools:
@@ -109,7 +110,7 @@ def _session_pids(sid: int) -> list[int]:
 
 
 def _profile_pids(profile: str) -> list[int]:
-    """Processes whose command line names our private profile directory (e.g. crashpad, which setsid()s)."""
+    """Live processes whose command line names our private profile directory (crashpad setsid()s)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -182,12 +183,8 @@ def open_page(html: Path, out_dir: Path, width: int = 1280, height: int = 900) -
             proc.wait(timeout=15)
         os.close(cmd_w)
         os.close(res_r)
-    leftovers = _session_pids(proc.pid) + _profile_pids(profile)
-    for pid in leftovers:  # our own processes only, by id
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    killed = _reap(proc.pid, profile)
+    alive = sorted(set(_session_pids(proc.pid) + _profile_pids(profile)))
     shutil.rmtree(profile, ignore_errors=True)
     errors, requests = [], []
     for event in tools.events:
@@ -202,7 +199,27 @@ def open_page(html: Path, out_dir: Path, width: int = 1280, height: int = 900) -
             requests.append(params.get("request", {}).get("url", ""))
         elif method == "Network.loadingFailed":
             errors.append(f"loading failed: {params.get('errorText')}")
-    return PageReport(screenshot, dom, images, errors, requests, leftover_pids=leftovers)
+    return PageReport(screenshot, dom, images, errors, requests, killed_pids=killed, alive_pids=alive)
+
+
+def _reap(sid: int, profile: str, grace: float = 5.0) -> list[int]:
+    """Give Chromium's helpers `grace` seconds to exit after the browser closed, then kill what is left.
+
+    Only processes of the session we started, or naming our private profile directory, by pid.
+    """
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _session_pids(sid) and not _profile_pids(profile):
+            return []
+        time.sleep(0.1)
+    left = sorted(set(_session_pids(sid) + _profile_pids(profile)))
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.2)
+    return left
 
 
 def fcntl_dup(fd: int) -> int:

@@ -254,8 +254,8 @@ def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iter
     if flat:
         panels = _ordered([(g["metric"], g["unit"]) for g in flat if g["measurement"] == measurement])
         rows, cols = _grid(len(panels))
-        title = measurement_title(measurement)
-        fig, axes = _new_figure(rows, cols, f"{title}: mean per mode and placement")
+        title = f"{measurement_title(measurement)}: mean per mode and placement"
+        fig, axes = _new_figure(rows, cols, title)
         legend: dict[str, Any] = {}
         for ax, (metric, unit) in zip(axes, panels):
             _bar_panel(ax, runs, palette, index, measurement, metric, unit, legend)

@@ -1,0 +1,287 @@
+"""`lab report` on synthetic results directories: figure files, the self-contained HTML in a real headless
+Chromium, Markdown, the published orderings, --compare and the CLI.
+
+The expected figures, labels and verdicts follow from the data tests/report_data.py writes (which
+measurements, which modes, which IPIP implementation), not from the report code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import browser
+from report_data import make_results
+
+from lab.report import render
+from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, verdicts
+from lab.report.runs import load_run
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# what the synthetic run holds -> the figures it must get (one bar chart per measurement, a CDF of
+# the raw latency samples, a sweep per swept parameter, a timeline per measurement with time series)
+FULL_FIGURES = {
+    "bars-latency", "cdf-latency", "bars-throughput", "bars-connrate", "bars-cpu", "bars-mtu", "sweep-mtu-mss",
+    "sweep-policy-scale-policies", "sweep-bgp-convergence-nodes", "timeline-bgp-convergence",
+    "bars-rr-migration", "timeline-rr-migration",
+}
+# figures in which calico-ipip (userspace IPIP in the synthetic environment) appears
+IPIP_FIGURES = {"bars-latency", "cdf-latency", "bars-throughput", "bars-connrate", "bars-cpu", "bars-mtu",
+                "sweep-mtu-mss"}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = make_results(tmp_path_factory.mktemp("full") / "20261130T120000Z", reps=3, rtt_samples=40)
+    return render(run)
+
+
+def _figures(html: Path) -> dict[str, tuple[Path, Path]]:
+    directory = html.parent / "figures"
+    return {p.stem: (p, p.with_suffix(".svg")) for p in directory.glob("*.png")}
+
+
+def _assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    with Image.open(path) as image:
+        image.load()
+        assert image.width >= 300 and image.height >= 200, f"{path}: {image.size}"
+        pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 8, f"{path} is (nearly) a single colour"
+
+
+def _svg_texts(path: Path) -> list[str]:
+    root = ET.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", f"{path}: root element {root.tag}"
+    return ["".join(el.itertext()) for el in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "poster", "data", "action") and value is not None:
+                self.refs.append((tag, name, value))
+
+
+# ---- figures ----------------------------------------------------------------------------------------
+
+def test_every_figure_exists_as_valid_png_and_svg(full: Path) -> None:
+    figures = _figures(full)
+    assert set(figures) == FULL_FIGURES
+    for name, (png, svg) in figures.items():
+        _assert_png(png)
+        assert svg.exists(), f"{name}: no SVG"
+        assert _svg_texts(svg), f"{svg}: no text (title, axes, legend)"
+
+
+def test_figures_name_the_emulated_mode_everywhere(full: Path) -> None:
+    for name in IPIP_FIGURES:
+        texts = _svg_texts(full.parent / "figures" / f"{name}.svg")
+        mentions = [t for t in texts if "calico-ipip" in t]
+        assert mentions, f"{name}: calico-ipip is not in the figure"
+        assert all("calico-ipip (userspace IPIP)" in t for t in mentions), f"{name}: unlabelled {mentions}"
+    for name in FULL_FIGURES - IPIP_FIGURES:
+        assert not any("calico-ipip" in t for t in _svg_texts(full.parent / "figures" / f"{name}.svg")), name
+
+
+def test_figures_have_titles_units_and_legends(full: Path) -> None:
+    texts = _svg_texts(full.parent / "figures" / "bars-latency.svg")
+    joined = " | ".join(texts)
+    for expected in ("Latency", "µs", "same-node", "cross-node", "flannel-host-gw", "flannel-vxlan", "calico-bgp"):
+        assert expected in joined, f"bars-latency lacks {expected!r}: {joined[:400]}"
+    sweep = " | ".join(_svg_texts(full.parent / "figures" / "sweep-mtu-mss.svg"))
+    assert "TCP MSS (bytes)" in sweep and "Gbit/s" in sweep
+    timeline = " | ".join(_svg_texts(full.parent / "figures" / "timeline-bgp-convergence.svg"))
+    assert "time (s)" in timeline and "calico-mesh" in timeline and "calico-rr" in timeline
+    assert "Established" in timeline and "routes" in timeline
+
+
+def test_only_figures_with_data(tmp_path: Path) -> None:
+    run = make_results(tmp_path / "run", kinds=("latency",), reps=2, rtt_samples=12)
+    html = render(run)
+    assert set(_figures(html)) == {"bars-latency", "cdf-latency"}
+    run = make_results(tmp_path / "tput", kinds=("throughput",), reps=2, timelines=False)
+    assert set(_figures(render(run))) == {"bars-throughput"}
+
+
+# ---- HTML -------------------------------------------------------------------------------------------
+
+def test_html_is_self_contained(full: Path) -> None:
+    text = full.read_text(encoding="utf-8")
+    parser = _Refs()
+    parser.feed(text)
+    images = [value for tag, name, value in parser.refs if tag == "img" and name == "src"]
+    assert len(images) == len(FULL_FIGURES)
+    assert all(v.startswith("data:image/png;base64,") for v in images)
+    for tag, name, value in parser.refs:
+        assert value.startswith(("data:", "#")), f"<{tag} {name}={value[:60]!r}> leaves the file"
+    assert "script" not in parser.tags
+    without_data = re.sub(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", "", text)
+    assert not re.search(r"(https?|ftp|file):", without_data, re.I), "an external URL in the HTML"
+    assert not re.search(r"url\(|@import", without_data), "CSS that loads something"
+
+
+def test_html_states_orderings_caveats_environment(full: Path) -> None:
+    text = full.read_text(encoding="utf-8")
+    for expected in ("native &lt; IPIP &lt; VXLAN", "MTU dominates", "calico-ipip (userspace IPIP)",
+                     "Caveats", "Environment", "6.18.0-lab", "iperf3", "Summary tables", "Mean [95% CI]"):
+        assert expected in text, expected
+
+
+def test_html_renders_in_headless_chromium(full: Path, tmp_path: Path) -> None:
+    # chromium is installed by scripts/install-deps.sh --test: its absence is a failure, not a skip
+    assert browser.chromium_binary(), "chromium is missing: run scripts/install-deps.sh --test"
+    page = browser.open_page(full, tmp_path)
+    assert page.alive_pids == [], "chromium left processes behind"
+    assert page.console_errors == []
+    assert all(url.startswith(("file:", "data:")) for url in page.requests), page.requests
+    assert len(page.images) == len(FULL_FIGURES)
+    for image in page.images:
+        assert image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0, image
+    with Image.open(page.screenshot) as shot:
+        pixels = np.asarray(shot.convert("RGB"))
+    assert pixels.shape[0] > 2000, "the page is shorter than its figures"
+    assert len(np.unique(pixels[::7, ::7].reshape(-1, 3), axis=0)) > 50, "the screenshot is blank"
+    dom = page.dom.read_text(encoding="utf-8")
+    assert "Published orderings" in dom and "Latency: mean per mode and placement" in dom
+
+
+# ---- Markdown ---------------------------------------------------------------------------------------
+
+def test_markdown_next_to_html_links_existing_pngs(full: Path) -> None:
+    md = full.with_suffix(".md").read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert {Path(link).stem for link in links} == FULL_FIGURES
+    for link in links:
+        assert (full.parent / link).is_file(), link
+    assert "| Published ordering |" in md and "calico-ipip (userspace IPIP)" in md
+
+
+# ---- published orderings ----------------------------------------------------------------------------
+
+def _verdicts(directory: Path) -> dict[str, object]:
+    return {v.claim: v for v in verdicts([load_run(directory)])}
+
+
+def test_orderings_reproduced_with_kernel_ipip(tmp_path: Path) -> None:
+    # synthetic cross-node RR latency: native 38-40 < IPIP 46 < VXLAN 52-54 us (the reference's order)
+    found = _verdicts(make_results(tmp_path / "k", kinds=("latency", "mtu"), ipip="kernel", reps=4, rtt_samples=40))
+    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response)"]
+    assert tcp.status == REPRODUCED, tcp.detail
+    mtu = next(v for claim, v in found.items() if claim.startswith("MTU dominates"))
+    assert mtu.status == REPRODUCED, mtu.detail
+
+
+def test_orderings_do_not_count_userspace_ipip(tmp_path: Path) -> None:
+    found = _verdicts(make_results(tmp_path / "u", kinds=("latency",), ipip="userspace", reps=4, rtt_samples=40))
+    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response)"]
+    # without the userspace IPIP mode only native < VXLAN can be judged; with it the order breaks
+    assert tcp.status == PARTLY, tcp.detail
+    assert "Not counted: calico-ipip (userspace IPIP)" in tcp.detail
+    assert f"counting them: {NOT_REPRODUCED}" in tcp.detail
+    mtu = next(v for claim, v in found.items() if claim.startswith("MTU dominates"))
+    assert mtu.status == NOT_MEASURED
+
+
+def test_orderings_not_measured_without_latency(tmp_path: Path) -> None:
+    found = _verdicts(make_results(tmp_path / "t", kinds=("throughput",), reps=2))
+    assert [v.status for v in found.values()] == [NOT_MEASURED, NOT_MEASURED]
+
+
+# ---- compare, incomplete runs, CLI ------------------------------------------------------------------
+
+def test_compare_puts_two_runs_side_by_side(tmp_path: Path) -> None:
+    a = make_results(tmp_path / "a" / "20261130T100000Z", kinds=("latency", "throughput"), reps=3, rtt_samples=20)
+    b = make_results(tmp_path / "b" / "20261130T110000Z", kinds=("latency", "throughput"), reps=3, rtt_samples=20,
+                     speed=2.0, seed=7)
+    html = render(a, compare=b)
+    assert html == a / "compare-20261130T110000Z" / "report.html"
+    assert (a / "report.html").exists() is False, "--compare must not overwrite the run's own report"
+    text = html.read_text(encoding="utf-8")
+    assert "Run against run" in text and "20261130T100000Z" in text and "20261130T110000Z" in text
+    legend = " | ".join(_svg_texts(html.parent / "figures" / "bars-latency.svg"))
+    assert "flannel-vxlan [A]" in legend and "flannel-vxlan [B]" in legend
+    assert "calico-ipip (userspace IPIP) [B]" in legend
+    # run B is twice as fast: every latency ratio B/A is about 0.5 and called a difference
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>Latency</td><td>cross-node</td><td>TCP request/response</td>"
+                      r"(?:<td[^>]*>[^<]*</td>){4}<td[^>]*>([0-9.]+)[^<]*</td><td>([^<]*)</td></tr>", text)
+    assert len(rows) == 5, rows
+    for mode, ratio, verdict in rows:
+        assert 0.4 < float(ratio) < 0.6 and verdict == "differs", (mode, ratio, verdict)
+
+
+def test_incomplete_run_without_summary(tmp_path: Path) -> None:
+    run = make_results(tmp_path / "run", kinds=("throughput",), reps=2, status="incomplete")
+    (run / "summary.json").unlink()
+    html = render(run, output=tmp_path / "out" / "r.html")
+    assert html == tmp_path / "out" / "r.html" and (tmp_path / "out" / "r.md").exists()
+    text = html.read_text(encoding="utf-8")
+    assert "This run is incomplete" in text and "interrupted (SIGINT) during calico-vxlan" in text
+    assert "bars-throughput" in text
+
+
+def test_results_parent_directory_renders_newest_run(tmp_path: Path) -> None:
+    make_results(tmp_path / "exp" / "20261130T100000Z", kinds=("throughput",), reps=2, seed=1)
+    newest = make_results(tmp_path / "exp" / "20261130T110000Z", kinds=("throughput",), reps=2, seed=2)
+    assert render(tmp_path / "exp") == newest / "report.html"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_cli_report(tmp_path: Path) -> None:
+    run = make_results(tmp_path / "run", kinds=("throughput",), reps=2)
+    out = tmp_path / "elsewhere" / "throughput.html"
+    result = _cli("report", str(run), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout and out.exists() and (out.parent / "figures" / "bars-throughput.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["report", "/nonexistent/results"], "no such results directory"),
+    (["report", "{run}", "-o", "{tmp}/report.pdf"], "the report is an HTML file"),
+    (["report", "{empty}"], "no samples.csv"),
+    (["report", "{bad}"], "samples.csv:3: value: 'fast' is not a number"),
+])
+def test_cli_report_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    run = make_results(tmp_path / "run", kinds=("throughput",), reps=1)
+    (tmp_path / "empty").mkdir()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = (run / "samples.csv").read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[7] = "fast"   # the value column of the second sample (line 3 of the file)
+    lines[2] = ",".join(cells)
+    (bad / "samples.csv").write_text("\n".join(lines) + "\n")
+    argv = [a.format(run=run, tmp=tmp_path, empty=tmp_path / "empty", bad=bad) for a in args]
+    result = _cli(*argv)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("lab: error: ") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_summary_json_written_by_the_run_is_used(tmp_path: Path) -> None:
+    run = make_results(tmp_path / "run", kinds=("throughput",), reps=2)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["warnings"].append("a warning only summary.json knows")
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert "a warning only summary.json knows" in render(run).read_text(encoding="utf-8")
