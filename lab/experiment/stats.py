@@ -236,6 +236,13 @@ def describe(samples: Sequence[Sample]) -> dict[str, Any]:
     }
 
 
+PLACEMENTS = ("same-node", "cross-node", "cross-subnet")
+
+
+def _placement_sort(placement: str) -> tuple[int, str]:
+    return (PLACEMENTS.index(placement), "") if placement in PLACEMENTS else (len(PLACEMENTS), placement)
+
+
 def _param_sort(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
@@ -245,20 +252,26 @@ def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experim
     """summary.json for these samples (see the module docstring for the definitions).
 
     Groups are keyed by (mode, measurement, placement, metric, param, param_value, unit) and listed
-    by measurement, metric, placement, parameter, then modes in the order they first appear.
+    by measurement and metric (in the order they first appear), placement (same-node, cross-node,
+    cross-subnet, others), parameter value, then modes in the order they first appear.
     """
     samples = list(samples)
     groups: dict[GroupKey, list[Sample]] = defaultdict(list)
     mode_order: dict[str, int] = {}
+    measurement_order: dict[str, int] = {}
+    metric_order: dict[str, int] = {}
     for s in samples:
         groups[group_key(s)].append(s)
         mode_order.setdefault(s.mode, len(mode_order))
+        measurement_order.setdefault(s.measurement, len(measurement_order))
+        metric_order.setdefault(s.metric, len(metric_order))
     if baseline is not None and baseline not in mode_order and samples:
         raise ValueError(f"baseline {baseline!r} is not one of the modes {', '.join(mode_order)}")
 
     stats = {key: describe(members) for key, members in groups.items()}
     reps = {key: replicates(members)[0] for key, members in groups.items()}
-    ordered = sorted(groups, key=lambda k: (k[1], k[3], k[2], k[4], _param_sort(k[5]), k[6], mode_order[k[0]]))
+    ordered = sorted(groups, key=lambda k: (measurement_order[k[1]], metric_order[k[3]], _placement_sort(k[2]), k[4],
+                                            _param_sort(k[5]), k[6], mode_order[k[0]]))
 
     out_groups = []
     for key in ordered:

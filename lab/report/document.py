@@ -25,6 +25,7 @@ class Table:
     rows: list[list[str]]
     note: str = ""
     highlight: set[int] = field(default_factory=set)   # row indexes to emphasise (the baseline)
+    numeric: bool = False                               # right-align cells that start with a number
 
 
 @dataclass
@@ -93,9 +94,9 @@ def caveats(runs: Sequence[Run]) -> list[str]:
         for mode in run.modes:
             emulated = [n for n in run.data_path_notes(mode) if not n.startswith("kernel")]
             if emulated:
-                out.append(f"{tag}{mode}: {', '.join(emulated)} — not the kernel data path a real cluster uses "
-                           f"(this kernel lacks it); figures label the mode \"{run.label(mode, with_tag=False)}\" "
-                           f"and its numbers measure the lab's implementation.")
+                out.append(f"{tag}{mode}: {', '.join(emulated)}, not the kernel data path a real cluster uses; "
+                           f"every figure labels the mode \"{run.label(mode, with_tag=False)}\" and its numbers "
+                           f"measure the lab's implementation, not the CNI's.")
             for tool_for, tool in run.tools(mode).items():
                 if tool.lower() in ("builtin", "built-in", "python"):
                     out.append(f"{tag}{mode}: {tool_for} measured with the lab's built-in tool, not the usual one "
@@ -164,7 +165,7 @@ def summary_tables(run: Run) -> list[Table]:
             measurement_title(measurement),
             ["Mode", "Placement", "Metric", "Parameter", "n", "Mean [95% CI]", "Median", "p5 – p95", "Unit",
              f"Ratio to {baseline or 'baseline'} [95% CI]"],
-            rows, highlight=highlight))
+            rows, highlight=highlight, numeric=True))
     return tables
 
 
@@ -212,7 +213,7 @@ def compare_tables(runs: Sequence[Run]) -> list[Table]:
             f"Groups in one run only: {only_a} in [{a.tag}], {only_b} in [{b.tag}].")
     return [Table("Run against run", ["Mode", "Measurement", "Placement", "Metric", "Parameter",
                                       f"[{a.tag}] mean [95% CI]", f"[{b.tag}] mean [95% CI]", "Unit",
-                                      f"[{b.tag}]/[{a.tag}] [95% CI]", "Verdict"], rows, note)]
+                                      f"[{b.tag}]/[{a.tag}] [95% CI]", "Verdict"], rows, note, numeric=True)]
 
 
 def _by_key(run: Run) -> dict[tuple[Any, ...], list[Any]]:

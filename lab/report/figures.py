@@ -126,7 +126,9 @@ def measurement_title(measurement: str) -> str:
 
 
 def metric_title(metric: str) -> str:
-    text = METRIC_TITLES.get(metric, metric.replace("_", " "))
+    if metric in METRIC_TITLES:
+        return METRIC_TITLES[metric]
+    text = metric.replace("_", " ")
     return text[:1].upper() + text[1:]
 
 

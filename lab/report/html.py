@@ -37,6 +37,7 @@ th { background: var(--soft); font-weight: 600; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.hl td { background: #eef4fb; font-weight: 600; }
 .tablewrap { overflow-x: auto; max-height: 560px; overflow-y: auto; border: 1px solid var(--line); border-radius: 4px; }
+.tablewrap.full { max-height: none; }
 .note { color: var(--muted); font-size: 13px; margin: 4px 0 12px; }
 .status { font-weight: 700; white-space: nowrap; }
 .status.ok { color: var(--ok); } .status.warn { color: var(--warn); } .status.bad { color: var(--bad); }
@@ -61,7 +62,7 @@ def _table(table: Table, heading: str = "h3") -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
     body = []
     for r_i, row in enumerate(table.rows):
-        cells = "".join(f'<td class="num">{escape(c)}</td>' if i > 0 and NUMERIC.match(c)
+        cells = "".join(f'<td class="num">{escape(c)}</td>' if table.numeric and i > 0 and NUMERIC.match(c)
                         else f"<td>{escape(c)}</td>" for i, c in enumerate(row))
         body.append(f'<tr class="hl">{cells}</tr>' if r_i in table.highlight else f"<tr>{cells}</tr>")
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
@@ -97,7 +98,7 @@ def render(doc: Document) -> str:
 
     parts.append('<h2 id="orderings">Published orderings</h2>'
                  '<p class="note">What the reference (anchors.md) reports on real clusters, and whether this run '
-                 'reproduced it.</p><div class="tablewrap"><table><thead><tr><th>Published ordering</th>'
+                 'reproduced it.</p><div class="tablewrap full"><table><thead><tr><th>Published ordering</th>'
                  '<th>This run</th><th>What was measured</th><th>Source</th></tr></thead><tbody>')
     for v in doc.verdicts:
         parts.append(f'<tr><td>{escape(v.claim)}</td><td class="status {STATUS_CLASS.get(v.status, "na")}">'

@@ -83,11 +83,11 @@ def _latency_verdict(run: Run, metric: str, groups: list[dict[str, Any]]) -> Ver
     """Judged on the modes that ran the kernel data path; emulated modes are reported beside it."""
     claim = f"{LATENCY_CLAIM} ({metric_title(metric)})"
     emulated = [m for m in dict.fromkeys(g["mode"] for g in groups) if is_emulated(run, m)]
-    status, detail = _latency_order(run, [g for g in groups if g["mode"] not in emulated])
+    status, detail, _ = _latency_order(run, [g for g in groups if g["mode"] not in emulated])
     if emulated:
-        with_status, with_detail = _latency_order(run, groups)
+        with_status, _, with_short = _latency_order(run, groups)
         detail += (f". Not counted: {', '.join(run.label(m, with_tag=False) for m in emulated)} (not the kernel data "
-                   f"path the published figures measured); counting them: {with_status}, {with_detail}")
+                   f"path the published figures measured); counting them: {with_status}, {with_short}")
     return Verdict(claim, LATENCY_SOURCE, status, detail)
 
 
@@ -96,7 +96,8 @@ def is_emulated(run: Run, mode: str) -> bool:
     return any(not n.startswith("kernel") for n in run.data_path_notes(mode))
 
 
-def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str]:
+def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """(status, detail, short detail) of the latency ordering over these groups."""
     by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for g in groups:
         cls = mode_class(run, g["mode"])
@@ -107,8 +108,8 @@ def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str]:
                                               f"{unit_label(g['unit'])}" for g in by_class[c]) for c in present)
     if len(present) < 2:
         missing = ", ".join(c for c in CLASSES if c not in present)
-        return NOT_MEASURED, (f"needs at least two of native, IPIP, VXLAN; missing {missing}"
-                              + (f" ({members})" if members else ""))
+        short = f"needs at least two of native, IPIP, VXLAN; missing {missing}"
+        return NOT_MEASURED, short + (f" ({members})" if members else ""), short
     holds, significant = True, True
     for low, high in zip(present, present[1:]):
         worst_low = max(by_class[low], key=lambda g: g["mean"])
@@ -129,7 +130,7 @@ def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str]:
         detail += "; the 95% intervals of neighbouring classes overlap"
     if len(present) < len(CLASSES):
         detail += f"; no {' or '.join(c for c in CLASSES if c not in present)} mode measured"
-    return status, detail
+    return status, detail, f"observed {observed}"
 
 
 def _lo(g: dict[str, Any]) -> float:
@@ -151,16 +152,18 @@ def _throughput(g: dict[str, Any]) -> bool:
 def mtu_verdict(run: Run) -> Verdict:
     """Judged on the modes that ran the kernel data path; emulated modes are reported beside it."""
     emulated = [m for m in run.modes if is_emulated(run, m)]
-    status, detail = _mtu_check(run, [m for m in run.modes if m not in emulated])
+    status, detail, _ = _mtu_check(run, [m for m in run.modes if m not in emulated])
     if emulated:
-        with_status, with_detail = _mtu_check(run, run.modes)
+        with_status, _, with_short = _mtu_check(run, run.modes)
         detail += (f". Not counted: {', '.join(run.label(m, with_tag=False) for m in emulated)} (not the kernel data "
-                   f"path); counting them: {with_status}, {with_detail}")
+                   f"path); counting them: {with_status}, {with_short}")
     return Verdict(MTU_CLAIM, MTU_SOURCE, status, detail)
 
 
-def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str]:
-    """Compare the throughput gained from a larger MTU/MSS with the spread between encapsulations."""
+def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
+    """Compare the throughput gained from a larger MTU/MSS with the spread between encapsulations.
+
+    Returns (status, detail, short detail)."""
     groups = [g for g in run.groups() if _throughput(g) and g["mode"] in modes]
     encapsulated = {m for m in modes if mode_class(run, m) in ("IPIP", "VXLAN")}
     mtu_effects: list[tuple[str, float, str]] = []   # (mode, ratio, how)
@@ -207,12 +210,15 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str]:
                 encap_effects.append((max(values) / min(values), f"{metric_title(metric)} {placement} at MTU {mtu}"))
 
     if not mtu_effects:
-        return NOT_MEASURED, "needs the throughput of an encapsulated (IPIP or VXLAN) mode at two MTUs or MSS values"
+        short = "needs the throughput of an encapsulated (IPIP or VXLAN) mode at two MTUs or MSS values"
+        return NOT_MEASURED, short, short
     weakest = min(mtu_effects, key=lambda e: e[1])
-    gains = "; ".join(f"{run.label(m, with_tag=False)} ×{r:.2f} ({how})" for m, r, how in mtu_effects[:6])
+    gains = "; ".join(f"{run.label(m, with_tag=False)} ×{r:.2f}" for m, r, _how in mtu_effects[:6])
     if not encap_effects:
-        return PARTLY, f"MTU gain {gains}; no two encapsulations measured at the same MTU to compare with"
+        detail = f"MTU gains: {gains} ({weakest[2]}); no two encapsulations measured at the same MTU to compare with"
+        return PARTLY, detail, f"smallest MTU gain ×{weakest[1]:.2f}"
     strongest = max(encap_effects, key=lambda e: e[0])
+    short = f"smallest MTU gain ×{weakest[1]:.2f} against a spread between modes of ×{strongest[0]:.2f}"
     detail = (f"smallest MTU gain ×{weakest[1]:.2f} ({run.label(weakest[0], with_tag=False)}, {weakest[2]}) against "
-              f"the largest spread between modes at one MTU ×{strongest[0]:.2f} ({strongest[1]}). Gains: {gains}")
-    return (REPRODUCED if weakest[1] > strongest[0] else NOT_REPRODUCED), detail
+              f"the largest spread between modes at one MTU ×{strongest[0]:.2f} ({strongest[1]}); gains: {gains}")
+    return (REPRODUCED if weakest[1] > strongest[0] else NOT_REPRODUCED), detail, short
