@@ -140,14 +140,24 @@ def append_samples(path: str | os.PathLike[str], samples: Iterable[Sample]) -> N
 def read_samples(path: str | os.PathLike[str]) -> list[Sample]:
     """Read samples.csv; a malformed row raises LabError naming file:line and the column."""
     rows = _read_csv(Path(path), SAMPLE_COLUMNS, optional_tail=("param", "param_value"))
+    params: dict[str, ParamValue] = {}   # few distinct values: parse each once
     samples = []
     for line, row in rows:
-        samples.append(Sample(
-            experiment=row[0], mode=row[1], measurement=row[2], pair=row[3], placement=row[4],
-            repetition=_int(path, line, "repetition", row[5]), metric=row[6],
-            value=_float(path, line, "value", row[7]), unit=row[8],
-            param=row[9] if len(row) > 9 else "",
-            param_value=parse_param_value(row[10]) if len(row) > 10 else ""))
+        try:
+            repetition, value = int(row[5]), float(row[7])
+        except ValueError:
+            repetition = _int(path, line, "repetition", row[5])
+            value = _float(path, line, "value", row[7])
+        if len(row) > 10:
+            text = row[10]
+            param_value = params.get(text)
+            if param_value is None:
+                param_value = params[text] = parse_param_value(text)
+            param = row[9]
+        else:
+            param, param_value = "", ""
+        samples.append(Sample(row[0], row[1], row[2], row[3], row[4], repetition, row[6], value, row[8], param,
+                              param_value))
     return samples
 
 

@@ -50,6 +50,7 @@ PLACEMENT_MARKER = {"same-node": "o", "cross-node": "s", "cross-subnet": "^"}
 WIDTH_IN = 10.0
 PANEL_HEIGHT_IN = 3.5
 MAX_CDF_POINTS = 600
+DPI = 110
 
 MEASUREMENT_TITLES = {
     "latency": "Latency",
@@ -602,7 +603,7 @@ def save_all(runs: Sequence[Run], directory: Path) -> list[SavedFigure]:
     with matplotlib.rc_context(STYLE):
         for drawn in draw_all(runs):
             png, svg = directory / f"{drawn.name}.png", directory / f"{drawn.name}.svg"
-            drawn.figure.savefig(png, dpi=110, metadata={"Software": None})
+            drawn.figure.savefig(png, dpi=DPI, metadata={"Software": None})
             drawn.figure.set_layout_engine("none")  # laid out once for the PNG; the SVG reuses it
             drawn.figure.savefig(svg, metadata={"Date": None, "Creator": None})
             saved.append(SavedFigure(drawn.name, drawn.title, drawn.caption, png, svg))
