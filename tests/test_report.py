@@ -216,12 +216,15 @@ def test_compare_puts_two_runs_side_by_side(tmp_path: Path) -> None:
     assert (a / "report.html").exists() is False, "--compare must not overwrite the run's own report"
     text = html.read_text(encoding="utf-8")
     assert "Run against run" in text and "20261130T100000Z" in text and "20261130T110000Z" in text
+    assert "Throughput: [B] against [A]" in text
     legend = " | ".join(_svg_texts(html.parent / "figures" / "bars-latency.svg"))
     assert "flannel-vxlan [A]" in legend and "flannel-vxlan [B]" in legend
     assert "calico-ipip (userspace IPIP) [B]" in legend
     # run B is twice as fast: every latency ratio B/A is about 0.5 and called a difference
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>Latency</td><td>cross-node</td><td>TCP request/response</td>"
-                      r"(?:<td[^>]*>[^<]*</td>){4}<td[^>]*>([0-9.]+)[^<]*</td><td>([^<]*)</td></tr>", text)
+    latency = text[text.index("<h3>Latency: [B] against [A]</h3>"):]
+    latency = latency[:latency.index("</table>")]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>cross-node</td><td>TCP request/response \(µs\)</td><td></td>"
+                      r"(?:<td[^>]*>[^<]*</td>){2}<td[^>]*>([0-9.]+)[^<]*</td><td>([^<]*)</td></tr>", latency)
     assert len(rows) == 5, rows
     for mode, ratio, verdict in rows:
         assert 0.4 < float(ratio) < 0.6 and verdict == "differs", (mode, ratio, verdict)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from lab import __version__
 from lab.experiment import stats
-from lab.report.figures import SavedFigure, fmt, measurement_title, metric_title, param_title
+from lab.report.figures import SavedFigure, fmt, measurement_title, metric_title, param_title, unit_label
 from lab.report.orderings import Verdict, verdicts
 from lab.report.runs import Run, placement_label, placement_rank
 
@@ -134,16 +134,18 @@ def _param(g: dict[str, Any]) -> str:
         if g.get("param") else ""
 
 
+def _metric_unit(g: dict[str, Any]) -> str:
+    return f"{metric_title(g['metric'])} ({unit_label(g['unit'])})" if g.get("unit") else metric_title(g["metric"])
+
+
 def summary_tables(run: Run) -> list[Table]:
-    """One table per measurement: every group's statistics, the baseline row emphasised."""
+    """One table per measurement (in summary.json's order): every group's statistics, the baseline emphasised."""
     by_measurement: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for g in run.groups():
         by_measurement[g["measurement"]].append(g)
     baseline = run.summary.get("baseline")
     tables = []
     for measurement, groups in by_measurement.items():
-        groups.sort(key=lambda g: (g["metric"], placement_rank(g["placement"]), g["param"] or "",
-                                   _num(g["param_value"]), run.modes.index(g["mode"]) if g["mode"] in run.modes else 0))
         rows, highlight = [], set()
         for g in groups:
             ratio = g.get("ratio_to_baseline")
@@ -152,18 +154,17 @@ def summary_tables(run: Run) -> list[Table]:
             rows.append([
                 run.label(g["mode"], with_tag=False) + (" (baseline)" if g["mode"] == baseline else ""),
                 placement_label(g["placement"]),
-                metric_title(g["metric"]),
+                _metric_unit(g),
                 _param(g),
                 f"{g['n']}" + (f" ({g['n_repetitions']} reps)" if g.get("n_repetitions") else ""),
                 f"{fmt(g['mean'])}{_interval(g.get('ci95'))}",
                 fmt(g.get("median")),
                 f"{fmt(g.get('p5'))} – {fmt(g.get('p95'))}",
-                g["unit"],
                 (f"{ratio['value']:.3f}{_interval_ratio(ratio.get('ci95'))}" if ratio else ""),
             ])
         tables.append(Table(
             measurement_title(measurement),
-            ["Mode", "Placement", "Metric", "Parameter", "n", "Mean [95% CI]", "Median", "p5 – p95", "Unit",
+            ["Mode", "Placement", "Metric (unit)", "Parameter", "n", "Mean [95% CI]", "Median", "p5 – p95",
              f"Ratio to {baseline or 'baseline'} [95% CI]"],
             rows, highlight=highlight, numeric=True))
     return tables
@@ -182,17 +183,19 @@ def _num(value: Any) -> float:
 # ---- comparison -------------------------------------------------------------------------------------
 
 def compare_tables(runs: Sequence[Run]) -> list[Table]:
-    """For every group both runs measured: both means and the ratio of the second to the first."""
+    """Per measurement, every group both runs measured: both means and the ratio of the second to the first."""
     a, b = runs[0], runs[1]
     samples_a = _by_key(a)
     samples_b = _by_key(b)
     groups_b = {stats.group_key_of(g): g for g in b.groups()}
-    rows, changed = [], 0
+    by_measurement: dict[str, list[list[str]]] = defaultdict(list)
+    changed = common = 0
     for g in a.groups():
         key = stats.group_key_of(g)
         other = groups_b.get(key)
         if other is None:
             continue
+        common += 1
         ratio = stats.ratio_ci95(stats.replicates(samples_b[key])[0], stats.replicates(samples_a[key])[0]) \
             if key in samples_a and key in samples_b else None
         verdict = ""
@@ -200,20 +203,26 @@ def compare_tables(runs: Sequence[Run]) -> list[Table]:
             differs = ratio.ci95[0] > 1 or ratio.ci95[1] < 1
             changed += differs
             verdict = "differs" if differs else "same within noise"
-        rows.append([
-            g["mode"], measurement_title(g["measurement"]), placement_label(g["placement"]), metric_title(g["metric"]),
-            _param(g), f"{fmt(g['mean'])}{_interval(g.get('ci95'))}", f"{fmt(other['mean'])}{_interval(other.get('ci95'))}",
-            g["unit"],
+        label_a, label_b = a.label(g["mode"], with_tag=False), b.label(g["mode"], with_tag=False)
+        by_measurement[g["measurement"]].append([
+            label_a if label_a == label_b else f"{label_a}; [{b.tag}] {label_b}",
+            placement_label(g["placement"]), _metric_unit(g), _param(g),
+            f"{fmt(g['mean'])}{_interval(g.get('ci95'))}", f"{fmt(other['mean'])}{_interval(other.get('ci95'))}",
             (f"{ratio.value:.3f}" + (f" [{ratio.ci95[0]:.3f}, {ratio.ci95[1]:.3f}]" if ratio.ci95 else "")) if ratio
             else "", verdict])
-    only_a = len(a.groups()) - len(rows)
-    only_b = len(b.groups()) - len(rows)
     note = (f"[{a.tag}] = {a.name}, [{b.tag}] = {b.name}. Ratio: mean of [{b.tag}] over mean of [{a.tag}] with a "
-            f"Fieller 95% interval; \"differs\" when the interval excludes 1 ({changed} of {len(rows)} groups). "
-            f"Groups in one run only: {only_a} in [{a.tag}], {only_b} in [{b.tag}].")
-    return [Table("Run against run", ["Mode", "Measurement", "Placement", "Metric", "Parameter",
-                                      f"[{a.tag}] mean [95% CI]", f"[{b.tag}] mean [95% CI]", "Unit",
-                                      f"[{b.tag}]/[{a.tag}] [95% CI]", "Verdict"], rows, note, numeric=True)]
+            f"Fieller 95% interval; \"differs\" when the interval excludes 1 ({changed} of {common} groups). "
+            f"Groups in one run only: {len(a.groups()) - common} in [{a.tag}], {len(b.groups()) - common} in "
+            f"[{b.tag}].")
+    columns = ["Mode", "Placement", "Metric (unit)", "Parameter", f"[{a.tag}] mean [95% CI]",
+               f"[{b.tag}] mean [95% CI]", f"[{b.tag}]/[{a.tag}] [95% CI]", "Verdict"]
+    tables = [Table(f"{measurement_title(m)}: [{b.tag}] against [{a.tag}]", columns, rows, numeric=True)
+              for m, rows in by_measurement.items()]
+    if tables:
+        tables[0].note = note
+    else:
+        tables = [Table("Nothing in common", columns, [], note)]
+    return tables
 
 
 def _by_key(run: Run) -> dict[tuple[Any, ...], list[Any]]:

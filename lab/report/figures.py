@@ -51,6 +51,7 @@ WIDTH_IN = 10.0
 PANEL_HEIGHT_IN = 3.5
 MAX_CDF_POINTS = 600
 DPI = 110
+MAX_BAR_LABELS = 16  # more bars in one panel: no value labels (the tables have the numbers)
 
 MEASUREMENT_TITLES = {
     "latency": "Latency",
@@ -272,7 +273,8 @@ def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iter
 
 def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, dict[str, Any]],
                measurement: str, metric: str, unit: str, legend: dict[str, Any]) -> None:
-    keyed = [(i, run, mode) for i, run in enumerate(runs) for mode in run.modes]
+    # the same mode of both runs side by side when comparing
+    keyed = [(i, run, mode) for mode in palette.modes for i, run in enumerate(runs) if mode in run.modes]
     placements = sorted({k[3] for k in index if k[2] == measurement and k[4] == metric and k[7] == unit
                          and k[5] in ("", None)}, key=placement_rank)
     series = [(i, run, mode) for i, run, mode in keyed
@@ -290,8 +292,8 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
                          ci[1] if has_ci else None, run, mode))
     positive = [b[1] for b in bars if b[1] > 0]
     log = bool(positive) and len(positive) == len(bars) and max(positive) / min(positive) > 15
-    n_labels = len(bars)
-    vertical = n_labels > 6
+    labelled = len(bars) <= MAX_BAR_LABELS
+    vertical = len(bars) > 6
     top = 0.0
     for x, mean, lo, hi, run, mode in bars:
         bar = ax.bar(x, mean, width * 0.92, color=palette.color(mode), hatch=palette.hatch(run),
@@ -305,8 +307,9 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
                         elinewidth=1.0, capsize=3 if not vertical else 2)
             high = max(high, hi)
         top = max(top, high)
-        ax.annotate(_short(mean), (x, high), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
-                    fontsize=7 if vertical else 7.5, color="#333333", rotation=90 if vertical else 0)
+        if labelled:
+            ax.annotate(_short(mean), (x, high), xytext=(0, 2), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7 if vertical else 7.5, color="#333333", rotation=90 if vertical else 0)
         legend.setdefault(run.label(mode), bar[0])
     ax.set_xticks(range(len(placements)), [placement_label(p) for p in placements])
     ax.set_title(metric_title(metric))
@@ -314,10 +317,10 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
     ax.set_xlim(-0.5, len(placements) - 0.5)
     if log:
         ax.set_yscale("log")
-        ax.set_ylim(min(positive) / 2.5, top * (6 if vertical else 2.2))
+        ax.set_ylim(min(positive) / 2.5, top * (3.5 if vertical and labelled else 2.2))
         _plain_log_axis(ax.yaxis)
     elif top > 0:
-        ax.set_ylim(0, top * (1.28 if vertical else 1.14))
+        ax.set_ylim(0, top * (1.28 if vertical and labelled else 1.14 if labelled else 1.05))
     ax.grid(axis="x", visible=False)
 
 
