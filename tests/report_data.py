@@ -184,3 +184,77 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
         f"name: {experiment}\ntitle: Synthetic data-plane comparison\nnotes: |\n  Synthetic, plausible data for "
         f"tests and benchmarks; not a measurement.\nmodes: {json.dumps(mode_names)}\n", encoding="utf-8")
     return directory
+
+
+RUNNER_MODES = {
+    # mode: (cni, mode, backend, cross-node rtt us, ipip implementation (raw), pod MTU)
+    "flannel-hostgw": ("flannel", "host-gw", None, 36.0, None, 1500),
+    "flannel-vxlan": ("flannel", "vxlan", None, 50.0, None, 1450),
+    "calico-bgp": ("calico", "bgp", "bird", 38.0, None, 1500),
+    "calico-ipip": ("calico", "ipip", "bird", 900.0, "userspace-tun", 1480),
+    "calico-ipip-crosssubnet": ("calico", "ipip-crosssubnet", "bird", 39.0, "userspace-tun", 1480),
+    "calico-vxlan": ("calico", "vxlan", "vxlan", 53.0, None, 1450),
+}
+
+
+def make_runner_style_results(directory: Path, *, reps: int = 3, seed: int = 3, experiment: str = "modes") -> Path:
+    """A results directory shaped like `lab experiment run`'s (as of this writing): per-repetition
+    percentiles (rtt_tcp_rr is the median, rtt_tcp_rr_p90/_p99/_mean beside it), sender-side rates,
+    a NaN CPU figure, param values given as text, and environment.json with nested machine/lab
+    objects and implementations such as {"ipip": "userspace", "ipip_raw": "userspace-tun"}."""
+    rnd = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    samples: list[Sample] = []
+
+    def add(mode: str, measurement: str, placement: str, rep: int, metric: str, value: float, unit: str,
+            param: str = "", param_value: str = "") -> None:
+        samples.append(Sample(experiment, mode, measurement, f"default/a1->default/{placement[0]}1", placement, rep,
+                              metric, value, unit, param, param_value))  # type: ignore[arg-type]
+
+    for mode, (_cni, _m, _b, rtt, _raw, _mtu) in RUNNER_MODES.items():
+        for placement in ("same-node", "cross-node"):
+            base = rtt if placement == "cross-node" else 21.0
+            for rep in range(reps):
+                for proto, factor in (("icmp", 0.8), ("tcp_rr", 1.0), ("udp_rr", 0.95)):
+                    metric = f"rtt_{proto}"
+                    p50 = base * factor * rnd.gauss(1, 0.03)
+                    add(mode, "latency", placement, rep, metric, p50, "us")
+                    add(mode, "latency", placement, rep, f"{metric}_p90", p50 * 1.3, "us")
+                    add(mode, "latency", placement, rep, f"{metric}_p99", p50 * 2.1, "us")
+                    add(mode, "latency", placement, rep, f"{metric}_mean", p50 * 1.1, "us")
+                gbit = 40.0 / base * rnd.gauss(1, 0.04) * 20
+                add(mode, "throughput", placement, rep, "throughput_tcp_1", gbit, "Gbit/s")
+                add(mode, "throughput", placement, rep, "throughput_tcp_1_sender", gbit * 1.01, "Gbit/s")
+                add(mode, "throughput", placement, rep, "retransmits_tcp_1", float(rnd.randint(0, 9)), "count")
+                add(mode, "cpu", placement, rep, "cpu_kernel_s_per_Gbit",
+                    float("nan") if (mode, rep) == ("calico-ipip", 0) else 0.4 * base / 36, "cpu_s_per_Gbit")
+                if placement == "cross-node":
+                    for mss in (536, 1460):
+                        add(mode, "mtu", placement, rep, "throughput_at_mss", gbit * mss / 1460 * rnd.gauss(1, 0.03),
+                            "Gbit/s", "mss", str(mss))
+    write_samples(directory / SAMPLES_FILE, samples)
+    summary = stats.summarize(samples, baseline="flannel-hostgw")
+    summary.update(experiment=experiment, status="complete")
+    write_json(directory / SUMMARY_FILE, summary)
+    modes = {}
+    for mode, (cni, m, backend, _rtt, raw, mtu) in RUNNER_MODES.items():
+        modes[mode] = {"lab": f"x{mode}", "topology": f"topologies/{mode}.yaml", "cni": cni, "mode": m,
+                       "backend": backend, "enforcer": "none", "network_mtu": {"net0": 1500}, "pod_mtu": [mtu],
+                       "capabilities": ["netns", "veth", "vxlan"],
+                       "implementations": {"ipip": "userspace" if raw else None, "ipip_raw": raw,
+                                           "latency_tool": "sockperf", "throughput_tool": "iperf3",
+                                           "cpu_source": "/proc/stat (host-wide)"},
+                       "nodes": [{"name": f"k8s-node0{i}", "ip": f"10.0.0.{i}", "network": "net0"} for i in (1, 2)],
+                       "pods": [], "pairs": {"same-node": "default/a1->default/a2",
+                                             "cross-node": "default/a1->default/b1"}}
+    write_json(directory / ENVIRONMENT_FILE, {
+        "experiment": experiment, "title": "Runner-shaped synthetic run", "file": "experiments/modes.yaml",
+        "results": str(directory), "quick": True, "status": "complete", "reason": None,
+        "start": "2026-11-30T12:00:00Z", "end": "2026-11-30T12:05:00Z",
+        "machine": {"kernel": "6.18.0-lab", "machine": "x86_64", "cpu_model": "Synthetic CPU", "cores": 2,
+                    "memory_mb": 24105, "python": "3.11.7"},
+        "loadavg_start": [0.5, 0.4, 0.3], "loadavg_end": [0.9, 0.5, 0.3],
+        "lab": {"version": "0.1.0", "commit": "0123abc"},
+        "tools": {"iperf3": "iperf 3.12", "sockperf": "3.10", "ping": "ping from iputils 20221126"},
+        "modes": modes, "timing": {"up_s": 30.0, "measure_s": 200.0}})
+    return directory

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 import browser
-from report_data import make_results
+from report_data import make_results, make_runner_style_results
 
 from lab.report import render
-from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, verdicts
+from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, mode_class, verdicts
 from lab.report.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,3 +288,44 @@ def test_summary_json_written_by_the_run_is_used(tmp_path: Path) -> None:
     summary["warnings"].append("a warning only summary.json knows")
     (run / "summary.json").write_text(json.dumps(summary))
     assert "a warning only summary.json knows" in render(run).read_text(encoding="utf-8")
+
+
+# ---- a directory shaped like the runner's ---------------------------------------------------------
+
+def test_runner_shaped_results(tmp_path: Path) -> None:
+    html = render(make_runner_style_results(tmp_path / "run"))
+    # per-repetition percentiles (rtt_*, _p90, _p99) are not raw samples: a percentile figure, no CDF
+    assert set(_figures(html)) == {"bars-latency", "percentiles-latency", "bars-throughput", "bars-cpu",
+                                   "sweep-mtu-mss"}
+    latency = " | ".join(_svg_texts(html.parent / "figures" / "bars-latency.svg"))
+    assert "TCP request/response" in latency and "p99" not in latency and "mean" not in latency.split("|")[0]
+    throughput = " | ".join(_svg_texts(html.parent / "figures" / "bars-throughput.svg"))
+    assert "sender" not in throughput and "TCP retransmits, 1 stream" in throughput
+    percentiles = " | ".join(_svg_texts(html.parent / "figures" / "percentiles-latency.svg"))
+    assert "p50" in percentiles and "p90" in percentiles and "p99" in percentiles
+    for name in ("bars-latency", "percentiles-latency", "bars-throughput", "bars-cpu", "sweep-mtu-mss"):
+        texts = [t for t in _svg_texts(html.parent / "figures" / f"{name}.svg") if "calico-ipip" in t]
+        assert texts and all("(userspace IPIP)" in t for t in texts), (name, texts)
+        assert not any("userspace-tun" in t for t in texts)
+    text = html.read_text(encoding="utf-8")
+    # nested environment objects are shown field by field; the NaN CPU sample is left out and said so
+    assert "machine.kernel" in text and "6.18.0-lab" in text and "lab.commit" in text
+    assert "not finite numbers" in text
+    assert "Runner-shaped synthetic run" in text
+
+
+def test_cross_subnet_modes_count_as_native_within_a_subnet(tmp_path: Path) -> None:
+    run = load_run(make_runner_style_results(tmp_path / "run"))
+    # calico-ipip-crosssubnet encapsulates only between subnets (Calico's CrossSubnet): between two
+    # nodes of one subnet its path is plain routing, whatever implements its tunnel
+    assert mode_class(run, "calico-ipip-crosssubnet", "cross-node") == "native"
+    assert mode_class(run, "calico-ipip-crosssubnet", "cross-subnet") == "IPIP"
+    assert mode_class(run, "calico-ipip", "cross-node") == "IPIP"
+    assert mode_class(run, "flannel-hostgw", "cross-node") == "native"
+    assert mode_class(run, "calico-bgp", "cross-node") == "native"
+    assert mode_class(run, "flannel-vxlan", "cross-node") == "VXLAN"
+    tcp = next(v for v in verdicts([run]) if v.claim.endswith("(TCP request/response)"))
+    native = tcp.detail.split("native: ")[1].split(";")[0]
+    assert "calico-ipip-crosssubnet" in native, tcp.detail
+    assert "Not counted: calico-ipip (userspace IPIP)" in tcp.detail
+    assert tcp.status == PARTLY, tcp.detail   # native < VXLAN holds; the only IPIP mode ran in userspace

@@ -130,9 +130,26 @@ def test_summarize_groups_ratios_and_json() -> None:
 def test_summarize_without_baseline_has_no_ratios() -> None:
     summary = stats.summarize([sample("a", 1, 0), sample("a", 2, 1)])
     assert summary["baseline"] is None and summary["groups"][0]["ratio_to_baseline"] is None
-    with pytest.raises(ValueError, match="baseline"):
-        stats.summarize([sample("a", 1)], baseline="nope")
+    missing = stats.summarize([sample("a", 1)], baseline="nope")   # e.g. interrupted before the baseline ran
+    assert missing["groups"][0]["ratio_to_baseline"] is None
+    assert any("baseline nope has no samples" in w for w in missing["warnings"])
     assert stats.summarize([])["groups"] == []
+
+
+def test_summarize_leaves_out_non_finite_values_and_says_so() -> None:
+    summary = stats.summarize([sample("a", 1.0, 0), sample("a", 3.0, 1), sample("a", float("nan"), 2),
+                               sample("a", float("inf"), 3)])
+    group = summary["groups"][0]
+    assert group["n"] == 2 and group["mean"] == 2.0
+    assert any("2 sample(s) are not finite" in w for w in summary["warnings"])
+    json.dumps(summary, allow_nan=False)
+
+
+def test_numeric_param_values_given_as_text_group_as_numbers() -> None:
+    # a runner may pass param_value="1460" in memory; read back from samples.csv it is 1460
+    as_text = stats.summarize([sample("a", 1.0, param="mss", param_value="1460"),
+                               sample("a", 2.0, param="mss", param_value="96")])
+    assert [g["param_value"] for g in as_text["groups"]] == [96, 1460]
 
 
 def test_ordering_warning_when_intervals_overlap() -> None:

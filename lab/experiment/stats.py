@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
-from lab.experiment.results import Sample
+from lab.experiment.results import Sample, parse_param_value
 
 GroupKey = tuple[str, str, str, str, str, Any, str]  # mode, measurement, placement, metric, param, param_value, unit
 KEY_FIELDS = ("mode", "measurement", "placement", "metric", "param", "param_value", "unit")
@@ -190,7 +190,9 @@ def ratio_ci95(numerator: Sequence[float], denominator: Sequence[float]) -> Rati
 # ---- grouping and the summary -----------------------------------------------------------------------
 
 def group_key(s: Sample) -> GroupKey:
-    return (s.mode, s.measurement, s.placement, s.metric, s.param, s.param_value, s.unit)
+    """The group of a sample; a numeric param_value given as text ("1460") counts as the number."""
+    value = parse_param_value(s.param_value) if isinstance(s.param_value, str) else s.param_value
+    return (s.mode, s.measurement, s.placement, s.metric, s.param, value, s.unit)
 
 
 def group_key_of(group: dict[str, Any]) -> GroupKey:
@@ -260,13 +262,15 @@ def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experim
     mode_order: dict[str, int] = {}
     measurement_order: dict[str, int] = {}
     metric_order: dict[str, int] = {}
+    invalid: dict[tuple[str, str, str], int] = defaultdict(int)
     for s in samples:
-        groups[group_key(s)].append(s)
         mode_order.setdefault(s.mode, len(mode_order))
+        if not math.isfinite(s.value):   # e.g. CPU per Gbit of a run that moved nothing
+            invalid[(s.mode, s.measurement, s.metric)] += 1
+            continue
+        groups[group_key(s)].append(s)
         measurement_order.setdefault(s.measurement, len(measurement_order))
         metric_order.setdefault(s.metric, len(metric_order))
-    if baseline is not None and baseline not in mode_order and samples:
-        raise ValueError(f"baseline {baseline!r} is not one of the modes {', '.join(mode_order)}")
 
     stats = {key: describe(members) for key, members in groups.items()}
     reps = {key: replicates(members)[0] for key, members in groups.items()}
@@ -281,6 +285,11 @@ def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experim
         out_groups.append(_finite(entry))
 
     warnings = ordering_warnings(stats, mode_order) + _single_run_warnings(stats)
+    if baseline is not None and baseline not in mode_order:
+        warnings.append(f"the baseline {baseline} has no samples (an interrupted run, or --only without it): "
+                        f"no ratios to the baseline")
+    warnings += [f"{mode}/{measurement}/{metric}: {count} sample(s) are not finite numbers (nan or inf) and are "
+                 f"left out of the statistics" for (mode, measurement, metric), count in invalid.items()]
     return {
         "experiment": experiment if experiment is not None else (samples[0].experiment if samples else ""),
         "baseline": baseline,

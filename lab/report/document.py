@@ -97,20 +97,25 @@ def caveats(runs: Sequence[Run]) -> list[str]:
                 out.append(f"{tag}{mode}: {', '.join(emulated)}, not the kernel data path a real cluster uses; "
                            f"every figure labels the mode \"{run.label(mode, with_tag=False)}\" and its numbers "
                            f"measure the lab's implementation, not the CNI's.")
+
+        builtin: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for mode in run.modes:
             for tool_for, tool in run.tools(mode).items():
-                if tool.lower() in ("builtin", "built-in", "python"):
-                    out.append(f"{tag}{mode}: {tool_for} measured with the lab's built-in tool, not the usual one "
-                               f"(sockperf/netperf); compare it only with modes measured the same way.")
+                if tool.lower().startswith(("builtin", "built-in", "python")):
+                    builtin[(tool_for, tool)].append(mode)
+        for (tool_for, tool), modes in builtin.items():
+            out.append(f"{tag}{tool_for} was measured with the lab's built-in tool ({tool}), not the usual one "
+                       f"(sockperf, netperf), for {', '.join(modes)}: compare these only with each other.")
         for note in _as_list(run.results.environment.get("caveats")) + _as_list(run.results.environment.get("notes")):
             out.append(f"{tag}{note}")
         if run.summary.get("baseline") is None and len(run.modes) > 1:
             out.append(f"{tag}No baseline mode was named: ratios to a baseline are not computed.")
     if len(runs) > 1:
-        for key in ("kernel", "cpu", "cpu_model", "cores", "git_commit", "commit", "lab_version"):
-            values = [str(r.results.environment.get(key)) for r in runs if r.results.environment.get(key) is not None]
-            if len(set(values)) > 1:
+        for key in ("kernel", "cpu_model", "cores", "memory_mb", "commit", "git_commit", "version", "lab_version"):
+            values = [env_value(r.results.environment, key) for r in runs]
+            if len({str(v) for v in values if v is not None}) > 1:
                 out.append(f"The runs differ in {key}: " + " vs ".join(
-                    f"[{r.tag}] {r.results.environment.get(key)}" for r in runs))
+                    f"[{r.tag}] {v}" for r, v in zip(runs, values)))
     out.append(GENERAL_CAVEAT)
     return out
 
@@ -242,21 +247,49 @@ def _scalar(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+MODE_SETUP_KEYS = ("cni", "mode", "backend", "enforcer")
+MAX_CELL = 240
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
+
+
+def _flat_environment(env: dict[str, Any]) -> dict[str, str]:
+    """Host and run fields, nested objects one level deep ("machine.kernel"); modes, tools and notes apart."""
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        if key in ("modes", "tools", "caveats", "notes"):
+            continue
+        if isinstance(value, dict) and value:
+            for sub, inner in value.items():
+                out[f"{key}.{sub}"] = _clip(_scalar(inner))
+        else:
+            out[key] = _clip(_scalar(value))
+    return out
+
+
+def env_value(env: dict[str, Any], key: str) -> Any:
+    """A field at the top of environment.json or one level down (the runner nests machine and lab)."""
+    if key in env:
+        return env[key]
+    for value in env.values():
+        if isinstance(value, dict) and key in value:
+            return value[key]
+    return None
+
+
 def environment_tables(runs: Sequence[Run]) -> list[Table]:
     tables = []
-    host_keys: list[str] = []
-    for r in runs:
-        for k, v in r.results.environment.items():
-            if k not in ("modes", "tools", "caveats", "notes") and k not in host_keys:
-                host_keys.append(k)
+    flats = [_flat_environment(r.results.environment) for r in runs]
+    keys = list(dict.fromkeys(k for flat in flats for k in flat))
     if len(runs) == 1:
-        env = runs[0].results.environment
-        tables.append(Table("Host and run", ["Field", "Value"], [[k, _scalar(env.get(k))] for k in host_keys]))
+        tables.append(Table("Host and run", ["Field", "Value"], [[k, flats[0][k]] for k in keys]))
     else:
         rows, differing = [], set()
-        for k in host_keys:
-            values = [_scalar(r.results.environment.get(k)) for r in runs]
-            if len(set(values)) > 1 and k not in ("start", "end", "start_time", "end_time"):
+        for k in keys:
+            values = [flat.get(k, "") for flat in flats]
+            if len(set(values)) > 1 and not any(w in k for w in ("start", "end", "loadavg", "timing", "results")):
                 differing.add(len(rows))
             rows.append([k, *values])
         tables.append(Table("Host and run", ["Field", *[f"[{r.tag}]" for r in runs]], rows,
@@ -265,25 +298,31 @@ def environment_tables(runs: Sequence[Run]) -> list[Table]:
     for r in runs:
         tools = r.results.environment.get("tools") or {}
         if isinstance(tools, dict):
-            tool_rows += [([f"[{r.tag}]"] if len(runs) > 1 else []) + [str(k), _scalar(v)] for k, v in tools.items()]
+            tool_rows += [([f"[{r.tag}]"] if len(runs) > 1 else []) + [str(k), _clip(_scalar(v))]
+                          for k, v in tools.items()]
     if tool_rows:
         tables.append(Table("Tools", (["Run"] if len(runs) > 1 else []) + ["Tool", "Version"], tool_rows))
     mode_rows = []
-    keys: list[str] = []
-    for r in runs:
-        for info in r.mode_info.values():
-            keys += [k for k in info if k not in keys and k not in ("mode", "label", "implementations")]
     for r in runs:
         for mode in r.modes:
             info = r.mode_info.get(mode, {})
+            setup = ", ".join(f"{k} {info[k]}" for k in MODE_SETUP_KEYS if info.get(k))
+            mtu = next((_scalar(info[k]) for k in ("mtu", "pod_mtu") if info.get(k) not in (None, [], "")), "")
             mode_rows.append(([f"[{r.tag}]"] if len(runs) > 1 else []) + [
-                mode, ", ".join(r.data_path_notes(mode) + [f"{k} tool: {v}" for k, v in r.tools(mode).items()])
-                or "kernel (nothing emulated)"] + [_scalar(info.get(k)) for k in keys])
+                mode,
+                ", ".join(r.data_path_notes(mode)) or "kernel (nothing emulated)",
+                "; ".join(f"{k}: {v}" for k, v in r.tools(mode).items()),
+                _clip(" · ".join(x for x in (str(info.get("topology") or ""), setup) if x)),
+                mtu,
+                _clip(_scalar(info.get("pairs"))),
+                _clip(_scalar(info.get("capabilities"))),
+            ])
     if mode_rows:
         tables.append(Table("Modes and how each ran", (["Run"] if len(runs) > 1 else []) +
-                            ["Mode", "Implementation"] + keys, mode_rows,
-                            "Implementation: how the data path was built on this kernel (kernel, eBPF or userspace) "
-                            "and which tools measured it."))
+                            ["Mode", "Data path", "Tools", "Topology and CNI", "Pod MTU", "Pairs", "Capabilities"],
+                            mode_rows,
+                            "Data path: how each emulated feature was built on this kernel (kernel, eBPF or userspace); "
+                            "tools: which program measured what."))
     return tables
 
 

@@ -75,6 +75,18 @@ METRIC_TITLES = {
     "encap_overhead": "Encapsulation overhead",
     "cpu_per_gbit": "CPU per Gb/s",
     "throughput_at_mss": "TCP throughput",
+    "throughput_at_msg_size": "TCP throughput",
+    "retransmits_tcp_1": "TCP retransmits, 1 stream",
+    "retransmits_tcp_n": "TCP retransmits, N streams",
+    "loss_udp": "UDP datagrams lost",
+    "cpu_client_tcp_1": "iperf3 client CPU, TCP 1 stream",
+    "cpu_server_tcp_1": "iperf3 server CPU, TCP 1 stream",
+    "conn_rate": "New connections per second",
+    "conn_failures": "Failed connections",
+    "cpu_kernel_s_per_Gbit": "Kernel CPU per Gbit",
+    "cpu_total_s_per_Gbit": "All CPU per Gbit",
+    "cpu_kernel_pct": "Kernel CPU busy",
+    "throughput_tcp_cpu_run": "TCP throughput during the CPU run",
     "apply_to_enforced": "Apply-to-enforced time",
     "iptables_rules": "iptables rules per node",
     "ipsets": "ipsets per node",
@@ -205,6 +217,26 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), frameon=False)
 
 
+COMPANION = re.compile(r"^(?P<base>.+)_(?P<what>p\d{1,2}(\.\d+)?|mean|sender)$")
+PERCENTILE_SUFFIX = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
+
+
+def companions(runs: Sequence[Run], measurement: str) -> dict[str, tuple[str, str]]:
+    """Metrics that accompany another of the measurement: {"rtt_tcp_rr_p99": ("rtt_tcp_rr", "p99")}.
+
+    A runner that records per-repetition percentiles (rtt_tcp_rr = p50, rtt_tcp_rr_p90, _p99, _mean)
+    or sender-side rates (throughput_tcp_1_sender) gets one bar panel per base metric; the companions
+    are in the tables and the percentile figure.
+    """
+    metrics = {g["metric"] for run in runs for g in run.groups() if g["measurement"] == measurement}
+    out = {}
+    for metric in metrics:
+        match = COMPANION.match(metric)
+        if match and match.group("base") in metrics:
+            out[metric] = (match.group("base"), match.group("what"))
+    return out
+
+
 def _group_index(runs: Sequence[Run]) -> dict[tuple[int, str, str, str, str, str, Any, str], dict[str, Any]]:
     index = {}
     for i, run in enumerate(runs):
@@ -254,7 +286,9 @@ def _run_note(runs: Sequence[Run]) -> str:
 def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iterator[Drawn]:
     """The measurement's figure: a panel per metric, bars per mode grouped by placement."""
     index = _group_index(runs)
-    flat = [g for run in runs for g in run.groups() if g["param"] in ("", None) and g["measurement"] == measurement]
+    skip = companions(runs, measurement)
+    flat = [g for run in runs for g in run.groups() if g["param"] in ("", None) and g["measurement"] == measurement
+            and g["metric"] not in skip]
     if flat:
         panels = _ordered([(g["metric"], g["unit"]) for g in flat if g["measurement"] == measurement])
         rows, cols = _grid(len(panels))
@@ -265,9 +299,11 @@ def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iter
             _bar_panel(ax, runs, palette, index, measurement, metric, unit, legend)
         _hide_unused(axes, len(panels))
         _legend_below(fig, list(legend.values()), list(legend))
+        kinds = sorted({what for what in (w for _b, w in skip.values())})
         caption = ("Bars: mean; whiskers: 95% confidence interval of the mean (Student t over repetitions); "
-                   "a bar without whiskers rests on a single sample." + _tool_note(runs, measurement)
-                   + _run_note(runs))
+                   "a bar without whiskers rests on a single sample."
+                   + (f" The {', '.join(kinds)} companions of these metrics are in the tables." if kinds else "")
+                   + _tool_note(runs, measurement) + _run_note(runs))
         yield Drawn(f"bars-{slug(measurement)}", title, caption, fig)
 
 
@@ -427,13 +463,22 @@ CdfValues = dict[str, dict[tuple[int, str, str, str, str], list[float]]]
 
 
 def cdf_values(runs: Sequence[Run]) -> CdfValues:
-    """Latency samples by measurement, then (run, mode, metric, placement, unit); only groups big enough."""
+    """Raw latency samples by measurement, then (run, mode, metric, placement, unit); only groups big enough.
+
+    Metrics that are per-repetition summaries (those with percentile companions, and the companions)
+    are not raw samples: the percentile figure shows them instead.
+    """
+    summaries: dict[str, set[str]] = {}
     values: CdfValues = defaultdict(lambda: defaultdict(list))
     for i, run in enumerate(runs):
         for s in run.results.samples:
             if s.param in ("", None) and s.unit in TIME_UNITS and (s.metric.startswith("rtt") or
                                                                    s.measurement == "latency"):
-                values[s.measurement][(i, s.mode, s.metric, s.placement, s.unit)].append(s.value)
+                if s.measurement not in summaries:
+                    found = companions(runs, s.measurement)
+                    summaries[s.measurement] = set(found) | {b for b, w in found.values() if PERCENTILE_SUFFIX.match(w)}
+                if s.metric not in summaries[s.measurement]:
+                    values[s.measurement][(i, s.mode, s.metric, s.placement, s.unit)].append(s.value)
     return {m: {k: v for k, v in groups.items() if len(v) >= MIN_CDF_SAMPLES} for m, groups in values.items()}
 
 
@@ -477,6 +522,71 @@ def cdf_figures(runs: Sequence[Run], palette: Palette, measurement: str, all_val
                "dotted lines mark the median and the 99th percentile; further right is slower."
                + _tool_note(runs, measurement) + _run_note(runs))
     yield Drawn(f"cdf-{slug(measurement)}", f"{measurement_title(measurement)}: distribution", caption, fig)
+
+
+# ---- latency percentiles (per-repetition p50/p90/p99 recorded by the tool) --------------------------
+
+def percentile_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iterator[Drawn]:
+    """Where the run recorded percentiles (M = p50, M_p90, M_p99), each mode's as a coarse CDF."""
+    found = companions(runs, measurement)
+    levels: dict[str, dict[float, str]] = defaultdict(dict)   # base metric -> {0.9: "rtt_tcp_rr_p90"}
+    for metric, (base, what) in found.items():
+        match = PERCENTILE_SUFFIX.match(what)
+        if match:
+            levels[base][float(match.group(1)) / 100] = metric
+    if not levels:
+        return
+    index = _group_index(runs)
+    groups = [g for run in runs for g in run.groups() if g["measurement"] == measurement and g["metric"] in levels
+              and g["param"] in ("", None)]
+    order = _ordered([g["metric"] for g in groups])
+    panels = sorted({(g["metric"], g["placement"], g["unit"]) for g in groups},
+                    key=lambda p: (order.index(p[0]), placement_rank(p[1])))
+    rows, cols = _grid(len(panels), max_cols=2)
+    fig, axes = _new_figure(rows, cols, f"{measurement_title(measurement)}: percentiles per mode")
+    legend: dict[str, Any] = {}
+    for ax, (metric, placement, unit) in zip(axes, panels):
+        ladder = {0.5: metric, **levels[metric]}
+        lows, highs = [], []
+        for mode in palette.modes:
+            for i, run in enumerate(runs):
+                points = []
+                for level, name in sorted(ladder.items()):
+                    g = index.get((i, mode, measurement, placement, name, "", "", unit))
+                    if g is not None and g.get("mean") is not None:
+                        ci = g.get("ci95") or [None, None]
+                        lo = ci[0] if ci[0] is not None else g["mean"]
+                        hi = ci[1] if ci[1] is not None else g["mean"]
+                        points.append((g["mean"], level, lo, hi))
+                if not points:
+                    continue
+                x = np.array([p[0] for p in points])
+                y = np.array([p[1] for p in points])
+                err = [np.maximum(x - [p[2] for p in points], 0), np.maximum(np.array([p[3] for p in points]) - x, 0)]
+                (line,) = ax.plot(x, y, marker="o", markersize=4, color=palette.color(mode),
+                                  linestyle=palette.linestyle(run), linewidth=1.5)
+                ax.errorbar(x, y, xerr=err, fmt="none", ecolor=palette.color(mode), elinewidth=0.9, capsize=2)
+                legend.setdefault(run.label(mode), line)
+                lows.append(min(p[2] for p in points))
+                highs.append(max(p[3] for p in points))
+        ax.set_yscale("logit")
+        ticks = sorted({0.5, *levels[metric]})
+        ax.set_yticks(ticks, [f"p{fmt(t * 100)}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(min(ticks) * 0.9, 1 - (1 - max(ticks)) * 0.6)
+        if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
+            ax.set_xscale("log")
+            _plain_log_axis(ax.xaxis)
+        ax.set_title(f"{metric_title(metric)}, {placement_label(placement)}")
+        ax.set_xlabel(f"round-trip time ({unit_label(unit)})" + (", log scale" if ax.get_xscale() == "log" else ""))
+        ax.set_ylabel("percentile")
+    _hide_unused(axes, len(panels))
+    _legend_below(fig, list(legend.values()), list(legend))
+    caption = ("Each line joins a mode's median, p90 and p99 round trip as the tool reported them per repetition "
+               "(mean over repetitions, whiskers: 95% interval); further right is slower, a steeper line is a "
+               "tighter distribution." + _tool_note(runs, measurement) + _run_note(runs))
+    yield Drawn(f"percentiles-{slug(measurement)}", f"{measurement_title(measurement)}: percentiles per mode",
+                caption, fig)
 
 
 # ---- timelines --------------------------------------------------------------------------------------
@@ -593,6 +703,7 @@ def draw_all(runs: Sequence[Run]) -> Iterator[Drawn]:
     for measurement in ordered:
         yield from bar_figures(runs, palette, measurement)
         yield from cdf_figures(runs, palette, measurement, cdfs)
+        yield from percentile_figures(runs, palette, measurement)
         yield from sweep_figures(runs, palette, measurement)
         yield from timeline_figures(runs, palette, measurement, points)
 

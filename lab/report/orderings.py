@@ -12,6 +12,7 @@ encapsulation), else from its name; the verdict names the modes it put in each c
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import median
@@ -36,6 +37,8 @@ MTU_SOURCE = ("anchors.md §C.2, §E.5: Calico IPIP UDP 1.87 Gb/s at pod MTU 144
 CLASSES = ("native", "IPIP", "VXLAN")
 NATIVE_WORDS = ("host-gw", "hostgw", "native", "bgp", "direct", "underlay", "kube-router", "noencap", "no-encap")
 MTU_PARAMS = ("mtu", "mss", "pod_mtu", "underlay_mtu")
+HYBRID_WORDS = ("crosssubnet", "directrouting")
+RR_METRIC = re.compile(r"^rtt_\w*rr$")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,17 @@ class Verdict:
     detail: str
 
 
-def mode_class(run: Run, mode: str) -> str | None:
-    """native, IPIP or VXLAN, from the environment's description of the mode, else from its name."""
+def mode_class(run: Run, mode: str, placement: str = "cross-node") -> str | None:
+    """native, IPIP or VXLAN, from the environment's description of the mode, else from its name.
+
+    A cross-subnet mode (Calico IPIP/VXLAN CrossSubnet, flannel VXLAN DirectRouting) encapsulates only
+    between subnets: for a pair in one subnet its path is native.
+    """
     info = run.mode_info.get(mode, {})
     words = " ".join(str(info.get(k, "")) for k in ("cni", "backend", "mode", "encapsulation", "topology"))
+    hybrid = f"{words} {mode}".lower().replace("-", "").replace("_", "")
+    if placement != "cross-subnet" and any(w in hybrid for w in HYBRID_WORDS):
+        return "native"
     for text in (words.lower(), mode.lower()):
         if "vxlan" in text:
             return "VXLAN"
@@ -71,7 +81,7 @@ def verdicts(runs: Sequence[Run]) -> list[Verdict]:
 
 def latency_verdicts(run: Run) -> list[Verdict]:
     groups = [g for g in run.groups() if g["placement"] == "cross-node" and g["param"] in ("", None)
-              and str(g["metric"]).startswith("rtt") and "rr" in str(g["metric"]) and g.get("mean") is not None]
+              and RR_METRIC.match(str(g["metric"])) and g.get("mean") is not None]
     metrics = list(dict.fromkeys(g["metric"] for g in groups))
     if not metrics:
         return [Verdict(LATENCY_CLAIM, LATENCY_SOURCE, NOT_MEASURED,
@@ -82,7 +92,7 @@ def latency_verdicts(run: Run) -> list[Verdict]:
 def _latency_verdict(run: Run, metric: str, groups: list[dict[str, Any]]) -> Verdict:
     """Judged on the modes that ran the kernel data path; emulated modes are reported beside it."""
     claim = f"{LATENCY_CLAIM} ({metric_title(metric)})"
-    emulated = [m for m in dict.fromkeys(g["mode"] for g in groups) if is_emulated(run, m)]
+    emulated = [m for m in dict.fromkeys(g["mode"] for g in groups) if is_emulated(run, m, "cross-node")]
     status, detail, _ = _latency_order(run, [g for g in groups if g["mode"] not in emulated])
     if emulated:
         with_status, _, with_short = _latency_order(run, groups)
@@ -91,8 +101,13 @@ def _latency_verdict(run: Run, metric: str, groups: list[dict[str, Any]]) -> Ver
     return Verdict(claim, LATENCY_SOURCE, status, detail)
 
 
-def is_emulated(run: Run, mode: str) -> bool:
-    """A mode whose data path ran somewhere else than the kernel (userspace, eBPF emulation...)."""
+def is_emulated(run: Run, mode: str, placement: str = "cross-node") -> bool:
+    """A mode whose data path for this placement ran somewhere else than the kernel (userspace, eBPF...).
+
+    A cross-subnet mode's tunnel is not on the path within one subnet, however it is implemented.
+    """
+    if mode_class(run, mode, placement) == "native":
+        return False
     return any(not n.startswith("kernel") for n in run.data_path_notes(mode))
 
 
@@ -100,7 +115,7 @@ def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str, st
     """(status, detail, short detail) of the latency ordering over these groups."""
     by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for g in groups:
-        cls = mode_class(run, g["mode"])
+        cls = mode_class(run, g["mode"], g["placement"])
         if cls:
             by_class[cls].append(g)
     present = [c for c in CLASSES if by_class[c]]
@@ -165,7 +180,7 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
 
     Returns (status, detail, short detail)."""
     groups = [g for g in run.groups() if _throughput(g) and g["mode"] in modes]
-    encapsulated = {m for m in modes if mode_class(run, m) in ("IPIP", "VXLAN")}
+    encapsulated = {g["mode"] for g in groups if mode_class(run, g["mode"], g["placement"]) in ("IPIP", "VXLAN")}
     mtu_effects: list[tuple[str, float, str]] = []   # (mode, ratio, how)
     encap_effects: list[tuple[float, str]] = []
 
@@ -187,14 +202,14 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
                                                    f"{len(spreads)} {param} values, {len(modes)} modes"))
 
     # B: modes that differ by their MTU (environment "mtu"), same encapsulation class
-    mtus = {m: run.mode_info.get(m, {}).get("mtu") for m in modes}
+    mtus = {m: run.mtu(m) for m in modes}
     flat = [g for g in groups if g["param"] in ("", None)]
     by_metric: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for g in flat:
         by_metric[(g["metric"], g["placement"], g["unit"])][g["mode"]] = g["mean"]
     for (metric, placement, unit), means in by_metric.items():
         for cls in ("IPIP", "VXLAN"):
-            sized = sorted((float(mtus[m]), m) for m in means if mode_class(run, m) == cls and
+            sized = sorted((float(mtus[m]), m) for m in means if mode_class(run, m, placement) == cls and
                            isinstance(mtus.get(m), (int, float)))
             if len(sized) >= 2 and sized[0][0] != sized[-1][0]:
                 (small, m_small), (big, m_big) = sized[0], sized[-1]

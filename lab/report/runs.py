@@ -10,12 +10,14 @@ from typing import Any
 import yaml
 
 from lab.experiment import stats
-from lab.experiment.results import Results
+from lab.experiment.results import Results, parse_param_value
 
 PLACEMENT_ORDER = ("same-node", "cross-node", "cross-subnet")
 
-# Implementation keys that describe a tool rather than the data path; shown in captions, not in labels.
-TOOL_SUFFIX = "_tool"
+# Implementation keys that describe a tool or a raw detail rather than the data path: shown in
+# captions and the environment, not in labels ({"latency_tool": "sockperf", "ipip_raw": "userspace-tun"}).
+TOOL_SUFFIXES = ("_tool", "_tools", "_source")
+DETAIL_SUFFIXES = ("_raw",)
 PRETTY_IMPL = {"ebpf": "eBPF", "kernel": "kernel", "userspace": "userspace", "emulated": "emulated"}
 PRETTY_FEATURE = {"ipip": "IPIP", "vxlan": "VXLAN", "gre": "GRE", "wireguard": "WireGuard", "fou": "FOU",
                   "policy": "policy", "nat": "NAT"}
@@ -52,7 +54,7 @@ class Run:
         """"userspace IPIP", "eBPF IPIP", "kernel IPIP": how each emulated feature of the mode ran."""
         notes = []
         for key, value in sorted(self.implementations(mode).items()):
-            if value in (None, "", False) or key.endswith(TOOL_SUFFIX):
+            if value in (None, "", False) or key.endswith(TOOL_SUFFIXES + DETAIL_SUFFIXES):
                 continue
             notes.append(f"{PRETTY_IMPL.get(str(value).lower(), str(value))} "
                          f"{PRETTY_FEATURE.get(key.lower(), key)}")
@@ -65,26 +67,45 @@ class Run:
         return f"{text} [{self.tag}]" if with_tag and self.tag else text
 
     def tools(self, mode: str) -> dict[str, str]:
-        """Tool choices recorded for a mode, e.g. {"latency": "sockperf"}."""
-        return {key[:-len(TOOL_SUFFIX)]: str(value) for key, value in self.implementations(mode).items()
-                if key.endswith(TOOL_SUFFIX) and value}
+        """Tool choices recorded for a mode, e.g. {"latency": "sockperf", "cpu": "/proc/stat"}."""
+        out = {}
+        for key, value in self.implementations(mode).items():
+            suffix = next((x for x in TOOL_SUFFIXES if key.endswith(x)), None)
+            if suffix and value:
+                out[key[:-len(suffix)]] = str(value)
+        return out
 
     def title(self) -> str:
         report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
-        return str(report.get("title") or self.experiment_file.get("title") or self.results.experiment)
+        return str(report.get("title") or self.experiment_file.get("title") or self.results.environment.get("title")
+                   or self.results.experiment)
 
     def notes(self) -> list[str]:
+        """The experiment's notes, one entry per paragraph."""
         report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
         notes = report.get("notes", self.experiment_file.get("notes"))
         if not notes:
             return []
-        return [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
+        texts = [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
+        return [" ".join(p.split()) for t in texts for p in t.split("\n\n") if p.strip()]
+
+    def mtu(self, mode: str) -> float | None:
+        """The mode's pod MTU from the environment (`mtu`, or a single `pod_mtu`), if recorded."""
+        info = self.mode_info.get(mode, {})
+        value = info.get("mtu")
+        if value is None and isinstance(info.get("pod_mtu"), list) and len(set(info["pod_mtu"])) == 1:
+            value = info["pod_mtu"][0]
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 def load_run(directory: str | os.PathLike[str], tag: str = "") -> Run:
     """Load a results directory; summary.json is computed from the samples when the run did not write one."""
     results = Results.load(directory)
     summary = results.summary
+    if summary and isinstance(summary.get("groups"), list):
+        for g in summary["groups"]:   # "1460" from a runner that kept param values as text
+            if isinstance(g.get("param_value"), str):
+                g["param_value"] = parse_param_value(g["param_value"])
     if not summary or "groups" not in summary:
         baseline = results.environment.get("baseline")
         modes = {s.mode for s in results.samples}
