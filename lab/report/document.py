@@ -151,7 +151,8 @@ def summary_tables(run: Run) -> list[Table]:
     baseline = run.summary.get("baseline")
     tables = []
     for measurement, groups in by_measurement.items():
-        rows, highlight = [], set()
+        rows: list[list[str]] = []
+        highlight: set[int] = set()
         for g in groups:
             ratio = g.get("ratio_to_baseline")
             if g["mode"] == baseline:
@@ -286,7 +287,8 @@ def environment_tables(runs: Sequence[Run]) -> list[Table]:
     if len(runs) == 1:
         tables.append(Table("Host and run", ["Field", "Value"], [[k, flats[0][k]] for k in keys]))
     else:
-        rows, differing = [], set()
+        rows: list[list[str]] = []
+        differing: set[int] = set()
         for k in keys:
             values = [flat.get(k, "") for flat in flats]
             if len(set(values)) > 1 and not any(w in k for w in ("start", "end", "loadavg", "timing", "results")):

@@ -25,7 +25,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from lab.report.runs import Run, placement_label, placement_rank
 
-STYLE = {
+STYLE: dict[str, Any] = {
     "font.size": 9.5,
     "axes.titlesize": 10.5,
     "axes.titleweight": "bold",
@@ -322,10 +322,9 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
             g = index.get((i, mode, measurement, placement, metric, "", "", unit))
             if g is None or g.get("mean") is None:
                 continue
-            ci = g.get("ci95")
-            has_ci = bool(ci) and ci[0] is not None and ci[1] is not None
-            bars.append((p_i - 0.4 + width * (s_i + 0.5), g["mean"], ci[0] if has_ci else None,
-                         ci[1] if has_ci else None, run, mode))
+            ci = g.get("ci95") or [None, None]
+            bars.append((p_i - 0.4 + width * (s_i + 0.5), g["mean"], ci[0] if ci[1] is not None else None,
+                         ci[1] if ci[0] is not None else None, run, mode))
     positive = [b[1] for b in bars if b[1] > 0]
     log = bool(positive) and len(positive) == len(bars) and max(positive) / min(positive) > 15
     labelled = len(bars) <= MAX_BAR_LABELS

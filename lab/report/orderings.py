@@ -189,17 +189,17 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
     for g in groups:
         if g["param"] in MTU_PARAMS and isinstance(g["param_value"], (int, float)):
             sweeps[(g["metric"], g["placement"], g["param"], g["unit"])][g["mode"]][float(g["param_value"])] = g["mean"]
-    for (metric, placement, param, unit), modes in sweeps.items():
-        for mode, curve in modes.items():
+    for (metric, placement, param, unit), curves in sweeps.items():
+        for mode, curve in curves.items():
             if mode in encapsulated and len(curve) >= 2:
                 lo_p, hi_p = min(curve), max(curve)
                 mtu_effects.append((mode, curve[hi_p] / curve[lo_p],
                                     f"{metric_title(metric)} {placement}: {param} {fmt(lo_p)} -> {fmt(hi_p)}"))
-        common = set.intersection(*(set(c) for c in modes.values())) if len(modes) >= 2 else set()
-        spreads = [max(c[p] for c in modes.values()) / min(c[p] for c in modes.values()) for p in common]
+        common = set.intersection(*(set(c) for c in curves.values())) if len(curves) >= 2 else set()
+        spreads = [max(c[p] for c in curves.values()) / min(c[p] for c in curves.values()) for p in common]
         if spreads:
             encap_effects.append((median(spreads), f"{metric_title(metric)} {placement}, median over "
-                                                   f"{len(spreads)} {param} values, {len(modes)} modes"))
+                                                   f"{len(spreads)} {param} values, {len(curves)} modes"))
 
     # B: modes that differ by their MTU (environment "mtu"), same encapsulation class
     mtus = {m: run.mtu(m) for m in modes}
@@ -209,8 +209,8 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
         by_metric[(g["metric"], g["placement"], g["unit"])][g["mode"]] = g["mean"]
     for (metric, placement, unit), means in by_metric.items():
         for cls in ("IPIP", "VXLAN"):
-            sized = sorted((float(mtus[m]), m) for m in means if mode_class(run, m, placement) == cls and
-                           isinstance(mtus.get(m), (int, float)))
+            sized = sorted((mtu, m) for m in means if mode_class(run, m, placement) == cls
+                           and (mtu := mtus.get(m)) is not None)
             if len(sized) >= 2 and sized[0][0] != sized[-1][0]:
                 (small, m_small), (big, m_big) = sized[0], sized[-1]
                 mtu_effects.append((m_big, means[m_big] / means[m_small],

@@ -75,14 +75,18 @@ class Run:
                 out[key[:-len(suffix)]] = str(value)
         return out
 
+    def _report_section(self) -> dict[str, Any]:
+        section = self.experiment_file.get("report")
+        return section if isinstance(section, dict) else {}
+
     def title(self) -> str:
-        report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
+        report = self._report_section()
         return str(report.get("title") or self.experiment_file.get("title") or self.results.environment.get("title")
                    or self.results.experiment)
 
     def notes(self) -> list[str]:
         """The experiment's notes, one entry per paragraph."""
-        report = self.experiment_file.get("report") if isinstance(self.experiment_file.get("report"), dict) else {}
+        report = self._report_section()
         notes = report.get("notes", self.experiment_file.get("notes"))
         if not notes:
             return []
@@ -108,8 +112,8 @@ def load_run(directory: str | os.PathLike[str], tag: str = "") -> Run:
                 g["param_value"] = parse_param_value(g["param_value"])
     if not summary or "groups" not in summary:
         baseline = results.environment.get("baseline")
-        modes = {s.mode for s in results.samples}
-        summary = stats.summarize(results.samples, baseline=baseline if baseline in modes else None,
+        present = {s.mode for s in results.samples}
+        summary = stats.summarize(results.samples, baseline=baseline if baseline in present else None,
                                   experiment=results.experiment,
                                   status=results.status if results.status != "unknown" else "incomplete")
     modes: list[str] = []
