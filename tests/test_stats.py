@@ -180,3 +180,19 @@ def test_summary_group_order_follows_parameters_numerically_and_modes_by_appeara
     samples = [sample(mode, 1.0, 0, param="mss", param_value=v) for v in (1460, 96, 160) for mode in ("z", "a")]
     order = [(g["param_value"], g["mode"]) for g in stats.summarize(samples)["groups"]]
     assert order == [(96, "z"), (96, "a"), (160, "z"), (160, "a"), (1460, "z"), (1460, "a")]
+
+
+def test_ordering_warnings_skip_companion_metrics_and_list_cross_node_first() -> None:
+    samples = []
+    for rep, (a, b) in enumerate(((100, 103), (120, 125), (80, 84))):
+        for placement in ("same-node", "cross-node"):
+            samples += [sample("ipip", a, rep, placement=placement), sample("vxlan", b, rep, placement=placement)]
+            # the p99 companion of rtt_tcp_rr overlaps too, but the base metric already says so
+            samples += [sample("ipip", a * 2, rep, metric="rtt_tcp_rr_p99", placement=placement),
+                        sample("vxlan", b * 2, rep, metric="rtt_tcp_rr_p99", placement=placement)]
+    overlap = [w for w in stats.summarize(samples)["warnings"] if "overlapping" in w]
+    assert len(overlap) == 2 and not any("p99" in w for w in overlap), overlap
+    assert "(cross-node)" in overlap[0] and "(same-node)" in overlap[1]
+    assert stats.companion_of("rtt_tcp_rr_p99", {"rtt_tcp_rr"}) == ("rtt_tcp_rr", "p99")
+    assert stats.companion_of("throughput_tcp_1_sender", {"throughput_tcp_1"}) == ("throughput_tcp_1", "sender")
+    assert stats.companion_of("rtt_tcp_rr_p99", {"rtt_udp_rr"}) is None

@@ -23,6 +23,7 @@ Definitions (docs/report.md repeats them for readers of a report):
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -328,14 +329,38 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+COMPANION = re.compile(r"^(?P<base>.+)_(?P<what>p\d{1,2}(\.\d+)?|mean|sender)$")
+
+
+def companion_of(metric: str, metrics: set[str] | frozenset[str]) -> tuple[str, str] | None:
+    """(base, what) when `metric` accompanies another metric of the same measurement.
+
+    rtt_tcp_rr_p99 -> ("rtt_tcp_rr", "p99") when rtt_tcp_rr exists; throughput_tcp_1_sender ->
+    ("throughput_tcp_1", "sender"). A runner records such per-repetition percentiles and sender-side
+    rates beside the metric they describe.
+    """
+    match = COMPANION.match(metric)
+    if match and match.group("base") in metrics:
+        return match.group("base"), match.group("what")
+    return None
+
+
+def _warning_rank(placement: str) -> int:
+    return {"cross-node": 0, "cross-subnet": 1, "same-node": 2}.get(placement, 3)
+
+
 def ordering_warnings(stats: dict[GroupKey, dict[str, Any]], mode_order: dict[str, int]) -> list[str]:
     """Neighbouring modes (ordered by mean) whose 95% intervals overlap, per comparison.
 
     A sweep (param set) is reported once per pair of modes, with how many of its values overlap.
     """
+    metrics_of: dict[str, set[str]] = defaultdict(set)
+    for key in stats:
+        metrics_of[key[1]].add(key[3])
     by_comparison: dict[tuple[Any, ...], list[GroupKey]] = defaultdict(list)
     for key in stats:
-        by_comparison[comparison_key(key)].append(key)
+        if companion_of(key[3], metrics_of[key[1]]) is None:   # p90/p99/mean/sender: the base metric speaks
+            by_comparison[comparison_key(key)].append(key)
     # (measurement, placement, metric, param, unit, mode_a, mode_b) -> [param values with overlap], total
     overlaps: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
     totals: dict[tuple[Any, ...], int] = defaultdict(int)
@@ -354,7 +379,8 @@ def ordering_warnings(stats: dict[GroupKey, dict[str, Any]], mode_order: dict[st
                     f"{low[0]} {_fmt(stats[low]['mean'])} [{_fmt(lo_ci[0])}, {_fmt(lo_ci[1])}] vs "
                     f"{high[0]} {_fmt(stats[high]['mean'])} [{_fmt(hi_ci[0])}, {_fmt(hi_ci[1])}] {unit}"))
     warnings = []
-    for where, values in overlaps.items():
+    # cross-node and cross-subnet first: where the modes' data paths differ
+    for where, values in sorted(overlaps.items(), key=lambda item: _warning_rank(item[0][1])):
         measurement, placement, metric, param, unit, mode_a, mode_b = where
         scope = f"{measurement}/{metric}" + (f" ({placement})" if placement else "")
         if param:

@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from lab.experiment import stats
 from lab.report.runs import Run, placement_label, placement_rank
 
 STYLE: dict[str, Any] = {
@@ -217,7 +218,6 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), frameon=False)
 
 
-COMPANION = re.compile(r"^(?P<base>.+)_(?P<what>p\d{1,2}(\.\d+)?|mean|sender)$")
 PERCENTILE_SUFFIX = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
 
 
@@ -231,9 +231,9 @@ def companions(runs: Sequence[Run], measurement: str) -> dict[str, tuple[str, st
     metrics = {g["metric"] for run in runs for g in run.groups() if g["measurement"] == measurement}
     out = {}
     for metric in metrics:
-        match = COMPANION.match(metric)
-        if match and match.group("base") in metrics:
-            out[metric] = (match.group("base"), match.group("what"))
+        found = stats.companion_of(metric, metrics)
+        if found:
+            out[metric] = found
     return out
 
 
@@ -713,7 +713,7 @@ def save_all(runs: Sequence[Run], directory: Path) -> list[SavedFigure]:
     for old in list(directory.glob("*.png")) + list(directory.glob("*.svg")):
         old.unlink()
     saved = []
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):  # type: ignore[arg-type]  # rcParams keys are Literal-typed
         for drawn in draw_all(runs):
             png, svg = directory / f"{drawn.name}.png", directory / f"{drawn.name}.svg"
             drawn.figure.savefig(png, dpi=DPI, metadata={"Software": None})
