@@ -74,6 +74,11 @@ def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
     )
 
 
+def status_sentence(status: str) -> str:
+    """"This run is incomplete", or, when the run recorded no status, "This run recorded no status"."""
+    return "This run recorded no status" if status in ("unknown", "") else f"This run is {status}"
+
+
 def _status_reason(env: dict[str, Any]) -> str:
     for key in ("reason", "status_reason", "incomplete_reason", "error"):
         if env.get(key):
@@ -89,7 +94,7 @@ def caveats(runs: Sequence[Run]) -> list[str]:
         tag = f"[{run.tag}] " if run.tag else ""
         if run.results.status != "complete":
             reason = _status_reason(run.results.environment)
-            out.append(f"{tag}This run is {run.results.status}" + (f" ({reason})" if reason else "")
+            out.append(f"{tag}{status_sentence(run.results.status)}" + (f" ({reason})" if reason else "")
                        + ": modes or measurements may be missing; the figures show only what was measured.")
         for mode in run.modes:
             emulated = [n for n in run.data_path_notes(mode) if not n.startswith("kernel")]

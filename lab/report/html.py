@@ -7,7 +7,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from lab.report.document import Document, Table
+from lab.report.document import Document, Table, status_sentence
 from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, REPRODUCED_OVERLAP
 
 CSS = """
@@ -84,7 +84,7 @@ def render(doc: Document) -> str:
         f'<span class="badge {escape(doc.status)}">{escape(doc.status)}</span></p>',
     ]
     if doc.status != "complete":
-        parts.append(f'<div class="banner"><b>This run is {escape(doc.status)}.</b> '
+        parts.append(f'<div class="banner"><b>{escape(status_sentence(doc.status))}.</b> '
                      f'{escape(doc.status_reason or "It did not record that it finished.")} '
                      f"Figures and tables show only what was measured.</div>")
     sections = [("orderings", "Published orderings"), ("caveats", "Caveats and warnings"), ("figures", "Figures"),

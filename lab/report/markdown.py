@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.report.document import Document, Table
+from lab.report.document import Document, Table, status_sentence
 
 
 def _cell(text: str) -> str:
@@ -27,7 +27,7 @@ def _table(table: Table) -> list[str]:
 def render(doc: Document, output_dir: Path) -> str:
     lines = [f"# {doc.title}", "", " · ".join(doc.subtitle) + f" · **{doc.status}**", ""]
     if doc.status != "complete":
-        lines += [f"> **This run is {doc.status}.** {doc.status_reason or 'It did not record that it finished.'} "
+        lines += [f"> **{status_sentence(doc.status)}.** {doc.status_reason or 'It did not record that it finished.'} "
                   "Figures and tables show only what was measured.", ""]
     for note in doc.notes:
         lines += [note, ""]
