@@ -1,7 +1,7 @@
 """A run's results directory: the tidy samples, the time series, the summary and the environment.
 
 Both the experiment runner (which writes) and the report (which reads) use this module, so the file
-formats live in one place (docs/report.md and /work/notes/results-contract.md describe them):
+formats live in one place (docs/report.md describes them):
 
 - samples.csv     one row per sample, columns SAMPLE_COLUMNS;
 - timelines.csv   optional time series (BGP convergence, migration outage trace), TIMELINE_COLUMNS;

@@ -1,6 +1,6 @@
 """The published orderings a run can be held against, and whether this run reproduced each.
 
-From /work/shared/reference/anchors.md (the project's reference):
+From the project reference shared/reference/anchors.md:
 - C.4 / E.5: cross-node pod-to-pod request/response latency orders native < IPIP < VXLAN
   (netperf TCP_RR: 195.61 / 248.72 / 275.22 us on one testbed);
 - C.2 / E.5: MTU dominates encapsulated throughput (Calico IPIP UDP 1.87 Gb/s at pod MTU 1440 against
