@@ -22,6 +22,7 @@ class TopologyError(LabError):
 
     def __init__(self, file: str, field: str, message: str, line: int | None = None,
                  hint: str | None = None) -> None:
+        message, hint, field = _cut(message, MAX_MESSAGE), _cut(hint, MAX_MESSAGE), _cut(field, 120)
         where = f"{file}:{line}" if line else file
         text = f"{where}: {field}: {message}" if field else f"{where}: {message}"
         super().__init__(text, hint)
@@ -29,6 +30,16 @@ class TopologyError(LabError):
         self.field = field
         self.line = line
         self.reason = message
+
+
+MAX_MESSAGE = 400  # characters: an error quotes values, and a value may be huge
+
+
+def _cut(text, limit: int):
+    """`text` cut to `limit` characters, with '...' where it was cut (None stays None)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 3] + "..."
 
 
 class ApplyError(LabError):

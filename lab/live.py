@@ -18,7 +18,7 @@ from lab.errors import LabError, TopologyError
 from lab.policy import enforce, manifest as policy_manifest
 from lab.topology import calico_conf, labels, loader
 from lab.topology.model import Topology
-from lab.topology.yamlsource import Document, parse
+from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
 LIVE_KINDS = set(calico_conf.KINDS)
 
@@ -63,11 +63,8 @@ def parse_manifests(text: str, path: str) -> list[Document]:
 
 def read_manifests(path: str) -> ManifestFile:
     """The manifests of a file (`-` reads standard input), each one the lab can change live."""
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise LabError(f"cannot read {path}: {exc.strerror}", "give a manifest file, or - for standard input") from None
     name = "<stdin>" if path == "-" else path
+    text = read_stream(sys.stdin.buffer, name) if path == "-" else read_file(path, "the manifest file")
     documents = parse_manifests(text, name)
     if not documents:
         raise TopologyError(path, "", "holds no manifest")

@@ -22,6 +22,8 @@ _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 _COMPARISONS = ("==", "!=", "contains", "starts with", "ends with")
 _OPERATORS = "'==', '!=', 'in', 'not in', 'contains', 'starts with' or 'ends with'"
 _OPERAND = "a label key, 'has(key)', 'all()', 'global()', '!' or '('"
+_WINDOW = 70      # characters of a long selector an error shows, around the fault
+MAX_NESTING = 100  # '(' levels; the parser recurses once per level, and no real selector nests beyond a few
 _HINT = ("fix the selector at the ^; Calico selectors look like "
          "\"role == 'rr' && has(kubernetes.io/hostname)\" or \"zone in {'a', 'b'}\"")
 
@@ -34,11 +36,14 @@ class SelectorError(ValueError):
         self.position = position
         self.expected = expected
         self.found = found if found is not None else _describe_at(text, position)
-        shown = "".join(c if c.isprintable() else " " for c in text)  # one column per character
+        start = max(0, position - _WINDOW // 2) if len(text) > _WINDOW else 0
+        window = text[start:start + _WINDOW]
+        shown = "".join(c if c.isprintable() else " " for c in window)  # one column per character
+        quoted = repr(text) if len(text) <= _WINDOW else f"of {len(text)} characters"
         super().__init__(
-            f"invalid selector {text!r} at position {position}: expected {expected}, found {self.found}\n"
+            f"invalid selector {quoted} at position {position}: expected {expected}, found {self.found}\n"
             f"  {shown}\n"
-            f"  {' ' * position}^\n"
+            f"  {' ' * (position - start)}^\n"
             f"  hint: {_HINT}")
 
 
@@ -49,7 +54,8 @@ def _describe_at(text: str, position: int) -> str:
     end = position
     while end < len(text) and text[end] in _KEY_CHARS:
         end += 1
-    return repr(text[position:max(end, position + 1)])
+    found = text[position:max(end, position + 1)]
+    return repr(found) if len(found) <= 30 else repr(found[:27] + "...")
 
 
 def _quote(value: str) -> str:
@@ -299,6 +305,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.next = 0
+        self.depth = 0
 
     def peek(self) -> _Token:
         """The next token, not consumed."""
@@ -357,7 +364,12 @@ class _Parser:
         elif token.kind == "global":
             node = Global()
         elif token.kind == "(":
+            if self.depth >= MAX_NESTING:
+                raise SelectorError(self.text, token.start, f"at most {MAX_NESTING} nested '(' levels",
+                                    "one more '('")
+            self.depth += 1
             node = self.parse_or()
+            self.depth -= 1
             close = self.take()
             if close.kind != ")":
                 raise self.error(close, f"'&&', '||' or ')' to close the '(' at position {token.start}")

@@ -7,20 +7,20 @@ returns the error to raise, pointing at `path` inside the document.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Callable
 
 from lab.errors import TopologyError
 from lab.policy.model import (EGRESS, INGRESS, OPERATORS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy, Peer,
                               PolicyPort, Requirement, Rule)
-from lab.topology import labels
+from lab.topology import cidr as cidrs, labels
 
 KIND = "NetworkPolicy"
 API_VERSIONS = ("networking.k8s.io/v1", "extensions/v1beta1")
 TOP_KEYS = {"apiVersion", "kind", "metadata", "spec", "status"}
 METADATA_KEYS = {"name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
-                 "creationTimestamp", "managedFields", "selfLink"}
+                 "creationTimestamp", "managedFields", "selfLink", "finalizers", "ownerReferences", "generateName",
+                 "deletionTimestamp", "deletionGracePeriodSeconds"}
 SPEC_KEYS = {"podSelector", "policyTypes", "ingress", "egress"}
 SELECTOR_KEYS = {"matchLabels", "matchExpressions"}
 EXPRESSION_KEYS = {"key", "operator", "values"}
@@ -31,14 +31,20 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
+Warn = Callable[[tuple, str], None]
+
+
+def _no_warnings(path: tuple, message: str) -> None:
+    return None
 
 
 def is_network_policy(item: Any) -> bool:
     return isinstance(item, dict) and item.get("kind") == KIND
 
 
-def network_policy(item: Any, path: tuple, fail: Fail, source: str = "") -> NetworkPolicy:
-    """The policy a manifest describes, or the error of its first invalid field."""
+def network_policy(item: Any, path: tuple, fail: Fail, source: str = "", warn: Warn = _no_warnings) -> NetworkPolicy:
+    """The policy a manifest describes, or the error of its first invalid field; `warn(path, text)`
+    hears the warnings the API server would return (non-canonical ipBlock CIDRs)."""
     if not isinstance(item, dict) or item.get("kind") != KIND:
         raise fail(path, "not a NetworkPolicy manifest", "give apiVersion: networking.k8s.io/v1, kind: NetworkPolicy")
     version = item.get("apiVersion")
@@ -61,8 +67,8 @@ def network_policy(item: Any, path: tuple, fail: Fail, source: str = "") -> Netw
     if "podSelector" not in spec:
         raise fail(where, "spec.podSelector is required", "`podSelector: {}` selects every pod of the namespace")
     pod_selector = label_selector(spec["podSelector"], where + ("podSelector",), fail)
-    ingress = _rules(spec, "ingress", "from", where, fail)
-    egress = _rules(spec, "egress", "to", where, fail)
+    ingress = _rules(spec, "ingress", "from", where, fail, warn)
+    egress = _rules(spec, "egress", "to", where, fail, warn)
     types = _policy_types(spec, where, fail)
     return NetworkPolicy(namespace=namespace, name=name, pod_selector=pod_selector, policy_types=types,
                          ingress=ingress, egress=egress, api_version=version, source=source)
@@ -85,7 +91,7 @@ def _policy_types(spec: dict, where: tuple, fail: Fail) -> tuple[str, ...]:
     return tuple(types)
 
 
-def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail) -> tuple[Rule, ...]:
+def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail, warn: Warn) -> tuple[Rule, ...]:
     value = spec.get(field)
     if value is None:
         return ()
@@ -96,13 +102,14 @@ def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail) -
         at = where + (field, index)
         rule = _mapping(entry, at, fail, f"an {field} rule")
         _known(rule, {peers_field, "ports"}, at, fail, f"an {field} rule")
-        peers = tuple(_peer(p, at + (peers_field, i), fail) for i, p in enumerate(_list(rule, peers_field, at, fail)))
+        peers = tuple(_peer(p, at + (peers_field, i), fail, warn)
+                      for i, p in enumerate(_list(rule, peers_field, at, fail)))
         ports = tuple(_port(p, at + ("ports", i), fail) for i, p in enumerate(_list(rule, "ports", at, fail)))
         rules.append(Rule(peers=peers, ports=ports))
     return tuple(rules)
 
 
-def _peer(value: Any, at: tuple, fail: Fail) -> Peer:
+def _peer(value: Any, at: tuple, fail: Fail, warn: Warn) -> Peer:
     peer = _mapping(value, at, fail, "a peer")
     _known(peer, PEER_KEYS, at, fail, "a peer")
     if not peer:
@@ -111,35 +118,45 @@ def _peer(value: Any, at: tuple, fail: Fail) -> Peer:
         raise fail(at + ("ipBlock",), "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
                    "make the ipBlock a peer of its own (a separate `- ipBlock:` entry)")
     if "ipBlock" in peer:
-        return Peer(ip_block=_ip_block(peer["ipBlock"], at + ("ipBlock",), fail))
+        return Peer(ip_block=_ip_block(peer["ipBlock"], at + ("ipBlock",), fail, warn))
     pods = label_selector(peer["podSelector"], at + ("podSelector",), fail) if "podSelector" in peer else None
     spaces = (label_selector(peer["namespaceSelector"], at + ("namespaceSelector",), fail)
               if "namespaceSelector" in peer else None)
     return Peer(pod_selector=pods, namespace_selector=spaces)
 
 
-def _ip_block(value: Any, at: tuple, fail: Fail) -> IPBlock:
+def _ip_block(value: Any, at: tuple, fail: Fail, warn: Warn) -> IPBlock:
+    """cidr and except as the API server reads them: host bits allowed, meaning the masked network
+    (ValidateIPBlock: each except inside cidr, with a longer prefix), with its warnings."""
     block = _mapping(value, at, fail, "ipBlock", required=True)
     _known(block, IPBLOCK_KEYS, at, fail, "ipBlock")
     if "cidr" not in block:
         raise fail(at, "ipBlock needs cidr", "e.g. ipBlock: {cidr: 172.17.0.0/16}")
-    cidr = _cidr(block["cidr"], at + ("cidr",), fail)
+    cidr = _cidr(block["cidr"], at + ("cidr",), fail, warn)
     excepts = []
     for index, entry in enumerate(_list(block, "except", at, fail)):
-        excluded = _cidr(entry, at + ("except", index), fail)
-        if not excluded.subnet_of(cidr) or excluded == cidr:
-            raise fail(at + ("except", index), f"except {excluded} must be a strict subset of cidr {cidr}",
-                       "list only ranges inside the block's cidr")
+        excluded = _cidr(entry, at + ("except", index), fail, warn)
+        if not excluded.network.subnet_of(cidr.network) or excluded.network.prefixlen <= cidr.network.prefixlen:
+            raise fail(at + ("except", index), f"except {_shown(excluded)} must be a strict subset of cidr "
+                       f"{_shown(cidr)}", "list only ranges inside the block's cidr")
         excepts.append(excluded)
-    return IPBlock(cidr=cidr, excepts=tuple(excepts))
+    return IPBlock(cidr=cidr.network, excepts=tuple(e.network for e in excepts), written=cidr.written,
+                   excepts_written=tuple(e.written for e in excepts))
 
 
-def _cidr(value: Any, at: tuple, fail: Fail) -> ipaddress.IPv4Network:
+def _shown(block: cidrs.Block) -> str:
+    """A CIDR as written, with the network it means when that differs."""
+    return block.written if block.written == str(block.network) else f"{block.written} (that is {block.network})"
+
+
+def _cidr(value: Any, at: tuple, fail: Fail, warn: Warn) -> cidrs.Block:
     try:
-        return ipaddress.IPv4Network(str(value))
-    except ValueError as exc:
-        hint = "IPv6 blocks are not modelled by the lab" if ":" in str(value) else "write it as 10.0.0.0/24"
-        raise fail(at, f"{value!r} is not a valid IPv4 CIDR ({exc})", hint) from None
+        block = cidrs.block(value)
+    except cidrs.CidrError as exc:
+        raise fail(at, exc.message, exc.hint) from None
+    for text in block.warnings:
+        warn(at, text)
+    return block
 
 
 def _port(value: Any, at: tuple, fail: Fail) -> PolicyPort:

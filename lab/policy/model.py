@@ -54,10 +54,21 @@ class LabelSelector:
 
 @dataclass(frozen=True)
 class IPBlock:
-    """An ipBlock peer: `cidr` minus every `except` range."""
+    """An ipBlock peer: `cidr` minus every `except` range.
+
+    `cidr` and `excepts` are the networks the values mean (host bits cleared, as the API server
+    reads them); `written` and `excepts_written` keep the values as the manifest wrote them."""
 
     cidr: IPv4Network
     excepts: tuple[IPv4Network, ...] = ()
+    written: str = ""
+    excepts_written: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """The block as written: `cidr` or `cidr except a, b`."""
+        cidr = self.written or str(self.cidr)
+        excepts = self.excepts_written or tuple(str(e) for e in self.excepts)
+        return f"{cidr} except {', '.join(excepts)}" if excepts else cidr
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from lab.bgp import selector
 from lab.errors import TopologyError
+from lab.topology import cidr as cidrs
 from lab.topology.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool
 
 API_VERSION = "projectcalico.org/v3"
@@ -25,6 +26,7 @@ PEER_KEYS = {"peerIP", "asNumber", "node", "nodeSelector", "peerSelector"}
 NODE_SPEC_KEYS = {"bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr"}
 NODE_BGP_KEYS = {"ipv4Address", "asNumber", "routeReflectorClusterID"}
 MAX_AS = 4294967295
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
 
@@ -120,10 +122,9 @@ def calico_node(item: dict, path: tuple, fail: Fail, node_ip: ipaddress.IPv4Addr
     address = ipaddress.IPv4Interface(f"{node_ip}/{default_prefix}")
     if "ipv4Address" in bgp:
         try:
-            address = ipaddress.IPv4Interface(str(bgp["ipv4Address"]))
-        except ValueError:
-            raise fail(where + ("bgp", "ipv4Address"), f"{bgp['ipv4Address']!r} is not an IPv4 address/prefix",
-                       None) from None
+            address = cidrs.interface(bgp["ipv4Address"])
+        except cidrs.CidrError as exc:
+            raise fail(where + ("bgp", "ipv4Address"), exc.message, exc.hint) from None
         if address.ip != node_ip:
             raise fail(where + ("bgp", "ipv4Address"), f"{address.ip} is not this node's address ({node_ip})",
                        "calico/node autodetects the address of eth0; give the node's own IP")
@@ -153,11 +154,19 @@ def _spec(item: dict, path: tuple, fail: Fail, allowed: set[str]) -> dict:
 
 
 def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
+    """An IPPool cidr: strictly masked and outside link-local space, as Calico's validation wants it."""
     try:
-        return ipaddress.IPv4Network(str(value))
-    except ValueError as exc:
-        raise fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
-                   "write address/prefix with the host bits zero, e.g. 10.244.0.0/16") from None
+        network = cidrs.network(value)
+    except cidrs.CidrError as exc:
+        raise fail(path, exc.message, exc.hint) from None
+    if network.overlaps(LINK_LOCAL):
+        raise fail(path, f"{network} overlaps the IPv4 link-local range {LINK_LOCAL}, which Calico refuses for "
+                   "an IPPool", "pick a pool in private space, e.g. 10.244.0.0/16")
+    special = cidrs.martian(network)
+    if special:
+        raise fail(path, f"{network} overlaps the {special} range, which the kernel does not route as unicast, "
+                   "so it cannot be a pool", "pick a pool in private space, e.g. 10.244.0.0/16")
+    return network
 
 
 def _mode(spec: dict, key: str, where: tuple, fail: Fail) -> str:

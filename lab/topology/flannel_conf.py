@@ -7,6 +7,7 @@ import json
 from typing import Any, Callable
 
 from lab.errors import TopologyError
+from lab.topology import cidr as cidrs
 from lab.topology.model import FlannelBackend, FlannelConfig
 
 BACKEND_TYPES = ("vxlan", "host-gw")
@@ -14,6 +15,7 @@ NET_CONF_KEYS = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "E
                  "EnableIPv4", "EnableIPv6"}
 BACKEND_KEYS = {"vxlan": {"Type", "VNI", "Port", "DirectRouting", "Learning", "GBP", "MTU"},
                 "host-gw": {"Type"}}
+MAX_JSON_DEPTH = 100
 DEFAULT_NET_CONF = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
@@ -35,12 +37,40 @@ def from_config_map(item: dict, path: tuple, fail: Fail, ip_masq: bool, source: 
     field = path + ("data", "net-conf.json")
     if not isinstance(text, str):
         raise fail(field, "must be a JSON string (use `net-conf.json: |` and the JSON below it)", None)
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise fail(field, f"net-conf.json nests {depth} levels deep; flannel's needs 2",
+                   "write net-conf.json as in kube-flannel.yml: {\"Network\": ..., \"Backend\": {...}}")
     try:
         conf = json.loads(text)
     except json.JSONDecodeError as exc:
         raise fail(field, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} of the JSON",
                    "check commas and quotes in net-conf.json") from None
+    except ValueError as exc:   # e.g. an integer of more digits than Python converts
+        raise fail(field, f"not valid JSON: {str(exc)[:100]}", "check the numbers in net-conf.json") from None
     return from_map(conf, field, fail, ip_masq, source)
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON text, outside strings (json.loads recurses per level)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
@@ -75,10 +105,14 @@ def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
     if value is None:
         raise fail(path, "net-conf.json needs a Network", 'e.g. "Network": "10.244.0.0/16"')
     try:
-        return ipaddress.IPv4Network(str(value))
-    except ValueError as exc:
-        raise fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
-                   "write it as address/prefix with host bits zero, e.g. 10.244.0.0/16") from None
+        network = cidrs.network(value)
+    except cidrs.CidrError as exc:
+        raise fail(path, exc.message, exc.hint) from None
+    special = cidrs.martian(network)
+    if special:
+        raise fail(path, f"{network} overlaps the {special} range, which the kernel does not route as unicast, "
+                   "so it cannot be the pod network", 'use private space, e.g. "Network": "10.244.0.0/16"')
+    return network
 
 
 def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:

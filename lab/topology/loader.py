@@ -11,11 +11,11 @@ from typing import Any
 from lab.errors import TopologyError
 from lab.policy import manifest as policy_manifest
 from lab.policy.model import NetworkPolicy
-from lab.topology import calico_conf, flannel_conf, impair, ipam, labels, schema
+from lab.topology import calico_conf, cidr as cidrs, flannel_conf, impair, ipam, labels, manifests, schema
 from lab.topology.calico_loader import CalicoBuilder
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)
-from lab.topology.yamlsource import Document, Path, parse, parse_one
+from lab.topology.yamlsource import Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15
 NETNS_NAME_MAX = 255
@@ -24,6 +24,7 @@ POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
                  "Role", "RoleBinding"}
 BUILTIN_NAMESPACES = ("default", "kube-system")
+DEFAULT_MAX_PODS = 110   # kubelet --max-pods
 ENFORCERS = {"flannel": ("none", "kube-router"), "calico": ("calico",)}
 
 
@@ -86,14 +87,11 @@ def resource_key(data: Any) -> tuple[str, str] | None:
 
 
 def load(path: str, overlay: Overlay | None = None) -> Topology:
-    """Read, schema-check and validate the topology at `path` (with a live lab's `overlay`)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise TopologyError(path, "", f"cannot read the file: {exc.strerror}",
-                            hint="give a path to a topology YAML file, or a name from `lab topologies`") from None
-    return load_text(text, path, overlay)
+    """Read, schema-check and validate the topology at `path` (with a live lab's `overlay`).
+
+    The contract: whatever the file holds, this returns a Topology or raises a LabError that names
+    the file (and the line, when there is one), in bounded time and memory (lab/topology/yamlsource.py)."""
+    return load_text(read_file(path, "the topology"), path, overlay)
 
 
 def load_text(text: str, file: str, overlay: Overlay | None = None) -> Topology:
@@ -113,6 +111,11 @@ class _Builder:
         self.doc = document
         self.data = document.data
         self.notes: list[str] = []
+        self.warnings: list[str] = []
+
+    def warn(self, document: Document, path: Path, message: str) -> None:
+        """A warning as the API server returns one: `file:line: field: text`."""
+        self.warnings.append(str(document.error(path, message)))
 
     def fail(self, path: Path, message: str, hint: str | None = None) -> TopologyError:
         return self.doc.error(path, message, hint)
@@ -149,7 +152,8 @@ class _Builder:
                         resources=frozenset(k for item in items if (k := resource_key(item.data)) is not None),
                         impairments=impair.from_topology(
                             self.data, self.fail, lambda path: f"{self.doc.file}:{self.doc.line(path) or 1}: "
-                            + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")))
+                            + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")),
+                        warnings=tuple(self.warnings))
 
     # -- hosts outside the cluster ---------------------------------------------------------------
     def _externals(self, networks: tuple[Network, ...], nodes: tuple[Node, ...]) -> tuple[External, ...]:
@@ -194,7 +198,8 @@ class _Builder:
             if not policy_manifest.is_network_policy(item.data):
                 continue
             where = f"{item.document.file}:{item.document.line(item.path) or 1}"
-            policy = policy_manifest.network_policy(item.data, item.path, item.document.error, where)
+            policy = policy_manifest.network_policy(item.data, item.path, item.document.error, where,
+                                                    lambda path, text, d=item.document: self.warn(d, path, text))
             if policy.namespace not in known:
                 path = item.path + (("metadata", "namespace") if "namespace" in item.data["metadata"] else ("metadata",))
                 raise item.document.error(path, f'namespace "{policy.namespace}" not found',
@@ -206,19 +211,27 @@ class _Builder:
 
     # -- resources -------------------------------------------------------------------------------
     def _resource_items(self) -> list[Item]:
+        """The topology's resources (inline, from files, and the items of `kind: List`s), then a live
+        lab's applied manifests, which replace resources of the same kind and name."""
         items: list[Item] = []
         for index, entry in enumerate(self.data.get("resources", [])):
             path = ("resources", index)
             if "file" in entry:
                 items.extend(self._file_items(entry, path))
             else:
-                items.append(Item(entry, self.doc, path))
-        items += [Item(d.data, d, ()) for d in self.overlay.documents]
+                items.extend(manifests.expand(Item(entry, self.doc, path)))
+        own = len(items)
+        items += [item for d in self.overlay.documents for item in manifests.expand(Item(d.data, d, ()))]
         for item in items:
             self._check_kind(item)
         latest: dict = {}
         for index, item in enumerate(items):
             key = resource_key(item.data)
+            if index < own and key is not None and key in latest:
+                first = latest[key]
+                raise item.document.error(item.path + ("metadata", "name"), f"a second {key[0]} {key[1]} (the first "
+                                          f"is at {first.document.file}:{first.document.line(first.path)})",
+                                          "a topology declares each object once: remove or rename one")
             latest[key if key is not None else ("", index)] = item
         return [item for key, item in latest.items() if key not in self.overlay.deleted]
 
@@ -227,16 +240,13 @@ class _Builder:
             raise self.fail(path, "a file resource is `- file: <path>` and nothing else")
         base = os.path.dirname(os.path.abspath(self.doc.file))
         target = os.path.join(base, entry["file"])
-        try:
-            with open(target, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            raise self.fail(path + ("file",), f"cannot read {target}: {exc.strerror}",
-                            "paths are relative to the topology file") from None
-        documents = parse(text, target)
+        if not os.path.exists(target):
+            raise self.fail(path + ("file",), f"cannot read {short(target, 200)}: no such file",
+                            "paths are relative to the topology file")
+        documents = parse(read_file(target, "the manifest file"), target)
         if not documents:
-            raise self.fail(path + ("file",), f"{target} holds no manifest")
-        return [Item(d.data, d, ()) for d in documents]
+            raise self.fail(path + ("file",), f"{short(target, 200)} holds no manifest")
+        return [item for d in documents for item in manifests.expand(Item(d.data, d, ()))]
 
     def _check_kind(self, item: Item) -> None:
         data = item.data
@@ -245,6 +255,7 @@ class _Builder:
         if not isinstance(data, dict) or "kind" not in data:
             raise item.document.error(item.path, "a resource must be a Kubernetes manifest (with `kind`), "
                                       "flannel's net-conf.json map (with `Network`), or `file: <path>`")
+        schema.check_manifest(item.document, item.path, data)
         kind = data["kind"]
         if kind in ("Namespace", "Pod", "NetworkPolicy") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
             return
@@ -259,7 +270,7 @@ class _Builder:
                 raise item.document.error(item.path + ("data",), "the kube-flannel-cfg ConfigMap has no "
                                           "net-conf.json key", "put flannel's net-conf.json under data:")
             return  # other ConfigMaps do not configure the network
-        raise item.document.error(item.path + ("kind",), f"resource kind {kind!r} is not supported",
+        raise item.document.error(item.path + ("kind",), f"resource kind {short(kind)} is not supported",
                                   "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
                                   "Namespace, Pod, NetworkPolicy, and Calico's IPPool, BGPConfiguration, BGPPeer and Node "
                                   "(apiVersion projectcalico.org/v3)")
@@ -277,7 +288,7 @@ class _Builder:
                                 "the segment's switch interface, and Linux interface names hold at most 15",
                                 "use a shorter name")
             self._unique(name, [n.name for n in networks], path + ("name",), "network")
-            cidr = self._cidr(entry["cidr"], path + ("cidr",))
+            cidr = self._cidr(entry["cidr"], path + ("cidr",), "an underlay network")
             if cidr.num_addresses < 4:
                 raise self.fail(path + ("cidr",), f"{cidr} is too small for a segment", "use /30 or larger")
             for other in networks:
@@ -365,7 +376,7 @@ class _Builder:
     def _pod_cidr(self, entry: dict, check, nodes: list[Node], path: Path):
         if "podCIDR" not in entry:
             return None
-        cidr = self._cidr(entry["podCIDR"], path + ("podCIDR",))
+        cidr = self._cidr(entry["podCIDR"], path + ("podCIDR",), "a pod CIDR")
         check(cidr, path + ("podCIDR",))
         for other in nodes:
             if other.pod_cidr == cidr:
@@ -483,12 +494,18 @@ class _Builder:
         return ip
 
     # -- small checks ----------------------------------------------------------------------------
-    def _cidr(self, value: Any, path: Path) -> ipaddress.IPv4Network:
+    def _cidr(self, value: Any, path: Path, what: str) -> ipaddress.IPv4Network:
+        """A network the lab builds (`what` names it); host bits and martian ranges are refused."""
         try:
-            return ipaddress.IPv4Network(str(value))
-        except ValueError as exc:
-            raise self.fail(path, f"{value!r} is not a valid IPv4 CIDR ({exc})",
-                            "write address/prefix with the host bits zero, e.g. 192.168.10.0/24") from None
+            network = cidrs.network(value)
+        except cidrs.CidrError as exc:
+            raise self.fail(path, exc.message, exc.hint) from None
+        special = cidrs.martian(network)
+        if special:
+            raise self.fail(path, f"{network} overlaps the {special} range, which the kernel does not route as "
+                            f"unicast, so it cannot be {what}", "use private space: 10.0.0.0/8, 172.16.0.0/12 "
+                            "or 192.168.0.0/16")
+        return network
 
     def _host_in(self, value: Any, cidr: ipaddress.IPv4Network, path: Path) -> ipaddress.IPv4Address:
         try:

@@ -205,6 +205,7 @@ class Topology:
     static_neighbours: str = "auto"   # auto | static | dynamic
     resources: frozenset[tuple[str, str]] = frozenset()   # (kind, name) of every manifest declared or applied
     impairments: tuple[ImpairSpec, ...] = ()   # `impair:` of networks and nodes (lab/topology/impair.py)
+    warnings: tuple[str, ...] = ()    # what the API server would warn about, as `file:line: field: text`
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)

@@ -1,25 +1,60 @@
-"""YAML parsing that remembers the line of every value, so errors can name it."""
+"""YAML parsing that remembers the line of every value, so errors can name it, within fixed bounds.
+
+The contract: any byte string in, either documents or a TopologyError naming the file and line out,
+in time and memory bounded by the limits below. The parser is libyaml's (through PyYAML's event
+API); the composition is done here, without recursion, so that
+
+  * nesting deeper than MAX_DEPTH is refused (no RecursionError);
+  * aliases are expanded under Kubernetes' own rule: go-yaml (under sigs.k8s.io/yaml, which
+    kubectl and the API server use) refuses "excessive aliasing" once more than a set share of the
+    decoded values came through aliases (99% up to 400,000 values, falling to 10% at 4,000,000),
+    so an alias bomb stops after a few thousand values; an alias to an anchor that is still open
+    (a recursive alias) is refused as go-yaml refuses it;
+  * merge keys (`<<: *base`) work as in kubectl;
+  * explicit tags are checked: the JSON-like ones (!!str, !!int, !!float, !!bool, !!null, !!map,
+    !!seq, and !!timestamp, kept as its text as sigs.k8s.io/yaml does) with a bad value are errors
+    on their line; others (!!binary, !!set, !!omap, local tags) are refused;
+  * mapping keys are kept as written (`on:` is the key "on", as sigs.k8s.io/yaml keeps it);
+  * YAML 1.1's base-60 numbers (`1:20`) stay strings, as in go-yaml.
+Files are read as bytes: only regular files of at most MAX_BYTES, UTF-8 (a BOM is allowed).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from lab.errors import TopologyError
 
 Path = tuple[str | int, ...]
-COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same marks
+PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same marks
+MAX_BYTES = 4 * 1024 * 1024       # the API server takes requests of at most 3 MiB
+MAX_DEPTH = 100                   # a topology nests about 10 deep
+MAX_VALUES = 1_000_000            # decoded values per file, aliases included
+ALIAS_RATIO_LOW, ALIAS_RATIO_HIGH = 400_000, 4_000_000   # go-yaml's decode counts for its alias ratio
+TAG = "tag:yaml.org,2002:"
+SCALAR_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+_CONSTRUCTOR = SafeConstructor()
+_RESOLVER = yaml.resolver.Resolver()
 
 
 @dataclass(frozen=True)
 class Document:
-    """Parsed YAML data plus the line number (1-based) of every path in it."""
+    """Parsed YAML data plus the line number (1-based) of every path in it.
+
+    `raw` keeps, for plain scalars YAML read as something other than a string (`off`, `1.10`,
+    `017`), the text as written, so errors can say how it was read and suggest quoting it."""
 
     file: str
     data: Any
     lines: dict[Path, int]
+    raw: dict[Path, str] = field(default_factory=dict)
 
     def line(self, path: Path) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -33,6 +68,10 @@ class Document:
     def error(self, path: Path, message: str, hint: str | None = None) -> TopologyError:
         return TopologyError(self.file, format_path(path), message, self.line(path), hint)
 
+    def written(self, path: Path) -> str | None:
+        """The text of a plain scalar that YAML read as a non-string, as written."""
+        return self.raw.get(tuple(path))
+
 
 def format_path(path: Path) -> str:
     """`('nodes', 1, 'ip')` -> `nodes[1].ip`."""
@@ -45,26 +84,79 @@ def format_path(path: Path) -> str:
     return text
 
 
-def parse(text: str, file: str) -> list[Document]:
-    """Parse every YAML document in `text`; a syntax error names the line and column."""
+def short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters so that an error never prints a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def read_file(path: str, what: str = "the file") -> str:
+    """The text of a regular file of at most MAX_BYTES, decoded as UTF-8, or a TopologyError."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=COMPOSER))
+        info = os.stat(path)
+    except OSError as exc:
+        raise TopologyError(path, "", f"cannot read {what}: {exc.strerror}",
+                            hint="give a path to a YAML file") from None
+    if not _regular(info.st_mode):
+        raise TopologyError(path, "", f"{what} is not a regular file (a directory, device or pipe)",
+                            hint="give a path to a YAML file")
+    if info.st_size > MAX_BYTES:
+        raise _too_big(path, info.st_size)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise TopologyError(path, "", f"cannot read {what}: {exc.strerror}",
+                            hint="give a path to a YAML file") from None
+    if len(data) > MAX_BYTES:
+        raise _too_big(path, len(data))
+    return decode(data, path)
+
+
+def read_stream(stream: Any, name: str) -> str:
+    """At most MAX_BYTES of a binary stream (standard input), decoded as UTF-8."""
+    data = stream.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise _too_big(name, len(data))
+    return decode(data, name)
+
+
+def decode(data: bytes, file: str) -> str:
+    """UTF-8 text (a leading BOM dropped); a bad byte is an error naming its line and column."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise TopologyError(file, "", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at column {column} "
+                            f"cannot be decoded", line, "save the file as UTF-8") from None
+
+
+def _regular(mode: int) -> bool:
+    import stat
+    return stat.S_ISREG(mode)
+
+
+def _too_big(file: str, size: int) -> TopologyError:
+    return TopologyError(file, "", f"is {size:,} bytes or more; the lab reads files of at most {MAX_BYTES:,} "
+                         "bytes (the API server takes requests of at most 3 MiB)",
+                         hint="split it, or generate fewer objects")
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+def parse(text: str, file: str) -> list[Document]:
+    """Parse every non-empty YAML document in `text`; a syntax error names the line and column."""
+    _check_printable(text, file)
+    composer = _Composer(file)
+    try:
+        for event in yaml.parse(text, Loader=PARSER):
+            composer.feed(event)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
-        raise TopologyError(file, "", f"not valid YAML: {exc}") from None
-    documents = []
-    constructor = yaml.SafeLoader("")
-    try:
-        for node in nodes:
-            if node is None:
-                continue
-            lines: dict[Path, int] = {}
-            data = _construct(node, (), lines, file, constructor)
-            documents.append(Document(file, data, lines))
-    finally:
-        constructor.dispose()
-    return documents
+        raise TopologyError(file, "", f"not valid YAML: {short(str(exc), 200)}") from None
+    return composer.documents
 
 
 def parse_one(text: str, file: str) -> Document:
@@ -76,6 +168,17 @@ def parse_one(text: str, file: str) -> Document:
         raise TopologyError(file, "", f"holds {len(documents)} YAML documents; a topology is one document",
                             hint="put manifests under `resources:` or in a file named there")
     return documents[0]
+
+
+def _check_printable(text: str, file: str) -> None:
+    found = _NON_PRINTABLE.search(text)
+    if found:
+        at = found.start()
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise TopologyError(file, "", f"control character U+{ord(found.group()):04X} at column {column}: YAML "
+                            "allows no control characters but tab and newline", line,
+                            "remove it (write it as an escape like \\x01 inside double quotes if you mean it)")
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> TopologyError:
@@ -92,20 +195,279 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> TopologyError:
                          "fix the YAML syntax there (indentation, brackets, quotes, colons)")
 
 
-def _construct(node: yaml.Node, path: Path, lines: dict[Path, int], file: str, constructor: yaml.SafeLoader) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            if key in result:
-                raise TopologyError(file, format_path(path + (key,)), "duplicate key",
-                                    key_node.start_mark.line + 1, "each key may appear once in a mapping")
-            result[key] = _construct(value_node, path + (key,), lines, file, constructor)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), lines, file, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+@dataclass
+class _Anchor:
+    """A finished anchored node: its value, its size in decoded values, and where its lines (and raw
+    texts) sit in the document's recording, with the length of its own path."""
+
+    value: Any
+    size: int
+    base: int = 0
+    lines: tuple[int, int] = (0, 0)
+    raw: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class _Frame:
+    """A mapping or sequence being composed."""
+
+    path: Path
+    line: int
+    value: Any                     # dict or list
+    anchor: str | None
+    start_count: int               # decoded values before this node
+    record_from: int = 0           # where this node's lines start in the recording (anchored nodes)
+    raw_from: int = 0
+    key: str | None = None         # a mapping's pending key
+    key_line: int = 0
+    expecting_key: bool = True
+    merging: bool = False          # the pending key is `<<`
+    merged: dict = field(default_factory=dict)
+
+
+class _Composer:
+    """Builds documents from parser events with an explicit stack (see the module docstring)."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.documents: list[Document] = []
+        self.anchors: dict[str, _Anchor] = {}
+        self.open_anchors: set[str] = set()
+        self.stack: list[_Frame] = []
+        self.lines: dict[Path, int] = {}
+        self.raw: dict[Path, str] = {}
+        self.recording: list[tuple[Path, int]] | None = None    # lines in order, once an anchor opened
+        self.raw_recording: list[tuple[Path, str]] = []
+        self.decoded = 0           # go-yaml's decodeCount, per document
+        self.aliased = 0           # go-yaml's aliasCount, per document
+        self.total = 0             # decoded values in the whole file
+        self.root: Any = None
+        self.has_root = False
+
+    # -- events ------------------------------------------------------------------------------
+    def feed(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.anchors, self.lines, self.raw = {}, {}, {}
+            self.recording, self.raw_recording = None, []
+            self.decoded = self.aliased = 0
+            self.has_root = False
+        elif isinstance(event, yaml.DocumentEndEvent):
+            if self.has_root and self.root is not None:
+                self.documents.append(Document(self.file, self.root, self.lines, self.raw))
+        elif isinstance(event, yaml.ScalarEvent):
+            self._scalar(event)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            self._start(event)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            self._end()
+
+    def _line(self, event: yaml.Event) -> int:
+        return event.start_mark.line + 1 if event.start_mark is not None else 0
+
+    def fail(self, line: int, path: Path, message: str, hint: str | None = None) -> TopologyError:
+        return TopologyError(self.file, format_path(path), message, line, hint)
+
+    def _path(self) -> Path:
+        """The path of the value about to be composed."""
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return top.path + (len(top.value),)
+        return top.path + (top.key,)
+
+    def _count(self, size: int, aliased: bool, line: int, path: Path) -> None:
+        self.decoded += size
+        self.total += size
+        if aliased:
+            self.aliased += size
+        if (self.aliased > 100 and self.decoded > 1000
+                and self.aliased / self.decoded > _allowed_alias_ratio(self.decoded)):
+            raise self.fail(line, path, "excessive aliasing: too many values come from aliases (*name); "
+                            "Kubernetes' YAML reader refuses this document too",
+                            "expand the aliases by hand, or use fewer of them")
+        if self.total > MAX_VALUES:
+            raise self.fail(line, path, f"more than {MAX_VALUES:,} YAML values in one file",
+                            "a lab's topology is far smaller: generate fewer objects")
+
+    # -- scalars -----------------------------------------------------------------------------
+    def _scalar(self, event: yaml.ScalarEvent) -> None:
+        line = self._line(event)
+        top = self.stack[-1] if self.stack else None
+        if top is not None and isinstance(top.value, dict) and top.expecting_key:
+            self._key(event, top, line)
+            return
+        path = self._path()
+        value = self._scalar_value(event, line, path)
+        self._count(1, False, line, path)
+        self._record(path, line)
+        if event.anchor is not None:
+            self._start_recording()
+            self.recording.append((path, line))
+            raw = len(self.raw_recording)
+            if path in self.raw:
+                self.raw_recording.append((path, self.raw[path]))
+            self.anchors[event.anchor] = _Anchor(value, 1, len(path), (len(self.recording) - 1, len(self.recording)),
+                                                 (raw, len(self.raw_recording)))
+        self._place(value, line, path)
+
+    def _key(self, event: yaml.ScalarEvent, top: _Frame, line: int) -> None:
+        path = top.path + (event.value,)
+        if event.tag not in (None, "!") and event.tag not in SCALAR_TAGS:
+            raise self.fail(line, path, f"tag {event.tag} is not supported on a mapping key",
+                            "write the key as a plain string")
+        self._count(1, False, line, path)
+        top.key = event.value
+        top.key_line = line
+        top.expecting_key = False
+        top.merging = event.value == "<<" and event.implicit[0] and event.tag is None
+        if event.anchor is not None:
+            self.anchors[event.anchor] = _Anchor(event.value, 1)
+        if not top.merging and top.key in top.value:
+            raise self.fail(line, path, "duplicate key", "each key may appear once in a mapping")
+
+    def _scalar_value(self, event: yaml.ScalarEvent, line: int, path: Path) -> Any:
+        tag = event.tag
+        if tag in (None, "!"):
+            if tag == "!" or not event.implicit[0]:
+                return event.value                       # quoted, or the non-specific tag: a string
+            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == TAG + "str" or ":" in event.value and tag in (TAG + "int", TAG + "float"):
+                return event.value                       # go-yaml has no base-60 numbers
+            if tag == TAG + "timestamp":
+                return event.value
+        elif tag not in SCALAR_TAGS:
+            raise self.fail(line, path, f"tag {tag.replace(TAG, '!!')} is not supported",
+                            "the lab reads JSON-like YAML: strings, numbers, booleans, null, mappings and "
+                            "lists; remove the tag")
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            value = SafeConstructor.yaml_constructors[tag](_CONSTRUCTOR, node)
+        except (ValueError, TypeError, OverflowError, yaml.YAMLError, ArithmeticError) as exc:
+            raise self.fail(line, path, f"{short(event.value)} is not a valid {tag.replace(TAG, '!!')}: "
+                            f"{short(str(exc), 80)}", "fix the value or remove the tag") from None
+        if tag == TAG + "timestamp":
+            return event.value                           # sigs.k8s.io/yaml turns timestamps into text
+        if tag != TAG + "str" and event.implicit[0]:
+            self.raw[path] = event.value
+            if self.recording is not None:
+                self.raw_recording.append((path, event.value))
+        return value
+
+    # -- aliases -----------------------------------------------------------------------------
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        line = self._line(event)
+        top = self.stack[-1] if self.stack else None
+        if top is not None and isinstance(top.value, dict) and top.expecting_key:
+            raise self.fail(line, top.path, "an alias cannot be a mapping key", "write the key as a plain string")
+        path = self._path()
+        name = event.anchor
+        if name in self.open_anchors:
+            raise self.fail(line, path, f"alias *{name} refers to its own anchor: the value would contain itself",
+                            "anchor a value that does not contain the alias")
+        anchor = self.anchors.get(name)
+        if anchor is None:
+            raise self.fail(line, path, f"alias *{name} names no anchor defined before it",
+                            f"define &{name} on a value above this line")
+        self._count(anchor.size, True, line, path)
+        merging = top is not None and isinstance(top.value, dict) and top.merging
+        if not merging and self.recording is not None:
+            recorded = self.recording[anchor.lines[0]:anchor.lines[1]]
+            raws = self.raw_recording[anchor.raw[0]:anchor.raw[1]]
+            for old, at in recorded:
+                self._record(path + old[anchor.base:], at)
+            for old, text in raws:
+                self.raw[path + old[anchor.base:]] = text
+                self.raw_recording.append((path + old[anchor.base:], text))
+        self._place(anchor.value, line, path)
+
+    # -- collections -------------------------------------------------------------------------
+    def _start(self, event: yaml.CollectionStartEvent) -> None:
+        line = self._line(event)
+        top = self.stack[-1] if self.stack else None
+        if top is not None and isinstance(top.value, dict) and top.expecting_key:
+            raise self.fail(line, top.path, "a mapping or list cannot be a mapping key",
+                            "write the key as a plain string")
+        path = self._path()
+        mapping = isinstance(event, yaml.MappingStartEvent)
+        tag = event.tag
+        if tag not in (None, "!") and tag != TAG + ("map" if mapping else "seq"):
+            raise self.fail(line, path, f"tag {tag.replace(TAG, '!!')} is not supported",
+                            "the lab reads JSON-like YAML: plain mappings and lists; remove the tag")
+        if len(self.stack) >= MAX_DEPTH:
+            raise self.fail(line, path, f"nested more than {MAX_DEPTH} levels deep",
+                            "a topology nests about 10 levels; flatten the data")
+        self._count(1, False, line, path)
+        if event.anchor is not None:
+            self.open_anchors.add(event.anchor)
+            self._start_recording()
+        frame = _Frame(path=path, line=line, value={} if mapping else [], anchor=event.anchor,
+                       start_count=self.decoded - 1)
+        if self.recording is not None:
+            frame.record_from, frame.raw_from = len(self.recording), len(self.raw_recording)
+        self._record(path, line)
+        self.stack.append(frame)
+
+    def _end(self) -> None:
+        frame = self.stack.pop()
+        value = frame.value
+        if isinstance(value, dict) and frame.merged:
+            value = {**{k: v for k, v in frame.merged.items() if k not in value}, **value}
+            frame.value = value
+        if frame.anchor is not None and self.recording is not None:
+            self.anchors[frame.anchor] = _Anchor(value, self.decoded - frame.start_count, len(frame.path),
+                                                 (frame.record_from, len(self.recording)),
+                                                 (frame.raw_from, len(self.raw_recording)))
+            self.open_anchors.discard(frame.anchor)
+        self._place(value, frame.line, frame.path)
+
+    def _place(self, value: Any, line: int, path: Path) -> None:
+        """Put a finished value into its parent (or make it the document's root)."""
+        if not self.stack:
+            self.root, self.has_root = value, True
+            return
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            top.value.append(value)
+            return
+        if top.merging:
+            self._merge(top, value, line)
+        else:
+            top.value[top.key] = value
+            self.lines[path] = top.key_line
+        top.expecting_key, top.merging, top.key = True, False, None
+
+    def _merge(self, top: _Frame, value: Any, line: int) -> None:
+        """`<<: value`: keys of the mapping (or of each mapping of a list, earlier ones first) that the
+        mapping does not set itself."""
+        sources = value if isinstance(value, list) else [value]
+        if not all(isinstance(source, dict) for source in sources):
+            raise self.fail(line, top.path + ("<<",), "a merge key `<<` takes a mapping or a list of mappings",
+                            "write `<<: *anchor` where &anchor names a mapping")
+        for source in sources:
+            for key, item in source.items():
+                if key not in top.merged:
+                    top.merged[key] = item
+                    self.lines.setdefault(top.path + (key,), top.key_line)
+
+    def _start_recording(self) -> None:
+        """From the first anchor of a document on, keep every line in order, so that an alias can
+        give the lines of its anchor's values to the copy it makes."""
+        if self.recording is None:
+            self.recording = []
+
+    def _record(self, path: Path, line: int) -> None:
+        self.lines[path] = line
+        if self.recording is not None:
+            self.recording.append((path, line))
+
+
+def _allowed_alias_ratio(decoded: int) -> float:
+    """go-yaml's allowedAliasRatio: 0.99 up to 400,000 decoded values, 0.10 from 4,000,000, linear between."""
+    if decoded <= ALIAS_RATIO_LOW:
+        return 0.99
+    if decoded >= ALIAS_RATIO_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - ALIAS_RATIO_LOW) / (ALIAS_RATIO_HIGH - ALIAS_RATIO_LOW)
