@@ -14,6 +14,7 @@ from lab.probe import reach
 from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import capabilities
+from lab.policy import manifest as policy_manifest
 from lab.topology import registry
 from lab.topology.model import Topology
 
@@ -192,11 +193,20 @@ def cmd_report(lab: Lab, args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(warnings) -> None:
+    """Warnings as kubectl prints the API server's: on stderr, each after `Warning: `."""
+    for warning in warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+
+
 def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     if args.dry_run:
-        sys.stdout.write(lab.dry_run(args.topology))
+        topology = lab.load(args.topology)
+        _warn(topology.warnings)
+        sys.stdout.write(lab.dry_run(topology))
         return 0
     result = lab.up(args.topology)
+    _warn(result.warnings)
     if not result.created:
         print(f"lab {result.lab} is already up ({result.namespaces} namespaces); nothing to do")
         return 0 if args.no_wait else _wait(lab, result.lab, args.timeout)
@@ -365,6 +375,7 @@ def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
     manifests = live.read_manifests(args.filename)
+    _warn(w for document in manifests.documents for w in policy_manifest.warnings_of(document))
     change = lab.change(args.lab, lambda state, old: live.with_file(state, manifests))
     assert change.old is not None and change.new is not None
     for line in live.applied(change.old, change.new, manifests.documents):
@@ -419,9 +430,9 @@ def cmd_policy(lab: Lab, args: argparse.Namespace) -> int:
     if not rows:
         print("No resources found" + (f" in {args.namespace} namespace." if args.namespace else "."))
         return 0
-    _table(["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES", "ENFORCED-BY", "SOURCE"],
-           [[p["namespace"], p["name"], p["podSelector"], ",".join(p["policyTypes"]), enforcer, p["source"]]
-            for p in rows])
+    _table(["NAMESPACE", "NAME", "POD-SELECTOR", "POLICY-TYPES", "IPBLOCKS", "ENFORCED-BY", "SOURCE"],
+           [[p["namespace"], p["name"], p["podSelector"], ",".join(p["policyTypes"]),
+             "; ".join(p.get("ipBlocks", [])) or "<none>", enforcer, p["source"]] for p in rows])
     return 0
 
 

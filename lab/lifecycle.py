@@ -28,6 +28,7 @@ class UpResult:
     namespaces: int
     plan: LabPlan | None = None
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -51,9 +52,9 @@ class Lab:
             plan = neighbours.with_static_neighbours(plan)
         return replace(plan, notes=plan.notes + (f"neighbours: {decision.mode}: {decision.reason}",)), decision
 
-    def dry_run(self, name_or_path: str) -> str:
+    def dry_run(self, name_or_path: str | Topology) -> str:
         """The plan as commands; touches nothing (and needs no root)."""
-        topology = self.load(name_or_path)
+        topology = name_or_path if isinstance(name_or_path, Topology) else self.load(name_or_path)
         return render.script(self.plan(topology)[0]) + enforce.script(topology)
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
@@ -90,7 +91,7 @@ class Lab:
                 self._teardown(topology.name, state)
                 raise
         return UpResult(lab=topology.name, created=True, namespaces=len(plan.namespaces), plan=plan,
-                        notes=tuple(plan.notes) + topology.notes)
+                        notes=tuple(plan.notes) + topology.notes, warnings=topology.warnings)
 
     def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> None:
         """Everything checked before the kernel is touched: free names, link kinds, tools."""
@@ -391,7 +392,9 @@ def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities
     networks = [{"name": n.name, "cidr": str(n.cidr), "gateway": str(n.gateway), "mtu": n.mtu}
                 for n in topology.networks]
     policies = [{"key": p.key, "namespace": p.namespace, "name": p.name, "podSelector": p.pod_selector.text(),
-                 "policyTypes": list(p.policy_types), "source": p.source} for p in topology.policies]
+                 "policyTypes": list(p.policy_types), "source": p.source,
+                 "ipBlocks": [peer.ip_block.text() for rule in p.ingress + p.egress for peer in rule.peers
+                              if peer.ip_block is not None]} for p in topology.policies]
     namespaces = [{"name": n.name, "labels": dict(n.labels)} for n in topology.namespaces]
     externals = [{"name": e.name, "network": e.network, "ip": str(e.ip),
                   "netns": names.node_netns(topology.name, e.name)} for e in topology.externals]

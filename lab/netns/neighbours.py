@@ -6,6 +6,12 @@ host can change it, and the lab never changes the host). Permanent entries do no
 whose L2 segments could need more dynamic entries than fit gets permanent ones instead, for
 every pair of addresses on each segment (underlay switches and cni0 bridges); a lab that fits
 keeps the dynamic ARP a real cluster has. The choice is recorded and shown by `lab status`.
+
+Static entries grow with the square of a segment's size, so the lab plans at most
+MAX_STATIC_NEIGHBOURS of them (each costs the kernel a few hundred bytes, and the plan a small
+object) and refuses a bigger lab before building anything, saying which segment is too big. The
+loader keeps segments bounded (kubelet's maxPods, 110 by default, caps a cni0 bridge), which makes
+the static plan linear in pods: at most maxPods + 1 entries per pod.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
+from lab.errors import LabError
 from lab.netns.plan import LabPlan, NamespacePlan, Neighbour
 
 GC_THRESH3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
 DEFAULT_GC_THRESH3 = 1024
+MAX_STATIC_NEIGHBOURS = 500_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ def demand(plan: LabPlan) -> int:
 def decide(plan: LabPlan, setting: str, limit: int) -> Decision:
     """`setting` is auto, static or dynamic; auto goes static when demand exceeds half the host's limit."""
     needed = demand(plan)
+    if setting == "static" or (setting != "dynamic" and needed > limit // 2):
+        _check_static_size(plan, needed)
     if setting == "static":
         return Decision("static", needed, limit, "static neighbours requested by the topology")
     if setting == "dynamic":
@@ -87,14 +97,28 @@ def decide(plan: LabPlan, setting: str, limit: int) -> Decision:
                     f"this host's shared table takes {limit}, net.ipv4.neigh.default.gc_thresh3)")
 
 
+def _check_static_size(plan: LabPlan, needed: int) -> None:
+    """Refuse, before planning them, more static entries than MAX_STATIC_NEIGHBOURS."""
+    if needed <= MAX_STATIC_NEIGHBOURS:
+        return
+    biggest = max(segments(plan), key=len)
+    where = f"{biggest[0].dev} in {biggest[0].netns}" if biggest else "?"
+    raise LabError(f"this lab needs {needed:,} static neighbour entries (one per pair of addresses on each L2 "
+                   f"segment; the biggest, {where}, has {len(biggest):,} addresses), and the lab plans at most "
+                   f"{MAX_STATIC_NEIGHBOURS:,}: the kernel would need hundreds of MB for them",
+                   "put fewer pods on each node (cluster.maxPods) or fewer nodes on each network; or raise "
+                   "net.ipv4.neigh.default.gc_thresh3 on the host and set options.staticNeighbours: false")
+
+
 def with_static_neighbours(plan: LabPlan) -> LabPlan:
     """`plan` plus a permanent entry, in each endpoint's namespace, for every other endpoint of its segment."""
     extra: dict[str, list[Neighbour]] = {}
     for segment in segments(plan):
+        texts = [str(endpoint.ip.ip) for endpoint in segment]   # one string per address, shared by its entries
         for mine in segment:
-            for other in segment:
+            for other, text in zip(segment, texts):
                 if other is not mine and other.ip.ip in mine.ip.network and other.ip.ip != mine.ip.ip:
-                    extra.setdefault(mine.netns, []).append(Neighbour(mine.dev, str(other.ip.ip), other.mac))
+                    extra.setdefault(mine.netns, []).append(Neighbour(mine.dev, text, other.mac))
     namespaces = tuple(_add(ns, extra.get(ns.name, [])) for ns in plan.namespaces)
     return replace(plan, namespaces=namespaces)
 

@@ -197,7 +197,10 @@ def label_selector(value: Any, at: tuple, fail: Fail) -> LabelSelector:
     pairs = _mapping(selector.get("matchLabels"), at + ("matchLabels",), fail, "matchLabels")
     match_labels = []
     for key, raw in pairs.items():
-        text = _label_text(raw)
+        if not isinstance(raw, str):
+            raise fail(at + ("matchLabels", key), f"label value {_short(raw)} is not a string",
+                       'quote it, as kubectl wants: key: "value"')
+        text = raw
         problem = labels.key_problem(str(key)) or labels.value_problem(text)
         if problem:
             raise fail(at + ("matchLabels", key), problem, None)
@@ -219,7 +222,10 @@ def _requirement(value: Any, at: tuple, fail: Fail) -> Requirement:
     values = entry.get("values") or []
     if not isinstance(values, list):
         raise fail(at + ("values",), "values must be a list", None)
-    texts = tuple(_label_text(v) for v in values)
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise fail(at + ("values", index), f"value {_short(value)} is not a string", 'quote it: "value"')
+    texts = tuple(values)
     if operator in ("In", "NotIn") and not texts:
         raise fail(at + ("values",), f"operator {operator} needs at least one value", None)
     if operator in ("Exists", "DoesNotExist") and texts:
@@ -255,7 +261,20 @@ def _known(entry: dict, allowed: set[str], at: tuple, fail: Fail, what: str) -> 
             raise fail(at + (key,), f"unknown field {key!r} in {what}", f"{what} takes: {', '.join(sorted(allowed))}")
 
 
-def _label_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def warnings_of(document: Any) -> list[str]:
+    """The warnings the API server returns for a NetworkPolicy document (a yamlsource.Document), as
+    `file:line: field: text`; an invalid manifest has none here (the loader reports its error)."""
+    found: list[str] = []
+    if not is_network_policy(document.data):
+        return found
+    try:
+        network_policy(document.data, (), document.error, "",
+                       lambda path, text: found.append(str(document.error(path, text))))
+    except TopologyError:
+        return []
+    return found

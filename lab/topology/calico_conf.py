@@ -88,10 +88,18 @@ def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
     peer_ip = None
     if "peerIP" in spec:
         text = str(spec["peerIP"])
+        address, colon, port = text.partition(":")
         try:
-            peer_ip = ipaddress.IPv4Address(text.split(":")[0])
+            peer_ip = ipaddress.IPv4Address(address)
         except ValueError:
-            raise fail(where + ("peerIP",), f"{text!r} is not an IPv4 address", None) from None
+            raise fail(where + ("peerIP",), f"{text!r} is not an IPv4 address (or address:port)",
+                       "IPv6 peers are not modelled by the lab" if text.count(":") > 1 else None) from None
+        if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise fail(where + ("peerIP",), f"{text!r}: the port after ':' must be a number from 1 to 65535",
+                       "write peerIP as 192.168.10.1 or 192.168.10.1:179")
+        if colon and int(port) != 179:
+            raise fail(where + ("peerIP",), f"{text!r}: the lab's BIRD peers on BGP's port 179 only",
+                       "leave the port out, or write :179")
         if "asNumber" not in spec:
             raise fail(where, "a BGPPeer with peerIP needs asNumber", "e.g. asNumber: 64512")
     if peer_ip is None and "peerSelector" not in spec:
@@ -184,8 +192,14 @@ def _bool(spec: dict, key: str, default: bool, where: tuple, fail: Fail) -> bool
 
 
 def _as_number(value: Any, path: tuple, fail: Fail) -> int:
+    """An AS number: an integer, its decimal text, or asdot text `high.low` (numorstring.ASNumber)."""
     if isinstance(value, str) and value.isdigit():
         value = int(value)
+    elif isinstance(value, str) and value.count(".") == 1 and all(p.isdigit() for p in value.split(".")):
+        high, low = (int(p) for p in value.split("."))
+        if high > 65535 or low > 65535:
+            raise fail(path, f"asdot AS number {value!r} needs two parts from 0 to 65535", None)
+        value = high * 65536 + low
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_AS:
         raise fail(path, f"AS number {value!r} must be an integer from 1 to {MAX_AS}", None)
     return value

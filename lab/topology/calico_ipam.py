@@ -65,6 +65,7 @@ class _Blocks:
     def __init__(self, pools: Sequence[IPPool]) -> None:
         self.pools = pools
         self.owner: dict[IPv4Network, str] = {}
+        self.cursors: dict[str, Iterator[IPv4Network]] = {}   # blocks are never freed: the lowest free only rises
 
     def claim(self, node: str, block: IPv4Network) -> None:
         holder = self.owner.get(block)
@@ -73,7 +74,8 @@ class _Blocks:
         self.owner[block] = node
 
     def next_free(self, pool: IPPool) -> IPv4Network:
-        for block in pool.cidr.subnets(new_prefix=pool.block_size):
+        cursor = self.cursors.setdefault(pool.name, pool.cidr.subnets(new_prefix=pool.block_size))
+        for block in cursor:
             if block not in self.owner:
                 return block
         raise IpamError(f"IP pool {pool.name} ({pool.cidr}) has no free /{pool.block_size} block left",
@@ -89,6 +91,7 @@ class _NodeAddresses:
         self.blocks = blocks
         self.mine: list[IPv4Network] = []
         self.taken: set[IPv4Address] = set()
+        self.cursor = (0, 0)   # (block index, ordinal): addresses are never freed, so the lowest free only rises
 
     def add_block(self, block: IPv4Network) -> None:
         self.blocks.claim(self.node.name, block)
@@ -103,16 +106,20 @@ class _NodeAddresses:
         self.taken.add(ip)
 
     def next(self) -> IPv4Address:
-        for ip in self._ordinals():
-            if ip not in self.taken:
-                self.taken.add(ip)
-                return ip
-        self.add_block(self.blocks.next_free(self.pool))
-        return self.next()
-
-    def _ordinals(self) -> Iterator[IPv4Address]:
-        for block in self.mine:
-            yield from (block.network_address + i for i in range(block.num_addresses))
+        """The lowest free ordinal of the node's blocks, claiming another block when they are full."""
+        index, ordinal = self.cursor
+        while True:
+            while index < len(self.mine):
+                block = self.mine[index]
+                while ordinal < block.num_addresses:
+                    ip = block.network_address + ordinal
+                    ordinal += 1
+                    if ip not in self.taken:
+                        self.taken.add(ip)
+                        self.cursor = (index, ordinal)
+                        return ip
+                index, ordinal = index + 1, 0
+            self.add_block(self.blocks.next_free(self.pool))
 
 
 def allocate(nodes: Sequence[Node], pools: Sequence[IPPool], requests: Sequence[PodRequest],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from lab.bgp import selector
 from lab.topology import calico_conf, calico_ipam
 from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
                                 frozen_labels)
@@ -17,6 +18,8 @@ BACKENDS = ("bird", "vxlan")
 POOL_ENV_DEFAULTS = {"CALICO_IPV4POOL_CIDR": "192.168.0.0/16", "CALICO_IPV4POOL_IPIP": "Always",
                      "CALICO_IPV4POOL_VXLAN": "Never", "CALICO_IPV4POOL_BLOCK_SIZE": 26,
                      "CALICO_IPV4POOL_NAT_OUTGOING": True, "CALICO_IPV4POOL_NODE_SELECTOR": "all()"}
+PARSE_BOOL = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),   # Go's strconv.ParseBool
+              **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
 POOL_SPEC_ENV = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_BLOCK_SIZE",
                  "ipipMode": "CALICO_IPV4POOL_IPIP", "vxlanMode": "CALICO_IPV4POOL_VXLAN",
                  "natOutgoing": "CALICO_IPV4POOL_NAT_OUTGOING", "nodeSelector": "CALICO_IPV4POOL_NODE_SELECTOR"}
@@ -66,7 +69,11 @@ class CalicoBuilder:
         env = {**POOL_ENV_DEFAULTS, **given}
         path = ("cluster", "calico", "env")
         spec = {field: env[variable] for field, variable in POOL_SPEC_ENV.items()}
-        spec["blockSize"] = int(spec["blockSize"])
+        # calico.yaml writes every env value as a string, as Kubernetes wants: "26", "true"
+        if isinstance(spec["blockSize"], str) and spec["blockSize"].isdigit():
+            spec["blockSize"] = int(spec["blockSize"])
+        if isinstance(spec["natOutgoing"], str):
+            spec["natOutgoing"] = PARSE_BOOL.get(spec["natOutgoing"], spec["natOutgoing"])
 
         def fail(where: tuple, message: str, hint: str | None = None):
             variable = POOL_SPEC_ENV.get(where[-1]) if where else None
@@ -149,14 +156,25 @@ class CalicoBuilder:
         return tuple(result)
 
     # -- IPAM ------------------------------------------------------------------------------------
-    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple) -> None:
-        """A node's `podCIDR` names its first affine block: a whole block of one pool."""
+    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple, labels: Any = None) -> None:
+        """A node's `podCIDR` names its first affine block: a whole block of an enabled pool that
+        selects the node (Calico IPAM never allocates from any other)."""
         for pool in self.pools:
             if cidr.subnet_of(pool.cidr):
                 if cidr.prefixlen != pool.block_size:
                     raise self.builder.fail(path, f"{cidr} is not a /{pool.block_size} block of IP pool "
                                             f"{pool.name} ({pool.cidr})", "with Calico, podCIDR names the "
                                             "node's first affine block")
+                if pool.disabled:
+                    raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, which is disabled: Calico "
+                                            "IPAM never allocates from a disabled pool",
+                                            "name a block of an enabled pool, or leave podCIDR out")
+                if labels is not None and not selector.parse(pool.node_selector).matches(labels):
+                    raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, whose nodeSelector "
+                                            f"{pool.node_selector!r} does not select this node, so Calico IPAM "
+                                            "never gives it a block there",
+                                            "label the node so that the selector matches, or name a block of a "
+                                            "pool that selects it")
                 return
         raise self.builder.fail(path, f"{cidr} is in no IP pool ({', '.join(str(p.cidr) for p in self.pools)})")
 

@@ -133,7 +133,7 @@ class _Builder:
             cluster = Cluster(cni=cni, calico=config)
         else:
             flannel = self._flannel(items, networks)
-            nodes = self._nodes(networks, lambda cidr, path: self._flannel_pod_cidr(cidr, path, flannel))
+            nodes = self._nodes(networks, lambda cidr, path, _: self._flannel_pod_cidr(cidr, path, flannel))
             namespaces = self._namespaces(items)
             pods = self._pods(items, nodes, namespaces)
             nodes, pods = self._allocate(nodes, pods, flannel, items)
@@ -214,7 +214,7 @@ class _Builder:
         """The topology's resources (inline, from files, and the items of `kind: List`s), then a live
         lab's applied manifests, which replace resources of the same kind and name."""
         items: list[Item] = []
-        for index, entry in enumerate(self.data.get("resources", [])):
+        for index, entry in enumerate(self.data.get("resources") or []):
             path = ("resources", index)
             if "file" in entry:
                 items.extend(self._file_items(entry, path))
@@ -352,12 +352,12 @@ class _Builder:
             for other in nodes:
                 if other.ip == ip:
                     raise self.fail(path + ("ip",), f"duplicate IP {ip}: node {other.name!r} has it too")
-            pod_cidr = self._pod_cidr(entry, check_pod_cidr, nodes, path)
             own_labels = self._labels(entry, Source(self.doc, path))
             if extra_labels and name in extra_labels:
                 own_labels = frozen_labels({**own_labels, **extra_labels[name]})
             if name in self.overlay.node_labels:
                 own_labels = frozen_labels(_edited(dict(own_labels), self.overlay.node_labels[name]))
+            pod_cidr = self._pod_cidr(entry, lambda cidr, where: check_pod_cidr(cidr, where, own_labels), nodes, path)
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
@@ -413,6 +413,8 @@ class _Builder:
         entries = [(entry, Source(self.doc, ("pods", i))) for i, entry in enumerate(self.data.get("pods", []))]
         entries += [_pod_manifest(it) for it in items if isinstance(it.data, dict) and it.data.get("kind") == "Pod"]
         seen: set[tuple[str, str]] = set()
+        per_node: dict[str, int] = {}
+        max_pods = self.data["cluster"].get("maxPods", DEFAULT_MAX_PODS)
         known_ns = {n.name for n in namespaces}
         node_names = {n.name for n in nodes}
         pods = []
@@ -437,8 +439,14 @@ class _Builder:
             if edits:
                 entry = {**entry, "labels": _edited(dict(entry.get("labels") or {}), edits)}
             if entry["node"] not in node_names:
-                raise source.error(("node",), f"pod {namespace}/{name} is on node {entry['node']!r}, which does "
+                raise source.error(("node",), f"pod {namespace}/{name} is on node {short(entry['node'])}, which does "
                                    f"not exist", f"nodes are: {', '.join(sorted(node_names))}")
+            per_node[entry["node"]] = per_node.get(entry["node"], 0) + 1
+            if per_node[entry["node"]] > max_pods:
+                raise source.error(("node",), f"pod {namespace}/{name} is pod {max_pods + 1} on node "
+                                   f"{entry['node']}; kubelet admits at most {max_pods} (--max-pods)",
+                                   "spread the pods over more nodes, or raise cluster.maxPods (at most 250); "
+                                   "see docs/topology.md, 'Size'")
             pods.append((entry, source, namespace, self._ports(entry, source)))
         return pods
 
@@ -531,10 +539,13 @@ class _Builder:
                                "write them as `labels: {app: web}`")
         result = {}
         for key, value in found.items():
-            problem = labels.key_problem(key) or labels.value_problem(_label_text(value))
+            if not isinstance(value, str):  # live label edits and Calico's own labels come as text too
+                raise source.error(("labels", key), f"label value {short(value)} is not a string",
+                                   "quote it, as kubectl wants: key: \"value\"")
+            problem = labels.key_problem(key) or labels.value_problem(value)
             if problem:
                 raise source.error(("labels", key), problem)
-            result[key] = _label_text(value)
+            result[key] = value
         return frozen_labels(result)
 
 
@@ -544,16 +555,11 @@ def _edited(labels_: dict, edits: dict | None) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def _label_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _namespace_manifest(item: Item) -> tuple[dict, Source]:
     meta = item.data.get("metadata") or {}
     if "name" not in meta:
-        raise item.document.error(item.path + ("metadata",), "a Namespace needs metadata.name")
+        raise item.document.error(item.path + ("metadata",), "a Namespace needs metadata.name",
+                                  "the lab has no generateName: set metadata.name" if "generateName" in meta else None)
     renames = {("name",): ("metadata", "name"), ("labels",): ("metadata", "labels")}
     return {"name": meta["name"], "labels": meta.get("labels") or {}}, Source(item.document, item.path, renames)
 
@@ -564,7 +570,9 @@ def _pod_manifest(item: Item) -> tuple[dict, Source]:
     meta = data.get("metadata") or {}
     spec = data.get("spec") or {}
     if "name" not in meta:
-        raise item.document.error(item.path + ("metadata",), "a Pod needs metadata.name")
+        raise item.document.error(item.path + ("metadata",), "a Pod needs metadata.name",
+                                  "the lab names pods itself and has no generateName: set metadata.name"
+                                  if "generateName" in meta else None)
     if "nodeName" not in spec:
         raise item.document.error(item.path + ("spec",), f"pod {meta['name']!r} has no spec.nodeName",
                                   "the lab has no scheduler: set spec.nodeName to a node of the topology")

@@ -336,8 +336,8 @@ class _Composer:
             tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
             if tag == TAG + "str" or ":" in event.value and tag in (TAG + "int", TAG + "float"):
                 return event.value                       # go-yaml has no base-60 numbers
-            if tag == TAG + "timestamp":
-                return event.value
+            if tag == TAG + "timestamp" or tag not in SCALAR_TAGS:
+                return event.value                       # timestamps as text; `<<` or `=` as a value: text
         elif tag not in SCALAR_TAGS:
             raise self.fail(line, path, f"tag {tag.replace(TAG, '!!')} is not supported",
                             "the lab reads JSON-like YAML: strings, numbers, booleans, null, mappings and "
@@ -345,7 +345,7 @@ class _Composer:
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             value = SafeConstructor.yaml_constructors[tag](_CONSTRUCTOR, node)
-        except (ValueError, TypeError, OverflowError, yaml.YAMLError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001 - PyYAML's scalar constructors raise ValueError, KeyError, ...
             raise self.fail(line, path, f"{short(event.value)} is not a valid {tag.replace(TAG, '!!')}: "
                             f"{short(str(exc), 80)}", "fix the value or remove the tag") from None
         if tag == TAG + "timestamp":
