@@ -1,11 +1,13 @@
 # Two commands do everything, as root on Debian or Ubuntu:
 #   make demo   install; flannel-vxlan: show it, ping pod to pod across nodes; then NetworkPolicy with
 #               kube-router: isolate namespace x and print the probe truth table; take both down
-#   make test   install (with test tools), run the test suite
+#   make test   install (with test tools), run the test suite (the loader fuzzing: fixed seed, a few
+#               hundred examples)
+#   make fuzz   the loader fuzzing's long profile: thousands of random inputs (LAB_FUZZ_PROFILE=long)
 LAB := .venv/bin/lab
 PY := .venv/bin/python
 
-.PHONY: demo test deps test-deps bench clean
+.PHONY: demo test fuzz deps test-deps bench clean
 
 demo: deps
 	$(LAB) up flannel-vxlan
@@ -21,6 +23,9 @@ demo: deps
 test: test-deps
 	$(PY) -m pytest -v -rs tests
 
+fuzz: test-deps
+	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py
+
 deps:
 	bash scripts/install-deps.sh
 
@@ -31,6 +36,7 @@ bench: deps
 	$(PY) scripts/bench_up.py
 	$(PY) scripts/bench_bgp.py
 	$(PY) scripts/bench_policy.py
+	$(PY) scripts/bench_loader.py
 
 clean:
 	-$(LAB) cleanup

@@ -312,3 +312,34 @@ def test_leading_zeros_in_an_ipblock_are_decimal_with_a_warning(tmp_path):
     topology = load(tmp_path, ip_block("{cidr: 010.244.001.000/24}"))
     assert topology.policies[0].ingress[0].peers[0].ip_block.cidr == ipaddress.IPv4Network("10.244.1.0/24")
     assert "non-standard CIDR value" in topology.warnings[0]
+
+
+# -- size: the static neighbour plan stays linear in pods, or the lab is refused before planning -----
+def _many_pods(nodes: int, per_node: int, max_pods: int) -> str:
+    text = (f"name: big\ncluster: {{cni: flannel, maxPods: {max_pods}}}\n"
+            "networks:\n  - {name: lan, cidr: 192.168.0.0/16}\nnodes:\n")
+    text += "".join(f"  - {{name: n{i}, ip: 192.168.1.{10 + i}}}\n" for i in range(nodes))
+    text += "pods:\n" + "".join(f"  - {{name: p{i}-{j}, node: n{i}}}\n" for i in range(nodes) for j in range(per_node))
+    return text + "options: {staticNeighbours: true}\n"
+
+
+def test_static_neighbours_grow_linearly_with_pods(tmp_path):
+    from lab.lifecycle import Lab
+    counts = {}
+    for nodes in (2, 4):
+        plan, decision = Lab().plan(load(tmp_path, _many_pods(nodes, 100, 110)))
+        assert decision.mode == "static"
+        counts[nodes] = sum(len(ns.neighbours) for ns in plan.namespaces)
+    # per node: cni0 and its 100 pods know each other (101 x 100); the underlay: the nodes and the
+    # gateway know each other ((n + 1) x n); flannel's own VTEP entries (n x (n - 1)); twice the
+    # pods, twice the bridge entries, plus the small per-node terms
+    assert counts == {2: 2 * 101 * 100 + 3 * 2 + 2 * 1, 4: 4 * 101 * 100 + 5 * 4 + 4 * 3}
+
+
+def test_too_many_static_neighbours_are_refused_before_planning(tmp_path):
+    from lab.lifecycle import Lab
+    topology = load(tmp_path, _many_pods(9, 250, 250))   # 9 x 251 x 250 = 564,750 entries on the bridges
+    start = time.process_time()
+    with pytest.raises(LabError, match=r"needs 564,8\d\d static neighbour entries .* at most 500,000"):
+        Lab().plan(topology)
+    assert time.process_time() - start < 30
