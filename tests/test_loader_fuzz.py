@@ -7,7 +7,9 @@ the file and the line at fault, within bounded time (lab/topology/yamlsource.py)
     and Calico resource placed in a topology that can take it;
   * text mutations of the same files: bytes inserted, deleted or replaced, including YAML's own
     syntax (anchors, aliases, merge keys, tags, brackets), control characters and non-UTF-8 bytes;
-  * random byte strings.
+  * random byte strings;
+  * text mutations of the example manifests applied to a running lab's model, as `lab apply -f`
+    reads them (lab.live.read_manifests, then the loader with the lab's overlay).
 
 `make test` runs the fixed-seed profile (`ci`: derandomized, a few hundred examples); `make fuzz`
 runs `LAB_FUZZ_PROFILE=long` for thousands. Each example has a generous deadline, so a slow input
@@ -27,6 +29,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
+from lab import live
 from lab.errors import LabError
 from lab.topology import loader
 from lab.topology.model import Topology
@@ -43,7 +46,7 @@ settings.register_profile("long", max_examples=3000, deadline=timedelta(seconds=
 settings.load_profile(os.environ.get("LAB_FUZZ_PROFILE", "ci"))
 
 # Errors about the whole file, which has no line to blame.
-WHOLE_FILE = ("the file is empty", "is not a regular file", "bytes or more", "cannot read")
+WHOLE_FILE = ("the file is empty", "is not a regular file", "bytes or more", "cannot read", "holds no manifest")
 
 
 def _host(kind: str) -> dict[str, Any]:
@@ -151,14 +154,21 @@ def textual(draw) -> bytes:
     return bytes(data)
 
 
-def _check(content: bytes) -> None:
-    """Only a Topology or a LabError naming the file (and a line, unless it is about the whole file)."""
+def _check(content: bytes, host: dict | None = None) -> None:
+    """Only a Topology or a LabError naming the file (and a line, unless it is about the whole file).
+    With `host`, `content` is a manifest file applied to a lab of that topology."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "topo.yaml")
         with open(path, "wb") as handle:
             handle.write(content)
         try:
-            result = loader.load(path)
+            if host is None:
+                result = loader.load(path)
+            else:
+                lab = os.path.join(tmp, "lab.yaml")
+                Path(lab).write_text(yaml.safe_dump(host, sort_keys=False))
+                documents = tuple(live.read_manifests(path).documents)
+                result = loader.load(lab, loader.Overlay(documents=documents))
         except LabError as exc:
             text = str(exc)
             if any(part in text for part in WHOLE_FILE):
@@ -185,6 +195,26 @@ def test_text_mutations_give_a_model_or_a_precise_error(content: bytes) -> None:
 @given(st.binary(max_size=400))
 def test_random_bytes_give_a_model_or_a_precise_error(content: bytes) -> None:
     _check(content)
+
+
+@st.composite
+def applied(draw) -> tuple[bytes, dict]:
+    """An example manifest's text with up to four byte-level edits, and the topology it is applied to."""
+    kind, path = draw(st.sampled_from([("policy", p) for p in POLICIES] + [("calico", p) for p in CALICO]))
+    data = bytearray(path.read_bytes())
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(data)))
+        piece = draw(st.one_of(st.sampled_from(YAML_BITS), st.binary(min_size=1, max_size=4)))
+        data[at:at + draw(st.sampled_from([0, len(piece)]))] = piece
+    return bytes(data), HOSTS[kind]
+
+
+HOSTS = {"policy": _host("policy"), "calico": _host("calico")}
+
+
+@given(applied())
+def test_applied_manifests_give_a_model_or_a_precise_error(case: tuple[bytes, dict]) -> None:
+    _check(*case)
 
 
 @pytest.mark.parametrize("name,data", SEEDS, ids=[name for name, _ in SEEDS])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -199,7 +200,7 @@ class _Builder:
                 continue
             where = f"{item.document.file}:{item.document.line(item.path) or 1}"
             policy = policy_manifest.network_policy(item.data, item.path, item.document.error, where,
-                                                    lambda path, text, d=item.document: self.warn(d, path, text))
+                                                    functools.partial(self.warn, item.document))
             if policy.namespace not in known:
                 path = item.path + (("metadata", "namespace") if "namespace" in item.data["metadata"] else ("metadata",))
                 raise item.document.error(path, f'namespace "{policy.namespace}" not found',

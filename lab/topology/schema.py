@@ -111,7 +111,7 @@ def _type_error(document: Document, path: Path, error: jsonschema.ValidationErro
         quoted = isinstance(error.instance, str) and error.instance.lower() in ("true", "false")
         return document.error(path, f"must be true or false, not {short(error.instance)}",
                               "remove the quotes" if quoted else None)
-    names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted)
+    names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in wanted)
     got = YAML_TYPES.get(type(error.instance)) or _TYPE_NAMES.get(type(error.instance).__name__,
                                                                   type(error.instance).__name__)
     return document.error(path, f"expected {names}, got {got} ({short(error.instance)})")

@@ -276,7 +276,7 @@ class _Composer:
         top = self.stack[-1]
         if isinstance(top.value, list):
             return top.path + (len(top.value),)
-        return top.path + (top.key,)
+        return top.path + (top.key if top.key is not None else "<<",)
 
     def _count(self, size: int, aliased: bool, line: int, path: Path) -> None:
         self.decoded += size
@@ -304,12 +304,12 @@ class _Composer:
         self._count(1, False, line, path)
         self._record(path, line)
         if event.anchor is not None:
-            self._start_recording()
-            self.recording.append((path, line))
+            recording = self._start_recording()
+            recording.append((path, line))
             raw = len(self.raw_recording)
             if path in self.raw:
                 self.raw_recording.append((path, self.raw[path]))
-            self.anchors[event.anchor] = _Anchor(value, 1, len(path), (len(self.recording) - 1, len(self.recording)),
+            self.anchors[event.anchor] = _Anchor(value, 1, len(path), (len(recording) - 1, len(recording)),
                                                  (raw, len(self.raw_recording)))
         self._place(value, line, path)
 
@@ -452,11 +452,12 @@ class _Composer:
                     top.merged[key] = item
                     self.lines.setdefault(top.path + (key,), top.key_line)
 
-    def _start_recording(self) -> None:
+    def _start_recording(self) -> list[tuple[Path, int]]:
         """From the first anchor of a document on, keep every line in order, so that an alias can
         give the lines of its anchor's values to the copy it makes."""
         if self.recording is None:
             self.recording = []
+        return self.recording
 
     def _record(self, path: Path, line: int) -> None:
         self.lines[path] = line
