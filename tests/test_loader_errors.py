@@ -97,6 +97,7 @@ CASES = [
      "topo.yaml", 13, "", "not UTF-8 text: byte 0xff"),
     ("non-utf8-resource-file", FLANNEL + "  - file: m.yaml\n", {"m.yaml": b"kind: Pod\nmetadata: {name: \xc3(}\n"},
      "m.yaml", 2, "", "not UTF-8 text"),
+    ("two-documents", FLANNEL + "---\nname: u\n", None, "topo.yaml", 14, "", "holds 2 YAML documents"),
     ("control-character", FLANNEL.replace("name: t\n", "name: t\x07\n"), None,
      "topo.yaml", 1, "", "control character U+0007"),
     # 2. YAML the reader must handle

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +99,7 @@ def read_file(path: str, what: str = "the file") -> str:
     except OSError as exc:
         raise TopologyError(path, "", f"cannot read {what}: {exc.strerror}",
                             hint="give a path to a YAML file") from None
-    if not _regular(info.st_mode):
+    if not stat.S_ISREG(info.st_mode):
         raise TopologyError(path, "", f"{what} is not a regular file (a directory, device or pipe)",
                             hint="give a path to a YAML file")
     if info.st_size > MAX_BYTES:
@@ -133,11 +134,6 @@ def decode(data: bytes, file: str) -> str:
                             f"cannot be decoded", line, "save the file as UTF-8") from None
 
 
-def _regular(mode: int) -> bool:
-    import stat
-    return stat.S_ISREG(mode)
-
-
 def _too_big(file: str, size: int) -> TopologyError:
     return TopologyError(file, "", f"is {size:,} bytes or more; the lab reads files of at most {MAX_BYTES:,} "
                          "bytes (the API server takes requests of at most 3 MiB)",
@@ -165,7 +161,8 @@ def parse_one(text: str, file: str) -> Document:
     if not documents:
         raise TopologyError(file, "", "the file is empty", hint="write a topology; see docs/topology.md")
     if len(documents) > 1:
-        raise TopologyError(file, "", f"holds {len(documents)} YAML documents; a topology is one document",
+        raise TopologyError(file, "", f"holds {len(documents)} YAML documents; a topology is one document "
+                            "(the second starts here)", documents[1].line(()),
                             hint="put manifests under `resources:` or in a file named there")
     return documents[0]
 
