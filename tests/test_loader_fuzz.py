@@ -59,9 +59,19 @@ def _host(kind: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / "topologies" / "calico-rr.yaml").read_text())
 
 
+def _impaired() -> dict[str, Any]:
+    """flannel-vxlan with link impairments on its network and a node (no shipped topology has them)."""
+    data = yaml.safe_load((REPO / "topologies" / "flannel-vxlan.yaml").read_text())
+    data["networks"][0]["impair"] = {"rate": "100mbit", "delay": "20ms", "jitter": "5ms", "loss": "1%"}
+    data["nodes"][0]["impair"] = {"delay": "1ms"}
+    return data
+
+
 def _seeds() -> list[tuple[str, dict[str, Any]]]:
-    """(name, topology data) for every shipped topology and every example placed in a host."""
+    """(name, topology data) for every shipped topology, one with impairments, and every example
+    placed in a host."""
     seeds = [(path.name, yaml.safe_load(path.read_text())) for path in TOPOLOGIES]
+    seeds.append(("impaired", _impaired()))
     for kind, paths in (("policy", POLICIES), ("calico", CALICO)):
         for path in paths:
             host = _host(kind)
