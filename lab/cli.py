@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -52,13 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dry-run", action="store_true", help="print the plan as ip/bridge/sysctl commands; touch nothing")
     up.add_argument("--no-wait", action="store_true",
                     help="return once the plan is applied and the daemons started, without waiting for BGP")
-    up.add_argument("--timeout", type=float, default=WAIT_TIMEOUT,
+    up.add_argument("--timeout", type=_seconds, default=WAIT_TIMEOUT,
                     help=f"seconds to wait until the lab is ready (default {WAIT_TIMEOUT:g})")
     up.set_defaults(func=cmd_up)
 
     waitp = sub.add_parser("wait", help="wait until a lab is ready: BGP sessions Established, routes, probe servers")
     waitp.add_argument("lab", nargs="?")
-    waitp.add_argument("--timeout", type=float, default=WAIT_TIMEOUT, help=f"seconds (default {WAIT_TIMEOUT:g})")
+    waitp.add_argument("--lab", dest="lab_option", metavar="LAB", help="the lab (as the other commands take it)")
+    waitp.add_argument("--timeout", type=_seconds, default=WAIT_TIMEOUT, help=f"seconds (default {WAIT_TIMEOUT:g})")
     waitp.set_defaults(func=cmd_wait)
 
     down = sub.add_parser("down", help="remove a lab completely")
@@ -213,7 +215,7 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     print(f"lab {result.lab} is up: {result.namespaces} network namespaces")
     for note in result.notes:
         print(f"  note: {note}")
-    for ns in result.plan.namespaces:
+    for ns in result.plan.namespaces if result.plan else ():
         for note in ns.notes:
             print(f"  note ({ns.owner}): {note}")
     if not args.no_wait:
@@ -225,7 +227,20 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_wait(lab: Lab, args: argparse.Namespace) -> int:
-    return _wait(lab, args.lab or lab.only_lab(), args.timeout)
+    if args.lab and args.lab_option and args.lab != args.lab_option:
+        raise LabError(f"two labs named: {args.lab} and --lab {args.lab_option}", "name one")
+    return _wait(lab, args.lab or args.lab_option or lab.only_lab(), args.timeout)
+
+
+def _seconds(text: str) -> float:
+    """A --timeout: a finite number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _wait(lab: Lab, name: str, timeout: float) -> int:

@@ -17,7 +17,7 @@ from lab import cni
 from lab.errors import LabError, TopologyError
 from lab.policy import enforce, manifest as policy_manifest
 from lab.topology import calico_conf, labels, loader
-from lab.topology.model import Topology
+from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
 LIVE_KINDS = set(calico_conf.KINDS)
@@ -116,8 +116,9 @@ def _view(topology: Topology, key: tuple[str, str]) -> Any:
         return None
     if kind == "BGPConfiguration":
         return calico.bgp if name == "default" else None
-    found = {"IPPool": calico.pools, "BGPPeer": calico.peers, "Node": calico.nodes}.get(kind, ())
-    return next((item for item in found if item.name == name), None)
+    found: dict[str, tuple[IPPool | BGPPeer | CalicoNode, ...]] = {
+        "IPPool": calico.pools, "BGPPeer": calico.peers, "Node": calico.nodes}
+    return next((item for item in found.get(kind, ()) if item.name == name), None)
 
 
 def exists(topology: Topology, key: tuple[str, str]) -> bool:

@@ -24,7 +24,7 @@ It also checks each converged route's next hop (the owning node's address) and r
 agent's write errors. MB here are MiB. Targets: the 100-node full mesh converged within 30 s; at
 most 5 MB RSS per bird.
 
-Usage: sudo .venv/bin/python scripts/bench_bgp.py [--nodes 3,10,50,100] [--variants mesh,rr]
+Usage (as root): .venv/bin/python scripts/bench_bgp.py [--nodes 3,10,50,100] [--variants mesh,rr]
                                                   [--large] [--interval 0.1] [--json out.json]
 """
 
@@ -669,7 +669,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if os.geteuid() != 0:
-        raise SystemExit("bench_bgp: run as root (sudo); it builds labs in network namespaces")
+        raise SystemExit("bench_bgp: run as root (a root shell, or sudo); it builds labs in network namespaces")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: labs come down
     results: list[Result] = []
     try:

@@ -19,7 +19,7 @@ First, the issue's speed target: the full netpol-xyz matrix (9 x 9 pods x 2 port
 probes) under each enforcer, open and with namespace x isolated (kube-router REJECTs, Calico DROPs,
 so denied probes cost one timeout: 1 s); target at most 3 s wall.
 
-Usage: sudo .venv/bin/python scripts/bench_policy.py [--pods 9,50,200] [--policies 1,10,100,1000]
+Usage (as root): .venv/bin/python scripts/bench_policy.py [--pods 9,50,200] [--policies 1,10,100,1000]
                                                      [--enforcers kube-router,calico] [--json out.json]
 """
 

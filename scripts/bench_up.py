@@ -13,7 +13,7 @@ For each N it measures, as a user would see them:
 and prints the ratio lab / floor. Targets (issue 2): 100 x 10 up in at most 2x the floor and at most
 10 s; down in at most 5 s; zero leftovers.
 
-Usage: sudo .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--pods 10] [--json out.json]
+Usage (as root): .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--pods 10] [--json out.json]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        raise SystemExit("bench_up: run as root (sudo); it builds labs in network namespaces")
+        raise SystemExit("bench_up: run as root (a root shell, or sudo); it builds labs in network namespaces")
     rows = []
     header = (f"{'nodes':>5} {'pods':>5} {'netns':>5} {'probes':>6} {'ok':>6} {'up':>7} {'up+reach':>8} "
               f"{'floor':>7} {'floor+r':>7} {'ratio':>5} {'down':>6} {'peakMiB':>7} leftovers")

@@ -195,3 +195,10 @@ def test_progress_is_shown_on_a_terminal(tmp_path, cleanup):
     text = screen.decode(errors="replace")
     assert "waiting for BGP sessions Established" in text, text
     assert "lab tr-tty is ready after" in text, text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "soon"])
+def test_wait_timeout_must_be_seconds(value):
+    result = run_lab("wait", "--timeout", value, check=False)
+    assert result.returncode == 2
+    assert f"argument --timeout: '{value}' is not a number of seconds" in result.stderr, result.stderr

@@ -50,9 +50,13 @@ def one_sided(topology: Topology) -> list[str]:
             for peer, peering in mine.items() if node not in configured.get(peer, {})]
 
 
+State = tuple[str, "str | None", frozenset[str], frozenset[int]]   # node, learned from, cluster list, AS path
+
+
 def learners(topology: Topology) -> dict[str, set[str]]:
     """Origin node -> the other nodes that learn its routes."""
     calico = topology.cluster.calico
+    assert calico is not None, "BGP propagation is a Calico question"
     graph = sessions(topology)
     as_of = {n.name: peers.node_as(calico, n) for n in calico.nodes}
     cluster_of = {n.name: n.rr_cluster_id for n in calico.nodes}
@@ -62,9 +66,9 @@ def learners(topology: Topology) -> dict[str, set[str]]:
 def _spread(origin: str, graph: dict[str, dict[str, Session]], as_of: dict[str, int],
             cluster_of: dict[str, str | None]) -> set[str]:
     """Breadth-first over (node, learned from, cluster list, AS path) states."""
-    start = (origin, None, frozenset(), frozenset({as_of[origin]}))
-    seen = {start}
-    queue = deque([start])
+    start: State = (origin, None, frozenset(), frozenset({as_of[origin]}))
+    seen: set[State] = {start}
+    queue: deque[State] = deque([start])
     reached: set[str] = set()
     while queue:
         node, source, clusters, path = queue.popleft()
@@ -77,10 +81,11 @@ def _spread(origin: str, graph: dict[str, dict[str, Session]], as_of: dict[str, 
             if ebgp and as_of[peer] in path:
                 continue
             reflected = source is not None and not ebgp and as_of[source] == as_of[node]
-            new_clusters = clusters | {cluster_of[node]} if reflected and cluster_of[node] else clusters
+            own_cluster = cluster_of[node]
+            new_clusters = clusters | {own_cluster} if reflected and own_cluster else clusters
             if cluster_of[peer] is not None and cluster_of[peer] in new_clusters:
                 continue
-            state = (peer, node, new_clusters, path | {as_of[peer]})
+            state: State = (peer, node, new_clusters, path | {as_of[peer]})
             if state not in seen:
                 seen.add(state)
                 reached.add(peer)

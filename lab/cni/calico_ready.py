@@ -50,11 +50,13 @@ def _bird_states(socket_path: str) -> dict[str, str]:
 
 
 def _routes(topology: Topology) -> Check:
-    blocks = topology.cluster.calico.ipam.blocks
+    calico = topology.cluster.calico
+    assert calico is not None
+    blocks = calico.ipam.blocks
     wanted: dict[str, set[IPv4Network]] = {n.name: set() for n in topology.nodes}
     for origin, learners in propagation.learners(topology).items():
-        for node in learners:
-            wanted[node].update(blocks.get(origin, ()))
+        for learner in learners:
+            wanted[learner].update(blocks.get(origin, ()))
     nodes = [n for n in topology.nodes if wanted[n.name]]
     netns = {n.name: names.node_netns(topology.name, n.name) for n in nodes}
     gone = {n.name for n in nodes if not namespace.exists(netns[n.name])}
