@@ -1,4 +1,9 @@
-"""The `lab` command: parse, call lab.lifecycle, print."""
+"""The `lab` command: parse, call lab.lifecycle, print.
+
+Each command imports what it needs inside its function, so a command pays only for its own modules
+(`lab trace` does not load matplotlib, jsonschema's manifests, BIRD or the data planes' builders):
+starting Python and parsing the arguments stay well under the 1 s a trace may take.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,14 @@ import json
 import math
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab import live, progress
-from lab.bgp import calico_views
-from lab.probe import reach
 from lab.errors import LabError
-from lab.lifecycle import Lab
-from lab.netns import capabilities
-from lab.policy import manifest as policy_manifest
-from lab.topology import registry
-from lab.topology.model import Topology
+
+if TYPE_CHECKING:
+    from lab import live
+    from lab.lifecycle import Lab
+    from lab.topology.model import Topology
 
 
 WAIT_TIMEOUT = 120.0
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if command:
         args.cmd = command
     try:
+        from lab.lifecycle import Lab
         return args.func(Lab(), args) or 0
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
@@ -244,6 +247,7 @@ def _seconds(text: str) -> float:
 
 
 def _wait(lab: Lab, name: str, timeout: float) -> int:
+    from lab import progress
     """Wait for the lab with a spinner; say how long it took, or what is still not ready (exit 1)."""
     with progress.spinner(f"lab {name}: waiting until it is ready") as show:
         result = lab.wait(name, timeout,
@@ -362,6 +366,7 @@ def _print_policy(status: dict[str, Any]) -> None:
 
 
 def _exec_in(lab: Lab, target: str, lab_name: str | None, command: list[str]) -> int:
+    from lab.netns import capabilities
     capabilities.require_root()
     netns = lab.resolve_target(target, lab_name)
     argv = ["ip", "netns", "exec", netns, *command]
@@ -389,6 +394,8 @@ def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
+    from lab import live
+    from lab.policy import manifest as policy_manifest
     manifests = live.read_manifests(args.filename)
     _warn(w for document in manifests.documents for w in policy_manifest.warnings_of(document))
     change = lab.change(args.lab, lambda state, old: live.with_file(state, manifests))
@@ -400,6 +407,7 @@ def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
+    from lab import live
     documents = live.read_manifests(args.filename).documents
 
     def edit(state: dict[str, Any], old: Topology) -> dict[str, Any]:
@@ -413,6 +421,7 @@ def cmd_delete(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
+    from lab import live
     kind = "namespace" if args.kind == "ns" else args.kind
     target = {"node": lambda: lab.node_name(args.target, args.lab), "pod": lambda: lab.pod_key(args.target, args.lab),
               "namespace": lambda: lab.namespace_name(args.target, args.lab)}[kind]()
@@ -423,6 +432,8 @@ def cmd_label(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_probe(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.netns import capabilities
+    from lab.probe import reach
     capabilities.require_root()
     port = int(args.port) if args.port and args.port.isdigit() else args.port
     topology = lab.topology(args.lab)
@@ -457,6 +468,7 @@ def _print_change(change: live.Change) -> None:
 
 
 def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.netns import capabilities
     capabilities.require_root()
     words = list(args.cmd)
     if "--lab" in words:  # `lab birdc node show protocols --lab X`
@@ -469,6 +481,8 @@ def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.bgp import calico_views
+    from lab.netns import capabilities
     words = args.words
     if words[:2] == ["node", "status"] and len(words) == 3:
         capabilities.require_root()
@@ -483,6 +497,7 @@ def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_graph(lab: Lab, args: argparse.Namespace) -> int:
     from lab.graph import draw, live as graph_live, model
+    from lab.netns import capabilities
     running = lab.store.labs()
     name = args.lab or lab.only_lab()
     if name in running and lab.store.load(name) is not None:
@@ -503,6 +518,7 @@ def cmd_graph(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.netns import capabilities
     from lab.trace import capture
     target, iface = capture.split_target(args.target)
     iface = iface or "eth0"
@@ -520,6 +536,7 @@ def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_trace(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.netns import capabilities
     from lab.trace import run as trace_run
     if args.port is not None and not 0 < args.port < 65536:
         raise LabError(f"--port {args.port}: not a port number", "give 1-65535")
@@ -560,6 +577,7 @@ def cmd_impair(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_topologies(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.topology import registry
     rows = registry.shipped()
     _table(["NAME", "DESCRIPTION"], [[r["name"], r["description"].splitlines()[0] if r["description"] else ""]
                                       for r in rows])

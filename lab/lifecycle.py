@@ -1,24 +1,29 @@
-"""The lab lifecycle: up, down, status, list, cleanup. The CLI is a thin layer over these."""
+"""The lab lifecycle: up, down, status, list, cleanup. The CLI is a thin layer over these.
+
+Only the state store and the model are imported here at start-up; the data planes, BGP, the policy
+enforcers, the probe servers and pyroute2 are imported by the methods that use them, so a command
+that reads a running lab (`lab trace`, `lab status`) does not pay for building one.
+"""
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from lab import cni, live, readiness
-from lab.bgp import birdc, calicoctl, daemons
 from lab.errors import LabError
-from lab.netns import apply, capabilities, namespace, names, neighbours, impairments, render
-from lab.netns.plan import LabPlan, with_fresh_links
+from lab.netns import capabilities, namespace, names
 from lab.netns.state import LabState, StateStore
-from lab.policy import enforce
-from lab.probe import servers
-from lab.probe.sourceports import SourcePorts
-from lab.topology import loader, registry
-from lab.topology.impair import Impairment
 from lab.topology.model import Topology
+
+if TYPE_CHECKING:
+    from lab import live, readiness
+    from lab.netns import apply, neighbours
+    from lab.netns.plan import LabPlan
+    from lab.probe.sourceports import SourcePorts
+    from lab.topology.impair import Impairment
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,15 @@ class Lab:
 
     # -- up --------------------------------------------------------------------------------------
     def load(self, name_or_path: str) -> Topology:
+        from lab.topology import loader, registry
         return loader.load(registry.resolve(name_or_path))
 
     def plan(self, topology: Topology, caps: capabilities.Capabilities | None = None, netem: bool | None = None
              ) -> tuple[LabPlan, neighbours.Decision]:
         """The CNI's plan with the topology's link impairments, plus static neighbours when the host's shared
         ARP table is too small for it."""
+        from lab import cni
+        from lab.netns import impairments, neighbours
         plan = impairments.with_impairments(cni.plan(topology, caps), topology,
                                             impairments.netem_assumed() if netem is None else netem)
         decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
@@ -54,11 +62,17 @@ class Lab:
 
     def dry_run(self, name_or_path: str | Topology) -> str:
         """The plan as commands; touches nothing (and needs no root)."""
+        from lab.netns import render
+        from lab.policy import enforce
         topology = name_or_path if isinstance(name_or_path, Topology) else self.load(name_or_path)
         return render.script(self.plan(topology)[0]) + enforce.script(topology)
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
+        from lab import cni
+        from lab.netns import apply, impairments
+        from lab.netns.plan import with_fresh_links
+        from lab.probe import servers
         capabilities.require_root()
         topology = self.load(name_or_path)
         fingerprint = _fingerprint(topology)
@@ -95,6 +109,7 @@ class Lab:
 
     def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> None:
         """Everything checked before the kernel is touched: free names, link kinds, tools."""
+        from lab import cni
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
@@ -123,8 +138,10 @@ class Lab:
 
     # -- readiness -------------------------------------------------------------------------------
     def wait(self, lab: str | None, timeout: float,
-             on_progress: Callable[[list[readiness.Check]], None] | None = None) -> readiness.Readiness:
+             on_progress: Callable[[builtins.list[readiness.Check]], None] | None = None) -> readiness.Readiness:
         """Wait until the lab is usable (BGP converged, probe servers answering), or `timeout` seconds."""
+        from lab import cni, live, readiness
+        from lab.topology import loader
         capabilities.require_root()
         state = self._state(lab)
         if state.status != "up":
@@ -133,7 +150,7 @@ class Lab:
         runtime = state.summary.get("runtime", {})
         dataplane_checks = cni.dataplane(topology).checks
 
-        def checks() -> list[readiness.Check]:
+        def checks() -> builtins.list[readiness.Check]:
             found = dataplane_checks(topology, self.store, runtime) if dataplane_checks else []
             return found + readiness.probe_servers(runtime)
         return readiness.wait(checks, timeout, on_progress)
@@ -146,6 +163,7 @@ class Lab:
             return self._teardown(lab, self.store.load(lab))
 
     def _teardown(self, lab: str, state: LabState | None) -> apply.Removal:
+        from lab.netns import apply
         recorded = set(state.namespaces) if state else set()
         found = {n for n in namespace.list_all() if names.is_lab_netns(n, lab)}
         removal = apply.remove_namespaces(sorted(recorded | found))
@@ -153,7 +171,7 @@ class Lab:
         return removal
 
     # -- inspection ------------------------------------------------------------------------------
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         rows = []
         for lab in self.store.labs():
             state = self.store.load(lab)
@@ -174,7 +192,7 @@ class Lab:
                        daemons=self._daemons(state))
         return summary
 
-    def _daemons(self, state: LabState) -> list[dict[str, Any]]:
+    def _daemons(self, state: LabState) -> builtins.list[dict[str, Any]]:
         inodes = {namespace.inode(n): n for n in state.namespaces if namespace.exists(n)}
         found = namespace.pids_by_namespace({i for i in inodes if i is not None})
         rows = []
@@ -232,6 +250,7 @@ class Lab:
 
     def bird_socket(self, target: str, lab: str | None = None) -> str:
         """The control socket of a node's BIRD (Calico BGP labs)."""
+        from lab.bgp import daemons
         state = self._state(lab)
         if not state.summary.get("runtime", {}).get("bird"):
             raise LabError(f"lab {state.lab} runs no BIRD", "BIRD runs in Calico labs with backend bird "
@@ -240,6 +259,7 @@ class Lab:
 
     def calico_node_status(self, target: str, lab: str | None = None) -> str:
         """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
+        from lab.bgp import birdc, calicoctl
         state = self._state(lab)
         if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
             self.node_name(target, state.lab)
@@ -272,17 +292,22 @@ class Lab:
 
     def topology(self, lab: str | None = None) -> Topology:
         """The model of a running lab, with its live changes (applied policies, label edits)."""
+        from lab import live
+        from lab.topology import loader
         state = self._state(lab)
         return loader.load(state.topology, live.overlay_of(state.live))
 
     def source_ports(self, lab: str) -> SourcePorts:
         """The lab's UDP probe source-port cursor (a file in its state directory, gone at `lab down`)."""
+        from lab.probe.sourceports import SourcePorts
         return SourcePorts(os.path.join(self.store.lab_dir(lab), "probe-source-ports"))
 
     # -- live changes ----------------------------------------------------------------------------
     def change(self, lab: str | None, edit: Callable[[dict[str, Any], Topology], dict[str, Any]]) -> live.Change:
         """Apply `edit(live, old model) -> live` to a running lab: reload its topology with the new overlay,
         then reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
+        from lab import cni, live
+        from lab.topology import loader
         capabilities.require_root()
         lab = lab or self.only_lab()
         with self.store.locked(lab):
@@ -309,9 +334,10 @@ class Lab:
 
     # -- link impairments -----------------------------------------------------------------------
     def impair(self, lab: str | None, target: str | None, iface: str | None,
-               impairment: "Impairment | None") -> list[dict[str, Any]]:
+               impairment: "Impairment | None") -> builtins.list[dict[str, Any]]:
         """Set (or with `impairment` None, clear) a live impairment; `target` None clears every one.
         Checks the target and interface, and netem for delay, before anything changes; returns the rows in force."""
+        from lab.netns import impairments
         from lab.trace.capture import require_interface
         capabilities.require_root()
         lab = lab or self.only_lab()
@@ -348,6 +374,7 @@ class Lab:
     # -- cleanup ---------------------------------------------------------------------------------
     def cleanup(self) -> dict[str, apply.Removal]:
         """Remove what crashed or killed labs left: labs not fully up, and namespaces of labs with no state."""
+        from lab.netns import apply
         capabilities.require_root()
         removed: dict[str, apply.Removal] = {}
         for lab in self.store.labs():
@@ -368,6 +395,7 @@ class Lab:
 
 def start_policy(topology: Topology) -> dict[str, Any]:
     """The enforcer's first sync (its chains, hooks and sets on every node), or a note that nothing enforces."""
+    from lab.policy import enforce
     chosen = enforce.enforcer(topology)
     if chosen is None:
         return {"enforcer": "none", "models": "nothing: policies are accepted and not enforced"}
@@ -377,6 +405,7 @@ def start_policy(topology: Topology) -> dict[str, Any]:
 
 def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> dict[str, Any]:
     """What `lab status` shows, recorded at `up` time."""
+    from lab import cni
     capability_notes = caps.notes()
     described = cni.dataplane(topology).describe(topology, caps)
     node_mtu, node_env = described.pop("node_mtu"), described.pop("node_env")

@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lab import cni
 from lab.errors import LabError, TopologyError
 from lab.policy import enforce, manifest as policy_manifest
 from lab.topology import calico_conf, labels, loader
@@ -198,6 +197,7 @@ def reconfigure(old: Topology, new: Topology, store, runtime: dict[str, Any]) ->
     """Bring the running lab from `old` to `new` (CNI daemons, then policy rules); returns what changed."""
     check_same_cluster(old, new)
     changes: list[str] = []
+    from lab import cni                 # the data planes load only when a change reaches them
     hook = cni.dataplane(new).reconfigure
     if hook is not None and (old.cluster != new.cluster or [n.labels for n in old.nodes] != [n.labels for n in new.nodes]):
         changes += hook(old, new, store, runtime)

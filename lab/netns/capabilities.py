@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-
-from pyroute2 import IPRoute
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError, NotRootError
 from lab.netns import namespace
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -96,6 +98,7 @@ def detect(scratch: str) -> Capabilities:
 
 def _fresh_links() -> dict[str, int]:
     """The devices a new namespace is born with besides lo (tunl0, gre0, sit0... when those modules are loaded)."""
+    from pyroute2 import IPRoute          # imported here: commands that only read a lab never load it
     found = {}
     with IPRoute() as ipr:
         for link in ipr.get_links():
@@ -106,6 +109,7 @@ def _fresh_links() -> dict[str, int]:
 
 
 def _probe_kernel() -> tuple[dict[str, bool], bool]:
+    from pyroute2 import IPRoute
     kinds: dict[str, bool] = {}
     with IPRoute() as ipr:
         for kind in SCRATCH_KINDS:
