@@ -7,9 +7,11 @@ entry), links and their veth peers, addresses, neighbours, bridge and VXLAN FDB 
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +184,50 @@ class Netns:
                 continue
             rows.append((msg.get_attr("NDA_LLADDR"), msg.get_attr("NDA_DST"), msg["ifindex"]))
         return rows
+
+    # -- sockets and what the kernel would do ----------------------------------------------------
+    def listening(self, protocol: str, ip: str, port: int) -> bool:
+        """Whether a TCP socket listens (or a UDP socket is bound) on ip:port here, as /proc/net/{tcp,udp}[6]
+        of this namespace list them (`ss -ltn` / `ss -lun` show the same)."""
+        kind = protocol.lower()
+        want_state = "0A" if kind == "tcp" else "07"          # TCP_LISTEN; a bound UDP socket is TCP_CLOSE
+        v4 = f"{struct.unpack('=I', socket.inet_aton(ip))[0]:08X}"      # /proc prints it in host byte order
+        accepted = {"00000000", v4, "0" * 32, "0" * 16 + "FFFF0000" + v4}   # any, ip, ::, ::ffff:ip
+
+        def read() -> bool:
+            for suffix in ("", "6"):
+                try:
+                    with open(f"/proc/thread-self/net/{kind}{suffix}") as handle:
+                        rows = handle.read().splitlines()[1:]
+                except OSError:
+                    continue
+                for row in rows:
+                    fields = row.split()
+                    address, _, hexport = fields[1].partition(":")
+                    if fields[3] == want_state and int(hexport, 16) == port and address in accepted:
+                        return True
+            return False
+        return namespace.run_in(self.name, read)
+
+    def sysctl(self, key: str) -> str | None:
+        """A sysctl of this namespace (net.* keys are per namespace)."""
+        def read() -> str | None:
+            try:
+                with open("/proc/sys/" + key.replace(".", "/")) as handle:
+                    return handle.read().strip()
+            except OSError:
+                return None
+        return namespace.run_in(self.name, read)
+
+    def try_route(self, dst: str, gateway: str, oif: int) -> str | None:
+        """Ask the kernel to add `dst via gateway dev oif` (NLM_F_EXCL) and return its refusal (errno name and
+        text), or None when it accepts; an accepted route is deleted at once, so nothing changes."""
+        try:
+            self.ipr.route("add", dst=dst, gateway=gateway, oif=oif)
+        except NetlinkError as exc:
+            return f"{errno.errorcode.get(exc.code, str(exc.code))} ({os.strerror(exc.code)})"
+        self.ipr.route("del", dst=dst, gateway=gateway, oif=oif)
+        return None
 
     # -- netns ids ------------------------------------------------------------------------------
     def nsid_of(self, other: str) -> int | None:

@@ -34,7 +34,9 @@ def run(lab: Lab, src: str, dst: str, port: int | None, protocol: str | None, la
     state = lab._state(lab_name)
     if state.status != "up":
         raise LabError(f"lab {state.lab} is {state.status}", f"bring it up with `lab up {state.topology}`")
-    view = path.LabView(state.lab, state.summary, list(state.namespaces))
+    bird = state.summary.get("runtime", {}).get("bird")
+    view = path.LabView(state.lab, state.summary, list(state.namespaces),
+                        bird_socket=(lambda node: lab.bird_socket(node, state.lab)) if bird else None)
     source = view.endpoint(src, "source")
     destination = view.endpoint(dst, "destination")
     if source.name == destination.name:
