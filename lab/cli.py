@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, or a signal a capture turned into an exception
+        return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:  # `lab status | head`
         sys.stderr.close()
         return 0
@@ -162,7 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     tracep.add_argument("--json", action="store_true")
     tracep.add_argument("--capture", action="store_true",
                         help="send one real packet and capture it on every interface of the path")
-    tracep.add_argument("-w", "--write", help="with --capture: the merged pcap file")
+    tracep.add_argument("-w", "--write", help="with --capture: the merged capture, pcapng with one named interface "
+                        "per netns:iface (Wireshark shows where each frame was seen)")
     tracep.add_argument("--lab")
     tracep.set_defaults(func=cmd_trace)
 
@@ -525,7 +526,7 @@ def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
     argv = capture.tcpdump_argv("-", iface, args.write, args.filter, args.count)   # argument checks first
     capabilities.require_root()
     netns = lab.resolve_target(target, args.lab)
-    capture.require_interface(netns, iface, target)
+    capture.require_interface(netns, iface, target, allow_any=True)
     if args.filter:
         capture.check_filter(args.filter)
     argv[3] = netns
@@ -537,11 +538,13 @@ def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_trace(lab: Lab, args: argparse.Namespace) -> int:
     from lab.netns import capabilities
-    from lab.trace import run as trace_run
+    from lab.trace import capture, run as trace_run
     if args.port is not None and not 0 < args.port < 65536:
         raise LabError(f"--port {args.port}: not a port number", "give 1-65535")
     if args.write and not args.capture:
         raise LabError("-w needs --capture", "add --capture to send and capture a real packet")
+    if args.write:
+        capture.check_output(args.write)
     capabilities.require_root()
     result = trace_run.run(lab, args.src, args.dst, args.port, args.protocol, args.lab, args.capture, args.write)
     if args.json:

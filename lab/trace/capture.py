@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from lab.errors import LabError
@@ -24,17 +25,29 @@ def interfaces(netns: str) -> list[str]:
     return [line.split(": ", 2)[1].split("@", 1)[0] for line in result.stdout.splitlines() if ": " in line]
 
 
-def require_interface(netns: str, iface: str, target: str) -> None:
+def require_interface(netns: str, iface: str, target: str, allow_any: bool = False) -> None:
+    """`iface` must be one of the namespace's interfaces (or tcpdump's pseudo-device `any`, where allowed)."""
     known = interfaces(netns)
-    if iface != "any" and iface not in known:
-        raise LabError(f"{target}: no interface {iface!r} in {netns}", f"its interfaces are: {', '.join(known)} "
-                       "(or `any`)")
+    if (iface == "any" and not allow_any) or (iface != "any" and iface not in known):
+        raise LabError(f"{target}: no interface {iface!r} in {netns}", f"its interfaces are: {', '.join(known)}"
+                       + (" (or `any`)" if allow_any else ""))
+
+
+def check_output(path: str) -> None:
+    """A pcap file to write: its directory must exist (checked before any tcpdump starts)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise LabError(f"-w {path}: directory {directory} does not exist", "create it, or write the file elsewhere")
+    if os.path.isdir(path):
+        raise LabError(f"-w {path}: is a directory", "give a file name, e.g. -w /tmp/trace.pcapng")
 
 
 def tcpdump_argv(netns: str, iface: str, write: str | None, bpf: str | None, count: int | None) -> list[str]:
     """`ip netns exec <ns> tcpdump -nn -e -i <iface> ...`: the command `lab capture` runs (and prints)."""
     if count is not None and count <= 0:
         raise LabError(f"--count {count}: must be a positive number of packets", "e.g. --count 10")
+    if write:
+        check_output(write)
     argv = ["ip", "netns", "exec", netns, "tcpdump", "-nn", "-e", "-i", iface]
     if write:
         argv += ["-U", "-w", write]

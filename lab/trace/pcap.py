@@ -1,8 +1,11 @@
 """Reading and writing pcap files, and decoding the few layers a trace needs (Ethernet, IPv4, UDP/VXLAN, IPIP).
 
-tcpdump writes one classic pcap per interface; the trace merges them into one classic pcap: Ethernet when
-every interface is Ethernet (the usual case), else Linux cooked capture (SLL), since libpcap cannot read one
-file whose interfaces have different link types (tunl0 is raw IP).
+tcpdump writes one classic pcap per interface; the trace merges them into one pcapng file with one
+Interface Description Block per captured interface, named `<netns>:<iface>`, so Wireshark (and tshark's
+frame.interface_name) shows where each frame was seen. Each block keeps its interface's link type when
+all are the same (the usual case: Ethernet everywhere); when the path mixes Ethernet and raw-IP
+interfaces (tunl0), every block is Linux cooked capture (SLL), because libpcap (tcpdump -r) refuses a
+pcapng file whose interfaces differ in link type; SLL keeps no destination MAC.
 """
 
 from __future__ import annotations
@@ -52,6 +55,32 @@ def write_classic(path: str, linktype: int, records: list[Record]) -> None:
             handle.write(struct.pack("<IIII", sec, int(round((record.ts - sec) * 1e6)), len(record.data),
                                      record.orig_len))
             handle.write(record.data)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+def write_pcapng(path: str, interfaces: list[tuple[str, int]], records: list[tuple[int, Record]],
+                 application: str = "lab trace --capture") -> None:
+    """A pcapng file: one Interface Description Block per (name, link type), then each record as an Enhanced
+    Packet Block of its interface (index into `interfaces`), timestamps in microseconds."""
+    with open(path, "wb") as handle:
+        options = _option(4, application.encode()) + _option(0, b"")
+        handle.write(_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + options))
+        for name, linktype in interfaces:
+            options = _option(2, name.encode()) + _option(9, b"\x06") + _option(0, b"")
+            handle.write(_block(1, struct.pack("<HHI", linktype, 0, 262144) + options))
+        for index, record in records:
+            micros = int(round(record.ts * 1e6))
+            body = struct.pack("<IIIII", index, micros >> 32, micros & 0xFFFFFFFF, len(record.data),
+                               record.orig_len) + record.data + b"\0" * (-len(record.data) % 4)
+            handle.write(_block(6, body))
 
 
 ARPHRD = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 0xFFFE}

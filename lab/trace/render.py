@@ -31,7 +31,8 @@ def text(trace: Trace, mode: str = "") -> str:
                 out.append(f"   {'':<9} $ {step.command}")
         out.append("")
     if trace.outcome == "delivered":
-        out.append(f"result: delivered to {trace.dst.name} ({trace.dst.ip}) after {len(trace.hops)} hops")
+        out.append(f"result: delivered to {trace.dst.name} ({trace.dst.ip}) after {len(trace.hops)} hops"
+                   + (f"; {trace.reason}" if trace.reason else ""))
     else:
         out.append(f"result: DROPPED at hop {len(trace.hops)}: {trace.reason}")
         out += [f"  why: {line}" for line in trace.explanation]
@@ -59,5 +60,5 @@ def observed_text(trace: Trace) -> list[str]:
         out.append("  predicted and observed paths agree")
     if observed.get("pcap"):
         out.append(f"  merged pcap: {observed['pcap']}, {observed['pcap_packets']} packets, {observed['pcap_format']} "
-                   f"(tcpdump -r {observed['pcap']} -nn -e)")
+                   f"(tcpdump -r {observed['pcap']} -nn -e; Wireshark shows each frame's interface)")
     return out
