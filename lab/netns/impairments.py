@@ -90,28 +90,46 @@ def targets(topology: Topology, spec: ImpairSpec) -> list[tuple[str, str]]:
     return [(names.node_netns(topology.name, host), "eth0") for host in hosts]
 
 
+def combine(under: Impairment, over: Impairment) -> Impairment:
+    """Field by field: `over`'s value where it sets one, else `under`'s (a node's over its network's)."""
+    return Impairment(**{f: getattr(over, f) if getattr(over, f) is not None else getattr(under, f)
+                         for f in ("rate_bps", "delay_ms", "jitter_ms", "loss_pct")})
+
+
+def merged(topology: Topology) -> dict[tuple[str, str], tuple[Impairment, list[ImpairSpec]]]:
+    """Each impaired (namespace, interface) once: its network's impairment, then its node's over it, field by
+    field (the node's value wins), with the specs that made it."""
+    found: dict[tuple[str, str], tuple[Impairment, list[ImpairSpec]]] = {}
+    for spec in sorted(topology.impairments, key=lambda s: s.kind != "network"):      # networks first
+        for key in targets(topology, spec):
+            before = found.get(key)
+            impairment = spec.impairment if before is None else combine(before[0], spec.impairment)
+            found[key] = (impairment, (before[1] if before else []) + [spec])
+    return found
+
+
 def with_impairments(plan: LabPlan, topology: Topology, netem: bool) -> LabPlan:
-    """The plan with the topology's impairments: qdiscs, and loss rules in each namespace's mangle table."""
+    """The plan with the topology's impairments: one root qdisc per impaired interface, and loss rules in the
+    namespace's mangle table."""
     if not topology.impairments:
         return plan
     qdiscs: dict[str, list[RootQdisc]] = {}
     rules: dict[str, list[str]] = {}
-    for spec in topology.impairments:
-        for netns, dev in targets(topology, spec):
-            ns = plan.namespace(netns)
-            if not any(link.name == dev for link in ns.links):
-                known = ", ".join(link.name for link in ns.links)
-                raise LabError(f"{spec.source}: node {spec.name} has no interface {dev!r}",
-                               f"its interfaces are: {known}")
-            try:
-                found = qdisc_for(dev, spec.impairment, netem)
-            except LabError as exc:
-                raise LabError(f"{spec.source}: {exc.args[0]}", NO_NETEM[1]) from None
-            if found:
-                qdiscs.setdefault(netns, []).append(found)
-            rule = loss_rule(dev, spec.impairment, netem)
-            if rule:
-                rules.setdefault(netns, []).append(rule)
+    for (netns, dev), (impairment, specs) in merged(topology).items():
+        ns = plan.namespace(netns)
+        if not any(link.name == dev for link in ns.links):
+            known = ", ".join(link.name for link in ns.links)
+            raise LabError(f"{specs[-1].source}: node {specs[-1].name} has no interface {dev!r}",
+                           f"its interfaces are: {known}")
+        try:
+            found = qdisc_for(dev, impairment, netem)
+        except LabError as exc:
+            raise LabError(f"{specs[-1].source}: {exc.args[0]}", NO_NETEM[1]) from None
+        if found:
+            qdiscs.setdefault(netns, []).append(found)
+        rule = loss_rule(dev, impairment, netem)
+        if rule:
+            rules.setdefault(netns, []).append(rule)
 
     def impaired(ns: NamespacePlan) -> NamespacePlan:
         extra = ns.iptables
@@ -146,12 +164,9 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def describe(topology: Topology, netem: bool) -> list[dict[str, Any]]:
-    """What `lab status` and the state record about each impaired interface."""
-    rows = []
-    for spec in topology.impairments:
-        for netns, dev in targets(topology, spec):
-            rows.append(row(f"{spec.kind} {spec.name}", netns, dev, spec.impairment, netem))
-    return rows
+    """What `lab status` and the state record about each impaired interface (one row each, as merged)."""
+    return [row(" + ".join(f"{spec.kind} {spec.name}" for spec in specs), netns, dev, impairment, netem)
+            for (netns, dev), (impairment, specs) in merged(topology).items()]
 
 
 def row(target: str, netns: str, dev: str, impairment: Impairment, netem: bool) -> dict[str, Any]:
