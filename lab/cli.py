@@ -140,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     calicoctl.set_defaults(func=cmd_calicoctl)
 
     graph = sub.add_parser("graph", help="a picture of a running lab or a topology file: lab graph [lab] -o lab.svg")
-    graph.add_argument("lab", nargs="?", help="a lab that is up, or a topology name or file (default: the lab up)")
+    graph.add_argument("topology", nargs="?", metavar="lab",
+                       help="a lab that is up, or a topology name or file (default: the lab up)")
+    graph.add_argument("--lab", help="a lab that is up (the same as naming it first)")
     graph.add_argument("-o", "--output", help="the figure, .svg or .png (default <lab>.svg)")
     graph.set_defaults(func=cmd_graph)
 
@@ -248,8 +250,8 @@ def _seconds(text: str) -> float:
 
 
 def _wait(lab: Lab, name: str, timeout: float) -> int:
-    from lab import progress
     """Wait for the lab with a spinner; say how long it took, or what is still not ready (exit 1)."""
+    from lab import progress
     with progress.spinner(f"lab {name}: waiting until it is ready") as show:
         result = lab.wait(name, timeout,
                           lambda checks: show(f"lab {name}: waiting for " + ", ".join(c.progress() for c in checks)))
@@ -497,25 +499,35 @@ def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_graph(lab: Lab, args: argparse.Namespace) -> int:
-    from lab.graph import draw, live as graph_live, model
-    from lab.netns import capabilities
-    running = lab.store.labs()
-    name = args.lab or lab.only_lab()
-    if name in running and lab.store.load(name) is not None:
-        topology = lab.topology(name)
-        sessions = None
-        if topology.cluster.calico is not None and topology.cluster.calico.backend == "bird":
-            capabilities.require_root()
-            sessions = graph_live.sessions(topology, lambda node: lab.bird_socket(node, name))
-        picture = model.build(topology, sessions if sessions is not None else {})
+    from lab.graph import draw, model
+    if args.lab and args.topology and args.lab != args.topology:
+        raise LabError(f"two labs named: {args.topology} and --lab {args.lab}", "give one of them")
+    name = args.lab or args.topology or lab.only_lab()
+    if name in lab.store.labs() and lab.store.load(name) is not None:
+        picture = _live_graph(lab, name)
+        source = "live: " + "; ".join(picture.sources)
     else:
         topology = lab.load(name)
         picture = model.build(topology)
-    output = draw.render(picture, args.output or f"{topology.name}.svg")
+        source = f"from {topology.source}: the lab is not running"
+    output = draw.render(picture, args.output or f"{picture.name}.svg")
     nodes = sum(1 for b in picture.nodes if not b.external)
-    print(f"wrote {output}: {nodes} nodes, {len(picture.segments)} segments, {len(picture.edges)} edges "
-          f"({'live' if picture.live else 'from ' + topology.source})")
+    print(f"wrote {output}: {nodes} nodes, {len(picture.segments)} segments, {len(picture.edges)} edges ({source})")
     return 0
+
+
+def _live_graph(lab: Lab, name: str) -> Any:
+    """A running lab's picture: tunnels and routes from the kernel, BGP states from BIRD."""
+    from lab.graph import live as graph_live, model
+    from lab.netns import capabilities
+    capabilities.require_root()
+    topology = lab.topology(name)
+    state = lab.store.load(name)
+    assert state is not None
+    sessions = None
+    if topology.cluster.calico is not None and topology.cluster.calico.backend == "bird":
+        sessions = graph_live.sessions(topology, lambda node: lab.bird_socket(node, name))
+    return model.build(topology, sessions, kernel=graph_live.kernel_edges(state.summary))
 
 
 def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:

@@ -1,10 +1,13 @@
-"""Live BGP session states of a running lab, for `lab graph` (asked of each node's BIRD)."""
+"""What `lab graph` reads from a running lab: tunnels and node-to-node routes from each node's kernel
+(VXLAN FDB entries, routes via tunl0 or straight to another node), and BGP session states from each
+node's BIRD. The drawing then says which parts are live and which come from the topology file."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from lab.bgp import birdc, peers
+from lab.graph.model import Edge
 from lab.topology.model import Topology
 
 
@@ -33,3 +36,50 @@ def _worse(earlier: str | None, state: str) -> str:
     if earlier is None or earlier == "Established":
         return state
     return earlier
+
+
+def kernel_edges(summary: dict[str, Any]) -> list[Edge]:
+    """Node-to-node tunnels and routes as each node's kernel holds them: a VXLAN FDB entry whose dst is
+    another node (`bridge fdb show dev flannel.1`), a route via tunl0 to another node (IPIP), or a route
+    straight to another node's IP on eth0 (host-gw, Calico BGP). An edge held by one end only says so."""
+    from lab.trace.kernel import Kernel       # pyroute2: loaded only to graph a running lab
+    nodes = summary.get("nodes", [])
+    by_ip = {row["ip"]: row["name"] for row in nodes}
+    seen: dict[tuple[str, str, str], tuple[str, set[str]]] = {}     # (a, b, kind) sorted -> (label, holders)
+    kernel = Kernel()
+    try:
+        for row in nodes:
+            ns = kernel.ns(row["netns"])
+            for other, kind, label in _node_edges(ns, by_ip):
+                if other == row["name"]:
+                    continue
+                a, b = sorted((row["name"], other))
+                entry = seen.setdefault((a, b, kind), (label, set()))
+                entry[1].add(row["name"])
+    finally:
+        kernel.close()
+    edges = []
+    for (a, b, kind), (label, holders) in sorted(seen.items()):
+        state = "" if len(holders) == 2 else f"only {next(iter(holders))} holds it"
+        edges.append(Edge(a, b, kind, label, state=state))
+    return edges
+
+
+def _node_edges(ns: Any, by_ip: dict[str, str]) -> list[tuple[str, str, str]]:
+    found = []
+    links = ns.links()
+    for link in links.values():
+        if link.kind == "vxlan" and link.vxlan:
+            label = f"VNI {link.vxlan.get('vni')} UDP {link.vxlan.get('port') or 8472}"
+            for _mac, dst, _port in ns.fdb(ifindex=link.index):
+                if dst in by_ip:
+                    found.append((by_ip[dst], "vxlan", label))
+    for _dst, gateway, oif, proto in ns.routes():
+        link = links.get(oif) if oif is not None else None
+        if gateway not in by_ip or link is None:
+            continue
+        if link.name == "tunl0":
+            found.append((by_ip[gateway], "ipip", "IP proto 4"))
+        elif link.name == "eth0":
+            found.append((by_ip[gateway], "direct", f"route via eth0 (proto {proto})"))
+    return found

@@ -1,4 +1,5 @@
-"""What `lab graph` draws, as plain data: built from the topology model and, for a running lab, live BGP state.
+"""What `lab graph` draws, as plain data: built from the topology model and, for a running lab, from the
+kernel (tunnels and routes) and BIRD (BGP session states).
 
 The model never imports matplotlib; `lab/graph/draw.py` turns it into a figure.
 """
@@ -51,7 +52,7 @@ class Edge:
     b: str
     kind: str                 # vxlan | ipip | direct | refused | bgp
     label: str = ""
-    state: str = ""           # BGP: Established, Active, ... or "configured" (drawn from a file)
+    state: str = ""           # BGP: Established, Active, ... or "configured" (from a file); kernel: "" or a caveat
     role: str = ""            # BGP: mesh | reflector | peer
 
 
@@ -64,10 +65,14 @@ class LabGraph:
     edges: tuple[Edge, ...]
     live: bool = False
     notes: tuple[str, ...] = field(default=())
+    sources: tuple[str, ...] = ()     # where each part comes from, e.g. "tunnels and routes: each node's kernel"
 
 
-def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = None) -> LabGraph:
-    """The graph of `topology`; `sessions` maps (node, peer node) to a live BGP state, when the lab runs."""
+def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = None,
+          kernel: list[Edge] | None = None) -> LabGraph:
+    """The graph of `topology`. For a running lab, `kernel` holds the node-to-node tunnels and routes each
+    node's kernel has (they replace the ones the topology implies; an implied one the kernel lacks becomes a
+    `refused` edge), and `sessions` maps (node, peer node) to the BGP state BIRD reports."""
     segments = tuple(Segment(n.name, str(n.cidr), str(n.gateway), n.mtu) for n in topology.networks)
     boxes = [NodeBox(n.name, n.network, str(n.ip), _pod_cidrs(topology, n.name),
                      tuple(PodBox(p.key, str(p.ip)) for p in topology.pods_on(n.name)), role=_role(topology, n.name))
@@ -77,7 +82,27 @@ def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = N
         mode, edges = _flannel_edges(topology)
     else:
         mode, edges = _calico_edges(topology, sessions)
-    return LabGraph(topology.name, mode, segments, tuple(boxes), tuple(edges), live=sessions is not None)
+    sources = []
+    if kernel is not None:
+        edges = _from_kernel(edges, kernel)
+        sources.append("tunnels and routes: each node's kernel (FDB, routes)")
+    if sessions is not None and any(e.kind == "bgp" for e in edges):
+        sources.append("BGP states: each node's BIRD")
+    if not sources:
+        sources.append("everything from the topology file" + (" (lab not running)" if kernel is None else ""))
+    elif any(e.kind == "bgp" for e in edges) and sessions is None:
+        sources.append("BGP sessions: the topology")
+    return LabGraph(topology.name, mode, segments, tuple(boxes), tuple(edges),
+                    live=kernel is not None or sessions is not None, sources=tuple(sources))
+
+
+def _from_kernel(implied: list[Edge], kernel: list[Edge]) -> list[Edge]:
+    """The kernel's tunnels and routes, the BGP sessions, and a `refused` edge for each implied tunnel or
+    route between two nodes that the kernel does not hold."""
+    held = {frozenset((e.a, e.b)) for e in kernel}
+    missing = [Edge(e.a, e.b, "refused", "no route or tunnel in the kernel", state="missing") for e in implied
+               if e.kind in ("vxlan", "ipip", "direct", "refused") and frozenset((e.a, e.b)) not in held]
+    return list(kernel) + missing + [e for e in implied if e.kind == "bgp"]
 
 
 def _pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
@@ -133,7 +158,7 @@ def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
     for a, b in _pairs(topology):
         same = _same_segment(topology, a, b)
         if ipip == "Always" or (ipip == "CrossSubnet" and not same):
-            edges.append(Edge(a, b, "ipip", "IPIP (proto 4)"))
+            edges.append(Edge(a, b, "ipip", "IP proto 4"))
         elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
             edges.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
     by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}

@@ -141,6 +141,15 @@ class Netns:
                            answer.get_attr("RTA_GATEWAY"), answer.get_attr("RTA_PREFSRC"),
                            answer.get_attr("RTA_TABLE") or answer["table"], entry)
 
+    def routes(self) -> list[tuple[str, str | None, int | None, str]]:
+        """(destination, gateway, output ifindex, protocol) of every IPv4 route of the main table."""
+        rows = []
+        for msg in self.ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = msg.get_attr("RTA_DST")
+            rows.append((f"{dst}/{msg['dst_len']}" if dst else "default", msg.get_attr("RTA_GATEWAY"),
+                         msg.get_attr("RTA_OIF"), PROTOCOLS.get(msg["proto"], str(msg["proto"]))))
+        return rows
+
     def render_route(self, msg: Any) -> str:
         """A route message the way `ip route show` prints it."""
         rtype = ROUTE_TYPES.get(msg["type"], str(msg["type"]))
