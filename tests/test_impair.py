@@ -14,7 +14,7 @@ from conftest import netns_list, run_lab
 
 pytestmark = pytest.mark.needs_root
 
-LAB = "ttr-impair"
+LAB = "tt2-impair"
 BASE = """name: {name}
 cluster: {{cni: flannel}}
 networks:
@@ -121,6 +121,7 @@ def test_delay_with_netem(impaired_lab, scratch_netns):
     (["n1", "--rate=-5mbit"], "negative"),
     (["n1", "--loss", "101%"], "over 100%"),
     (["n1:nope", "--rate", "5mbit"], "no interface 'nope'"),
+    (["n1:any", "--rate", "5mbit"], "its interfaces are: lo, eth0"),        # tcpdump's `any` is no interface
     (["n1", "--jitter", "5ms"], "jitter without delay"),
 ])
 def test_bad_live_input_changes_nothing(impaired_lab, args, words):
@@ -148,7 +149,7 @@ def test_clear_leaves_no_qdisc_or_rule(impaired_lab):
 def test_bad_topology_input_names_file_and_line(tmp_path, net, node, field, words, scratch_netns):
     if words == "sch_netem" and _netem_here(scratch_netns):
         pytest.skip("this kernel has netem: a delay is valid here")
-    name = "ttr-impair-bad"
+    name = "tt2-impair-bad"
     path = _topology(tmp_path, net, node, name=name)
     before = netns_list()
     result = run_lab("up", str(path), check=False)
@@ -159,7 +160,7 @@ def test_bad_topology_input_names_file_and_line(tmp_path, net, node, field, word
 
 
 def test_down_leaves_nothing_and_the_host_untouched(tmp_path):
-    name = "ttr-impair-down"
+    name = "tt2-impair-down"
     host_before = _sh("tc", "qdisc", "show").stdout
     path = _topology(tmp_path, ", impair: {loss: 5%}", ", impair: {rate: 20mbit}", name=name)
     run_lab("up", str(path))
@@ -169,3 +170,49 @@ def test_down_leaves_nothing_and_the_host_untouched(tmp_path):
         run_lab("down", name)
     assert not [n for n in netns_list() if n.startswith(f"{name}.")]
     assert _sh("tc", "qdisc", "show").stdout == host_before
+
+
+MERGED = (", impair: {rate: 50mbit}", ", impair: {loss: 10%}")   # network lan; node n1 (eth0)
+
+
+def _tbf_rates(text: str) -> list[str]:
+    return [line.split(" rate ", 1)[1].split()[0] for line in text.splitlines() if " tbf " in line]
+
+
+def test_dry_run_merges_network_and_node_into_one_qdisc(tmp_path):
+    """No root needed: n1's eth0 gets one qdisc with the node's 20mbit (the node wins) and the network's 2% loss
+    (kept: merged field by field); n2's eth0 gets the network's 50mbit and 2%."""
+    path = _topology(tmp_path, ", impair: {rate: 50mbit, loss: 2%}", ", impair: {rate: 20mbit}",
+                     name="tt2-impair-dry")
+    plan = run_lab("up", str(path), "--dry-run").stdout
+    qdiscs = [line for line in plan.splitlines() if line.startswith("tc ") and " root tbf " in line]
+    assert qdiscs == ["tc -n tt2-impair-dry.n1 qdisc replace dev eth0 root tbf rate 20000000bit burst 25000 latency 50ms",
+                      "tc -n tt2-impair-dry.n2 qdisc replace dev eth0 root tbf rate 50000000bit burst 62500 latency 50ms"]
+    loss = [line for line in plan.splitlines() if line.startswith("-A LAB-IMPAIR ")]
+    assert len(loss) == 2 and all("-o eth0 " in rule and "--probability 0.02 " in rule for rule in loss)
+
+
+def test_network_rate_is_measured_and_status_matches_the_kernel(tmp_path):
+    name = "tt2-impair-net"
+    path = _topology(tmp_path, *MERGED, name=name)
+    run_lab("up", str(path))
+    try:
+        status = json.loads(run_lab("status", name, "--json").stdout)["impairments"]
+        rows = {(r["netns"], r["interface"]): r for r in status}
+        assert len(rows) == len(status) == 2                                   # one row per interface
+        n1, n2 = rows[(f"{name}.n1", "eth0")], rows[(f"{name}.n2", "eth0")]
+        assert (n1["rate_bps"], n1["loss_pct"]) == (50_000_000, 10) and (n2["rate_bps"], n2["loss_pct"]) == (50_000_000, None)
+        assert n1["target"] == "network lan + node n1"
+        for netns, row in ((f"{name}.n1", n1), (f"{name}.n2", n2)):            # the kernel holds exactly that
+            assert _tbf_rates(_sh("tc", "-n", netns, "qdisc", "show", "dev", "eth0").stdout) == ["50Mbit"]
+            rules = [l for l in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle").stdout.splitlines()
+                     if l.startswith("-A LAB-IMPAIR ")]
+            assert len(rules) == (1 if row["loss_pct"] else 0)
+            assert all(f"--probability {row['loss_pct'] / 100:g} " in rule for rule in rules)
+        # the network's rate alone, measured: n1's impairment cleared, n2 -> n1 leaves by n2's eth0 (50mbit)
+        run_lab("impair", "n1", "--clear", "--lab", name)
+        mbit = _iperf3_mbit(f"{name}.n2", f"{name}.n1", "192.168.40.11")
+        print(f"iperf3 n2 -> n1 under the network's rate 50mbit: {mbit:.1f} Mbit/s")
+        assert 40 <= mbit <= 60
+    finally:
+        run_lab("down", name, check=False)

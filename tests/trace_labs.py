@@ -15,7 +15,7 @@ import yaml
 from calico_labs import renamed_copy
 from conftest import run_lab
 
-PREFIX = "ttr"
+PREFIX = "tt2"
 
 
 def start(labs, tmp_path_factory, topology: str, policies: tuple[str, ...] = ()) -> tuple[str, dict]:
@@ -75,3 +75,15 @@ def lab_tcpdumps(lab: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def host_veth(pod_netns: str, node_netns: str) -> str:
+    """The node-side end of a pod's eth0, found from the kernel: the node's link whose index is eth0's peer."""
+    peer = json.loads(sh("ip", "-j", "-n", pod_netns, "link", "show", "eth0"))[0]["link_index"]
+    return next(link["ifname"] for link in json.loads(sh("ip", "-j", "-n", node_netns, "link", "show"))
+                if link["ifindex"] == peer)
+
+
+def listening(netns: str, port: int) -> bool:
+    """Whether `ss` in the namespace shows a TCP socket listening on `port` (the test's own check)."""
+    return f":{port} " in sh("ip", "netns", "exec", netns, "ss", "-Hltn") + " "

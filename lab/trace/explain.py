@@ -107,9 +107,12 @@ def _bgp(walker: "Walker", last: Hop, packet: Packet) -> list[str]:
     sessions = [f"{p.name} ({by_ip.get(str(p.ip), p.ip)}) {states.get(p.name, 'absent')}"
                 for p in peers.peerings(walker.topology).get(node, ())]
     down = [s for s in sessions if not s.endswith(" Established")]
-    lines = [f"BIRD on {node} has no route for {packet.dst}" if "not found" in route.lower() or not route else
-             f"BIRD on {node} holds `{route.splitlines()[-1].strip()}` but the kernel has no such route "
-             "(is the kernel protocol exporting it?)"]
+    names = tuple(f"[{p.name} " for p in peers.peerings(walker.topology).get(node, ()))
+    learned = [line.strip() for line in route.splitlines() if any(n in line for n in names)]
+    best = route.splitlines()[-1].strip() if route and "not found" not in route.lower() else ""
+    lines = [f"BIRD on {node} has no BGP route for {packet.dst}" + (f" (its best match: `{best}`)" if best else "")
+             if not learned else f"BIRD on {node} learned `{learned[0]}` over BGP, but the kernel has no such route "
+             "(is BIRD's kernel protocol exporting it?)"]
     lines.append(f"its BGP sessions: {', '.join(sessions) or 'none'}" + (
         f"; not Established: {', '.join(s.split(' (')[0] for s in down)}" if down else ""))
     lines.append(f"see them: {walker.lab_cmd('calicoctl', 'node', 'status', node)} and "
