@@ -296,10 +296,16 @@ def _legend(fig: Figure, graph: LabGraph) -> None:
                                       f"{len(edges) - good}"))
             continue
         handles.append(Line2D([], [], color=COLOURS[kind], ls="--" if kind == "refused" else "-",
-                              label=f"{KIND_TEXT[kind]}" + (f" ({detail})" if detail and kind != "refused" else "")
-                              + f": {len(edges)}"))
-    if handles:
+                              label=f"{KIND_TEXT[kind]}: {len(edges)}" + (f", {detail}" if detail and kind != "refused"
+                                                                          else "")))
+    if handles:           # in the band kept free below the drawing (legend_rows)
         fig.ax.legend(handles=handles, loc="lower right", fontsize=fig.fontsize, framealpha=0.9)
+
+
+def legend_rows(graph: LabGraph) -> int:
+    kinds = {e.kind for e in graph.edges}
+    bad = any(e.kind == "bgp" and e.state not in OK_STATES for e in graph.edges)
+    return len(kinds) + int(bad)
 
 
 def _caption(fig: Figure, graph: LabGraph, y: float) -> None:
@@ -340,7 +346,7 @@ def render(graph: LabGraph, output: str) -> str:
     drawn = _drawn(graph)
     extra = {} if drawn else _summaries(graph)
     places, bars, width, depth = _layout(graph, extra)
-    below = 2.2 if drawn else 1.4
+    below = (2.2 if drawn else 1.4) + 0.32 * legend_rows(graph)
     fig_w = max(8.0, min(60.0, (width + 2) * 0.75))
     fig_h = max(5.0, (depth + below + 2.6) * 0.75)
     figure, ax = plt.subplots(figsize=(fig_w, fig_h))

@@ -81,5 +81,5 @@ def _node_edges(ns: Any, by_ip: dict[str, str]) -> list[tuple[str, str, str]]:
         if link.name == "tunl0":
             found.append((by_ip[gateway], "ipip", "IP proto 4"))
         elif link.name == "eth0":
-            found.append((by_ip[gateway], "direct", f"route via eth0 (proto {proto})"))
+            found.append((by_ip[gateway], "direct", f"via eth0, proto {proto}"))
     return found

@@ -161,6 +161,9 @@ def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
             edges.append(Edge(a, b, "ipip", "IP proto 4"))
         elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
             edges.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
+        elif calico.backend == "bird":      # BIRD's route to the node's block, via eth0: needs L2 adjacency
+            edges.append(Edge(a, b, "direct", "via eth0, proto bird") if same else
+                         Edge(a, b, "refused", "route refused: no L2 adjacency"))
     by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
     seen: set[frozenset[str]] = set()
     if calico.backend == "bird":
