@@ -47,8 +47,8 @@ def timed(argv: list[str]) -> tuple[float, dict]:
     return seconds, json.loads(result.stdout)
 
 
-def bench(nodes: int, pods: int, repeat: int, workdir: Path) -> dict:
-    name = f"bt-{nodes}"
+def bench(nodes: int, pods: int, repeat: int, workdir: Path, prefix: str = "bt") -> dict:
+    name = f"{prefix}-{nodes}"
     path = workdir / f"{name}.yaml"
     path.write_text(topology_yaml(name, nodes, pods))
     subprocess.run(LAB + ["up", str(path), "--no-wait"], check=True, capture_output=True)
@@ -74,14 +74,23 @@ def bench(nodes: int, pods: int, repeat: int, workdir: Path) -> dict:
         subprocess.run(LAB + ["down", name], capture_output=True)
     return {"nodes": nodes, "pods": nodes * pods, "hops": hops, "interfaces_captured": interfaces, "ok": ok,
             "trace_s": [round(s, 3) for s in plain], "capture_s": [round(s, 3) for s in captured],
-            "walk_s": walks, "walk_capture_s": captures, "import_s": import_seconds()}
+            "walk_s": walks, "walk_capture_s": captures, "import_s": import_seconds(),
+            "trace_imports_s": import_seconds("from lab.lifecycle import Lab; import lab.trace.run, lab.live")}
 
 
-def import_seconds() -> float:
-    """What starting the CLI costs before any command runs: `python -c 'import lab.cli'`."""
-    start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import lab.cli"], check=True)
-    return round(time.monotonic() - start, 3)
+def import_seconds(code: str = "import lab.cli", repeat: int = 5) -> float:
+    """What starting Python and importing costs, before any work (median of `repeat` child processes):
+    `import lab.cli` alone, or what `lab trace` imports before it reads the kernel."""
+    runs = []
+    for _ in range(repeat):
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        runs.append(time.monotonic() - start)
+    return round(statistics.median(runs), 3)
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> int:
@@ -90,15 +99,17 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--prefix", default="bt", help="lab name prefix (labs are <prefix>-<nodes>)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_trace: run as root (sudo); it builds labs in network namespaces")
     rows = []
+    print(f"uptime before: {uptime()}")
     print(f"{'nodes':>5} {'pods':>5} {'hops':>4} {'ifaces':>6} {'what':<16} {'min':>6} {'median':>6} {'max':>6} "
           f"{'target':>6} verdict")
     with tempfile.TemporaryDirectory(prefix="bench-trace-") as tmp:
         for n in args.nodes:
-            row = bench(n, args.pods, args.repeat, Path(tmp))
+            row = bench(n, args.pods, args.repeat, Path(tmp), args.prefix)
             rows.append(row)
             for key, label, target in (("trace_s", "trace", TARGETS["trace"]),
                                        ("capture_s", "trace --capture", TARGETS["capture"]),
@@ -110,8 +121,10 @@ def main() -> int:
                 print(f"{n:>5} {row['pods']:>5} {row['hops']:>4} {row['interfaces_captured']:>6} {label:<16} "
                       f"{min(values):>6.2f} {median:>6.2f} {max(values):>6.2f} {target:>6.1f} {verdict}"
                       + ("" if row["ok"] else "  (some runs did not deliver / differed)"), flush=True)
+    print(f"uptime after: {uptime()}")
     print(f"\n(trace rows: wall time of the `lab` CLI in a child process, Python start-up and imports included "
-          f"(`import lab.cli` alone: {rows[-1]['import_s']:.2f} s); in-process rows: the kernel walk (and the capture) "
+          f"(`import lab.cli` alone: {rows[-1]['import_s']:.2f} s, median of 5; what `lab trace` imports before it "
+          f"reads the kernel: {rows[-1]['trace_imports_s']:.2f} s); in-process rows: the kernel walk (and the capture) "
           f"as the CLI times them; {args.repeat} runs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
           "other work on the machine is not controlled)")
     if args.json:
