@@ -14,7 +14,7 @@ fi
 with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
-runtime=(iproute2 iptables ipset tcpdump iperf3 iputils-ping bird procps kmod python3 python3-venv ca-certificates)
+runtime=(iproute2 iptables ipset tcpdump iperf3 sockperf iputils-ping bird procps kmod python3 python3-venv ca-certificates)
 testing=(vagrant chromium)
 
 missing=()

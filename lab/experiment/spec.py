@@ -1,0 +1,338 @@
+"""Experiment files: YAML -> an immutable Experiment, or an error naming file:line and field.
+
+Everything is checked here, before any lab is touched: the schema, each mode's topology (it must
+load), each measurement's kind and parameters (the kind's own schema), the baseline, the --quick
+profile, --only and --repeat, and the tools each measurement needs (on PATH now).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from lab.errors import LabError, TopologyError
+from lab.experiment import kinds
+from lab.topology import loader, registry
+from lab.topology.model import Topology
+from lab.topology.yamlsource import Document, Path, parse_one
+
+PLACEMENTS = ("same-node", "cross-node", "cross-subnet")
+DEFAULT_PLACEMENTS = ("same-node", "cross-node")
+DEFAULT_REPETITIONS = 3
+DEFAULT_WARMUP = 1
+DOCS = "docs/experiments.md"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One topology to compare, under its label."""
+
+    name: str
+    topology: Topology
+    path: str
+    placements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement: its label, kind and full parameters (defaults filled in)."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    placements: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment, after --quick, --repeat and --only."""
+
+    name: str
+    title: str
+    notes: str
+    baseline: str | None
+    repetitions: int
+    warmup: int
+    modes: tuple[Mode, ...]
+    measurements: tuple[Measurement, ...]
+    file: str
+    text: str
+    quick: bool = False
+    only: tuple[str, ...] = ()
+    tools: dict[str, str] = field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """The parameters that ran, for resolved.json."""
+        return {"name": self.name, "title": self.title, "baseline": self.baseline, "quick": self.quick,
+                "only": list(self.only), "repetitions": self.repetitions, "warmup": self.warmup,
+                "modes": [{"name": m.name, "topology": m.path, "placements": list(m.placements)} for m in self.modes],
+                "measurements": [{"name": m.name, "kind": m.kind, "params": m.params,
+                                  "placements": list(m.placements) if m.placements else None}
+                                 for m in self.measurements],
+                "tools": self.tools}
+
+    def placements_for(self, mode: Mode, measurement: Measurement) -> tuple[str, ...]:
+        if measurement.placements is None:
+            return mode.placements
+        return tuple(p for p in measurement.placements if p in mode.placements) or measurement.placements
+
+
+@lru_cache(maxsize=1)
+def experiment_schema() -> dict[str, Any]:
+    return json.loads(resources.files("lab.experiment").joinpath("experiment.schema.json").read_text())
+
+
+def load(path: str, repeat: int | None = None, only: list[str] | None = None, quick: bool = False) -> Experiment:
+    """Read and check an experiment file completely; raise a TopologyError (file:line: field) or LabError."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise LabError(f"{path}: cannot read the experiment file: {exc.strerror}",
+                       "give a path to an experiment YAML file, e.g. experiments/modes-latency-throughput.yaml")
+    document = parse_one(text, path)
+    if not isinstance(document.data, dict):
+        raise document.error((), "an experiment must be a YAML mapping with name, modes and measurements",
+                             f"see {DOCS}")
+    check_schema(document, experiment_schema(), ())
+    return _Builder(document, text).build(repeat, only, quick)
+
+
+def check_schema(document: Document, schema: dict[str, Any], base: Path, data: Any = None) -> None:
+    """Raise an error for the first violation of `schema` by the data at `base`, in document order."""
+    instance = document.data if data is None else data
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(instance),
+                    key=lambda e: (document.line(base + tuple(e.absolute_path)) or 0, len(e.absolute_path)))
+    if errors:
+        raise _explain(document, errors[0], base)
+
+
+def _explain(document: Document, error: jsonschema.ValidationError, base: Path) -> TopologyError:
+    path = base + tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        key = extra[0] if extra else "?"
+        return document.error(path + (key,), f"unknown key '{key}'",
+                              f"allowed keys here: {', '.join(allowed) or 'none'} (see {DOCS})")
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return document.error(path, f"missing required key '{missing}'", f"see {DOCS}")
+    if error.validator == "pattern":
+        return document.error(path, f"{error.instance!r} is not a valid name",
+                              "use lower-case letters, digits and '-', starting and ending with a letter or digit")
+    if error.validator == "enum":
+        return document.error(path, f"{error.instance!r} is not one of: "
+                              + ", ".join(str(c) for c in error.validator_value))
+    if error.validator == "type":
+        return document.error(path, f"expected {error.validator_value}, got {type(error.instance).__name__}"
+                              f" ({error.instance!r})")
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum"):
+        return document.error(path, f"{error.instance!r} is out of range ({error.message})",
+                              f"see {DOCS} for the allowed range")
+    if error.validator == "minItems":
+        return document.error(path, f"needs at least {error.validator_value} entry")
+    if error.validator == "uniqueItems":
+        return document.error(path, "lists an entry twice", "give each entry once")
+    return document.error(path, error.message)
+
+
+class _Builder:
+    def __init__(self, document: Document, text: str) -> None:
+        self.doc = document
+        self.data: dict[str, Any] = document.data
+        self.text = text
+        self.base = os.path.dirname(os.path.abspath(document.file))
+
+    def build(self, repeat: int | None, only: list[str] | None, quick: bool) -> Experiment:
+        data = self.data
+        placements = tuple(data.get("placements", DEFAULT_PLACEMENTS))
+        raw_measurements = self._measurements()
+        modes = self._modes(placements)
+        names = [m.name for m in modes]
+        baseline = data.get("baseline")
+        if baseline is not None and baseline not in names:
+            raise self.doc.error(("baseline",), f"{baseline!r} is not one of the modes",
+                                 f"name one of: {', '.join(names)}")
+        repetitions = data.get("repetitions", DEFAULT_REPETITIONS)
+        warmup = data.get("warmup", DEFAULT_WARMUP)
+        if quick and "quick" in data:
+            modes, raw_measurements, repetitions, warmup = self._quick(modes, raw_measurements, repetitions, warmup)
+        if repeat is not None:
+            if not isinstance(repeat, int) or repeat < 1:
+                raise LabError(f"--repeat {repeat}: the repetition count must be at least 1",
+                               "give --repeat N with N >= 1")
+            repetitions = repeat
+        if only:
+            unknown = [o for o in only if o not in names]
+            if unknown:
+                raise LabError(f"--only {unknown[0]}: {self.doc.file} has no mode named {unknown[0]!r}",
+                               f"its modes are: {', '.join(names)}")
+            modes = tuple(m for m in modes if m.name in only)
+        elif quick and "quick" in data and baseline is not None and baseline not in [m.name for m in modes]:
+            baseline = None
+        if baseline is not None and baseline not in [m.name for m in modes]:
+            baseline = None
+        measurements = tuple(self._finish(i, m) for i, m in enumerate(raw_measurements))
+        tools = self._tools(measurements)
+        return Experiment(name=data["name"], title=data.get("title", data["name"]), notes=data.get("notes", ""),
+                          baseline=baseline, repetitions=repetitions, warmup=warmup, modes=modes,
+                          measurements=measurements, file=os.path.abspath(self.doc.file), text=self.text,
+                          quick=quick, only=tuple(only or ()), tools=tools)
+
+    # -- modes --------------------------------------------------------------------------------------
+    def _modes(self, placements: tuple[str, ...]) -> tuple[Mode, ...]:
+        modes: list[Mode] = []
+        for index, entry in enumerate(self.data["modes"]):
+            path: Path = ("modes", index)
+            where = self._topology_file(entry["topology"], path + ("topology",))
+            try:
+                topology = loader.load(where)
+            except TopologyError as exc:
+                raise self.doc.error(path + ("topology",), f"the topology does not load: {exc.message}",
+                                     "fix the topology first; `lab up --dry-run <it>` shows the same error") from None
+            name = entry.get("name", topology.name)
+            if len(name) > 30 or not name:
+                raise self.doc.error(path, f"mode name {name!r} is longer than 30 characters",
+                                     "give the mode a shorter `name:`")
+            if name in [m.name for m in modes]:
+                raise self.doc.error(path + ("name",) if "name" in entry else path + ("topology",),
+                                     f"a mode named {name!r} is listed twice",
+                                     "give each mode its own `name:`")
+            mode_placements = tuple(entry.get("placements", placements))
+            self._check_placements(topology, mode_placements, path + ("placements",) if "placements" in entry
+                                   else ("placements",) if "placements" in self.data else path)
+            modes.append(Mode(name=name, topology=topology, path=where, placements=mode_placements))
+        return tuple(modes)
+
+    def _topology_file(self, value: str, path: Path) -> str:
+        relative = os.path.join(self.base, value)
+        if value.endswith((".yaml", ".yml")) and os.path.exists(relative):
+            return relative
+        try:
+            return registry.resolve(value)
+        except LabError as exc:
+            raise self.doc.error(path, f"unknown topology {value!r}", exc.hint) from None
+
+    def _check_placements(self, topology: Topology, placements: tuple[str, ...], path: Path) -> None:
+        """Each placement must be possible on the topology's nodes."""
+        networks = {n.network for n in topology.nodes}
+        if "cross-subnet" in placements and len(networks) < 2:
+            raise self.doc.error(path, f"cross-subnet needs nodes on two networks; topology {topology.name!r} "
+                                 f"has one ({next(iter(networks))})",
+                                 "drop cross-subnet for this mode (give the mode its own `placements:`)")
+        if "cross-node" in placements and not any(
+                sum(1 for n in topology.nodes if n.network == net) >= 2 for net in networks):
+            raise self.doc.error(path, f"cross-node needs two nodes on one network in topology {topology.name!r}",
+                                 "drop cross-node for this mode")
+
+    # -- measurements -----------------------------------------------------------------------------
+    def _measurements(self) -> list[tuple[int, dict[str, Any]]]:
+        found: list[tuple[int, dict[str, Any]]] = []
+        seen: set[str] = set()
+        registered = kinds.registry()
+        for index, entry in enumerate(self.data["measurements"]):
+            path: Path = ("measurements", index)
+            kind = entry["kind"]
+            if kind not in registered:
+                raise self.doc.error(path + ("kind",), f"unknown measurement kind {kind!r}",
+                                     f"kinds are: {', '.join(sorted(registered))}")
+            name = entry.get("name", kind)
+            if name in seen:
+                raise self.doc.error(path + ("name",) if "name" in entry else path + ("kind",),
+                                     f"two measurements are named {name!r}",
+                                     "give one of them its own `name:`")
+            seen.add(name)
+            self._check_params(index, entry, registered[kind])
+            found.append((index, entry))
+        return found
+
+    def _check_params(self, index: int, entry: dict[str, Any], kind: kinds.Kind) -> None:
+        params = {k: v for k, v in entry.items() if k not in ("kind", "name", "placements")}
+        schema = {"type": "object", "additionalProperties": False, "properties": kind.SCHEMA}
+        check_schema(self.doc, schema, ("measurements", index), params)
+        problem = kind.check(kind.with_defaults(params))
+        if problem:
+            key, message, hint = problem
+            raise self.doc.error(("measurements", index, key), message, hint)
+
+    def _finish(self, index: int, item: tuple[int, dict[str, Any]]) -> Measurement:
+        original, entry = item
+        kind = kinds.registry()[entry["kind"]]
+        params = kind.with_defaults({k: v for k, v in entry.items() if k not in ("kind", "name", "placements")})
+        placements = tuple(entry["placements"]) if "placements" in entry else None
+        return Measurement(name=entry.get("name", entry["kind"]), kind=entry["kind"], params=params,
+                           placements=placements)
+
+    # -- the quick profile --------------------------------------------------------------------------
+    def _quick(self, modes: tuple[Mode, ...], measurements: list[tuple[int, dict[str, Any]]], repetitions: int,
+               warmup: int) -> tuple[tuple[Mode, ...], list[tuple[int, dict[str, Any]]], int, int]:
+        quick = self.data["quick"]
+        names = [m.name for m in modes]
+        if "modes" in quick:
+            for i, name in enumerate(quick["modes"]):
+                if name not in names:
+                    raise self.doc.error(("quick", "modes", i), f"{name!r} is not one of the modes",
+                                         f"name one of: {', '.join(names)}")
+            modes = tuple(m for m in modes if m.name in quick["modes"])
+        if "placements" in quick:
+            modes = tuple(Mode(m.name, m.topology, m.path, tuple(p for p in quick["placements"] if p in m.placements)
+                               or m.placements) for m in modes)
+        by_name = {entry.get("name", entry["kind"]): (i, entry) for i, entry in measurements}
+        overrides = quick.get("measurements", {})
+        updated = dict(by_name)
+        for name, params in overrides.items():
+            if name not in by_name:
+                raise self.doc.error(("quick", "measurements", name), f"no measurement is named {name!r}",
+                                     f"measurements are: {', '.join(by_name)}")
+            index, entry = by_name[name]
+            merged = {**copy.deepcopy(entry), **params}
+            kind = kinds.registry()[entry["kind"]]
+            schema = {"type": "object", "additionalProperties": False, "properties": kind.SCHEMA}
+            check_schema(self.doc, schema, ("quick", "measurements", name), params)
+            problem = kind.check(kind.with_defaults({k: v for k, v in merged.items()
+                                                     if k not in ("kind", "name", "placements")}))
+            if problem:
+                key, message, hint = problem
+                raise self.doc.error(("quick", "measurements", name, key), message, hint)
+            updated[name] = (index, merged)
+        return (modes, list(updated.values()), quick.get("repetitions", repetitions), quick.get("warmup", warmup))
+
+    # -- tools ----------------------------------------------------------------------------------------
+    def _tools(self, measurements: tuple[Measurement, ...]) -> dict[str, str]:
+        """Every tool a measurement needs, found on PATH now: name -> path; a missing one is an error."""
+        found: dict[str, str] = {}
+        for tool in ("ip",):
+            found[tool] = self._which(tool, ("modes",), "the runner")
+        for index, measurement in enumerate(measurements):
+            kind = kinds.registry()[measurement.kind]
+            for tool in kind.tools(measurement.params):
+                found[tool] = self._which(tool, self._measurement_path(measurement.name), measurement.kind)
+            for tool in kind.optional_tools(measurement.params):
+                where = shutil.which(tool)
+                if where:
+                    found[tool] = where
+        return found
+
+    def _measurement_path(self, name: str) -> Path:
+        for index, entry in enumerate(self.data["measurements"]):
+            if entry.get("name", entry["kind"]) == name:
+                return ("measurements", index, "kind")
+        return ("measurements",)
+
+    def _which(self, tool: str, path: Path, user: str) -> str:
+        where = shutil.which(tool)
+        if where is None:
+            raise self.doc.error(path, f"{user} needs {tool}, which is not on PATH",
+                                 f"install it (scripts/install-deps.sh installs {kinds.PACKAGES.get(tool, tool)}), "
+                                 "or drop the measurement")
+        return where
