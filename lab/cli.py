@@ -188,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
+    _experiment_parser(sub)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
     return parser
 
@@ -605,6 +606,31 @@ def cmd_cleanup(lab: Lab, args: argparse.Namespace) -> int:
         print("nothing to clean up")
     for name, removal in removed.items():
         print(f"{name}: removed {removal.namespaces} namespaces, stopped {removal.processes} processes")
+    return 0
+
+
+# -- lab experiment run (lab/experiment) ------------------------------------------------------------
+def _experiment_parser(sub: Any) -> None:
+    experiment = sub.add_parser("experiment", help="run an experiment: lab experiment run experiments/<name>.yaml")
+    actions = experiment.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="bring each mode's lab up, measure, take it down; results/<name>/<time>/")
+    run.add_argument("file", help="an experiment file (experiments/*.yaml), or the name of a shipped one")
+    run.add_argument("--repeat", type=int, help="repetitions (overrides the file)")
+    run.add_argument("--out", default="results", help="results root (default: results)")
+    run.add_argument("--only", nargs="+", metavar="MODE", help="run only these modes")
+    run.add_argument("--quick", action="store_true", help="the file's short `quick:` profile")
+    run.set_defaults(func=cmd_experiment_run)
+
+
+def cmd_experiment_run(lab: Lab, args: argparse.Namespace) -> int:
+    from lab import experiment
+    from lab.experiment import shipped
+    outcome = experiment.run(shipped.resolve(args.file), repeat=args.repeat, out=args.out, only=args.only,
+                             quick=args.quick)
+    print(f"results: {outcome.path} ({outcome.status}, {len(outcome.samples)} samples)")
+    if outcome.status != "complete":
+        print(f"incomplete: {outcome.environment.get('reason')}", file=sys.stderr)
+        return 130 if outcome.environment.get("reason") == "interrupted" else 1
     return 0
 
 

@@ -1,0 +1,101 @@
+"""environment.json: the machine, the lab's version, tool versions, and each mode's lab as it ran."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lab.experiment.spec import Experiment
+
+VERSION_FLAGS = {"iperf3": ["--version"], "sockperf": ["--version"], "ping": ["-V"], "tcpdump": ["--version"],
+                 "bird": ["--version"], "ip": ["-V"], "iptables": ["--version"], "ipset": ["--version"]}
+# lab status's ipip_implementation -> the contract's short names
+IPIP = {"kernel-ipip": "kernel", "userspace-tun": "userspace", "ebpf": "ebpf", "ebpf-ipip": "ebpf", None: None}
+
+
+def utc(now: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now if now is not None else time.time()))
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    memory_mb = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            memory_mb = next(int(line.split()[1]) // 1024 for line in handle if line.startswith("MemTotal:"))
+    except (OSError, StopIteration):
+        pass
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpu_model": cpu,
+            "cores": os.cpu_count(), "memory_mb": memory_mb, "python": platform.python_version()}
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def tool_version(tool: str, path: str) -> str:
+    try:
+        done = subprocess.run([path, *VERSION_FLAGS.get(tool, ["--version"])], capture_output=True, text=True,
+                              timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    line = next((t for t in text if any(c.isdigit() for c in t)), text[0] if text else "unknown")
+    return line.replace("sockperf: ", "").replace("\x1b[2;35m", "").replace("\x1b[0m", "").strip()[:120]
+
+
+def lab_version() -> dict[str, str | None]:
+    try:
+        version = metadata.version("lab")
+    except metadata.PackageNotFoundError:
+        version = None
+    root = Path(__file__).resolve().parents[2]
+    commit = None
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = done.stdout.strip() or None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if commit and dirty:
+            commit += "-dirty"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"version": version, "commit": commit}
+
+
+def initial(experiment: Experiment, results: Path) -> dict[str, Any]:
+    tools = {tool: tool_version(tool, path) for tool, path in sorted(experiment.tools.items())}
+    for extra in ("bird", "tcpdump", "iptables"):
+        from shutil import which
+        where = which(extra)
+        if where and extra not in tools:
+            tools[extra] = tool_version(extra, where)
+    return {"experiment": experiment.name, "title": experiment.title, "file": experiment.file,
+            "results": str(results), "quick": experiment.quick, "status": "running", "reason": None,
+            "start": utc(), "end": None, "machine": machine(), "loadavg_start": loadavg(), "loadavg_end": None,
+            "lab": lab_version(), "tools": tools, "modes": {}, "timing": {}}
+
+
+def mode_entry(mode: str, lab: str, topology_path: str, status: dict[str, Any]) -> dict[str, Any]:
+    """What a mode ran as: from the lab's state (`lab status --json`) right after `lab up`."""
+    raw_ipip = status.get("ipip_implementation")
+    networks = status.get("underlay", {}).get("networks", [])
+    return {"lab": lab, "topology": topology_path, "cni": status.get("cni"), "mode": status.get("mode"),
+            "backend": status.get("backend"), "enforcer": status.get("enforcer"),
+            "network_mtu": {n["name"]: n["mtu"] for n in networks},
+            "pod_mtu": sorted({n["mtu"] for n in status.get("nodes", [])}),
+            "capabilities": status.get("capabilities", []),
+            "implementations": {"ipip": IPIP.get(raw_ipip, raw_ipip), "ipip_raw": raw_ipip},
+            "nodes": [{"name": n["name"], "ip": n["ip"], "network": n["network"]} for n in status.get("nodes", [])],
+            "pods": [{"key": p["key"], "node": p["node"], "ip": p["ip"]} for p in status.get("pods", [])],
+            "pairs": {}}

@@ -1,0 +1,107 @@
+"""The runner's own copy of each mode's topology: its own lab name, plus the experiment's pods.
+
+The runner never touches a lab it did not start: it brings up a copy of the topology named
+`x<run id>-<mode>` (so the shipped names stay free, and two runs never collide) and adds four pods
+in namespace default with the label `lab-experiment: "true"`, placed so that every placement
+exists with the same pods in every mode:
+
+  xp-a   on node A (the first node that shares its network with another node)
+  xp-b   on node A                       same-node:    default/xp-a -> default/xp-b
+  xp-c   on node B, A's network          cross-node:   default/xp-a -> default/xp-c
+  xp-d   on a node of another network    cross-subnet: default/xp-a -> default/xp-d
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.errors import LabError
+from lab.experiment.kinds import Endpoint
+from lab.netns import names
+from lab.topology import loader
+from lab.topology.model import Node, Topology
+
+NAMESPACE = "default"
+PODS = {"same-node": ("xp-a", "xp-b"), "cross-node": ("xp-a", "xp-c"), "cross-subnet": ("xp-a", "xp-d")}
+LABEL = {"lab-experiment": "true"}
+
+
+@dataclass(frozen=True)
+class LabCopy:
+    """A mode's lab as the runner brings it up."""
+
+    mode: str
+    lab: str
+    path: Path
+    topology: Topology
+    placements: tuple[str, ...]
+
+    def endpoint(self, pod_name: str) -> Endpoint:
+        pod = next(p for p in self.topology.pods if p.namespace == NAMESPACE and p.name == pod_name)
+        node = self.topology.node(pod.node)
+        return Endpoint(pod=pod, netns=names.pod_netns(self.lab, pod.namespace, pod.name), node=node.name,
+                        node_netns=names.node_netns(self.lab, node.name), node_ip=str(node.ip))
+
+    def pair(self, placement: str) -> tuple[Endpoint, Endpoint]:
+        src, dst = PODS[placement]
+        return self.endpoint(src), self.endpoint(dst)
+
+    def pair_text(self, placement: str) -> str:
+        src, dst = PODS[placement]
+        return f"{NAMESPACE}/{src}->{NAMESPACE}/{dst}"
+
+
+def lab_name(run_id: str, mode: str) -> str:
+    """x<run id>-<mode>, cut to a valid lab name."""
+    return f"x{run_id}-{mode}"[:names.LAB_NAME_MAX].rstrip("-")
+
+
+def choose_nodes(topology: Topology, placements: tuple[str, ...]) -> dict[str, Node]:
+    """Node A, B (A's network) and D (another network) for the placements asked for."""
+    nodes = list(topology.nodes)
+    by_network: dict[str, list[Node]] = {}
+    for node in nodes:
+        by_network.setdefault(node.network, []).append(node)
+    first = next((n for n in nodes if len(by_network[n.network]) >= 2), nodes[0])
+    chosen = {"a": first}
+    if "cross-node" in placements:
+        chosen["c"] = next(n for n in by_network[first.network] if n.name != first.name)
+    if "cross-subnet" in placements:
+        chosen["d"] = next(n for n in nodes if n.network != first.network)
+    return chosen
+
+
+def make_copy(topology: Topology, source: str, mode: str, lab: str, placements: tuple[str, ...],
+              directory: Path) -> LabCopy:
+    """Write the renamed topology with the experiment's pods under `directory` and load it."""
+    with open(source, encoding="utf-8") as handle:
+        data: dict[str, Any] = yaml.safe_load(handle)
+    data["name"] = lab
+    base = os.path.dirname(os.path.abspath(source))
+    for entry in data.get("resources", []) or []:
+        if isinstance(entry, dict) and set(entry) == {"file"}:
+            entry["file"] = os.path.join(base, entry["file"])
+    taken = {(p.namespace, p.name) for p in topology.pods}
+    nodes = choose_nodes(topology, placements)
+    wanted = [("xp-a", nodes["a"]), ("xp-b", nodes["a"])]
+    if "c" in nodes:
+        wanted.append(("xp-c", nodes["c"]))
+    if "d" in nodes:
+        wanted.append(("xp-d", nodes["d"]))
+    for name, _node in wanted:
+        if (NAMESPACE, name) in taken:
+            raise LabError(f"topology {topology.name} already has a pod {NAMESPACE}/{name}",
+                           "the runner adds pods xp-a..xp-d; rename that pod")
+    data.setdefault("pods", [])
+    data["pods"] = (data["pods"] or []) + [{"name": name, "namespace": NAMESPACE, "node": node.name,
+                                             "labels": dict(LABEL)} for name, node in wanted]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{lab}.yaml"
+    path.write_text(f"# {mode}: a copy of {source} made by `lab experiment run`\n"
+                    + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return LabCopy(mode=mode, lab=lab, path=path, topology=loader.load(str(path)), placements=placements)

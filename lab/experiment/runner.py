@@ -1,0 +1,273 @@
+"""`lab experiment run`: for each mode, bring its lab up, wait until its pairs answer, measure, take it down.
+
+Results are written as they are measured. Ctrl-C (SIGINT), SIGTERM or a failure stops the run:
+what was measured is kept, summary.json and environment.json say "incomplete" and why, and every
+lab the run started is taken down. Labs the run did not start are never touched (it runs its own
+copies, see lab/experiment/labs.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from lab.errors import LabError
+from lab.experiment import environment, labs, results
+from lab.experiment.kinds import Kind, PairContext, registry
+from lab.experiment.spec import Experiment, Measurement, Mode
+from lab.lifecycle import Lab
+from lab.netns import capabilities
+
+READY_TIMEOUT = 120.0
+LIFECYCLE_ESTIMATE = 6.0     # seconds of `lab up` + waiting + `lab down`, for the ETA before the first one
+
+
+@dataclass
+class Step:
+    """One (measurement, placement) of one mode, with its estimated seconds for the progress bar."""
+
+    measurement: Measurement
+    kind: Kind
+    placement: str
+    runs: int
+    estimate: float
+
+
+class Runner:
+    def __init__(self, experiment: Experiment, out: str | os.PathLike[str], console: Console | None = None,
+                 lab: Lab | None = None) -> None:
+        self.experiment = experiment
+        self.out = Path(out)
+        self.console = console or Console(stderr=True)
+        self.lab = lab or Lab()
+        self.run_id = secrets.token_hex(2)
+        self.started: list[str] = []          # labs this run brought up and has not yet taken down
+        self.timing = {"up_s": 0.0, "ready_s": 0.0, "down_s": 0.0, "measure_s": 0.0, "warmup_s": 0.0}
+
+    # -- the whole run ------------------------------------------------------------------------------
+    def run(self) -> results.Results:
+        experiment = self.experiment
+        directory = results.new_directory(self.out, experiment.name)
+        shutil.copyfile(experiment.file, directory / "experiment.yaml")
+        writer = results.Writer(directory)
+        writer.write_json("resolved.json", experiment.resolved())
+        env = environment.initial(experiment, directory)
+        writer.write_json("environment.json", env)
+        status, reason = "complete", None
+        began = time.perf_counter()
+        with _sigterm_interrupts():
+            try:
+                self._all_modes(writer, env, directory)
+            except KeyboardInterrupt:
+                status, reason = "incomplete", "interrupted"
+                self.console.print("[yellow]interrupted: saving partial results and taking the labs down[/]")
+            except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+                status, reason = "incomplete", f"failed: {exc}"
+                self.console.print(f"[red]failed[/]: {exc}")
+            finally:
+                self._down_all()
+                self.timing["wall_s"] = time.perf_counter() - began
+                env.update(status=status, reason=reason, end=environment.utc(), loadavg_end=environment.loadavg(),
+                           timing={k: round(v, 3) for k, v in self.timing.items()})
+                writer.write_json("summary.json", summarize(experiment, writer.samples, status))
+                writer.write_json("environment.json", env)
+                writer.close()
+        return results.Results.load(directory)
+
+    def _all_modes(self, writer: results.Writer, env: dict[str, Any], directory: Path) -> None:
+        plans = [(mode, self._steps(mode)) for mode in self.experiment.modes]
+        total = sum(LIFECYCLE_ESTIMATE + sum(s.estimate * s.runs for s in steps) for _, steps in plans)
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task = bar.add_task(self.experiment.name, total=total)
+            for mode, steps in plans:
+                copy = labs.make_copy(mode.topology, mode.path, mode.name, labs.lab_name(self.run_id, mode.name),
+                                      mode.placements, directory / "labs")
+                bar.update(task, description=f"{mode.name}: lab up")
+                self._up(copy)
+                try:
+                    env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path,
+                                                                     self.lab.status(copy.lab))
+                    writer.write_json("environment.json", env)
+                    bar.update(task, description=f"{mode.name}: waiting")
+                    self._wait_ready(copy)
+                    bar.advance(task, LIFECYCLE_ESTIMATE / 2)
+                    for step in steps:
+                        self._step(mode, copy, step, writer, env, bar, task)
+                        writer.write_json("environment.json", env)
+                finally:
+                    bar.update(task, description=f"{mode.name}: lab down")
+                    self._down(copy.lab)
+                    bar.advance(task, LIFECYCLE_ESTIMATE / 2)
+            bar.update(task, description=f"{self.experiment.name}: done")
+
+    def _steps(self, mode: Mode) -> list[Step]:
+        steps = []
+        for measurement in self.experiment.measurements:
+            kind = registry()[measurement.kind]
+            runs = self.experiment.warmup + self.experiment.repetitions
+            for placement in self.experiment.placements_for(mode, measurement):
+                steps.append(Step(measurement, kind, placement, runs, kind.estimate(measurement.params)))
+        return steps
+
+    # -- one measurement on one pair ----------------------------------------------------------------
+    def _step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: results.Writer, env: dict[str, Any],
+              bar: Progress, task: Any) -> None:
+        src, dst = copy.pair(step.placement)
+        ctx = PairContext(lab=copy.lab, topology=copy.topology, placement=step.placement, src=src, dst=dst,
+                          tools=self.experiment.tools, note=lambda text: self.console.print(f"  note: {text}"))
+        name, experiment = step.measurement.name, self.experiment
+        bar.update(task, description=f"{mode.name}: {name} {step.placement}")
+        with step.kind.session(ctx, step.measurement.params):
+            for repetition in range(-experiment.warmup, experiment.repetitions):
+                started = time.perf_counter()
+                values = step.kind.measure(ctx, step.measurement.params)
+                elapsed = time.perf_counter() - started
+                self.timing["warmup_s" if repetition < 0 else "measure_s"] += elapsed
+                if repetition >= 0:
+                    writer.add(results.Sample(experiment.name, mode.name, name, ctx.pair, step.placement, repetition,
+                                              v.metric, v.value, v.unit, v.param, v.param_value) for v in values)
+                bar.advance(task, step.estimate)
+        entry = env["modes"][mode.name]
+        entry["implementations"].update(ctx.implementations)
+        entry["pairs"][step.placement] = ctx.pair
+
+    # -- labs ---------------------------------------------------------------------------------------
+    def _up(self, copy: labs.LabCopy) -> None:
+        if copy.lab in self.lab.store.labs():
+            raise LabError(f"a lab named {copy.lab} is already up; this run does not use labs it did not start",
+                           f"run again (a new run picks another name), or `lab down {copy.lab}` if it is yours")
+        started = time.perf_counter()
+        self.started.append(copy.lab)     # before `up`: an interrupted `up` is rolled back, and down is idempotent
+        self.lab.up(str(copy.path))
+        self.timing["up_s"] += time.perf_counter() - started
+
+    def _wait_ready(self, copy: labs.LabCopy) -> None:
+        started = time.perf_counter()
+        wait_pairs_reachable(copy)
+        self.timing["ready_s"] += time.perf_counter() - started
+
+    def _down(self, lab: str) -> None:
+        started = time.perf_counter()
+        with _ignoring_sigint():
+            self.lab.down(lab)
+        if lab in self.started:
+            self.started.remove(lab)
+        self.timing["down_s"] += time.perf_counter() - started
+
+    def _down_all(self) -> None:
+        for lab in list(self.started):
+            try:
+                self._down(lab)
+            except (LabError, OSError) as exc:
+                self.console.print(f"[red]lab down {lab} failed[/]: {exc}; run `lab down {lab}`")
+
+
+def wait_pairs_reachable(copy: labs.LabCopy, timeout: float = READY_TIMEOUT) -> float:
+    """Readiness as the measurements need it: every pair's source pod gets an ICMP echo back from its
+    destination (routes learned, ARP/FDB in place). Seconds waited; a LabError after `timeout`.
+
+    TODO(integrator): call lab.readiness.wait_ready first once it is on main; this check stays, since
+    it is exactly what the measurements need."""
+    started = time.monotonic()
+    pending = {placement: copy.pair(placement) for placement in copy.placements}
+    while pending:
+        for placement, (src, dst) in list(pending.items()):
+            done = subprocess.run(["ip", "netns", "exec", src.netns, "ping", "-n", "-c", "1", "-W", "1", dst.ip],
+                                  capture_output=True)
+            if done.returncode == 0:
+                del pending[placement]
+        if pending and time.monotonic() - started > timeout:
+            placement, (src, dst) = next(iter(pending.items()))
+            raise LabError(f"lab {copy.lab}: {src.pod.key} cannot reach {dst.pod.key} ({placement}) "
+                           f"{timeout:.0f} s after `lab up`",
+                           "this mode cannot carry that placement; drop it from the mode's `placements:`")
+        if pending:
+            time.sleep(0.1)
+    return time.monotonic() - started
+
+
+class _sigterm_interrupts:
+    """SIGTERM raises KeyboardInterrupt (like Ctrl-C) while the run is in progress (main thread only)."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+class _ignoring_sigint:
+    """A second Ctrl-C must not stop `lab down` half way (main thread only)."""
+
+    def __enter__(self) -> None:
+        self.previous: list[Any] = []
+        if threading.current_thread() is threading.main_thread():
+            self.previous = [signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous:
+            signal.signal(signal.SIGINT, self.previous[0])
+            signal.signal(signal.SIGTERM, self.previous[1])
+
+
+def summarize(experiment: Experiment, samples: list[results.Sample], status: str) -> dict[str, Any]:
+    """summary.json, from lab.experiment.stats.summarize (another branch); see _placeholder_summary."""
+    try:
+        from lab.experiment import stats  # type: ignore[attr-defined]
+    except ImportError:
+        return _placeholder_summary(experiment, samples, status)
+    summary = stats.summarize(samples, baseline=experiment.baseline) if _takes_baseline(stats) \
+        else stats.summarize(samples)
+    summary.update(experiment=experiment.name, status=status)
+    summary.setdefault("baseline", experiment.baseline)
+    return summary
+
+
+def _takes_baseline(stats: Any) -> bool:
+    import inspect
+    return "baseline" in inspect.signature(stats.summarize).parameters
+
+
+def _placeholder_summary(experiment: Experiment, samples: list[results.Sample], status: str) -> dict[str, Any]:
+    """PLACEHOLDER until lab/experiment/stats.py lands on main (the integrator drops this function):
+    median, mean, min, max and stdev per group; no confidence intervals, no ratios."""
+    groups: dict[tuple[str, ...], list[results.Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.mode, s.measurement, s.placement, s.metric, s.param, s.param_value, s.unit), []).append(s)
+    rows = []
+    for (mode, measurement, placement, metric, param, param_value, unit), group in groups.items():
+        values = [s.value for s in group]
+        rows.append({"mode": mode, "measurement": measurement, "placement": placement, "metric": metric,
+                     "param": param, "param_value": param_value, "unit": unit, "n": len(values),
+                     "mean": statistics.fmean(values), "ci95": None, "median": statistics.median(values),
+                     "p5": None, "p95": None, "min": min(values), "max": max(values),
+                     "stdev": statistics.stdev(values) if len(values) > 1 else 0.0, "ratio_to_baseline": None})
+    return {"experiment": experiment.name, "baseline": experiment.baseline, "status": status, "groups": rows,
+            "warnings": ["placeholder summary: lab.experiment.stats is not installed yet"]}
+
+
+def run(path: str, repeat: int | None = None, out: str | os.PathLike[str] | None = None,
+        only: list[str] | None = None, quick: bool = False, console: Console | None = None) -> results.Results:
+    """Validate the experiment completely (nothing runs on bad input), then run it."""
+    from lab.experiment import spec
+    experiment = spec.load(path, repeat=repeat, only=only, quick=quick)
+    capabilities.require_root()
+    return Runner(experiment, out or "results", console=console).run()
