@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ from lab.experiment import proc
 from lab.experiment.kinds import PairContext
 
 PORT = 5201
+RETRIES = 2
+TRANSIENT = ("server is busy", "control message", "Connection reset", "Connection refused")
 GBIT = 1e9
 
 
@@ -44,8 +47,18 @@ def client(ctx: PairContext, duration: int, streams: int = 1, udp_bandwidth: str
         argv += ["-M", str(mss)]
     if length is not None:
         argv += ["-l", str(length)]
-    done = proc.run(ctx.src.netns, argv, timeout=duration + 30)
-    return parse(done.stdout, udp_bandwidth is not None)
+    for attempt in range(RETRIES + 1):
+        try:
+            done = proc.run(ctx.src.netns, argv, timeout=duration + 30)
+            return parse(done.stdout, udp_bandwidth is not None)
+        except proc.ToolError as exc:
+            # a server still closing the previous test refuses or resets the next control connection
+            if attempt == RETRIES or not any(text in exc.message for text in TRANSIENT):
+                raise
+            time.sleep(0.3)
+    raise AssertionError("not reached")
+
+
 
 
 def parse(text: str, udp: bool) -> Report:
