@@ -118,6 +118,8 @@ def check_schema(document: Document, schema: dict[str, Any], base: Path, data: A
 def _explain(document: Document, error: jsonschema.ValidationError, base: Path) -> TopologyError:
     path = base + tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
+    about = schema.get("description")
+    hint = f"{about} (see {DOCS})" if about else f"see {DOCS}"
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -126,24 +128,23 @@ def _explain(document: Document, error: jsonschema.ValidationError, base: Path) 
                               f"allowed keys here: {', '.join(allowed) or 'none'} (see {DOCS})")
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return document.error(path, f"missing required key '{missing}'", f"see {DOCS}")
+        return document.error(path, f"missing required key '{missing}'", f"add it; see {DOCS}")
     if error.validator == "pattern":
         return document.error(path, f"{error.instance!r} is not a valid name",
                               "use lower-case letters, digits and '-', starting and ending with a letter or digit")
     if error.validator == "enum":
         return document.error(path, f"{error.instance!r} is not one of: "
-                              + ", ".join(str(c) for c in error.validator_value))
+                              + ", ".join(str(c) for c in error.validator_value), hint)
     if error.validator == "type":
         return document.error(path, f"expected {error.validator_value}, got {type(error.instance).__name__}"
-                              f" ({error.instance!r})")
+                              f" ({error.instance!r})", hint)
     if error.validator in ("minimum", "maximum", "exclusiveMinimum"):
-        return document.error(path, f"{error.instance!r} is out of range ({error.message})",
-                              f"see {DOCS} for the allowed range")
+        return document.error(path, f"{error.instance!r} is out of range ({error.message})", hint)
     if error.validator == "minItems":
-        return document.error(path, f"needs at least {error.validator_value} entry")
+        return document.error(path, f"needs at least {error.validator_value} entry", hint)
     if error.validator == "uniqueItems":
         return document.error(path, "lists an entry twice", "give each entry once")
-    return document.error(path, error.message)
+    return document.error(path, error.message, hint)
 
 
 class _Builder:
@@ -165,8 +166,10 @@ class _Builder:
                                  f"name one of: {', '.join(names)}")
         repetitions = data.get("repetitions", DEFAULT_REPETITIONS)
         warmup = data.get("warmup", DEFAULT_WARMUP)
-        if quick and "quick" in data:
-            modes, raw_measurements, repetitions, warmup = self._quick(modes, raw_measurements, repetitions, warmup)
+        if "quick" in data:     # checked whether or not --quick is given: a bad profile is a bad file
+            profile = self._quick(modes, raw_measurements, repetitions, warmup)
+            if quick:
+                modes, raw_measurements, repetitions, warmup = profile
         if repeat is not None:
             if not isinstance(repeat, int) or repeat < 1:
                 raise LabError(f"--repeat {repeat}: the repetition count must be at least 1",
@@ -288,6 +291,10 @@ class _Builder:
             modes = tuple(Mode(m.name, m.topology, m.path, tuple(p for p in quick["placements"] if p in m.placements)
                                or m.placements) for m in modes)
         by_name = {entry.get("name", entry["kind"]): (i, entry) for i, entry in measurements}
+        for i, name in enumerate(quick.get("skip", [])):
+            if name not in by_name:
+                raise self.doc.error(("quick", "skip", i), f"no measurement is named {name!r}",
+                                     f"measurements are: {', '.join(by_name)}")
         overrides = quick.get("measurements", {})
         updated = dict(by_name)
         for name, params in overrides.items():
@@ -305,7 +312,8 @@ class _Builder:
                 key, message, hint = problem
                 raise self.doc.error(("quick", "measurements", name, key), message, hint)
             updated[name] = (index, merged)
-        return (modes, list(updated.values()), quick.get("repetitions", repetitions), quick.get("warmup", warmup))
+        kept = [item for name, item in updated.items() if name not in quick.get("skip", [])]
+        return modes, kept, quick.get("repetitions", repetitions), quick.get("warmup", warmup)
 
     # -- tools ----------------------------------------------------------------------------------------
     def _tools(self, measurements: tuple[Measurement, ...]) -> dict[str, str]:
