@@ -16,13 +16,13 @@ from textwrap import dedent
 
 import pytest
 
-RUN_LABS = re.compile(r"^x[0-9a-f]{4}-")   # the runner's lab names: x<run id>-<mode>
+RUN_LABS = re.compile(r"^x[0-9a-f]{4}-refused")   # the runner's lab names: x<run id>-<mode>; modes here: refused*
 
 HEAD = """\
 name: bad
 repetitions: 2
 modes:
-  - {name: hostgw, topology: flannel-hostgw}
+  - {name: refused, topology: flannel-hostgw}
 measurements:
 """
 LATENCY = HEAD + "  - {kind: latency, duration: 1}\n"
@@ -37,7 +37,7 @@ CASES = [
     case("unknown-topology", """\
         name: bad
         modes:
-          - {name: hostgw, topology: flannel-hostgw}
+          - {name: refused, topology: flannel-hostgw}
           - {topology: no-such-topology}
         measurements:
           - {kind: latency}
@@ -50,8 +50,8 @@ CASES = [
     case("mode-twice", """\
         name: bad
         modes:
-          - {name: hostgw, topology: flannel-hostgw}
-          - {name: hostgw, topology: flannel-vxlan}
+          - {name: refused, topology: flannel-hostgw}
+          - {name: refused, topology: flannel-vxlan}
         measurements:
           - {kind: latency}
         """, 4, "modes[1].name", "listed twice"),
@@ -64,7 +64,7 @@ CASES = [
     case("quick-unknown-mode", LATENCY + "quick:\n  modes: [calico-vxlan]\n", 8, "quick.modes[0]",
          "'calico-vxlan' is not one of the modes"),
     case("yaml-syntax", HEAD + "  - {kind: latency, duration: 1\n", 6, "", "not valid YAML"),
-    case("missing-measurements", "name: bad\nmodes:\n  - {topology: flannel-hostgw}\n", 1, "",
+    case("missing-measurements", "name: bad\nmodes:\n  - {name: refused, topology: flannel-hostgw}\n", 1, "",
          "missing required key 'measurements'"),
     case("unknown-protocol", HEAD + "  - {kind: latency, protocols: [icmp, sctp]}\n", 6,
          "measurements[0].protocols[1]", "'sctp' is not one of"),
@@ -127,12 +127,12 @@ def test_repeat_zero_is_refused(tmp_path):
 def test_only_unknown_mode_is_refused(tmp_path):
     done, _ = run_nothing_ran(tmp_path, dedent(LATENCY), None, ["--only", "calico-ipip"])
     assert done.returncode == 2
-    assert "no mode named 'calico-ipip'" in done.stderr and "hostgw" in done.stderr
+    assert "no mode named 'calico-ipip'" in done.stderr and "refused" in done.stderr
 
 
 def test_a_topology_that_does_not_load_names_the_experiment_line(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: broken\ncluster: {cni: weave}\nnetworks: []\nnodes: []\n")
-    text = "name: bad\nmodes:\n  - {topology: broken.yaml}\nmeasurements:\n  - {kind: latency}\n"
+    text = "name: bad\nmodes:\n  - {name: refused, topology: broken.yaml}\nmeasurements:\n  - {kind: latency}\n"
     done, path = run_nothing_ran(tmp_path, text, None, [])
     assert done.returncode == 2
     assert done.stderr.startswith(f"lab: error: {path}:3: modes[0].topology: the topology does not load: "), done.stderr

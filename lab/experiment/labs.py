@@ -76,11 +76,10 @@ def choose_nodes(topology: Topology, placements: tuple[str, ...]) -> dict[str, N
     return chosen
 
 
-def make_copy(topology: Topology, source: str, mode: str, lab: str, placements: tuple[str, ...],
+def make_copy(topology: Topology, source: str, text: str, mode: str, lab: str, placements: tuple[str, ...],
               directory: Path) -> LabCopy:
-    """Write the renamed topology with the experiment's pods under `directory` and load it."""
-    with open(source, encoding="utf-8") as handle:
-        data: dict[str, Any] = yaml.safe_load(handle)
+    """Write the renamed topology (`text`, from `source`) with the experiment's pods under `directory`; load it."""
+    data: dict[str, Any] = yaml.safe_load(text)
     data["name"] = lab
     base = os.path.dirname(os.path.abspath(source))
     for entry in data.get("resources", []) or []:

@@ -26,7 +26,7 @@ from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, 
 
 from lab.errors import LabError
 from lab.experiment import environment, labs, results
-from lab.experiment.kinds import Kind, PairContext, registry
+from lab.experiment.kinds import Kind, LabContext, PairContext, registry
 from lab.experiment.spec import Experiment, Measurement, Mode
 from lab.lifecycle import Lab
 from lab.netns import capabilities
@@ -89,37 +89,104 @@ class Runner:
 
     def _all_modes(self, writer: results.Writer, env: dict[str, Any], directory: Path) -> None:
         plans = [(mode, self._steps(mode)) for mode in self.experiment.modes]
-        total = sum(LIFECYCLE_ESTIMATE + sum(s.estimate * s.runs for s in steps) for _, steps in plans)
+        total = sum(self._lifecycles(steps) * LIFECYCLE_ESTIMATE + sum(s.estimate * s.runs for s in steps)
+                    for _, steps in plans)
         columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=self.console, transient=False) as bar:
             task = bar.add_task(self.experiment.name, total=total)
             for mode, steps in plans:
-                copy = labs.make_copy(mode.topology, mode.path, mode.name, labs.lab_name(self.run_id, mode.name),
-                                      mode.placements, directory / "labs")
-                bar.update(task, description=f"{mode.name}: lab up")
-                self._up(copy)
-                try:
-                    env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path,
-                                                                     self.lab.status(copy.lab))
-                    writer.write_json("environment.json", env)
-                    bar.update(task, description=f"{mode.name}: waiting")
-                    self._wait_ready(copy)
-                    bar.advance(task, LIFECYCLE_ESTIMATE / 2)
-                    for step in steps:
-                        self._step(mode, copy, step, writer, env, bar, task)
-                        writer.write_json("environment.json", env)
-                finally:
-                    bar.update(task, description=f"{mode.name}: lab down")
-                    self._down(copy.lab)
-                    bar.advance(task, LIFECYCLE_ESTIMATE / 2)
+                copy = labs.make_copy(mode.topology, mode.path, mode.text, mode.name,
+                                      labs.lab_name(self.run_id, mode.name), mode.placements, directory / "labs")
+                env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path, {})
+                for step in [s for s in steps if s.kind.owns_lab]:
+                    self._own_lab_step(mode, copy, step, writer, env, bar, task)
+                shared = [s for s in steps if not s.kind.owns_lab]
+                if shared:
+                    self._shared_lab(mode, copy, shared, writer, env, bar, task)
             bar.update(task, description=f"{self.experiment.name}: done")
+
+    def _shared_lab(self, mode: Mode, copy: labs.LabCopy, steps: list[Step], writer: results.Writer,
+                    env: dict[str, Any], bar: Progress, task: Any) -> None:
+        """One `lab up` for every pair measurement of the mode."""
+        bar.update(task, description=f"{mode.name}: lab up")
+        self._up(copy)
+        try:
+            self._record_mode(mode, copy, env, writer)
+            bar.update(task, description=f"{mode.name}: waiting")
+            self._wait_ready(copy)
+            bar.advance(task, LIFECYCLE_ESTIMATE / 2)
+            for step in steps:
+                self._step(mode, copy, step, writer, env, bar, task)
+                writer.write_json("environment.json", env)
+        finally:
+            bar.update(task, description=f"{mode.name}: lab down")
+            self._down(copy.lab)
+            bar.advance(task, LIFECYCLE_ESTIMATE / 2)
+
+    def _record_mode(self, mode: Mode, copy: labs.LabCopy, env: dict[str, Any], writer: results.Writer) -> None:
+        """The mode's entry in environment.json, from the lab's own state (`lab status --json`)."""
+        kept = env["modes"].get(mode.name, {})
+        entry = environment.mode_entry(mode.name, copy.lab, mode.path, self.lab.status(copy.lab))
+        entry["implementations"].update({k: v for k, v in kept.get("implementations", {}).items()
+                                         if k not in ("ipip", "ipip_raw")})
+        entry["pairs"].update(kept.get("pairs", {}))
+        if mode.generate:
+            entry["generate"] = mode.generate
+        env["modes"][mode.name] = entry
+        writer.write_json("environment.json", env)
+
+    @staticmethod
+    def _lifecycles(steps: list[Step]) -> int:
+        return int(any(not s.kind.owns_lab for s in steps))
+
+    def _own_lab_step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: results.Writer,
+                      env: dict[str, Any], bar: Progress, task: Any) -> None:
+        """A kind that brings the lab up and down itself, in every repetition."""
+        experiment, name = self.experiment, step.measurement.name
+        points: list[tuple[str, float, float, str]] = []
+
+        def up() -> float:
+            started = time.perf_counter()
+            self._up(copy)
+            self._record_mode(mode, copy, env, writer)
+            return time.perf_counter() - started
+
+        def down() -> float:
+            started = time.perf_counter()
+            self._down(copy.lab)
+            return time.perf_counter() - started
+
+        ctx = LabContext(lab=copy.lab, topology=copy.topology, up=up, down=down,
+                         timeline=lambda series, t, value, unit: points.append((series, t, value, unit)),
+                         note=lambda text: self.console.print(f"  note: {text}"))
+        bar.update(task, description=f"{mode.name}: {name}")
+        for repetition in range(-experiment.warmup, experiment.repetitions):
+            points.clear()
+            started = time.perf_counter()
+            try:
+                values = step.kind.measure(ctx, step.measurement.params)
+            finally:
+                if copy.lab in self.started:
+                    self._down(copy.lab)
+            self.timing["warmup_s" if repetition < 0 else "measure_s"] += time.perf_counter() - started
+            if repetition >= 0:
+                writer.add(results.Sample(experiment.name, mode.name, name, "", "", repetition, v.metric, v.value,
+                                          v.unit, v.param, v.param_value) for v in values)
+                writer.add_timeline(results.TimelinePoint(experiment.name, mode.name, name, repetition, series, t,
+                                                          value, unit) for series, t, value, unit in points)
+            bar.advance(task, step.estimate)
+        env["modes"][mode.name]["implementations"].update(ctx.implementations)
+        writer.write_json("environment.json", env)
 
     def _steps(self, mode: Mode) -> list[Step]:
         steps = []
         for measurement in self.experiment.measurements:
             kind = registry()[measurement.kind]
             runs = self.experiment.warmup + self.experiment.repetitions
+            if kind.owns_lab or not kind.pair_based:
+                steps.append(Step(measurement, kind, "", runs, kind.estimate(measurement.params)))
+                continue
             for placement in self.experiment.placements_for(mode, measurement):
                 steps.append(Step(measurement, kind, placement, runs, kind.estimate(measurement.params)))
         return steps

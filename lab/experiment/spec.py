@@ -11,7 +11,7 @@ import copy
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from lab.errors import LabError, TopologyError
-from lab.experiment import kinds
+from lab.experiment import generate, kinds
 from lab.topology import loader, registry
 from lab.topology.model import Topology
 from lab.topology.yamlsource import Document, Path, parse_one
@@ -39,6 +39,8 @@ class Mode:
     topology: Topology
     path: str
     placements: tuple[str, ...]
+    text: str = ""                       # the topology's YAML (a file's text, or a generated one)
+    generate: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class Experiment:
         """The parameters that ran, for resolved.json."""
         return {"name": self.name, "title": self.title, "baseline": self.baseline, "quick": self.quick,
                 "only": list(self.only), "repetitions": self.repetitions, "warmup": self.warmup,
-                "modes": [{"name": m.name, "topology": m.path, "placements": list(m.placements)} for m in self.modes],
+                "modes": [{"name": m.name, "topology": m.path, "generate": m.generate, "placements": list(m.placements)}
+                          for m in self.modes],
                 "measurements": [{"name": m.name, "kind": m.kind, "params": m.params,
                                   "placements": list(m.placements) if m.placements else None}
                                  for m in self.measurements],
@@ -197,13 +200,28 @@ class _Builder:
         modes: list[Mode] = []
         for index, entry in enumerate(self.data["modes"]):
             path: Path = ("modes", index)
-            where = self._topology_file(entry["topology"], path + ("topology",))
+            if ("topology" in entry) == ("generate" in entry):
+                raise self.doc.error(path, "a mode needs either `topology:` or `generate:`, not both or neither",
+                                     f"see {DOCS}")
+            if "generate" in entry:
+                where = os.path.join(self.base, f"generated-{generate.default_name(entry['generate'])}.yaml")
+                text = generate.topology_text(entry["generate"], "generated")
+                load = lambda: loader.load_text(text, where)  # noqa: E731
+            else:
+                where = self._topology_file(entry["topology"], path + ("topology",))
+                text = ""
+                load = lambda: loader.load(where)  # noqa: E731
             try:
-                topology = loader.load(where)
+                topology = load()
             except TopologyError as exc:
-                raise self.doc.error(path + ("topology",), f"the topology does not load: {exc.message}",
+                key = "topology" if "topology" in entry else "generate"
+                raise self.doc.error(path + (key,), f"the topology does not load: {exc.message}",
                                      "fix the topology first; `lab up --dry-run <it>` shows the same error") from None
-            name = entry.get("name", topology.name)
+            if not text:
+                with open(where, encoding="utf-8") as handle:
+                    text = handle.read()
+            name = entry.get("name", generate.default_name(entry["generate"]) if "generate" in entry
+                             else topology.name)
             if len(name) > 30 or not name:
                 raise self.doc.error(path, f"mode name {name!r} is longer than 30 characters",
                                      "give the mode a shorter `name:`")
@@ -214,7 +232,8 @@ class _Builder:
             mode_placements = tuple(entry.get("placements", placements))
             self._check_placements(topology, mode_placements, path + ("placements",) if "placements" in entry
                                    else ("placements",) if "placements" in self.data else path)
-            modes.append(Mode(name=name, topology=topology, path=where, placements=mode_placements))
+            modes.append(Mode(name=name, topology=topology, path=where, placements=mode_placements, text=text,
+                              generate=entry.get("generate")))
         return tuple(modes)
 
     def _topology_file(self, value: str, path: Path) -> str:
@@ -288,8 +307,8 @@ class _Builder:
                                          f"name one of: {', '.join(names)}")
             modes = tuple(m for m in modes if m.name in quick["modes"])
         if "placements" in quick:
-            modes = tuple(Mode(m.name, m.topology, m.path, tuple(p for p in quick["placements"] if p in m.placements)
-                               or m.placements) for m in modes)
+            modes = tuple(replace(m, placements=tuple(p for p in quick["placements"] if p in m.placements)
+                                  or m.placements) for m in modes)
         by_name = {entry.get("name", entry["kind"]): (i, entry) for i, entry in measurements}
         for i, name in enumerate(quick.get("skip", [])):
             if name not in by_name:

@@ -72,11 +72,32 @@ class PairContext:
         return tool in self.tools
 
 
+@dataclass
+class LabContext:
+    """What a kind that owns its lab's lifecycle (`owns_lab`) gets: it brings the lab up and down itself
+    (through `up` and `down`, which the runner tracks, so an interrupted run still takes it down), and
+    may record time series (`timeline`)."""
+
+    lab: str
+    topology: Topology
+    up: Callable[[], float]
+    down: Callable[[], float]
+    timeline: Callable[[str, float, float, str], None]
+    implementations: dict[str, str] = field(default_factory=dict)
+    note: Callable[[str], None] = lambda text: None
+    placement: str = ""
+    pair: str = ""
+
+
 class Kind:
-    """Base of every measurement kind; subclasses override what differs."""
+    """Base of every measurement kind; subclasses override what differs.
+
+    `owns_lab`: the kind brings the mode's lab up and down itself in every repetition (it measures
+    `lab up` itself); `measure` then gets a LabContext instead of a PairContext."""
 
     id: str = ""
     pair_based: bool = True
+    owns_lab: bool = False
     SCHEMA: dict[str, Any] = {}
 
     def with_defaults(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +125,8 @@ class Kind:
         """Set-up around all repetitions of one pair (servers in the destination pod); stopped on exit."""
         return contextlib.nullcontext()
 
-    def measure(self, ctx: PairContext, params: dict[str, Any]) -> list[Value]:
+    def measure(self, ctx: Any, params: dict[str, Any]) -> list[Value]:
+        """One repetition: a PairContext for pair kinds, a LabContext for `owns_lab` kinds."""
         raise NotImplementedError
 
 

@@ -1,0 +1,139 @@
+"""bgp-convergence: how long Calico's BGP (BIRD on every node) takes to converge, and to heal.
+
+For Calico topologies with BIRD (e.g. generated `calico-bgp` meshes and route-reflector labs of N
+nodes). The kind brings the lab up itself in every repetition (`lab up`, which returns without
+waiting for BGP, like `lab up --no-wait`) and measures, per repetition:
+  up_s              `lab up` itself
+  converged_s       from the start of `lab up` until every node's main table holds every other
+                    node's block as a `proto bird` route (one netlink dump per node per poll)
+  sessions_total    BGP sessions Established over all nodes, and per node (min, max)
+  bird_rss_avg/max  VmRSS of the nodes' BIRDs (MB)
+  withdraw_s        SIGTERM to the last node's BIRD until its block has left every other node
+  relearn_s         restarting that BIRD until its block is back everywhere
+with param nodes=N, and timelines: routes per node and sessions Established per node over time
+from `lab up` (series `routes:<node>`, `sessions_established:<node>`).
+A step that does not converge within `timeout` is a failure of the run (nothing is made up).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lab.bgp import birdc
+from lab.bgp.daemons import NodePaths, start_birds, stop_bird
+from lab.errors import LabError
+from lab.experiment import bgpwatch
+from lab.experiment.kinds import Kind, LabContext, Value
+
+
+class BgpConvergence(Kind):
+    id = "bgp-convergence"
+    pair_based = False
+    owns_lab = True
+    SCHEMA = {
+        "interval": {"type": "number", "minimum": 0.02, "maximum": 5, "default": 0.1,
+                     "description": "seconds between route polls"},
+        "timeout": {"type": "number", "minimum": 5, "maximum": 3600, "default": 120,
+                    "description": "seconds to wait for each convergence before the run fails"},
+        "reconverge": {"type": "boolean", "default": True,
+                       "description": "also stop and restart one node's BIRD (withdraw_s, relearn_s)"},
+    }
+
+    def tools(self, params: dict[str, Any]) -> list[str]:
+        return ["bird"]
+
+    def estimate(self, params: dict[str, Any]) -> float:
+        return 10.0
+
+    def measure(self, ctx: LabContext, params: dict[str, Any]) -> list[Value]:
+        topology = ctx.topology
+        if topology.cluster.cni != "calico" or topology.cluster.calico.backend != "bird":
+            raise LabError(f"bgp-convergence needs a Calico topology with BIRD; {topology.name} has none",
+                           "use a calico-bgp topology (or `generate: {template: calico-bgp, nodes: N}`)")
+        scenario = scenario_of(ctx)
+        nodes = list(scenario.node_names)
+        param = ("nodes", str(len(nodes)))
+        ctx.implementations["bgp"] = "BIRD " + ("mesh" if topology.cluster.calico.bgp.node_to_node_mesh else "no mesh")
+        origin = time.perf_counter()
+        up_s = ctx.up()
+        watcher = bgpwatch.RouteWatcher({node: scenario.netns(node) for node in nodes})
+        try:
+            others = {node: [o for o in nodes if o != node] for node in nodes}
+            converged = self._converge(ctx, scenario, watcher, origin, params, others)
+            established, configured = bgpwatch.wait_sessions(scenario, timeout=30.0)
+            rss = bgpwatch.bird_rss(scenario)
+            values = [Value("up_s", up_s, "s", *param), Value("converged_s", converged, "s", *param),
+                      Value("sessions_total", float(sum(established.values())), "count", *param),
+                      Value("sessions_configured", float(configured), "count", *param),
+                      Value("sessions_per_node_min", float(min(established.values())), "count", *param),
+                      Value("sessions_per_node_max", float(max(established.values())), "count", *param)]
+            if rss:
+                values += [Value("bird_rss_avg", rss[0], "MB", *param), Value("bird_rss_max", rss[1], "MB", *param)]
+            if params["reconverge"]:
+                values += self._reconverge(scenario, watcher, params, param)
+        finally:
+            watcher.close()      # before `lab down`: an open socket keeps its namespace alive
+            ctx.down()
+        return values
+
+    def _converge(self, ctx: LabContext, scenario: bgpwatch.Scenario, watcher: bgpwatch.RouteWatcher,
+                  origin: float, params: dict[str, Any], others: dict[str, list[str]]) -> float:
+        """Poll every node each round, recording the timelines, until every node has every block."""
+        check = bgpwatch.has_blocks(scenario, others.__getitem__)
+        while True:
+            polled = time.perf_counter()
+            t = polled - origin
+            done = True
+            for node in scenario.node_names:
+                routes = watcher.routes(node)
+                ctx.timeline(f"routes:{node}", t, float(len(routes)), "count")
+                ctx.timeline(f"sessions_established:{node}", t, float(_established(scenario.paths(node))), "count")
+                done = check(node, routes) and done
+            if done:
+                return time.perf_counter() - origin
+            if t > params["timeout"]:
+                raise LabError(f"lab {ctx.lab}: BGP not converged {params['timeout']:.0f} s after `lab up`",
+                               f"inspect it with `lab birdc <node> show protocols --lab {ctx.lab}` on a re-run")
+            time.sleep(max(0.0, params["interval"] - (time.perf_counter() - polled)))
+
+    def _reconverge(self, scenario: bgpwatch.Scenario, watcher: bgpwatch.RouteWatcher, params: dict[str, Any],
+                    param: tuple[str, str]) -> list[Value]:
+        victim = scenario.victim()
+        paths = scenario.paths(victim)
+        others = [node for node in scenario.node_names if node != victim]
+        start = time.perf_counter()
+        if stop_bird(paths) is None:
+            raise LabError(f"no running bird behind {paths.pid_file}")
+        withdraw = bgpwatch.wait_for(watcher, others, bgpwatch.lacks_blocks(scenario, victim), start,
+                                     params["timeout"], params["interval"])
+        if withdraw is None:
+            raise LabError(f"{victim}'s block still present {params['timeout']:.0f} s after stopping its BIRD")
+        start = time.perf_counter()
+        start_birds({victim: (scenario.netns(victim), paths)})
+        relearn = bgpwatch.wait_for(watcher, others, bgpwatch.has_blocks(scenario, lambda _: [victim]), start,
+                                    params["timeout"], params["interval"])
+        if relearn is None:
+            raise LabError(f"{victim}'s block not back {params['timeout']:.0f} s after restarting its BIRD")
+        return [Value("withdraw_s", withdraw, "s", *param), Value("relearn_s", relearn, "s", *param)]
+
+
+def _established(paths: NodePaths) -> int:
+    try:
+        return sum(1 for state in birdc.established(paths.socket).values() if state == "Established")
+    except (OSError, birdc.BirdError):
+        return 0
+
+
+def scenario_of(ctx: LabContext) -> bgpwatch.Scenario:
+    """The lab as bgpwatch sees it: node names, addresses and blocks from the model."""
+    topology = ctx.topology
+    blocks = topology.cluster.calico.ipam.blocks
+    return bgpwatch.Scenario(variant="", nodes=len(topology.nodes), lab=ctx.lab, path=None,  # type: ignore[arg-type]
+                             node_names=tuple(n.name for n in topology.nodes),
+                             node_ips={n.name: str(n.ip) for n in topology.nodes},
+                             blocks={n.name: tuple((b.network_address.packed, b.prefixlen)
+                                                   for b in blocks.get(n.name, ())) for n in topology.nodes})
+
+
+KIND = BgpConvergence()
