@@ -2,7 +2,7 @@
 
 The runner never touches a lab it did not start: it brings up a copy of the topology named
 `x<run id>-<mode>` (so the shipped names stay free, and two runs never collide) and adds four pods
-in namespace default with the label `lab-experiment: "true"`, placed so that every placement
+in namespace default with the labels `lab-experiment: "true"` and `xp: a|b|c|d`, placed so that every placement
 exists with the same pods in every mode:
 
   xp-a   on node A (the first node that shares its network with another node)
@@ -76,8 +76,18 @@ def choose_nodes(topology: Topology, placements: tuple[str, ...]) -> dict[str, N
     return chosen
 
 
+def _pod(name: str, node: Node, serve_http: bool) -> dict[str, Any]:
+    """An experiment pod: labels lab-experiment=true and xp=<a|b|c|d>; with `serve_http`, the lab's probe
+    server answers on TCP 80 in it (policy measurements probe it)."""
+    pod: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "node": node.name,
+                           "labels": {**LABEL, "xp": name.split("-", 1)[1]}}
+    if serve_http:
+        pod["containerPorts"] = [{"name": "http", "containerPort": 80, "protocol": "TCP"}]
+    return pod
+
+
 def make_copy(topology: Topology, source: str, text: str, mode: str, lab: str, placements: tuple[str, ...],
-              directory: Path) -> LabCopy:
+              directory: Path, serve_http: bool = False) -> LabCopy:
     """Write the renamed topology (`text`, from `source`) with the experiment's pods under `directory`; load it."""
     data: dict[str, Any] = yaml.safe_load(text)
     data["name"] = lab
@@ -97,8 +107,7 @@ def make_copy(topology: Topology, source: str, text: str, mode: str, lab: str, p
             raise LabError(f"topology {topology.name} already has a pod {NAMESPACE}/{name}",
                            "the runner adds pods xp-a..xp-d; rename that pod")
     data.setdefault("pods", [])
-    data["pods"] = (data["pods"] or []) + [{"name": name, "namespace": NAMESPACE, "node": node.name,
-                                             "labels": dict(LABEL)} for name, node in wanted]
+    data["pods"] = (data["pods"] or []) + [_pod(name, node, serve_http) for name, node in wanted]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{lab}.yaml"
     path.write_text(f"# {mode}: a copy of {source} made by `lab experiment run`\n"

@@ -97,7 +97,8 @@ class Runner:
             task = bar.add_task(self.experiment.name, total=total)
             for mode, steps in plans:
                 copy = labs.make_copy(mode.topology, mode.path, mode.text, mode.name,
-                                      labs.lab_name(self.run_id, mode.name), mode.placements, directory / "labs")
+                                      labs.lab_name(self.run_id, mode.name), mode.placements, directory / "labs",
+                                      serve_http=any(s.kind.serve_http for s in steps))
                 env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path, {})
                 for step in [s for s in steps if s.kind.owns_lab]:
                     self._own_lab_step(mode, copy, step, writer, env, bar, task)
@@ -187,7 +188,10 @@ class Runner:
             if kind.owns_lab or not kind.pair_based:
                 steps.append(Step(measurement, kind, "", runs, kind.estimate(measurement.params)))
                 continue
-            for placement in self.experiment.placements_for(mode, measurement):
+            placements = self.experiment.placements_for(mode, measurement)
+            if measurement.placements is None and kind.placements:
+                placements = tuple(p for p in placements if p in kind.placements)
+            for placement in placements:
                 steps.append(Step(measurement, kind, placement, runs, kind.estimate(measurement.params)))
         return steps
 

@@ -189,6 +189,7 @@ class _Builder:
         if baseline is not None and baseline not in [m.name for m in modes]:
             baseline = None
         measurements = tuple(self._finish(i, m) for i, m in enumerate(raw_measurements))
+        self._check_fit(modes, measurements)
         tools = self._tools(measurements)
         return Experiment(name=data["name"], title=data.get("title", data["name"]), notes=data.get("notes", ""),
                           baseline=baseline, repetitions=repetitions, warmup=warmup, modes=modes,
@@ -294,6 +295,18 @@ class _Builder:
         placements = tuple(entry["placements"]) if "placements" in entry else None
         return Measurement(name=entry.get("name", entry["kind"]), kind=entry["kind"], params=params,
                            placements=placements)
+
+    def _check_fit(self, modes: tuple[Mode, ...], measurements: tuple[Measurement, ...]) -> None:
+        """Each measurement must be able to measure each mode's topology."""
+        names = [e.get("name", e.get("topology") or generate.default_name(e["generate"])) for e in self.data["modes"]]
+        for mode in modes:
+            for measurement in measurements:
+                problem = kinds.registry()[measurement.kind].check_topology(mode.topology, measurement.params)
+                if problem:
+                    index = names.index(mode.name) if mode.name in names else 0
+                    key = "topology" if "topology" in self.data["modes"][index] else "generate"
+                    raise self.doc.error(("modes", index, key), f"{measurement.name}: {problem}",
+                                         "drop the mode, or the measurement")
 
     # -- the quick profile --------------------------------------------------------------------------
     def _quick(self, modes: tuple[Mode, ...], measurements: list[tuple[int, dict[str, Any]]], repetitions: int,

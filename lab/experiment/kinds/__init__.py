@@ -98,6 +98,8 @@ class Kind:
     id: str = ""
     pair_based: bool = True
     owns_lab: bool = False
+    serve_http: bool = False                 # the experiment pods need the lab's probe server on TCP 80
+    placements: tuple[str, ...] = ()         # the placements the kind measures by default (empty: all)
     SCHEMA: dict[str, Any] = {}
 
     def with_defaults(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +109,10 @@ class Kind:
 
     def check(self, params: dict[str, Any]) -> tuple[str, str, str] | None:
         """A problem the schema cannot express: (key, message, hint), or None."""
+        return None
+
+    def check_topology(self, topology: Topology, params: dict[str, Any]) -> str | None:
+        """Why the kind cannot measure this topology (checked before anything runs), or None."""
         return None
 
     def tools(self, params: dict[str, Any]) -> list[str]:

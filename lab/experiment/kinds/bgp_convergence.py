@@ -40,6 +40,12 @@ class BgpConvergence(Kind):
                        "description": "also stop and restart one node's BIRD (withdraw_s, relearn_s)"},
     }
 
+    def check_topology(self, topology: Any, params: dict[str, Any]) -> str | None:
+        if topology.cluster.cni != "calico" or topology.cluster.calico.backend != "bird":
+            return (f"topology {topology.name} runs no BIRD; use a Calico BGP topology "
+                    "(or `generate: {template: calico-bgp, nodes: N}`)")
+        return None
+
     def tools(self, params: dict[str, Any]) -> list[str]:
         return ["bird"]
 
