@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lab import live  # noqa: E402
+from lab.experiment import policyload  # noqa: E402
 from lab.lifecycle import Lab  # noqa: E402
 from lab.netns import namespace, names  # noqa: E402
 from lab.probe import matrix, reach  # noqa: E402
@@ -85,38 +85,10 @@ def topology_text(lab: str, enforcer: str, pods: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def policies_text(count: int, spaces: int, per_space: int) -> str:
-    docs = []
-    for i in range(count):
-        docs.append(f"""apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: np-{i}, namespace: ns-{i % spaces}}}
-spec:
-  podSelector: {{matchLabels: {{pod: p{(i // spaces) % per_space}}}}}
-  policyTypes: [Ingress]
-  ingress:
-  - from: [{{namespaceSelector: {{matchLabels: {{ns: ns-{(i + 1) % spaces}}}}}}}]
-    ports: [{{protocol: TCP, port: 80}}]
-""")
-    return "---\n".join(docs)
-
-
 def watched(lab: Lab, name: str) -> bool | None:
     topology = lab.topology(name)
     case = matrix.Case(WATCH_SRC, WATCH_DST, 80, "TCP")
     return matrix.observe(topology, [case], timeout=0.5)[case].allowed
-
-
-def rules_per_node(topology) -> tuple[list[int], list[int]]:
-    rules, sets = [], []
-    for node in topology.nodes:
-        netns = names.node_netns(topology.name, node.name)
-        saved = subprocess.run(["ip", "netns", "exec", netns, "iptables-save"], capture_output=True, text=True).stdout
-        rules.append(sum(1 for line in saved.splitlines() if line.startswith("-A")))
-        listed = subprocess.run(["ip", "netns", "exec", netns, "ipset", "list", "-n"], capture_output=True,
-                                text=True).stdout
-        sets.append(len(listed.split()))
-    return rules, sets
 
 
 def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: str) -> Row:
@@ -130,7 +102,7 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
             raise SystemExit(f"{name}: the watched case is not allowed with no policy, 60 s after up")
     path = os.path.join(workdir, f"policies-{count}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(policies_text(count, spaces, per_space))
+        handle.write(policyload.bench_policies(count, spaces, per_space))
     manifests = live.read_manifests(path)
     started = time.monotonic()
     lab.change(name, lambda state, _old: live.with_file(state, manifests))
@@ -141,7 +113,7 @@ def measure(lab: Lab, name: str, enforcer: str, pods: int, count: int, workdir: 
         time.sleep(0.005)
     enforced = time.monotonic() - started
     report = reach.run(lab.topology(name), 80, "TCP", timeout=1.0, source_ports=lab.source_ports(name))
-    rules, sets = rules_per_node(lab.topology(name))
+    rules, sets = policyload.count_rules(lab.topology(name))
     return Row(enforcer, len(topology.nodes), pods, count, round(applied, 3), round(enforced, 3),
                round(report.seconds, 3), len(report.results), len(report.mismatches), min(rules),
                round(sum(rules) / len(rules), 1), max(rules), max(sets))
