@@ -61,19 +61,37 @@ def lab_name(run_id: str, mode: str) -> str:
     return f"x{run_id}-{mode}"[:names.LAB_NAME_MAX].rstrip("-")
 
 
-def choose_nodes(topology: Topology, placements: tuple[str, ...]) -> dict[str, Node]:
-    """Node A, B (A's network) and D (another network) for the placements asked for."""
-    nodes = list(topology.nodes)
+def choose_nodes(topology: Topology, placements: tuple[str, ...], chosen: dict[str, str] | None = None
+                 ) -> dict[str, Node]:
+    """Node a (xp-a, xp-b), c (a's network: cross-node) and d (another network: cross-subnet) for the
+    placements asked for; `chosen` names some of them (a ValueError when they do not fit)."""
+    nodes = {n.name: n for n in topology.nodes}
     by_network: dict[str, list[Node]] = {}
-    for node in nodes:
+    for node in topology.nodes:
         by_network.setdefault(node.network, []).append(node)
-    first = next((n for n in nodes if len(by_network[n.network]) >= 2), nodes[0])
-    chosen = {"a": first}
-    if "cross-node" in placements:
-        chosen["c"] = next(n for n in by_network[first.network] if n.name != first.name)
-    if "cross-subnet" in placements:
-        chosen["d"] = next(n for n in nodes if n.network != first.network)
-    return chosen
+    chosen = chosen or {}
+    first = nodes[chosen["a"]] if "a" in chosen else next(
+        (n for n in topology.nodes if len(by_network[n.network]) >= 2), topology.nodes[0])
+    result = {"a": first}
+    if "cross-node" in placements or "c" in chosen:
+        if "c" in chosen:
+            result["c"] = nodes[chosen["c"]]
+            if result["c"].network != first.network or result["c"].name == first.name:
+                raise ValueError(f"node c ({chosen['c']}) must be another node on node a's network ({first.network})")
+        else:
+            result["c"] = next((n for n in by_network[first.network] if n.name != first.name), None)  # type: ignore[assignment]
+            if result["c"] is None:
+                raise ValueError(f"cross-node needs a second node on {first.network}")
+    if "cross-subnet" in placements or "d" in chosen:
+        if "d" in chosen:
+            result["d"] = nodes[chosen["d"]]
+            if result["d"].network == first.network:
+                raise ValueError(f"node d ({chosen['d']}) must be on another network than node a's ({first.network})")
+        else:
+            result["d"] = next((n for n in topology.nodes if n.network != first.network), None)  # type: ignore[assignment]
+            if result["d"] is None:
+                raise ValueError("cross-subnet needs a node on a second network")
+    return result
 
 
 def _pod(name: str, node: Node, serve_http: bool) -> dict[str, Any]:
@@ -87,7 +105,7 @@ def _pod(name: str, node: Node, serve_http: bool) -> dict[str, Any]:
 
 
 def make_copy(topology: Topology, source: str, text: str, mode: str, lab: str, placements: tuple[str, ...],
-              directory: Path, serve_http: bool = False) -> LabCopy:
+              directory: Path, serve_http: bool = False, pod_nodes: dict[str, str] | None = None) -> LabCopy:
     """Write the renamed topology (`text`, from `source`) with the experiment's pods under `directory`; load it."""
     data: dict[str, Any] = yaml.safe_load(text)
     data["name"] = lab
@@ -96,7 +114,7 @@ def make_copy(topology: Topology, source: str, text: str, mode: str, lab: str, p
         if isinstance(entry, dict) and set(entry) == {"file"}:
             entry["file"] = os.path.join(base, entry["file"])
     taken = {(p.namespace, p.name) for p in topology.pods}
-    nodes = choose_nodes(topology, placements)
+    nodes = choose_nodes(topology, placements, pod_nodes)
     wanted = [("xp-a", nodes["a"]), ("xp-b", nodes["a"])]
     if "c" in nodes:
         wanted.append(("xp-c", nodes["c"]))

@@ -98,7 +98,7 @@ class Runner:
             for mode, steps in plans:
                 copy = labs.make_copy(mode.topology, mode.path, mode.text, mode.name,
                                       labs.lab_name(self.run_id, mode.name), mode.placements, directory / "labs",
-                                      serve_http=any(s.kind.serve_http for s in steps))
+                                      serve_http=any(s.kind.serve_http for s in steps), pod_nodes=mode.pod_nodes)
                 env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path, {})
                 for step in [s for s in steps if s.kind.owns_lab]:
                     self._own_lab_step(mode, copy, step, writer, env, bar, task)
@@ -160,7 +160,7 @@ class Runner:
 
         ctx = LabContext(lab=copy.lab, topology=copy.topology, up=up, down=down,
                          timeline=lambda series, t, value, unit: points.append((series, t, value, unit)),
-                         note=lambda text: self.console.print(f"  note: {text}"))
+                         note=lambda text: self.console.print(f"  note: {text}"), endpoints=copy.pair)
         bar.update(task, description=f"{mode.name}: {name}")
         for repetition in range(-experiment.warmup, experiment.repetitions):
             points.clear()
@@ -172,12 +172,14 @@ class Runner:
                     self._down(copy.lab)
             self.timing["warmup_s" if repetition < 0 else "measure_s"] += time.perf_counter() - started
             if repetition >= 0:
-                writer.add(results.Sample(experiment.name, mode.name, name, "", "", repetition, v.metric, v.value,
-                                          v.unit, v.param, v.param_value) for v in values)
+                writer.add(results.Sample(experiment.name, mode.name, name, ctx.pair, ctx.placement, repetition,
+                                          v.metric, v.value, v.unit, v.param, v.param_value) for v in values)
                 writer.add_timeline(results.TimelinePoint(experiment.name, mode.name, name, repetition, series, t,
                                                           value, unit) for series, t, value, unit in points)
             bar.advance(task, step.estimate)
         env["modes"][mode.name]["implementations"].update(ctx.implementations)
+        if ctx.placement:
+            env["modes"][mode.name]["pairs"][ctx.placement] = ctx.pair
         writer.write_json("environment.json", env)
 
     def _steps(self, mode: Mode) -> list[Step]:

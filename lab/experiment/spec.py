@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from lab.errors import LabError, TopologyError
-from lab.experiment import generate, kinds
+from lab.experiment import generate, kinds, labs
 from lab.topology import loader, registry
 from lab.topology.model import Topology
 from lab.topology.yamlsource import Document, Path, parse_one
@@ -41,6 +41,7 @@ class Mode:
     placements: tuple[str, ...]
     text: str = ""                       # the topology's YAML (a file's text, or a generated one)
     generate: dict[str, Any] | None = None
+    pod_nodes: dict[str, str] = field(default_factory=dict)   # a/c/d -> node (labs.choose_nodes)
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,23 @@ class _Builder:
             mode_placements = tuple(entry.get("placements", placements))
             self._check_placements(topology, mode_placements, path + ("placements",) if "placements" in entry
                                    else ("placements",) if "placements" in self.data else path)
+            pod_nodes = dict(entry.get("pod_nodes", {}))
+            self._check_pod_nodes(topology, pod_nodes, mode_placements, path + ("pod_nodes",))
             modes.append(Mode(name=name, topology=topology, path=where, placements=mode_placements, text=text,
-                              generate=entry.get("generate")))
+                              generate=entry.get("generate"), pod_nodes=pod_nodes))
         return tuple(modes)
+
+    def _check_pod_nodes(self, topology: Topology, pod_nodes: dict[str, str], placements: tuple[str, ...],
+                         path: Path) -> None:
+        nodes = {n.name: n for n in topology.nodes}
+        for key, node in pod_nodes.items():
+            if node not in nodes:
+                raise self.doc.error(path + (key,), f"topology {topology.name!r} has no node {node!r}",
+                                     f"nodes are: {', '.join(nodes)}")
+        try:
+            labs.choose_nodes(topology, placements, pod_nodes)
+        except ValueError as exc:
+            raise self.doc.error(path, str(exc), "pick nodes that fit the placements (see docs/experiments.md)") from None
 
     def _topology_file(self, value: str, path: Path) -> str:
         relative = os.path.join(self.base, value)

@@ -85,7 +85,8 @@ class LabContext:
     timeline: Callable[[str, float, float, str], None]
     implementations: dict[str, str] = field(default_factory=dict)
     note: Callable[[str], None] = lambda text: None
-    placement: str = ""
+    endpoints: Callable[[str], tuple[Endpoint, Endpoint]] | None = None   # placement -> the experiment's pair
+    placement: str = ""          # set by a kind that measures a pair: written into its samples
     pair: str = ""
 
 
