@@ -20,6 +20,7 @@ from lab.bgp import birdc
 from lab.bgp.daemons import NodePaths
 from lab.netns import namespace
 from lab.topology import loader
+from lab.topology.model import Topology
 
 LAB_PREFIX = "bgpbench"
 VARIANTS = ("mesh", "rr")
@@ -63,7 +64,7 @@ class Scenario:
     variant: str
     nodes: int
     lab: str
-    path: Path
+    path: Path | None
     node_names: tuple[str, ...]
     node_ips: dict[str, str]
     blocks: dict[str, tuple[RouteKey, ...]]
@@ -132,9 +133,16 @@ def make_scenario(variant: str, nodes: int, workdir: Path) -> Scenario:
     lab = f"{LAB_PREFIX}-{variant}-{nodes}"
     path = workdir / f"{lab}.yaml"
     path.write_text(topology_yaml(lab, nodes, variant))
-    topology = loader.load(str(path))
-    blocks = topology.cluster.calico.ipam.blocks
-    return Scenario(variant=variant, nodes=nodes, lab=lab, path=path,
+    return scenario_from(loader.load(str(path)), lab, variant, path)
+
+
+def scenario_from(topology: Topology, lab: str, variant: str, path: Path | None) -> Scenario:
+    """A Calico topology brought up as `lab`: each node's address and blocks, from the model."""
+    calico = topology.cluster.calico
+    if calico is None:
+        raise ValueError(f"topology {topology.name} is not a Calico topology")
+    blocks = calico.ipam.blocks
+    return Scenario(variant=variant, nodes=len(topology.nodes), lab=lab, path=path,
                     node_names=tuple(n.name for n in topology.nodes),
                     node_ips={n.name: str(n.ip) for n in topology.nodes},
                     blocks={n.name: tuple((b.network_address.packed, b.prefixlen) for b in blocks.get(n.name, ()))

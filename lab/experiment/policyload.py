@@ -33,7 +33,7 @@ def count_rules(topology: Topology, lab: str | None = None) -> tuple[list[int], 
 
 def clear_policies(lab: Lab, name: str) -> None:
     """Remove every live change of the lab (applied policies among them)."""
-    lab.change(name, lambda state: {**state, "files": [], "deleted": []})
+    lab.change(name, lambda state, _old: {**state, "files": [], "deleted": []})
 
 
 def apply_text(lab: Lab, name: str, text: str) -> float:
@@ -44,7 +44,7 @@ def apply_text(lab: Lab, name: str, text: str) -> float:
             handle.write(text)
         manifests = live.read_manifests(path)
         started = time.monotonic()
-        lab.change(name, lambda state: live.with_file(state, manifests))
+        lab.change(name, lambda state, _old: live.with_file(state, manifests))
         return time.monotonic() - started
 
 

@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -25,7 +24,7 @@ from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, 
                            TimeRemainingColumn)
 
 from lab.errors import LabError
-from lab.experiment import environment, labs, results
+from lab.experiment import environment, labs, recorder, results, stats
 from lab.experiment.kinds import Kind, LabContext, PairContext, registry
 from lab.experiment.spec import Experiment, Measurement, Mode
 from lab.lifecycle import Lab
@@ -60,9 +59,9 @@ class Runner:
     # -- the whole run ------------------------------------------------------------------------------
     def run(self) -> results.Results:
         experiment = self.experiment
-        directory = results.new_directory(self.out, experiment.name)
+        directory = recorder.new_directory(self.out, experiment.name)
         shutil.copyfile(experiment.file, directory / "experiment.yaml")
-        writer = results.Writer(directory)
+        writer = recorder.Recorder(directory)
         writer.write_json("resolved.json", experiment.resolved())
         env = environment.initial(experiment, directory)
         writer.write_json("environment.json", env)
@@ -82,12 +81,12 @@ class Runner:
                 self.timing["wall_s"] = time.perf_counter() - began
                 env.update(status=status, reason=reason, end=environment.utc(), loadavg_end=environment.loadavg(),
                            timing={k: round(v, 3) for k, v in self.timing.items()})
-                writer.write_json("summary.json", summarize(experiment, writer.samples, status))
+                writer.write_json("summary.json", stats.summarize(writer.samples, experiment.baseline,
+                                                                  experiment=experiment.name, status=status))
                 writer.write_json("environment.json", env)
-                writer.close()
         return results.Results.load(directory)
 
-    def _all_modes(self, writer: results.Writer, env: dict[str, Any], directory: Path) -> None:
+    def _all_modes(self, writer: recorder.Recorder, env: dict[str, Any], directory: Path) -> None:
         plans = [(mode, self._steps(mode)) for mode in self.experiment.modes]
         total = sum(self._lifecycles(steps) * LIFECYCLE_ESTIMATE + sum(s.estimate * s.runs for s in steps)
                     for _, steps in plans)
@@ -107,7 +106,7 @@ class Runner:
                     self._shared_lab(mode, copy, shared, writer, env, bar, task)
             bar.update(task, description=f"{self.experiment.name}: done")
 
-    def _shared_lab(self, mode: Mode, copy: labs.LabCopy, steps: list[Step], writer: results.Writer,
+    def _shared_lab(self, mode: Mode, copy: labs.LabCopy, steps: list[Step], writer: recorder.Recorder,
                     env: dict[str, Any], bar: Progress, task: Any) -> None:
         """One `lab up` for every pair measurement of the mode."""
         bar.update(task, description=f"{mode.name}: lab up")
@@ -125,7 +124,7 @@ class Runner:
             self._down(copy.lab)
             bar.advance(task, LIFECYCLE_ESTIMATE / 2)
 
-    def _record_mode(self, mode: Mode, copy: labs.LabCopy, env: dict[str, Any], writer: results.Writer) -> None:
+    def _record_mode(self, mode: Mode, copy: labs.LabCopy, env: dict[str, Any], writer: recorder.Recorder) -> None:
         """The mode's entry in environment.json, from the lab's own state (`lab status --json`)."""
         kept = env["modes"].get(mode.name, {})
         entry = environment.mode_entry(mode.name, copy.lab, mode.path, self.lab.status(copy.lab))
@@ -141,7 +140,7 @@ class Runner:
     def _lifecycles(steps: list[Step]) -> int:
         return int(any(not s.kind.owns_lab for s in steps))
 
-    def _own_lab_step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: results.Writer,
+    def _own_lab_step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: recorder.Recorder,
                       env: dict[str, Any], bar: Progress, task: Any) -> None:
         """A kind that brings the lab up and down itself, in every repetition."""
         experiment, name = self.experiment, step.measurement.name
@@ -198,7 +197,7 @@ class Runner:
         return steps
 
     # -- one measurement on one pair ----------------------------------------------------------------
-    def _step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: results.Writer, env: dict[str, Any],
+    def _step(self, mode: Mode, copy: labs.LabCopy, step: Step, writer: recorder.Recorder, env: dict[str, Any],
               bar: Progress, task: Any) -> None:
         src, dst = copy.pair(step.placement)
         ctx = PairContext(lab=copy.lab, topology=copy.topology, placement=step.placement, src=src, dst=dst,
@@ -230,8 +229,14 @@ class Runner:
         self.timing["up_s"] += time.perf_counter() - started
 
     def _wait_ready(self, copy: labs.LabCopy) -> None:
+        """`lab wait` (BGP converged, probe servers answering), then every pair answering a ping."""
         started = time.perf_counter()
-        wait_pairs_reachable(copy)
+        ready = self.lab.wait(copy.lab, READY_TIMEOUT)
+        if not ready.ready:
+            raise LabError(f"lab {copy.lab} is not ready {READY_TIMEOUT:.0f} s after `lab up`: "
+                           + "; ".join(check.explain() for check in ready.pending()),
+                           f"bring the topology up by hand (`lab up {copy.path}`) to see why")
+        wait_pairs_reachable(copy, max(1.0, READY_TIMEOUT - (time.perf_counter() - started)))
         self.timing["ready_s"] += time.perf_counter() - started
 
     def _down(self, lab: str) -> None:
@@ -251,11 +256,8 @@ class Runner:
 
 
 def wait_pairs_reachable(copy: labs.LabCopy, timeout: float = READY_TIMEOUT) -> float:
-    """Readiness as the measurements need it: every pair's source pod gets an ICMP echo back from its
-    destination (routes learned, ARP/FDB in place). Seconds waited; a LabError after `timeout`.
-
-    TODO(integrator): call lab.readiness.wait_ready first once it is on main; this check stays, since
-    it is exactly what the measurements need."""
+    """Readiness as the measurements need it, after `lab wait`: every pair's source pod gets an ICMP echo
+    back from its destination. Seconds waited; a LabError after `timeout`."""
     started = time.monotonic()
     pending = {placement: copy.pair(placement) for placement in copy.placements}
     while pending:
@@ -299,42 +301,6 @@ class _ignoring_sigint:
         if self.previous:
             signal.signal(signal.SIGINT, self.previous[0])
             signal.signal(signal.SIGTERM, self.previous[1])
-
-
-def summarize(experiment: Experiment, samples: list[results.Sample], status: str) -> dict[str, Any]:
-    """summary.json, from lab.experiment.stats.summarize (another branch); see _placeholder_summary."""
-    try:
-        from lab.experiment import stats  # type: ignore[attr-defined]
-    except ImportError:
-        return _placeholder_summary(experiment, samples, status)
-    summary = stats.summarize(samples, baseline=experiment.baseline) if _takes_baseline(stats) \
-        else stats.summarize(samples)
-    summary.update(experiment=experiment.name, status=status)
-    summary.setdefault("baseline", experiment.baseline)
-    return summary
-
-
-def _takes_baseline(stats: Any) -> bool:
-    import inspect
-    return "baseline" in inspect.signature(stats.summarize).parameters
-
-
-def _placeholder_summary(experiment: Experiment, samples: list[results.Sample], status: str) -> dict[str, Any]:
-    """PLACEHOLDER until lab/experiment/stats.py lands on main (the integrator drops this function):
-    median, mean, min, max and stdev per group; no confidence intervals, no ratios."""
-    groups: dict[tuple[str, ...], list[results.Sample]] = {}
-    for s in samples:
-        groups.setdefault((s.mode, s.measurement, s.placement, s.metric, s.param, s.param_value, s.unit), []).append(s)
-    rows = []
-    for (mode, measurement, placement, metric, param, param_value, unit), group in groups.items():
-        values = [s.value for s in group]
-        rows.append({"mode": mode, "measurement": measurement, "placement": placement, "metric": metric,
-                     "param": param, "param_value": param_value, "unit": unit, "n": len(values),
-                     "mean": statistics.fmean(values), "ci95": None, "median": statistics.median(values),
-                     "p5": None, "p95": None, "min": min(values), "max": max(values),
-                     "stdev": statistics.stdev(values) if len(values) > 1 else 0.0, "ratio_to_baseline": None})
-    return {"experiment": experiment.name, "baseline": experiment.baseline, "status": status, "groups": rows,
-            "warnings": ["placeholder summary: lab.experiment.stats is not installed yet"]}
 
 
 def run(path: str, repeat: int | None = None, out: str | os.PathLike[str] | None = None,

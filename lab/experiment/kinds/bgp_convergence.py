@@ -41,7 +41,7 @@ class BgpConvergence(Kind):
     }
 
     def check_topology(self, topology: Any, params: dict[str, Any]) -> str | None:
-        if topology.cluster.cni != "calico" or topology.cluster.calico.backend != "bird":
+        if topology.cluster.calico is None or topology.cluster.calico.backend != "bird":
             return (f"topology {topology.name} runs no BIRD; use a Calico BGP topology "
                     "(or `generate: {template: calico-bgp, nodes: N}`)")
         return None
@@ -53,14 +53,14 @@ class BgpConvergence(Kind):
         return 10.0
 
     def measure(self, ctx: LabContext, params: dict[str, Any]) -> list[Value]:
-        topology = ctx.topology
-        if topology.cluster.cni != "calico" or topology.cluster.calico.backend != "bird":
-            raise LabError(f"bgp-convergence needs a Calico topology with BIRD; {topology.name} has none",
-                           "use a calico-bgp topology (or `generate: {template: calico-bgp, nodes: N}`)")
+        problem = self.check_topology(ctx.topology, params)
+        calico = ctx.topology.cluster.calico
+        if problem or calico is None:
+            raise LabError(f"bgp-convergence: {problem}")
         scenario = scenario_of(ctx)
         nodes = list(scenario.node_names)
         param = ("nodes", str(len(nodes)))
-        ctx.implementations["bgp"] = "BIRD " + ("mesh" if topology.cluster.calico.bgp.node_to_node_mesh else "no mesh")
+        ctx.implementations["bgp"] = "BIRD " + ("mesh" if calico.bgp.node_to_node_mesh else "route reflectors")
         origin = time.perf_counter()
         up_s = ctx.up()
         watcher = bgpwatch.RouteWatcher({node: scenario.netns(node) for node in nodes})
@@ -133,13 +133,7 @@ def _established(paths: NodePaths) -> int:
 
 def scenario_of(ctx: LabContext) -> bgpwatch.Scenario:
     """The lab as bgpwatch sees it: node names, addresses and blocks from the model."""
-    topology = ctx.topology
-    blocks = topology.cluster.calico.ipam.blocks
-    return bgpwatch.Scenario(variant="", nodes=len(topology.nodes), lab=ctx.lab, path=None,  # type: ignore[arg-type]
-                             node_names=tuple(n.name for n in topology.nodes),
-                             node_ips={n.name: str(n.ip) for n in topology.nodes},
-                             blocks={n.name: tuple((b.network_address.packed, b.prefixlen)
-                                                   for b in blocks.get(n.name, ())) for n in topology.nodes})
+    return bgpwatch.scenario_from(ctx.topology, ctx.lab, "", None)
 
 
 KIND = BgpConvergence()

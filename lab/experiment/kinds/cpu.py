@@ -58,10 +58,14 @@ class Cpu(Kind):
         gbit = report.receiver_gbps * report.seconds
         cores = os.cpu_count() or 1
         wall = max(report.seconds, 1e-6)
-        return [Value("cpu_kernel_s_per_Gbit", (kernel1 - kernel0) / gbit if gbit else float("nan"), "cpu_s_per_Gbit"),
-                Value("cpu_total_s_per_Gbit", (busy1 - busy0) / gbit if gbit else float("nan"), "cpu_s_per_Gbit"),
-                Value("cpu_kernel_pct", 100 * (kernel1 - kernel0) / (wall * cores), "%"),
-                Value("throughput_tcp_cpu_run", report.receiver_gbps, "Gbit/s")]
+        values = [Value("cpu_kernel_pct", 100 * (kernel1 - kernel0) / (wall * cores), "%"),
+                  Value("throughput_tcp_cpu_run", report.receiver_gbps, "Gbit/s")]
+        if gbit > 0:     # a run that moved nothing has no cost per Gbit
+            values += [Value("cpu_kernel_s_per_Gbit", (kernel1 - kernel0) / gbit, "cpu_s_per_Gbit"),
+                       Value("cpu_total_s_per_Gbit", (busy1 - busy0) / gbit, "cpu_s_per_Gbit")]
+        else:
+            ctx.note(f"cpu {ctx.pair}: iperf3 moved no data; no CPU per Gbit recorded")
+        return values
 
 
 KIND = Cpu()

@@ -127,10 +127,10 @@ class RrMigration(Kind):
     @staticmethod
     def _step(lab: Lab, name: str, step: str, reflector: str) -> None:
         if step == "label":
-            lab.change(name, lambda state: live.with_labels(state, reflector, ["route-reflector=true"], "node"))
+            lab.change(name, lambda state, _old: live.with_labels(state, reflector, ["route-reflector=true"], "node"))
             return
         manifests = live.read_manifests(str(MANIFESTS / FILES[step]))
-        lab.change(name, lambda state: live.with_file(state, manifests))
+        lab.change(name, lambda state, _old: live.with_file(state, manifests))
 
     @staticmethod
     def _values(ctx: LabContext, result: dict[str, Any], steps: list[tuple[str, float]], back: float | None,
