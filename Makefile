@@ -1,6 +1,7 @@
 # Two commands do everything, as root on Debian or Ubuntu:
 #   make demo   install; flannel-vxlan: show it, ping pod to pod across nodes; then NetworkPolicy with
-#               kube-router: isolate namespace x and print the probe truth table; take both down
+#               kube-router: isolate namespace x and print the probe truth table; take both down; then
+#               compare the modes: the quick modes-latency-throughput experiment and its HTML report
 #   make test   install (with test tools), run the test suite (the loader fuzzing: fixed seed, a few
 #               hundred examples)
 #   make fuzz   the loader fuzzing's long profile: thousands of random inputs (LAB_FUZZ_PROFILE=long)
@@ -18,7 +19,9 @@ demo: deps
 	$(LAB) apply --lab netpol-xyz-kuberouter -f examples/policies/xyz-deny-ingress-x.yaml; \
 	$(LAB) apply --lab netpol-xyz-kuberouter -f examples/policies/xyz-allow-y-to-xa-80.yaml; \
 	$(LAB) probe --lab netpol-xyz-kuberouter --port 80 --protocol TCP; rc=$$?; \
-	$(LAB) down netpol-xyz-kuberouter; exit $$rc
+	$(LAB) down netpol-xyz-kuberouter; [ $$rc -eq 0 ] || exit $$rc
+	$(LAB) experiment run modes-latency-throughput --quick --out results
+	$(LAB) report results/modes-latency-throughput
 
 test: test-deps
 	$(PY) -m pytest -v -rs tests
@@ -37,6 +40,7 @@ bench: deps
 	$(PY) scripts/bench_bgp.py
 	$(PY) scripts/bench_policy.py
 	$(PY) scripts/bench_loader.py
+	$(PY) scripts/bench_experiment.py
 
 clean:
 	-$(LAB) cleanup
