@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 from importlib import metadata
@@ -76,11 +77,11 @@ def lab_version() -> dict[str, str | None]:
 def initial(experiment: Experiment, results: Path) -> dict[str, Any]:
     tools = {tool: tool_version(tool, path) for tool, path in sorted(experiment.tools.items())}
     for extra in ("bird", "tcpdump", "iptables"):
-        from shutil import which
-        where = which(extra)
+        where = shutil.which(extra)
         if where and extra not in tools:
             tools[extra] = tool_version(extra, where)
-    return {"experiment": experiment.name, "title": experiment.title, "file": experiment.file,
+    return {"experiment": experiment.name, "title": experiment.title, "notes": experiment.notes,
+            "baseline": experiment.baseline, "file": experiment.file,
             "results": str(results), "quick": experiment.quick, "status": "running", "reason": None,
             "start": utc(), "end": None, "machine": machine(), "loadavg_start": loadavg(), "loadavg_end": None,
             "lab": lab_version(), "tools": tools, "modes": {}, "timing": {}}

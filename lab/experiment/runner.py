@@ -76,6 +76,9 @@ class Runner:
             except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
                 status, reason = "incomplete", f"failed: {exc}"
                 self.console.print(f"[red]failed[/]: {exc}")
+            except BaseException as exc:     # a bug: recorded, and shown with its traceback
+                status, reason = "incomplete", f"failed: {type(exc).__name__}: {exc}"
+                raise
             finally:
                 self._down_all()
                 self.timing["wall_s"] = time.perf_counter() - began
