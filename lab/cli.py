@@ -628,6 +628,7 @@ def cmd_experiment_run(lab: Lab, args: argparse.Namespace) -> int:
     outcome = experiment.run(shipped.resolve(args.file), repeat=args.repeat, out=args.out, only=args.only,
                              quick=args.quick)
     print(f"results: {outcome.path} ({outcome.status}, {len(outcome.samples)} samples)")
+    print(f"next: lab report {outcome.path}")
     if outcome.status != "complete":
         print(f"incomplete: {outcome.environment.get('reason')}", file=sys.stderr)
         return 130 if outcome.environment.get("reason") == "interrupted" else 1

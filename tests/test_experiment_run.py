@@ -223,3 +223,35 @@ def test_sigint_mid_run_keeps_partial_results_and_takes_labs_down(tmp_path):
     assert labs
     run_id = labs[0].split("-", 1)[0]
     assert leftovers([f"{run_id}-hostgw", f"{run_id}-calico-vxlan"]) == []
+
+
+FAILING = """\
+name: e2e
+ready_timeout: 5
+repetitions: 1
+warmup: 0
+modes:
+  - {name: hostgw, topology: flannel-hostgw, placements: [cross-node]}
+  # topologies/flannel-hostgw-crosssubnet.yaml: host-gw cannot route across racks, so the cross-subnet
+  # pair never answers and the run must stop there
+  - {name: hostgw-racks, topology: flannel-hostgw-crosssubnet, placements: [cross-subnet]}
+measurements:
+  - {kind: latency, protocols: [icmp], count: 5}
+"""
+
+
+def test_a_failing_mode_stops_the_run_with_partial_results_and_no_lab(tmp_path):
+    path = tmp_path / "e2e.yaml"
+    path.write_text(FAILING)
+    process = lab_cli("experiment", "run", str(path), "--out", str(tmp_path / "results"))
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, out + err
+    directory = only_directory(tmp_path / "results")
+    environment = json.loads((directory / "environment.json").read_text())
+    assert environment["status"] == "incomplete"
+    assert environment["reason"].startswith("failed: ") and "cannot reach default/xp-d" in environment["reason"]
+    assert json.loads((directory / "summary.json").read_text())["status"] == "incomplete"
+    _, rows = read_samples(directory)
+    assert rows and {r["mode"] for r in rows} == {"hostgw"}        # the first mode's samples are kept
+    labs = [mode["lab"] for mode in environment["modes"].values()]
+    assert len(labs) == 2 and leftovers(labs) == []

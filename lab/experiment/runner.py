@@ -30,7 +30,7 @@ from lab.experiment.spec import Experiment, Measurement, Mode
 from lab.lifecycle import Lab
 from lab.netns import capabilities
 
-READY_TIMEOUT = 120.0
+READY_TIMEOUT = 120.0       # wait_pairs_reachable default (experiments use their ready_timeout)
 LIFECYCLE_ESTIMATE = 6.0     # seconds of `lab up` + waiting + `lab down`, for the ETA before the first one
 
 
@@ -235,12 +235,13 @@ class Runner:
     def _wait_ready(self, copy: labs.LabCopy) -> None:
         """`lab wait` (BGP converged, probe servers answering), then every pair answering a ping."""
         started = time.perf_counter()
-        ready = self.lab.wait(copy.lab, READY_TIMEOUT)
+        timeout = self.experiment.ready_timeout
+        ready = self.lab.wait(copy.lab, timeout)
         if not ready.ready:
-            raise LabError(f"lab {copy.lab} is not ready {READY_TIMEOUT:.0f} s after `lab up`: "
+            raise LabError(f"lab {copy.lab} is not ready {timeout:.0f} s after `lab up`: "
                            + "; ".join(check.explain() for check in ready.pending()),
                            f"bring the topology up by hand (`lab up {copy.path}`) to see why")
-        wait_pairs_reachable(copy, max(1.0, READY_TIMEOUT - (time.perf_counter() - started)))
+        wait_pairs_reachable(copy, max(1.0, timeout - (time.perf_counter() - started)))
         self.timing["ready_s"] += time.perf_counter() - started
 
     def _down(self, lab: str) -> None:

@@ -28,6 +28,7 @@ PLACEMENTS = ("same-node", "cross-node", "cross-subnet")
 DEFAULT_PLACEMENTS = ("same-node", "cross-node")
 DEFAULT_REPETITIONS = 3
 DEFAULT_WARMUP = 1
+DEFAULT_READY_TIMEOUT = 120.0
 DOCS = "docs/experiments.md"
 
 
@@ -71,11 +72,13 @@ class Experiment:
     quick: bool = False
     only: tuple[str, ...] = ()
     tools: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
 
     def resolved(self) -> dict[str, Any]:
         """The parameters that ran, for resolved.json."""
         return {"name": self.name, "title": self.title, "baseline": self.baseline, "quick": self.quick,
                 "only": list(self.only), "repetitions": self.repetitions, "warmup": self.warmup,
+                "ready_timeout": self.ready_timeout,
                 "modes": [{"name": m.name, "topology": m.path, "generate": m.generate, "placements": list(m.placements)}
                           for m in self.modes],
                 "measurements": [{"name": m.name, "kind": m.kind, "params": m.params,
@@ -195,7 +198,8 @@ class _Builder:
         return Experiment(name=data["name"], title=data.get("title", data["name"]), notes=data.get("notes", ""),
                           baseline=baseline, repetitions=repetitions, warmup=warmup, modes=modes,
                           measurements=measurements, file=os.path.abspath(self.doc.file), text=self.text,
-                          quick=quick, only=tuple(only or ()), tools=tools)
+                          quick=quick, only=tuple(only or ()), tools=tools,
+                          ready_timeout=float(data.get("ready_timeout", DEFAULT_READY_TIMEOUT)))
 
     # -- modes --------------------------------------------------------------------------------------
     def _modes(self, placements: tuple[str, ...]) -> tuple[Mode, ...]:
