@@ -149,16 +149,16 @@ class Runner:
         experiment, name = self.experiment, step.measurement.name
         points: list[tuple[str, float, float, str]] = []
 
-        def up() -> float:
+        def up() -> float:      # part of the kind's measurement time, not of the lab lifecycle's
             started = time.perf_counter()
-            self._up(copy)
+            self._up(copy, timed=False)
             return time.perf_counter() - started
 
         def down() -> float:
             if copy.lab in self.started:     # the lab's own record, read before it goes (not timed)
                 self._record_mode(mode, copy, env, writer)
             started = time.perf_counter()
-            self._down(copy.lab)
+            self._down(copy.lab, timed=False)
             return time.perf_counter() - started
 
         ctx = LabContext(lab=copy.lab, topology=copy.topology, up=up, down=down,
@@ -172,7 +172,7 @@ class Runner:
                 values = step.kind.measure(ctx, step.measurement.params)
             finally:
                 if copy.lab in self.started:
-                    self._down(copy.lab)
+                    self._down(copy.lab, timed=False)
             self.timing["warmup_s" if repetition < 0 else "measure_s"] += time.perf_counter() - started
             if repetition >= 0:
                 writer.add(results.Sample(experiment.name, mode.name, name, ctx.pair, ctx.placement, repetition,
@@ -223,14 +223,16 @@ class Runner:
         entry["pairs"][step.placement] = ctx.pair
 
     # -- labs ---------------------------------------------------------------------------------------
-    def _up(self, copy: labs.LabCopy) -> None:
+    def _up(self, copy: labs.LabCopy, timed: bool = True) -> None:
+        """`lab up` of the run's copy; `timed`: counted as lab lifecycle (not when a kind times it itself)."""
         if copy.lab in self.lab.store.labs():
             raise LabError(f"a lab named {copy.lab} is already up; this run does not use labs it did not start",
                            f"run again (a new run picks another name), or `lab down {copy.lab}` if it is yours")
         started = time.perf_counter()
         self.started.append(copy.lab)     # before `up`: an interrupted `up` is rolled back, and down is idempotent
         self.lab.up(str(copy.path))
-        self.timing["up_s"] += time.perf_counter() - started
+        if timed:
+            self.timing["up_s"] += time.perf_counter() - started
 
     def _wait_ready(self, copy: labs.LabCopy) -> None:
         """`lab wait` (BGP converged, probe servers answering), then every pair answering a ping."""
@@ -244,13 +246,14 @@ class Runner:
         wait_pairs_reachable(copy, max(1.0, timeout - (time.perf_counter() - started)))
         self.timing["ready_s"] += time.perf_counter() - started
 
-    def _down(self, lab: str) -> None:
+    def _down(self, lab: str, timed: bool = True) -> None:
         started = time.perf_counter()
         with _ignoring_sigint():
             self.lab.down(lab)
         if lab in self.started:
             self.started.remove(lab)
-        self.timing["down_s"] += time.perf_counter() - started
+        if timed:
+            self.timing["down_s"] += time.perf_counter() - started
 
     def _down_all(self) -> None:
         for lab in list(self.started):

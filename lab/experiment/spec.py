@@ -188,10 +188,11 @@ class _Builder:
                 raise LabError(f"--only {unknown[0]}: {self.doc.file} has no mode named {unknown[0]!r}",
                                f"its modes are: {', '.join(names)}")
             modes = tuple(m for m in modes if m.name in only)
-        elif quick and "quick" in data and baseline is not None and baseline not in [m.name for m in modes]:
-            baseline = None
+            if not modes:
+                raise LabError(f"--only {' '.join(only)}: none of these modes is in the quick profile",
+                               "name a mode of the quick profile, or drop --quick")
         if baseline is not None and baseline not in [m.name for m in modes]:
-            baseline = None
+            baseline = None     # the baseline does not run (--quick, --only): no ratios
         measurements = tuple(self._finish(i, m) for i, m in enumerate(raw_measurements))
         self._check_fit(modes, measurements)
         tools = self._tools(measurements)
