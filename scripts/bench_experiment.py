@@ -10,7 +10,7 @@ through lab.experiment.run and reads the runner's own timing from environment.js
 and prints overhead = wall / measurement - 1 (target <= 15%), and the framework's own share
 (framework / measurement). The machine's load (uptime) is printed next to the figures: it is shared.
 
-Usage: sudo .venv/bin/python scripts/bench_experiment.py [--experiment FILE] [--full] [--out DIR]
+Usage (as root): .venv/bin/python scripts/bench_experiment.py [--experiment FILE] [--full] [--out DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--out", help="results root (default: a temporary directory)")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        raise SystemExit("bench_experiment: run as root (sudo); it builds labs in network namespaces")
+        raise SystemExit("bench_experiment: run as root (a root shell, or sudo); it builds labs in network namespaces")
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="bench-experiment-") as tmp:
         results = experiment.run(args.experiment, quick=not args.full, out=args.out or tmp)
