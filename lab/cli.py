@@ -187,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
                         "directory)")
     report.set_defaults(func=cmd_report)
 
+    mininet = sub.add_parser("mininet", help="Mininet's CLI over a running lab: pingall, iperf a b, <node> ip route")
+    mininet.add_argument("lab", nargs="?", help="a lab that is up (optional when one lab is up)")
+    mininet.add_argument("--lab", dest="lab_option", metavar="LAB", help="the lab (as the other commands take it)")
+    mininet.set_defaults(func=cmd_mininet)
+
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
     _experiment_parser(sub)
     sub.add_parser("cleanup", help="remove what crashed or killed labs left behind").set_defaults(func=cmd_cleanup)
@@ -589,6 +594,30 @@ def cmd_impair(lab: Lab, args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['target']}: {row['netns']} {row['interface']}: {row['impairment']} "
               f"({'; '.join(f'{k} by {v}' for k, v in row['implementation'].items())})")
+    return 0
+
+
+def cmd_mininet(lab: Lab, args: argparse.Namespace) -> int:
+    """Mininet's CLI over the lab's namespaces; leaving it ends the node shells and leaves the lab up."""
+    from lab.netns import capabilities
+    capabilities.require_root()
+    if args.lab and args.lab_option and args.lab != args.lab_option:
+        raise LabError(f"two labs named: {args.lab} and --lab {args.lab_option}", "name one")
+    name = args.lab or args.lab_option or lab.only_lab()
+    if lab.store.load(name) is None:
+        raise LabError(f"no lab named {name!r} is up", "`lab list` shows the labs that are up; "
+                       "`lab up <topology>` brings one up")
+    from mininet.log import setLogLevel
+    from lab.mininet import LabNet
+    from lab.mininet.cli import LabCLI
+    setLogLevel("info")
+    net = LabNet(name, up=False, lab_ops=lab)
+    try:
+        net.start()
+        LabCLI(net)
+    finally:
+        net.stop()
+    print(f"lab {name} stays up: `lab mininet {name}` again, `lab down {name}` removes it")
     return 0
 
 
