@@ -14,7 +14,9 @@ fi
 with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
-runtime=(iproute2 iptables ipset tcpdump iperf3 sockperf iputils-ping bird procps kmod python3 python3-venv ca-certificates)
+# mininet: mnexec, iperf (2) and telnet for `lab mininet` / lab.mininet; installed without its recommended
+# openvswitch-switch (--no-install-recommends): the lab runs no OpenFlow switch and no controller.
+runtime=(iproute2 iptables ipset tcpdump iperf3 sockperf iputils-ping bird mininet procps kmod python3 python3-venv ca-certificates)
 testing=(vagrant chromium)
 
 missing=()
@@ -29,6 +31,8 @@ fi
 
 bird_was_installed=1
 dpkg -s bird >/dev/null 2>&1 || bird_was_installed=0
+ovs_was_installed=1
+dpkg -s openvswitch-switch >/dev/null 2>&1 || ovs_was_installed=0
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
@@ -41,6 +45,13 @@ fi
 # namespaces only, so stop a service that this script caused to start.
 if [ "$bird_was_installed" = 0 ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now bird.service bird6.service >/dev/null 2>&1 || true
+fi
+
+# Mininet's recommended Open vSwitch is left out (--no-install-recommends); should a package have pulled it
+# in during this run, stop its service: the lab runs no OpenFlow switch and no controller.
+if [ "$ovs_was_installed" = 0 ] && dpkg -s openvswitch-switch >/dev/null 2>&1 && \
+    command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service >/dev/null 2>&1 || true
 fi
 
 # Python >= 3.11: $PYTHON, else python3, else Debian/Ubuntu's python3.11 package (e.g. on Ubuntu 22.04).
