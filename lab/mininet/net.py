@@ -43,6 +43,14 @@ def _listening(server: LabHost, port: int) -> bool:
     return False
 
 
+def _is_up(lab_ops: Any, lab: str) -> bool:
+    """Whether `lab` names a lab that is up (a topology path or an invalid name is not one)."""
+    try:
+        return lab_ops.store.load(lab) is not None
+    except LabError:
+        return False
+
+
 class LabNet(Mininet):
     """Attach to the lab `lab` (a lab that is up), or bring `lab` up (a topology name or file) first."""
 
@@ -72,7 +80,7 @@ class LabNet(Mininet):
     def _attach_or_up(self, lab: str | None, up: bool) -> str:
         if lab is None:
             return self.lab_ops.only_lab()
-        if self.lab_ops.store.load(lab) is not None:
+        if _is_up(self.lab_ops, lab):
             return lab
         if not up:
             raise LabError(f"no lab named {lab!r} is up", "`lab list` shows the labs that are up; "
