@@ -190,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     mininet = sub.add_parser("mininet", help="Mininet's CLI over a running lab: pingall, iperf a b, <node> ip route")
     mininet.add_argument("lab", nargs="?", help="a lab that is up (optional when one lab is up)")
     mininet.add_argument("--lab", dest="lab_option", metavar="LAB", help="the lab (as the other commands take it)")
+    mininet.add_argument("--custom-path", action="store_true",
+                         help="print the file for `mn --custom <it> --topo lab,<topology>` and exit")
     mininet.set_defaults(func=cmd_mininet)
 
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
@@ -599,6 +601,10 @@ def cmd_impair(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_mininet(lab: Lab, args: argparse.Namespace) -> int:
     """Mininet's CLI over the lab's namespaces; leaving it ends the node shells and leaves the lab up."""
+    if args.custom_path:
+        from pathlib import Path
+        print(Path(__file__).resolve().parent / "mininet" / "custom.py")
+        return 0
     from lab.netns import capabilities
     capabilities.require_root()
     if args.lab and args.lab_option and args.lab != args.lab_option:

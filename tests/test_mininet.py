@@ -210,3 +210,61 @@ def test_topology_that_fails_to_load(tmp_path):
     assert f"{bad}:" in message and "192.168.10.999" in message
     assert netns_list() - before == set()
     assert run_lab("status", name, check=False).returncode == 2
+
+
+FIX_LIMITS = ["net.core.wmem_max", "net.core.rmem_max", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+              "net.core.netdev_max_backlog", "net.ipv4.neigh.default.gc_thresh1",
+              "net.ipv4.neigh.default.gc_thresh2", "net.ipv4.neigh.default.gc_thresh3", "net.ipv4.route.max_size"]
+
+
+def _root_sysctls() -> dict[str, str]:
+    """The root namespace's values of what Mininet's fixLimits() raises (this process is in the root one)."""
+    return {key: Path("/proc/sys", *key.split(".")).read_text().strip() for key in FIX_LIMITS}
+
+
+def _mn(*args: str) -> subprocess.CompletedProcess:
+    custom = run_lab("mininet", "--custom-path").stdout.strip()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([str(Path(sys.executable).parent / "mn"), "--custom", custom, *args], cwd="/",
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_mn_custom_pingall_leaves_nothing(tmp_path):
+    name = f"{PREFIX}-mn"
+    path = renamed_copy("flannel-vxlan", name, tmp_path)
+    spec = _spec(path)
+    before = _root_sysctls()
+    try:
+        result = _mn("--topo", f"lab,{path}", "--test", "pingall")
+        assert result.returncode == 0, result.stdout + result.stderr
+        hosts = len(spec["pods"]) + len(spec["nodes"])              # pods and nodes are mn's hosts
+        pairs = hosts * (hosts - 1)
+        assert f"*** Results: 0% dropped ({pairs}/{pairs} received)" in result.stdout + result.stderr
+        assert not [n for n in netns_list() if n.startswith(f"{name}.")]
+        assert run_lab("status", name, check=False).returncode == 2
+        assert _shells_of(name) == []
+        assert _root_sysctls() == before
+    finally:
+        run_lab("down", name, check=False)
+
+
+def test_mn_custom_attached_lab_stays(flannel):
+    lab, _spec_ = flannel
+    result = _mn("--topo", f"lab,{lab}", "--test", "pingall")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0% dropped" in result.stdout + result.stderr
+    assert run_lab("status", lab).returncode == 0
+    assert _shells_of(lab) == []
+
+
+def test_mn_custom_bad_topology(tmp_path):
+    name = f"{PREFIX}-mnbad"
+    bad = tmp_path / f"{name}.yaml"
+    text = re.sub(r"(?m)^name:.*$", f"name: {name}", (TOPOLOGIES / "flannel-vxlan.yaml").read_text(), count=1)
+    bad.write_text(text.replace("ip: 192.168.10.72", "ip: 192.168.10.999"))
+    before = netns_list()
+    result = _mn("--topo", f"lab,{bad}", "--test", "pingall")
+    assert result.returncode == 2
+    assert f"lab: error: {bad}:" in result.stderr and "192.168.10.999" in result.stderr
+    assert "Caught exception" not in result.stderr                 # mn's machine-wide cleanup did not run
+    assert netns_list() - before == set()

@@ -51,6 +51,29 @@ def _is_up(lab_ops: Any, lab: str) -> bool:
         return False
 
 
+def open_lab(lab_ops: Any, lab: str | None, up: bool = True) -> tuple[str, bool]:
+    """(lab name, whether it was brought up here) for a lab that is up, or a topology brought up and
+    waited for (a lab that does not get ready is removed again)."""
+    if lab is None:
+        return lab_ops.only_lab(), False
+    if _is_up(lab_ops, lab):
+        return lab, False
+    if not up:
+        raise LabError(f"no lab named {lab!r} is up", "`lab list` shows the labs that are up; "
+                       "bring one up with `lab up <topology>`")
+    result = lab_ops.up(lab)
+    try:
+        ready = lab_ops.wait(result.lab, 120.0)
+        if not ready.ready:
+            raise LabError(f"lab {result.lab} is not ready after {ready.seconds:.0f} s",
+                           f"`lab wait {result.lab}` says what is pending")
+    except BaseException:
+        if result.created:
+            lab_ops.down(result.lab)
+        raise
+    return result.lab, result.created
+
+
 class LabNet(Mininet):
     """Attach to the lab `lab` (a lab that is up), or bring `lab` up (a topology name or file) first."""
 
@@ -78,26 +101,8 @@ class LabNet(Mininet):
             raise
 
     def _attach_or_up(self, lab: str | None, up: bool) -> str:
-        if lab is None:
-            return self.lab_ops.only_lab()
-        if _is_up(self.lab_ops, lab):
-            return lab
-        if not up:
-            raise LabError(f"no lab named {lab!r} is up", "`lab list` shows the labs that are up; "
-                           "bring one up with `lab up <topology>`")
-        result = self.lab_ops.up(lab)
-        self.started_lab = result.created
-        try:
-            ready = self.lab_ops.wait(result.lab, 120.0)
-            if not ready.ready:
-                raise LabError(f"lab {result.lab} is not ready after {ready.seconds:.0f} s",
-                               f"`lab wait {result.lab}` says what is pending")
-        except BaseException:
-            if self.started_lab:
-                self.lab_ops.down(result.lab)
-                self.started_lab = False
-            raise
-        return result.lab
+        name, self.started_lab = open_lab(self.lab_ops, lab, up)
+        return name
 
     def _attach(self) -> None:
         summary = self.lab_ops.status(self.lab)
@@ -108,11 +113,11 @@ class LabNet(Mininet):
         all_ports: list[inventory.Port] = []
         intfs: dict[tuple[str, int], Any] = {}
         for member in inventory.members(summary):
-            node = ROLE_CLASSES[member.role](member.name, netns=member.netns, role=member.role)
+            node = ROLE_CLASSES[member.role](member.name, netns=member.netns, role=member.role, lab_ip=member.ip)
             lists[member.role].append(node)
             self.nameToNode[member.name] = node
-            for port in inventory.ports(member):
-                intfs[(port.netns, port.ifindex)] = node.attach(port)
+            for port in node.lab_ports:
+                intfs[(port.netns, port.ifindex)] = node.intf(port.name)
                 all_ports.append(port)
         for one, other in inventory.veth_pairs(all_ports):
             self.links.append(LabLink(intfs[(one.netns, one.ifindex)], intfs[(other.netns, other.ifindex)]))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from mininet.link import Intf, Link
-from mininet.node import Host
+from mininet.node import Host, Switch
 
+from lab.mininet import inventory
 from lab.mininet.inventory import Port
 
 
@@ -24,11 +25,23 @@ def _stay(*_args: Any) -> bool:
 class LabHost(Host):
     """A Mininet host attached to an existing named namespace; it owns nothing in the kernel."""
 
-    def __init__(self, name: str, netns: str, role: str = "pod", **params: Any) -> None:
+    def __init__(self, name: str, netns: str, role: str = "pod", lab_ip: str | None = None, **params: Any) -> None:
         self.netns = netns
         self.role = role
         self._attaching = False
+        params.pop("inNamespace", None)
         super().__init__(name, inNamespace=True, **params)
+        try:
+            self.lab_ports = inventory.ports(inventory.Member(name, netns, role, lab_ip))
+            for port in self.lab_ports:
+                self.attach(port)
+        except BaseException:
+            self.terminate()
+            raise
+
+    def config(self, **_params: Any) -> dict[str, Any]:
+        """The lab configured the namespace; Mininet's defaults (10.0.0.x, MACs) must not overwrite it."""
+        return {}
 
     def startShell(self, mnopts: str | None = None) -> None:  # noqa: N802 (Mininet's name)
         self._attaching = True
@@ -70,6 +83,26 @@ class LabExternal(LabHost):
 
 class LabUnderlay(LabHost):
     """The underlay namespace: the bridges and router the nodes are cabled to."""
+
+
+class LabUnderlaySwitch(LabHost, Switch):
+    """The underlay as `mn` sees it: the Linux bridges and router that cable the nodes, a Mininet switch
+    with no OpenFlow and no controller (`mn --custom`: pods and nodes are the hosts, pingall covers them)."""
+
+    def __init__(self, name: str, netns: str, role: str = "underlay", **params: Any) -> None:
+        params.setdefault("dpid", "1")
+        params.pop("inNamespace", None)       # Mininet's addSwitch passes its own
+        super().__init__(name, netns, role, **params)
+
+    def start(self, _controllers: list[Any]) -> None:
+        """Its bridges forward already."""
+
+    def connected(self) -> bool:
+        return True
+
+    def stop(self, deleteIntfs: bool = False) -> None:  # noqa: N803 (Mininet's name)
+        """End the shell; the bridges and their ports stay the lab's."""
+        self.terminate()
 
 
 ROLE_CLASSES: dict[str, type[LabHost]] = {"pod": LabPod, "node": LabNode, "external": LabExternal,
