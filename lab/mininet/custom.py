@@ -4,8 +4,12 @@
 `findController` replace mn's own (lab names as node names; no OpenFlow controller). See lab/mininet/mn.py.
 """
 
-from lab.mininet.cli import LabCLI as CLI  # noqa: F401 (mn reads it)
-from lab.mininet.mn import LabTopo, keep_host_limits, no_controller as findController  # noqa: F401
+try:
+    from lab.mininet.cli import LabCLI as CLI  # noqa: F401 (mn reads it)
+    from lab.mininet.mn import LabTopo, keep_host_limits, no_controller as findController  # noqa: F401
+except ImportError as exc:  # Debian's /usr/bin/mn runs the system Python, which has no lab
+    raise SystemExit(f"lab: error: this mn cannot import the lab ({exc}); run the mn of the lab's environment: "
+                     "$(dirname \"$(readlink -f \"$(command -v lab)\")\")/mn --custom ...") from None
 
 keep_host_limits()
 topos = {"lab": LabTopo}
