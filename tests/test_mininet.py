@@ -20,6 +20,8 @@ import yaml
 
 from conftest import REPO, TOPOLOGIES, netns_list, run_lab
 from calico_labs import renamed_copy
+from hoststate import snapshot
+from test_host_untouched import assert_same
 
 pytestmark = pytest.mark.needs_root
 PREFIX = f"tm-{secrets.token_hex(3)}"
@@ -234,6 +236,7 @@ def test_mn_custom_pingall_leaves_nothing(tmp_path):
     path = renamed_copy("flannel-vxlan", name, tmp_path)
     spec = _spec(path)
     before = _root_sysctls()
+    host_before = snapshot()
     try:
         result = _mn("--topo", f"lab,{path}", "--test", "pingall")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -244,6 +247,7 @@ def test_mn_custom_pingall_leaves_nothing(tmp_path):
         assert run_lab("status", name, check=False).returncode == 2
         assert _shells_of(name) == []
         assert _root_sysctls() == before
+        assert_same(host_before, snapshot())               # links, addresses, routes, iptables, net.* sysctls
     finally:
         run_lab("down", name, check=False)
 
