@@ -219,7 +219,7 @@ def cmd_up(lab: Lab, args: argparse.Namespace) -> int:
     if args.dry_run:
         topology = lab.load(args.topology)
         _warn(topology.warnings)
-        sys.stdout.write(lab.dry_run(topology))
+        lab.dry_run(topology, sys.stdout)
         return 0
     result = lab.up(args.topology)
     _warn(result.warnings)

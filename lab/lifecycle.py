@@ -11,7 +11,7 @@ import builtins
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from lab.errors import LabError
 from lab.netns import capabilities, namespace, names
@@ -53,19 +53,32 @@ class Lab:
         ARP table is too small for it."""
         from lab import cni
         from lab.netns import impairments, neighbours
+        from lab.policy import enforce
+        enforce.check_size(topology)
         plan = impairments.with_impairments(cni.plan(topology, caps), topology,
                                             impairments.netem_assumed() if netem is None else netem)
-        decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit())
+        where = neighbours.Where(
+            file=topology.source, option=topology.sources.get("options.staticNeighbours", ""),
+            networks={n.name: topology.sources.get(f"networks.{n.name}", "") for n in topology.networks},
+            nodes={n.name: topology.sources.get(f"nodes.{n.name}", "") for n in topology.nodes})
+        decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit(),
+                                     neighbours.available_memory(), where)
         if decision.mode == "static":
             plan = neighbours.with_static_neighbours(plan)
         return replace(plan, notes=plan.notes + (f"neighbours: {decision.mode}: {decision.reason}",)), decision
 
-    def dry_run(self, name_or_path: str | Topology) -> str:
-        """The plan as commands; touches nothing (and needs no root)."""
+    def dry_run(self, name_or_path: str | Topology, out: TextIO | None = None) -> str:
+        """The plan as commands; touches nothing (and needs no root). Written to `out` as it is made
+        (and "" returned) when given, so that memory does not grow with the text; else returned."""
         from lab.netns import render
         from lab.policy import enforce
         topology = name_or_path if isinstance(name_or_path, Topology) else self.load(name_or_path)
-        return render.script(self.plan(topology)[0]) + enforce.script(topology)
+        plan = self.plan(topology)[0]
+        if out is None:
+            return render.script(plan) + enforce.script(topology)
+        render.write(plan, out)
+        enforce.write_script(topology, out)
+        return ""
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""

@@ -7,24 +7,31 @@ whose L2 segments could need more dynamic entries than fit gets permanent ones i
 every pair of addresses on each segment (underlay switches and cni0 bridges); a lab that fits
 keeps the dynamic ARP a real cluster has. The choice is recorded and shown by `lab status`.
 
-Static entries grow with the square of a segment's size, so the lab plans at most
-MAX_STATIC_NEIGHBOURS of them (each costs the kernel a few hundred bytes, and the plan a small
-object) and refuses a bigger lab before building anything, saying which segment is too big. The
-loader keeps segments bounded (kubelet's maxPods, 110 by default, caps a cni0 bridge), which makes
-the static plan linear in pods: at most maxPods + 1 entries per pod.
+Static entries grow with the square of a segment's size. Before planning them, the lab estimates
+the memory they need, KERNEL_BYTES_PER_ENTRY in the kernel (a permanent IPv4 neighbour: its slab
+object and hash slot) plus PLAN_BYTES_PER_ENTRY in the lab's plan, both measured by
+scripts/bench_neighbours.py, and refuses a lab whose estimate exceeds the machine's available
+memory (MemAvailable in /proc/meminfo), saying which segment is biggest and what to change. The
+loader keeps pod segments bounded (kubelet's maxPods, 110 by default, caps a cni0 bridge); an
+underlay segment of n nodes needs about n^2 entries, which a real `lab up` programs (issue 17's
+1000 nodes: about 1.1M entries, 0.7 GB).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from lab.errors import LabError
+from lab.errors import LabError, TopologyError
+from lab.netns import names
 from lab.netns.plan import LabPlan, NamespacePlan, Neighbour
 
 GC_THRESH3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
 DEFAULT_GC_THRESH3 = 1024
-MAX_STATIC_NEIGHBOURS = 500_000
+MEMINFO = "/proc/meminfo"
+KERNEL_BYTES_PER_ENTRY = 512    # slab growth per permanent entry, kernel 6.18 (scripts/bench_neighbours.py)
+PLAN_BYTES_PER_ENTRY = 110      # the plan's Neighbour object per entry (tracemalloc, same script)
+BYTES_PER_ENTRY = KERNEL_BYTES_PER_ENTRY + PLAN_BYTES_PER_ENTRY
 
 
 @dataclass(frozen=True)
@@ -79,11 +86,36 @@ def demand(plan: LabPlan) -> int:
     return sum(len(segment) * (len(segment) - 1) for segment in segments(plan))
 
 
-def decide(plan: LabPlan, setting: str, limit: int) -> Decision:
-    """`setting` is auto, static or dynamic; auto goes static when demand exceeds half the host's limit."""
+def available_memory(path: str = MEMINFO) -> int | None:
+    """MemAvailable in bytes (the kernel's estimate of memory usable without swapping), or None."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the topology sets what a refusal is about: its file, and `file:line` of the option and of
+    each network and node entry (from the loader), so that errors name the topology, not a namespace."""
+
+    file: str = ""
+    option: str = ""                                   # options.staticNeighbours, when written
+    networks: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+
+
+def decide(plan: LabPlan, setting: str, limit: int, available: int | None = None,
+           where: Where | None = None) -> Decision:
+    """`setting` is auto, static or dynamic; auto goes static when demand exceeds half the host's limit.
+    Static entries are refused when their estimated memory exceeds `available` bytes."""
     needed = demand(plan)
     if setting == "static" or (setting != "dynamic" and needed > limit // 2):
-        _check_static_size(plan, needed)
+        _check_static_size(plan, needed, available, where or Where(), setting)
     if setting == "static":
         return Decision("static", needed, limit, "static neighbours requested by the topology")
     if setting == "dynamic":
@@ -97,17 +129,40 @@ def decide(plan: LabPlan, setting: str, limit: int) -> Decision:
                     f"this host's shared table takes {limit}, net.ipv4.neigh.default.gc_thresh3)")
 
 
-def _check_static_size(plan: LabPlan, needed: int) -> None:
-    """Refuse, before planning them, more static entries than MAX_STATIC_NEIGHBOURS."""
-    if needed <= MAX_STATIC_NEIGHBOURS:
+def estimate(entries: int) -> int:
+    """The bytes `entries` static neighbour entries need: the kernel's and the plan's."""
+    return entries * BYTES_PER_ENTRY
+
+
+def _check_static_size(plan: LabPlan, needed: int, available: int | None, where: Where, setting: str) -> None:
+    """Refuse, before planning them, static entries whose estimated memory exceeds `available`."""
+    if available is None or estimate(needed) <= available:
         return
     biggest = max(segments(plan), key=len)
-    where = f"{biggest[0].dev} in {biggest[0].netns}" if biggest else "?"
-    raise LabError(f"this lab needs {needed:,} static neighbour entries (one per pair of addresses on each L2 "
-                   f"segment; the biggest, {where}, has {len(biggest):,} addresses), and the lab plans at most "
-                   f"{MAX_STATIC_NEIGHBOURS:,}: the kernel would need hundreds of MB for them",
-                   "put fewer pods on each node (cluster.maxPods) or fewer nodes on each network; or raise "
-                   "net.ipv4.neigh.default.gc_thresh3 on the host and set options.staticNeighbours: false")
+    segment, at = _segment(plan.lab, biggest[0], where) if biggest else ("?", "")
+    file, line = _split(where.option if setting == "static" and where.option else at, where.file or plan.lab)
+    field_ = "options.staticNeighbours" if setting == "static" and where.option else segment
+    raise TopologyError(file, field_, f"static neighbour entries: this lab needs {needed:,} (one per pair of "
+                        f"addresses on each L2 segment; the biggest, {segment}, has {len(biggest):,} addresses), "
+                        f"about {estimate(needed) / 2**20:,.0f} MiB ({BYTES_PER_ENTRY} bytes each in the kernel and "
+                        f"the plan), but this machine has {available / 2**20:,.0f} MiB available (MemAvailable)",
+                        line, "set options.staticNeighbours: false (dynamic ARP, as in a real cluster; raise "
+                        "net.ipv4.neigh.default.gc_thresh3 on the host for big labs), or put fewer pods on each "
+                        "node (cluster.maxPods) or fewer nodes on each network")
+
+
+def _segment(lab: str, endpoint: Endpoint, where: Where) -> tuple[str, str]:
+    """How the topology names a segment (`network lan`, `node n1's cni0`), and `file:line` of its entry."""
+    if endpoint.netns == names.underlay_netns(lab):
+        return f"network {endpoint.dev}", where.networks.get(endpoint.dev, "")
+    node = endpoint.netns[len(lab) + 1:] if endpoint.netns.startswith(f"{lab}.") else endpoint.netns
+    return f"node {node}'s {endpoint.dev}", where.nodes.get(node, "")
+
+
+def _split(source: str, default: str) -> tuple[str, int | None]:
+    """`file:line` -> (file, line); an empty source -> (default, None)."""
+    file, _, line = source.rpartition(":")
+    return (file, int(line)) if file and line.isdigit() else (default, None)
 
 
 def with_static_neighbours(plan: LabPlan) -> LabPlan:
@@ -115,10 +170,13 @@ def with_static_neighbours(plan: LabPlan) -> LabPlan:
     extra: dict[str, list[Neighbour]] = {}
     for segment in segments(plan):
         texts = [str(endpoint.ip.ip) for endpoint in segment]   # one string per address, shared by its entries
+        ints = [int(endpoint.ip.ip) for endpoint in segment]
         for mine in segment:
-            for other, text in zip(segment, texts):
-                if other is not mine and other.ip.ip in mine.ip.network and other.ip.ip != mine.ip.ip:
-                    extra.setdefault(mine.netns, []).append(Neighbour(mine.dev, text, other.mac))
+            own, mask = int(mine.ip.ip), int(mine.ip.network.netmask)
+            net = own & mask
+            found = extra.setdefault(mine.netns, [])
+            found += [Neighbour(mine.dev, text, other.mac) for other, text, address in zip(segment, texts, ints)
+                      if address & mask == net and address != own]
     namespaces = tuple(_add(ns, extra.get(ns.name, [])) for ns in plan.namespaces)
     return replace(plan, namespaces=namespaces)
 

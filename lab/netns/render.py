@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal, TextIO
 
 from lab.netns import impairments, iptables
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 Tool = Literal["ip", "bridge", "sysctl"]
+_UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search     # what shlex.quote quotes
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,10 @@ class Command:
         return [self.tool, "-n", self.netns, *self.args]
 
     def shell(self) -> str:
-        return shlex.join(self.argv())
+        argv = self.argv()
+        if all(argv) and _UNSAFE("".join(argv)) is None:   # nothing to quote: shlex.join's text, faster
+            return " ".join(argv)
+        return shlex.join(argv)
 
 
 def iptables_shell(ns: NamespacePlan) -> str:
@@ -58,24 +63,43 @@ def namespace_commands(ns: NamespacePlan) -> list[Command]:
     return out
 
 
-def script(plan: LabPlan) -> str:
-    """The whole plan as a shell script with one comment header per namespace."""
-    lines = [f"# lab {plan.lab}: {len(plan.namespaces)} network namespaces, {plan.object_count} kernel objects"]
-    lines += [f"# {note}" for note in plan.notes]
-    lines += [f"ip netns add {shlex.quote(ns.name)}" for ns in plan.namespaces]
+def lines(plan: LabPlan) -> Iterator[str]:
+    """The whole plan as shell lines, one comment header per namespace, produced one namespace at a time."""
+    yield f"# lab {plan.lab}: {len(plan.namespaces)} network namespaces, {plan.object_count} kernel objects"
+    yield from (f"# {note}" for note in plan.notes)
+    yield from (f"ip netns add {shlex.quote(ns.name)}" for ns in plan.namespaces)
     for ns in plan.namespaces:
-        lines.append("")
-        lines.append(f"# {ns.role} {ns.owner}: namespace {ns.name}")
-        lines += [f"# {note}" for note in ns.notes]
-        lines += [command.shell() for command in namespace_commands(ns)]
+        yield ""
+        yield f"# {ns.role} {ns.owner}: namespace {ns.name}"
+        yield from (f"# {note}" for note in ns.notes)
+        yield from (command.shell() for command in namespace_commands(ns))
         if ns.iptables:
-            lines.append(iptables_shell(ns))
-        lines += impairments.commands(ns)
+            yield iptables_shell(ns)
+        yield from impairments.commands(ns)
     for path, content in plan.files.items():
-        lines.append("")
-        lines.append(f"# file {path}")
-        lines += [f"#   {line}" for line in content.splitlines()]
-    return "\n".join(lines) + "\n"
+        yield ""
+        yield f"# file {path}"
+        yield from (f"#   {line}" for line in content.splitlines())
+
+
+def write(plan: LabPlan, out: TextIO, chunk: int = 4096) -> None:
+    """Write the plan's shell lines to `out` as they are made, `chunk` lines at a time (memory stays
+    that of a chunk, however big the plan)."""
+    batch: list[str] = []
+    for line in lines(plan):
+        batch.append(line)
+        if len(batch) >= chunk:
+            batch.append("")
+            out.write("\n".join(batch))
+            batch = []
+    if batch:
+        batch.append("")
+        out.write("\n".join(batch))
+
+
+def script(plan: LabPlan) -> str:
+    """The whole plan as a shell script (write's text)."""
+    return "\n".join(lines(plan)) + "\n"
 
 
 def _link_args(link: Link) -> list[tuple[str, ...]]:

@@ -15,14 +15,16 @@ the caller re-syncs the previous model on the nodes that had already changed.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, TextIO
 
-from lab.errors import ApplyError, LabError
+from lab.errors import ApplyError, LabError, TopologyError
 from lab.netns import namespace, names
+from lab.policy.model import NetworkPolicy
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import Topology
 
@@ -31,27 +33,48 @@ BRIDGE_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 
 @dataclass(frozen=True)
 class Enforcer:
-    """A NetworkPolicy implementation: how it compiles every node's rules for one sync, and what it models."""
+    """A NetworkPolicy implementation: how it compiles every node's rules for one sync (one node at a
+    time), how many policy-set entries each node holds, and what it models."""
 
     name: str
-    compile: Callable[[Topology, str], dict[str, NodeRules]]
+    nodes: Callable[[Topology, str], Iterator[tuple[str, NodeRules]]]
+    set_entries: Callable[[Topology], Iterator[tuple[str, dict[str, tuple[int, NetworkPolicy]]]]]
     models: str
 
 
-def _kube_router(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
+def _kube_router(topology: Topology, sync_version: str) -> Iterator[tuple[str, NodeRules]]:
     from lab.policy import kuberouter
-    return kuberouter.compile_cluster(topology, sync_version)
+    return kuberouter.compile_nodes(topology, sync_version)
 
 
-def _felix(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
+def _kube_router_entries(topology: Topology) -> Iterator[tuple[str, dict[str, tuple[int, NetworkPolicy]]]]:
+    from lab.policy import kuberouter
+    sizes = kuberouter.set_entries(topology)       # the same sets on every node
+    return ((node.name, sizes) for node in topology.nodes)
+
+
+def _felix(topology: Topology, sync_version: str) -> Iterator[tuple[str, NodeRules]]:
     from lab.policy import felix
-    return {node.name: felix.compile_node(topology, node.name) for node in topology.nodes}
+    return felix.compile_nodes(topology)
+
+
+def _felix_entries(topology: Topology) -> Iterator[tuple[str, dict[str, tuple[int, NetworkPolicy]]]]:
+    from lab.policy import felix
+    cluster = felix.Cluster(topology)
+    return ((node.name, cluster.set_entries(node.name)) for node in topology.nodes)
 
 
 ENFORCERS = {
-    "kube-router": Enforcer("kube-router", _kube_router, "kube-router v2.5 --run-firewall: iptables and ipset"),
-    "calico": Enforcer("calico", _felix, "Calico Felix v3.28 iptables dataplane: cali-* chains"),
+    "kube-router": Enforcer("kube-router", _kube_router, _kube_router_entries,
+                            "kube-router v2.5 --run-firewall: iptables and ipset"),
+    "calico": Enforcer("calico", _felix, _felix_entries, "Calico Felix v3.28 iptables dataplane: cali-* chains"),
 }
+# Policy-set entries (ipset members) a lab may hold over all its nodes. Each node holds every pod a
+# policy's peer selectors select (kube-router: every policy's sets; Felix: the sets of the policies
+# selecting a local pod), as the real enforcers do, so the count grows as nodes x selected pods. The
+# dry run prints one line per entry and `lab up` loads them with `ipset restore`, about 2 us each
+# (docs/topology.md, "Size"): 2,000,000 entries are a few seconds and about 100 MB of dry-run text.
+MAX_SET_ENTRIES = 2_000_000
 
 
 def enforcer(topology: Topology) -> Enforcer | None:
@@ -59,12 +82,63 @@ def enforcer(topology: Topology) -> Enforcer | None:
     return ENFORCERS.get(topology.cluster.enforcer)
 
 
-def compile_lab(topology: Topology, sync_version: str | None = None) -> dict[str, NodeRules]:
-    """Every node's rules under the topology's enforcer ({} when there is none)."""
+def node_rules(topology: Topology, sync_version: str | None = None) -> Iterator[tuple[str, NodeRules]]:
+    """Every node's rules under the topology's enforcer, one node at a time (none without an enforcer)."""
     chosen = enforcer(topology)
     if chosen is None:
-        return {}
-    return chosen.compile(topology, sync_version or str(time.time_ns()))
+        return iter(())
+    return chosen.nodes(topology, sync_version or str(time.time_ns()))
+
+
+def compile_lab(topology: Topology, sync_version: str | None = None) -> dict[str, NodeRules]:
+    """Every node's rules under the topology's enforcer ({} when there is none)."""
+    return dict(node_rules(topology, sync_version))
+
+
+@dataclass(frozen=True)
+class SetSize:
+    """How many policy-set entries a lab's nodes hold: the total, and the biggest set with its policy."""
+
+    total: int
+    nodes: int
+    biggest: str = ""
+    biggest_members: int = 0
+    policy: NetworkPolicy | None = None
+
+
+def set_size(topology: Topology) -> SetSize:
+    """Count the policy-set entries of every node without building the sets."""
+    chosen = enforcer(topology)
+    if chosen is None:
+        return SetSize(0, 0)
+    total, nodes, biggest, most, policy = 0, 0, "", 0, None
+    for _, sizes in chosen.set_entries(topology):
+        nodes += 1
+        for name, (count, user) in sizes.items():
+            total += count
+            if count > most:
+                biggest, most, policy = name, count, user
+    return SetSize(total, nodes, biggest, most, policy)
+
+
+def check_size(topology: Topology, limit: int | None = None) -> SetSize:
+    """Refuse, before anything is compiled or rendered, a lab whose nodes would hold more than `limit`
+    (MAX_SET_ENTRIES) policy-set entries in all; the error names the policy with the biggest set."""
+    limit = MAX_SET_ENTRIES if limit is None else limit
+    size = set_size(topology)
+    if size.total <= limit:
+        return size
+    chosen = enforcer(topology)
+    file, _, line = (size.policy.source if size.policy else "").rpartition(":")
+    where = (file, int(line)) if line.isdigit() else (topology.source, None)
+    name = f"NetworkPolicy {size.policy.key}: " if size.policy else ""
+    raise TopologyError(where[0], "spec", f"{name}lab {topology.name}'s NetworkPolicies need {size.total:,} ipset "
+                        f"entries over its {size.nodes} nodes, more than the lab's limit of {limit:,}: "
+                        f"{chosen.name if chosen else 'the enforcer'} holds every pod a policy's peers select in "
+                        f"each node's sets, and this policy's set {size.biggest} has {size.biggest_members:,}",
+                        where[1], "select fewer pods in the policies' from/to peers (a narrower podSelector or "
+                        "namespaceSelector, or an ipBlock), or run the pods on fewer nodes; see docs/topology.md, "
+                        "'Size'")
 
 
 # -- restore texts -----------------------------------------------------------------------------------
@@ -94,21 +168,28 @@ def iptables_restore_text(table: TableRules, stale: list[str], hooks: bool) -> s
     return "\n".join(lines) + "\n"
 
 
-def script(topology: Topology) -> str:
-    """The enforcer's first sync as shell commands, for `lab up --dry-run`."""
-    rules = compile_lab(topology, sync_version="0")
-    if not rules:
-        return ""
-    parts = [f"# NetworkPolicy: {ENFORCERS[topology.cluster.enforcer].models}"]
-    for node, node_rules in rules.items():
+def write_script(topology: Topology, out: TextIO) -> None:
+    """The enforcer's first sync as shell commands, for `lab up --dry-run`, written to `out` one node
+    at a time (memory stays that of one node's rules)."""
+    chosen = enforcer(topology)
+    if chosen is None:
+        return
+    out.write(f"# NetworkPolicy: {chosen.models}\n")
+    for node, node_rules_ in node_rules(topology, sync_version="0"):
         netns = names.node_netns(topology.name, node)
-        parts.append(f"ip netns exec {netns} sysctl -qw net.bridge.bridge-nf-call-iptables=1")
-        if node_rules.ipsets:
-            parts.append(f"ip netns exec {netns} ipset restore <<'EOF'\n{ipset_restore_text(node_rules.ipsets)}EOF")
-        for table in node_rules.tables:
-            parts.append(f"ip netns exec {netns} iptables-restore --noflush <<'EOF'\n"
-                         f"{iptables_restore_text(table, [], hooks=True)}EOF")
-    return "\n".join(parts) + "\n"
+        out.write(f"ip netns exec {netns} sysctl -qw net.bridge.bridge-nf-call-iptables=1\n")
+        if node_rules_.ipsets:
+            out.write(f"ip netns exec {netns} ipset restore <<'EOF'\n{ipset_restore_text(node_rules_.ipsets)}EOF\n")
+        for table in node_rules_.tables:
+            out.write(f"ip netns exec {netns} iptables-restore --noflush <<'EOF'\n"
+                      f"{iptables_restore_text(table, [], hooks=True)}EOF\n")
+
+
+def script(topology: Topology) -> str:
+    """The enforcer's first sync as shell commands (write_script's text)."""
+    out = io.StringIO()
+    write_script(topology, out)
+    return out.getvalue()
 
 
 # -- applying ----------------------------------------------------------------------------------------

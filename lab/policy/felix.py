@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from lab.cni.calico_workload import host_veth_name
 from lab.policy import felix_names
 from lab.policy.felix_iptables import (ACCEPT, ALL_MARKS, DENY_WORD, DROP, MARK_ACCEPT, MARK_PASS, MASQUERADE,
                                        RETURN, Chain, Rule, clear_mark, goto, hook_lines, jump, mark_clear,
                                        mark_not_clear, mark_set, match_set, set_mark)
-from lab.policy.felix_policy import (SERVICE_ACCOUNT, calico_rules, endpoint_labels, policy_chain, policy_id,
+from lab.policy.felix_policy import (SERVICE_ACCOUNT, IpSetData, calico_rules, endpoint_labels, policy_chain,
+                                     policy_id,
                                      profile_chain, set_members)
 from lab.policy.model import NetworkPolicy
 from lab.policy.rules import IpSet, NodeRules, TableRules
@@ -66,18 +67,65 @@ class _Encap:
     tunnel_ip: str | None
 
 
-def compile_node(topology: Topology, node: str) -> NodeRules:
+class Cluster:
+    """What the compilation of every node shares: the policies in Felix's order, every endpoint's
+    labels, and each selector set's members, computed once rather than once per node (a node's sets
+    hold every selected pod of the cluster, so recomputing them per node costs nodes x pods)."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.policies = sorted(topology.policies, key=policy_id)
+        self.labels = {pod.key: endpoint_labels(topology, pod) for pod in topology.pods}
+        self.endpoints = [(pod, self.labels[pod.key]) for pod in topology.pods]
+        self._members: dict[str, tuple[str, ...]] = {}
+        self._sets: dict[str, dict[str, IpSetData]] = {}
+
+    def local(self, node: str) -> tuple[list[_Endpoint], list[NetworkPolicy]]:
+        """The node's workloads, and the policies that select at least one of them (Felix's active ones)."""
+        endpoints = [_endpoint(pod, self.labels[pod.key], self.policies) for pod in self.topology.pods_on(node)]
+        active = [p for p in self.policies if any(p in e.ingress or p in e.egress for e in endpoints)]
+        return endpoints, active
+
+    def policy_sets(self, policy: NetworkPolicy) -> dict[str, IpSetData]:
+        """The selector and named-port sets a policy's rules match on, by name."""
+        key = policy_id(policy)
+        if key not in self._sets:
+            self._sets[key] = {data.name: data for ingress in (True, False)
+                               for rule in calico_rules(policy, ingress) for data in rule.ipsets()}
+        return self._sets[key]
+
+    def members(self, data: IpSetData) -> tuple[str, ...]:
+        if data.name not in self._members:
+            self._members[data.name] = set_members(data, self.endpoints)
+        return self._members[data.name]
+
+    def wanted(self, active: list[NetworkPolicy]) -> dict[str, IpSetData]:
+        return {name: data for policy in active for name, data in self.policy_sets(policy).items()}
+
+    def set_entries(self, node: str) -> dict[str, tuple[int, NetworkPolicy]]:
+        """The members of each policy set on `node` (and a policy that uses it), by set name, without
+        building the sets."""
+        return {name: (len(self.members(data)), policy) for policy in self.local(node)[1]
+                for name, data in self.policy_sets(policy).items()}
+
+
+def compile_node(topology: Topology, node: str, cluster: Cluster | None = None) -> NodeRules:
     """Everything Felix programs on `node` for the topology's NetworkPolicies."""
-    policies = sorted(topology.policies, key=policy_id)
-    labels = {pod.key: endpoint_labels(topology, pod) for pod in topology.pods}
-    endpoints = [_endpoint(pod, labels[pod.key], policies) for pod in topology.pods_on(node)]
-    active = [p for p in policies if any(p in e.ingress or p in e.egress for e in endpoints)]
+    cluster = cluster if cluster is not None else Cluster(topology)
+    endpoints, active = cluster.local(node)
     encap = _encapsulation(topology, node)
     return NodeRules(enforcer=ENFORCER,
                      tables=(_filter_table(endpoints, active, encap), _nat_table(_pools(topology), encap)),
-                     ipsets=_ipsets(topology, node, active, encap, labels),
+                     ipsets=_ipsets(topology, node, active, encap, cluster),
                      chain_prefixes=("cali-",), ipset_prefixes=("cali40",),
                      notes=(f"Felix {FELIX_VERSION} iptables dataplane, IPv4 filter and nat tables",))
+
+
+def compile_nodes(topology: Topology) -> Iterator[tuple[str, NodeRules]]:
+    """Every node's rules, one node at a time (so a caller can write each and let it go)."""
+    cluster = Cluster(topology)
+    for node in topology.nodes:
+        yield node.name, compile_node(topology, node.name, cluster)
 
 
 def _endpoint(pod: Pod, labels: dict[str, str], policies: list[NetworkPolicy]) -> _Endpoint:
@@ -332,13 +380,10 @@ def _reachable(chains: dict[str, Chain], roots: list[str | None]) -> set[str]:
 
 # -- ipsets ------------------------------------------------------------------------------------------
 def _ipsets(topology: Topology, node: str, active: list[NetworkPolicy], encap: _Encap,
-            labels: dict[str, dict[str, str]]) -> tuple[IpSet, ...]:
+            cluster: Cluster) -> tuple[IpSet, ...]:
     """The active policies' selector and named-port sets, then the pool and host sets."""
-    wanted = {data.name: data for policy in active for ingress in (True, False)
-              for rule in calico_rules(policy, ingress) for data in rule.ipsets()}
-    endpoints = [(pod, labels[pod.key]) for pod in topology.pods]
-    sets = [IpSet(name, data.type, set_members(data, endpoints), IPSET_OPTIONS)
-            for name, data in sorted(wanted.items())]
+    wanted = cluster.wanted(active)
+    sets = [IpSet(name, data.type, cluster.members(data), IPSET_OPTIONS) for name, data in sorted(wanted.items())]
     pools = _pools(topology)
     sets += [IpSet(ALL_POOLS, "hash:net", tuple(sorted(str(p.cidr) for p in pools)), IPSET_OPTIONS),
              IpSet(MASQ_POOLS, "hash:net", tuple(sorted(str(p.cidr) for p in pools if p.nat_outgoing)), IPSET_OPTIONS)]

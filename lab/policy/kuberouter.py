@@ -20,8 +20,11 @@ Pod and policy chain names include `sync_version`. kube-router walks pods and po
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from lab.policy import kuberouter_names as names
 from lab.policy.kuberouter_policy import CompiledPolicy, compile_policy
+from lab.policy.model import NetworkPolicy
 from lab.policy.rules import NodeRules, TableRules
 from lab.topology.model import Pod, Topology
 
@@ -36,8 +39,21 @@ ICMP_TYPES = ((8, "allow icmp echo requests"), (3, "allow icmp destination unrea
 
 def compile_cluster(topology: Topology, sync_version: str) -> dict[str, NodeRules]:
     """Every node's rules for one sync; the policy chains and sets, the same on every node, are built once."""
+    return dict(compile_nodes(topology, sync_version))
+
+
+def compile_nodes(topology: Topology, sync_version: str) -> Iterator[tuple[str, NodeRules]]:
+    """Every node's rules, one node at a time (the policy chains and sets are built once and shared)."""
     policies = [compile_policy(topology, policy, sync_version) for policy in topology.policies]
-    return {node.name: compile_node(topology, node.name, sync_version, policies) for node in topology.nodes}
+    for node in topology.nodes:
+        yield node.name, compile_node(topology, node.name, sync_version, policies)
+
+
+def set_entries(topology: Topology) -> dict[str, tuple[int, NetworkPolicy]]:
+    """The members of each policy set one node holds (and its policy), by set name: kube-router
+    programs every policy's sets on every node, whether or not a local pod is selected."""
+    return {s.name: (len(s.members), policy) for policy in topology.policies
+            for s in compile_policy(topology, policy, "0").ipsets}
 
 
 def compile_node(topology: Topology, node: str, sync_version: str,

@@ -154,7 +154,17 @@ class _Builder:
                         impairments=impair.from_topology(
                             self.data, self.fail, lambda path: f"{self.doc.file}:{self.doc.line(path) or 1}: "
                             + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")),
-                        warnings=tuple(self.warnings))
+                        warnings=tuple(self.warnings), sources=frozen_labels(self._sources()))
+
+    def _sources(self) -> dict[str, str]:
+        """`file:line` of the entries the runtime's refusals name (Topology.sources)."""
+        def at(path: Path) -> str:
+            return f"{self.doc.file}:{self.doc.line(path) or 1}"
+        found = {f"networks.{entry['name']}": at(("networks", i)) for i, entry in enumerate(self.data["networks"])}
+        found |= {f"nodes.{entry['name']}": at(("nodes", i)) for i, entry in enumerate(self.data["nodes"])}
+        if "staticNeighbours" in (self.data.get("options") or {}):
+            found["options.staticNeighbours"] = at(("options", "staticNeighbours"))
+        return found
 
     # -- hosts outside the cluster ---------------------------------------------------------------
     def _externals(self, networks: tuple[Network, ...], nodes: tuple[Node, ...]) -> tuple[External, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -206,6 +208,9 @@ class Topology:
     resources: frozenset[tuple[str, str]] = frozenset()   # (kind, name) of every manifest declared or applied
     impairments: tuple[ImpairSpec, ...] = ()   # `impair:` of networks and nodes (lab/topology/impair.py)
     warnings: tuple[str, ...] = ()    # what the API server would warn about, as `file:line: field: text`
+    # `file:line` of entries the runtime's refusals name: "options.staticNeighbours", "networks.<name>",
+    # "nodes.<name>" (not part of the lab's identity: no repr, no comparison)
+    sources: Mapping[str, str] = field(default_factory=frozen_labels, compare=False, repr=False)
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
@@ -220,4 +225,12 @@ class Topology:
         return next(p for p in self.pods if p.key == key)
 
     def pods_on(self, node: str) -> tuple[Pod, ...]:
-        return tuple(p for p in self.pods if p.node == node)
+        return self._pods_by_node.get(node, ())
+
+    @functools.cached_property
+    def _pods_by_node(self) -> dict[str, tuple[Pod, ...]]:
+        """Pods per node, in pod order (built once: per-node loops over a big lab stay linear)."""
+        found: dict[str, list[Pod]] = {}
+        for pod in self.pods:
+            found.setdefault(pod.node, []).append(pod)
+        return {node: tuple(pods) for node, pods in found.items()}
