@@ -40,11 +40,11 @@ class SelectorError(ValueError):
         window = text[start:start + _WINDOW]
         shown = "".join(c if c.isprintable() else " " for c in window)  # one column per character
         quoted = repr(text) if len(text) <= _WINDOW else f"of {len(text)} characters"
-        super().__init__(
-            f"invalid selector {quoted} at position {position}: expected {expected}, found {self.found}\n"
-            f"  {shown}\n"
-            f"  {' ' * (position - start)}^\n"
-            f"  hint: {_HINT}")
+        self.message = (f"invalid selector {quoted} at position {position}: expected {expected}, found {self.found}\n"
+                        f"  {shown}\n"
+                        f"  {' ' * (position - start)}^")
+        self.hint = _HINT
+        super().__init__(f"{self.message}\n  hint: {self.hint}")
 
 
 def _describe_at(text: str, position: int) -> str:

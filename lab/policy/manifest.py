@@ -27,8 +27,8 @@ EXPRESSION_KEYS = {"key", "operator", "values"}
 PEER_KEYS = {"podSelector", "namespaceSelector", "ipBlock"}
 IPBLOCK_KEYS = {"cidr", "except"}
 PORT_KEYS = {"protocol", "port", "endPort"}
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
 Warn = Callable[[tuple, str], None]
@@ -55,8 +55,12 @@ def network_policy(item: Any, path: tuple, fail: Fail, source: str = "", warn: W
     meta = _mapping(item.get("metadata"), path + ("metadata",), fail, "metadata", required=True)
     _known(meta, METADATA_KEYS, path + ("metadata",), fail, "metadata")
     name = meta.get("name")
+    if name is None:
+        raise fail(path + ("metadata",), "a NetworkPolicy needs metadata.name",
+                   "the lab has no generateName: set metadata.name" if "generateName" in meta else
+                   "set metadata.name: a DNS subdomain (lower-case letters, digits, '-' and '.')")
     if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise fail(path + ("metadata", "name"), f"metadata.name {name!r} is not a valid name",
+        raise fail(path + ("metadata", "name"), f"metadata.name {_short(name)} is not a valid name",
                    "a NetworkPolicy name is a DNS subdomain: lower-case letters, digits, '-' and '.'")
     namespace = meta.get("namespace", "default")
     if not isinstance(namespace, str) or not namespace:

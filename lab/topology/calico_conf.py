@@ -94,7 +94,7 @@ def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
         except ValueError:
             raise fail(where + ("peerIP",), f"{text!r} is not an IPv4 address (or address:port)",
                        "IPv6 peers are not modelled by the lab" if text.count(":") > 1 else None) from None
-        if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+        if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             raise fail(where + ("peerIP",), f"{text!r}: the port after ':' must be a number from 1 to 65535",
                        "write peerIP as 192.168.10.1 or 192.168.10.1:179")
         if colon and int(port) != 179:
@@ -193,9 +193,9 @@ def _bool(spec: dict, key: str, default: bool, where: tuple, fail: Fail) -> bool
 
 def _as_number(value: Any, path: tuple, fail: Fail) -> int:
     """An AS number: an integer, its decimal text, or asdot text `high.low` (numorstring.ASNumber)."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    elif isinstance(value, str) and value.count(".") == 1 and all(p.isdigit() for p in value.split(".")):
+    elif isinstance(value, str) and value.count(".") == 1 and value.isascii() and all(p.isdigit() for p in value.split(".")):
         high, low = (int(p) for p in value.split("."))
         if high > 65535 or low > 65535:
             raise fail(path, f"asdot AS number {value!r} needs two parts from 0 to 65535", None)
@@ -211,8 +211,7 @@ def _selector(text: Any, path: tuple, fail: Fail) -> str:
     try:
         selector.parse(text)
     except selector.SelectorError as exc:
-        raise fail(path, f"invalid selector: {exc}", "Calico selectors look like `all()`, `has(k)`, "
-                   "`k == 'v'`, joined with && and ||") from None
+        raise fail(path, exc.message, exc.hint) from None
     return text
 
 

@@ -46,8 +46,9 @@ def from_config_map(item: dict, path: tuple, fail: Fail, ip_masq: bool, source: 
     except json.JSONDecodeError as exc:
         raise fail(field, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} of the JSON",
                    "check commas and quotes in net-conf.json") from None
-    except ValueError as exc:   # e.g. an integer of more digits than Python converts
-        raise fail(field, f"not valid JSON: {str(exc)[:100]}", "check the numbers in net-conf.json") from None
+    except ValueError:   # the one other refusal: an integer of more digits than Python converts
+        raise fail(field, "a number in net-conf.json has thousands of digits; flannel's numbers (SubnetLen, "
+                   "VNI, Port) are small", "check the numbers in net-conf.json") from None
     return from_map(conf, field, fail, ip_masq, source)
 
 

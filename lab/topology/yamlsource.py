@@ -40,6 +40,10 @@ MAX_VALUES = 750_000              # decoded values per file, aliases included (2
 ALIAS_RATIO_LOW, ALIAS_RATIO_HIGH = 400_000, 4_000_000   # go-yaml's decode counts for its alias ratio
 TAG = "tag:yaml.org,2002:"
 SCALAR_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+MAX_DIGITS = 4000                 # Python converts at most 4,300 digits; Kubernetes' numbers have at most 20
+TAG_FORMS = {TAG + "int": "a whole number such as 80", TAG + "float": "a number such as 1.5",
+             TAG + "bool": "true or false", TAG + "null": "null, ~ or nothing",
+             TAG + "timestamp": "a date such as 2001-12-14 or 2001-12-14T21:59:43Z"}
 _NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 _CONSTRUCTOR = SafeConstructor()
 _RESOLVER = yaml.resolver.Resolver()
@@ -339,12 +343,19 @@ class _Composer:
             raise self.fail(line, path, f"tag {tag.replace(TAG, '!!')} is not supported",
                             "the lab reads JSON-like YAML: strings, numbers, booleans, null, mappings and "
                             "lists; remove the tag")
+        explicit = event.tag not in (None, "!")
+        hint = "fix the value or remove the tag" if explicit else "quote it if it is text"
+        name = tag.replace(TAG, "!!")
+        digits = sum(c.isdigit() for c in event.value) if tag in (TAG + "int", TAG + "float") else 0
+        if digits > MAX_DIGITS:
+            raise self.fail(line, path, f"a number of {digits:,} digits: the lab reads numbers of at most "
+                            f"{MAX_DIGITS:,} digits (Kubernetes' fit in 64 bits)", hint)
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             value = SafeConstructor.yaml_constructors[tag](_CONSTRUCTOR, node)
-        except Exception as exc:  # noqa: BLE001 - PyYAML's scalar constructors raise ValueError, KeyError, ...
-            raise self.fail(line, path, f"{short(event.value)} is not a valid {tag.replace(TAG, '!!')}: "
-                            f"{short(str(exc), 80)}", "fix the value or remove the tag") from None
+        except Exception:  # noqa: BLE001 - PyYAML's scalar constructors raise ValueError, KeyError, ...
+            raise self.fail(line, path, f"{short(event.value)} is not a valid {name}: write "
+                            f"{TAG_FORMS.get(tag, 'a valid value')}", hint) from None
         if tag == TAG + "timestamp":
             return event.value                           # sigs.k8s.io/yaml turns timestamps into text
         if tag != TAG + "str" and event.implicit[0]:
