@@ -219,6 +219,34 @@ CASES = [
      "hint: write 10.244.3.0/24"),
     ("cidr-syntax-no-hint", FLANNEL.replace("192.168.10.0/24", "192.168.10.0/33"), None, "topo.yaml", 4,
      "networks[0].cidr", "is not a valid IPv4 CIDR (octets 0-255, prefix 0-32)"),
+    # Python's internals never reach the user (review of issue 10)
+    ("timestamp-not-a-date", FLANNEL.replace("{app: a}", "{app: !!timestamp notadate}"), None, "topo.yaml", 11,
+     "pods[0].labels.app", "'notadate' is not a valid !!timestamp: write a date such as 2001-12-14"),
+    ("bool-maybe", FLANNEL.replace("{app: a}", "{app: !!bool maybe}"), None, "topo.yaml", 11,
+     "pods[0].labels.app", "'maybe' is not a valid !!bool: write true or false\n  hint: fix the value or remove the tag"),
+    ("huge-untagged-number", FLANNEL.replace("{app: a}", "{app: " + "1" * 100_000 + "}"), None, "topo.yaml", 11,
+     "pods[0].labels.app", "a number of 100,000 digits: the lab reads numbers of at most 4,000 digits "
+     "(Kubernetes' fit in 64 bits)\n  hint: quote it if it is text"),
+    ("net-conf-huge-number", FLANNEL + "  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: kube-flannel-cfg}\n"
+     "    data:\n      net-conf.json: '{\"Network\": \"10.244.0.0/16\", \"SubnetLen\": " + "2" * 5000 + "}'\n", None,
+     "topo.yaml", 17, "resources[0].data.net-conf.json", "a number in net-conf.json has thousands of digits"),
+    ("policy-without-name", FLANNEL + "  - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: "
+     "{namespace: x}, spec: {podSelector: {}}}\n", None, "topo.yaml", 13, "resources[0].metadata",
+     "a NetworkPolicy needs metadata.name\n  hint: set metadata.name"),
+    ("selector-one-hint", CALICO.replace("ipipMode: Always}", "ipipMode: Always, nodeSelector: \"a == \"}"), None,
+     "topo.yaml", 14, "resources[0].spec.nodeSelector", "invalid selector 'a == ' at position 5: expected a quoted "
+     "string after '==', found the end of the selector"),
+    # CIDRs and names: ASCII digits only, nothing after the value
+    ("cidr-arabic-indic-digits", FLANNEL.replace("192.168.10.0/24", "\"\u0661\u0669\u0662.168.10.0/24\""), None,
+     "topo.yaml", 4, "networks[0].cidr", "is not a valid IPv4 CIDR (address/prefix)"),
+    ("cidr-trailing-newline", FLANNEL.replace("192.168.10.0/24", '"192.168.10.0/24\\n"'), None,
+     "topo.yaml", 4, "networks[0].cidr", "'192.168.10.0/24\\n' is not a valid IPv4 CIDR (address/prefix)"),
+    ("ipblock-trailing-newline", ip_block('{cidr: "10.0.0.0/8\\n"}'), None, "topo.yaml", 20,
+     "resources[0].spec.ingress[0].from[0].ipBlock.cidr", "is not a valid IPv4 CIDR"),
+    ("pool-arabic-indic-digits", CALICO.replace("10.244.0.0/16", "\"\u0661\u0660.244.0.0/16\""), None,
+     "topo.yaml", 14, "resources[0].spec.cidr", "is not a valid IPv4 CIDR"),
+    ("name-trailing-newline", FLANNEL.replace("{name: x}", '{name: "x\\n"}'), None, "topo.yaml", 9,
+     "namespaces[0].name", "'x\\n' is not a valid name"),
 ]
 
 
@@ -230,6 +258,9 @@ def test_bad_input_names_file_line_and_field(tmp_path, text, extra, file, line, 
     assert error.startswith(where + (f"{field}: " if field else "")), error
     assert message in error, error
     assert len(error) < 1200, "huge values are cut"
+    assert error.count("\n  hint:") <= 1, "one hint at most"
+    for internal in ("NoneType", "object has no attribute", "sys.set_int_max_str_digits", "Traceback"):
+        assert internal not in error, error
 
 
 def test_no_hint_without_a_computed_fix(tmp_path):

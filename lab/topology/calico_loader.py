@@ -70,7 +70,7 @@ class CalicoBuilder:
         path = ("cluster", "calico", "env")
         spec = {field: env[variable] for field, variable in POOL_SPEC_ENV.items()}
         # calico.yaml writes every env value as a string, as Kubernetes wants: "26", "true"
-        if isinstance(spec["blockSize"], str) and spec["blockSize"].isdigit():
+        if isinstance(spec["blockSize"], str) and spec["blockSize"].isascii() and spec["blockSize"].isdigit():
             spec["blockSize"] = int(spec["blockSize"])
         if isinstance(spec["natOutgoing"], str):
             spec["natOutgoing"] = PARSE_BOOL.get(spec["natOutgoing"], spec["natOutgoing"])

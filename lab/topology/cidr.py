@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 IPv4Network = ipaddress.IPv4Network
-_FORM = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+_FORM = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})\Z")
 # Ranges the kernel treats as martian for a unicast segment or pod network (docs/topology.md).
 MARTIANS = {IPv4Network("0.0.0.0/8"): "'this network' (0.0.0.0/8)",
             IPv4Network("127.0.0.0/8"): "loopback (127.0.0.0/8)",

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)$", re.IGNORECASE)
-TIME = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$", re.IGNORECASE)
-LOSS = re.compile(r"^(\d+(?:\.\d+)?)\s*%?$")
+RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)[ \t]*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)\Z", re.IGNORECASE)
+TIME = re.compile(r"^([0-9]+(?:\.[0-9]+)?)[ \t]*(us|ms|s)\Z", re.IGNORECASE)
+LOSS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)[ \t]*%?\Z")
 RATE_FACTORS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12, "bps": 8, "kbps": 8e3, "mbps": 8e6,
                 "gbps": 8e9}
 TIME_FACTORS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

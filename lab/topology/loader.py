@@ -20,8 +20,8 @@ from lab.topology.yamlsource import Document, Path, parse, parse_one, read_file,
 
 IFNAME_MAX = 15
 NETNS_NAME_MAX = 255
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+POD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z")
 IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "PodSecurityPolicy",
                  "Role", "RoleBinding"}
 BUILTIN_NAMESPACES = ("default", "kube-system")
