@@ -285,7 +285,7 @@ def test_an_alias_bomb_is_refused_after_few_values(tmp_path, monkeypatch):
     original = yamlsource._Composer._count
 
     def count(self, size, aliased, line, path):
-        decoded.append(self.total + size)
+        decoded.append(self.decoded + size)
         return original(self, size, aliased, line, path)
     monkeypatch.setattr(yamlsource._Composer, "_count", count)
     assert "excessive aliasing" in error_of(tmp_path, BOMB)
@@ -426,3 +426,64 @@ def test_static_neighbours_past_the_old_fixed_cap_are_planned_when_they_fit(tmp_
     plan, decision = Lab().plan(load(tmp_path, _many_pods(9, 250, 250)))
     assert decision.mode == "static"
     assert sum(len(ns.neighbours) for ns in plan.namespaces) == 9 * 251 * 250 + 10 * 9 + 9 * 8
+
+
+# -- files: one budget for the topology and its files; errors about a file name the topology's line ----
+def _config_map(values: int) -> str:
+    """A ConfigMap (ignored by the lab) holding `values` YAML values."""
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata: {x: [" + ", ".join(["0"] * values) + "]}\n"
+
+
+def test_a_file_named_twice_is_refused_before_it_is_read_again(tmp_path, monkeypatch):
+    from lab.topology import yamlsource
+    reads = []
+    original = yamlsource.read_file
+    monkeypatch.setattr(loader, "read_file", lambda *a, **k: reads.append(a[0]) or original(*a, **k))
+    os.symlink(tmp_path / "cm.yaml", tmp_path / "same.yaml")
+    error = error_of(tmp_path, FLANNEL + "  - file: cm.yaml\n" + "  - file: same.yaml\n" * 14,
+                     {"cm.yaml": _config_map(10)})
+    assert error.startswith(f"{tmp_path}/topo.yaml:14: resources[1].file: same.yaml is the file "
+                            "resources[0].file names already (line 13)\n  hint: name each file once"), error
+    assert len(reads) == 2, "the topology and cm.yaml, once"
+
+
+def test_values_are_budgeted_across_the_topology_and_its_files(tmp_path):
+    """Two files of 400,000 values each: the second passes the 750,000 values of the whole topology."""
+    error = error_of(tmp_path, FLANNEL + "  - file: a.yaml\n  - file: b.yaml\n",
+                     {"a.yaml": _config_map(400_000), "b.yaml": _config_map(400_000)})
+    assert error.startswith(f"{tmp_path}/topo.yaml:14: resources[1].file: b.yaml (at line 4 of it): more than "
+                            "750,000 YAML values in the topology and its files"), error
+
+
+def test_bytes_are_budgeted_across_the_topology_and_its_files(tmp_path, monkeypatch):
+    from lab.topology import yamlsource
+    monkeypatch.setattr(yamlsource.Budget, "__init__", lambda self: setattr(self, "bytes", 3000) or
+                        setattr(self, "values", yamlsource.MAX_VALUES))
+    error = error_of(tmp_path, FLANNEL + "  - file: a.yaml\n  - file: b.yaml\n",
+                     {"a.yaml": _config_map(500), "b.yaml": _config_map(500)})
+    assert error.startswith(f"{tmp_path}/topo.yaml:14: resources[1].file: b.yaml: is 1,565 bytes or more, and "
+                            "only "), error
+    assert "of the 4,194,304 bytes the lab reads for a topology and all its files are left" in error
+
+
+@pytest.mark.parametrize("name,message", [("''", "the file name is empty"),
+                                          (".", ".: the manifest file is not a regular file"),
+                                          ("nothing.yaml", "no such file")])
+def test_a_bad_file_name_is_an_error_on_the_topology_line(tmp_path, name, message):
+    error = error_of(tmp_path, FLANNEL + f"  - file: {name}\n")
+    assert error.startswith(f"{tmp_path}/topo.yaml:13: resources[0].file: "), error
+    assert message in error, error
+
+
+def test_aliases_share_their_anchor_lines(tmp_path):
+    """An alias adds one line record, not one per value under its anchor; errors under an alias name
+    the anchor's line of the value."""
+    from lab.topology import yamlsource
+    text = "a: &a {" + ", ".join(f"k{i}: v" for i in range(100)) + "}\nb: [" + ", ".join(["*a"] * 50) + "]\n"
+    document = yamlsource.parse(text, "x.yaml")[0]
+    assert len(document.lines) <= 1 + 1 + 100 + 1 + 50
+    assert document.line(("b", 7, "k42")) == 1 and document.line(("b", 7)) == 2
+    topo = FLANNEL.replace("pods:\n", "pods:\n  - &base {name: b, namespace: x, node: n1,\n"
+                           "      labels: {app: 1.10}}\n  - *base\n")
+    error = error_of(tmp_path, topo)
+    assert error.startswith(f"{tmp_path}/topo.yaml:12: pods[0].labels.app: 1.10 is read by YAML as a number"), error

@@ -16,7 +16,7 @@ from lab.topology import calico_conf, cidr as cidrs, flannel_conf, impair, ipam,
 from lab.topology.calico_loader import CalicoBuilder
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)
-from lab.topology.yamlsource import Document, Path, parse, parse_one, read_file, short
+from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15
 NETNS_NAME_MAX = 255
@@ -92,23 +92,30 @@ def load(path: str, overlay: Overlay | None = None) -> Topology:
 
     The contract: whatever the file holds, this returns a Topology or raises a LabError that names
     the file (and the line, when there is one), in bounded time and memory (lab/topology/yamlsource.py)."""
-    return load_text(read_file(path, "the topology"), path, overlay)
+    budget = Budget()
+    return load_text(read_file(path, "the topology", budget), path, overlay, budget)
 
 
-def load_text(text: str, file: str, overlay: Overlay | None = None) -> Topology:
-    """Build the model from topology YAML text; `file` names it in errors and anchors relative paths."""
-    document = parse_one(text, file)
+def load_text(text: str, file: str, overlay: Overlay | None = None, budget: Budget | None = None) -> Topology:
+    """Build the model from topology YAML text; `file` names it in errors and anchors relative paths.
+    `budget` is what is left to read of the topology and its files together (yamlsource.Budget)."""
+    if budget is None:
+        budget = Budget()
+        budget.bytes -= len(text.encode("utf-8", "surrogatepass"))
+    document = parse_one(text, file, budget)
     if not isinstance(document.data, dict):
         raise document.error((), "a topology must be a YAML mapping with name, cluster, networks and nodes")
     schema.check(document)
-    return _Builder(document, overlay or Overlay()).build()
+    return _Builder(document, overlay or Overlay(), budget).build()
 
 
 class _Builder:
     """Turns a schema-valid document into a Topology, checking everything the schema cannot."""
 
-    def __init__(self, document: Document, overlay: Overlay) -> None:
+    def __init__(self, document: Document, overlay: Overlay, budget: Budget | None = None) -> None:
         self.overlay = overlay
+        self.budget = budget if budget is not None else Budget()
+        self.files: dict[str, Path] = {}      # real path of each file resource -> its `resources[i]` path
         self.doc = document
         self.data = document.data
         self.notes: list[str] = []
@@ -247,16 +254,37 @@ class _Builder:
         return [item for key, item in latest.items() if key not in self.overlay.deleted]
 
     def _file_items(self, entry: dict, path: Path) -> list[Item]:
+        """The items of a `file:` resource. Errors about the file itself (missing, not a regular file, named
+        twice, past the topology's budget) name the topology's `resources[i].file` line; errors inside it
+        name the file's own line."""
         if set(entry) != {"file"} or not isinstance(entry["file"], str):
             raise self.fail(path, "a file resource is `- file: <path>` and nothing else")
+        where = path + ("file",)
+        name = entry["file"] if len(entry["file"]) <= 100 else entry["file"][:97] + "..."
+        if not name.strip():
+            raise self.fail(where, "the file name is empty", "name a YAML file, relative to the topology file")
         base = os.path.dirname(os.path.abspath(self.doc.file))
-        target = os.path.join(base, entry["file"])
+        target = os.path.join(base, name)
         if not os.path.exists(target):
-            raise self.fail(path + ("file",), f"cannot read {short(target, 200)}: no such file",
+            raise self.fail(where, f"cannot read {short(target, 200)}: no such file",
                             "paths are relative to the topology file")
-        documents = parse(read_file(target, "the manifest file"), target)
+        real = os.path.realpath(target)
+        if real in self.files:
+            first = self.files[real]
+            raise self.fail(where, f"{name} is the file resources[{first[1]}].file names already "
+                            f"(line {self.doc.line(first + ('file',))})", "name each file once")
+        self.files[real] = path
+        try:
+            documents = parse(read_file(target, "the manifest file", self.budget), target, self.budget)
+        except BudgetError as exc:
+            inside = f" (at line {exc.line} of it)" if exc.line else ""
+            raise self.fail(where, f"{name}{inside}: {exc.reason}", exc.hint) from None
+        except TopologyError as exc:
+            if exc.line is not None:
+                raise
+            raise self.fail(where, f"{name}: {exc.reason}", exc.hint) from None
         if not documents:
-            raise self.fail(path + ("file",), f"{short(target, 200)} holds no manifest")
+            raise self.fail(where, f"{short(target, 200)} holds no manifest")
         return [item for d in documents for item in manifests.expand(Item(d.data, d, ()))]
 
     def _check_kind(self, item: Item) -> None:

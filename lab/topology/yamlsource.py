@@ -34,9 +34,9 @@ from lab.errors import TopologyError
 
 Path = tuple[str | int, ...]
 PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same marks
-MAX_BYTES = 4 * 1024 * 1024       # the API server takes requests of at most 3 MiB
+MAX_BYTES = 4 * 1024 * 1024       # a topology and its files together; the API server takes requests of at most 3 MiB
 MAX_DEPTH = 100                   # a topology nests about 10 deep
-MAX_VALUES = 750_000              # decoded values per file, aliases included (20,000 pods: 321,000)
+MAX_VALUES = 750_000              # decoded values of a topology and its files, aliases included (20,000 pods: 321,000)
 ALIAS_RATIO_LOW, ALIAS_RATIO_HIGH = 400_000, 4_000_000   # go-yaml's decode counts for its alias ratio
 TAG = "tag:yaml.org,2002:"
 SCALAR_TAGS = {TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -47,6 +47,20 @@ TAG_FORMS = {TAG + "int": "a whole number such as 80", TAG + "float": "a number 
 _NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 _CONSTRUCTOR = SafeConstructor()
 _RESOLVER = yaml.resolver.Resolver()
+
+
+class BudgetError(TopologyError):
+    """The topology and its files together are bigger than the loader reads (Budget)."""
+
+
+@dataclass
+class Budget:
+    """What is left to read of the topology and all its `file:` resources together: bytes and YAML
+    values. One budget per load, so that many files (or one file named many times) cannot add up to
+    more than one topology may be."""
+
+    bytes: int = MAX_BYTES
+    values: int = MAX_VALUES
 
 
 @dataclass(frozen=True)
@@ -60,10 +74,30 @@ class Document:
     data: Any
     lines: dict[Path, int]
     raw: dict[Path, str] = field(default_factory=dict)
+    aliases: dict[Path, Path] = field(default_factory=dict)   # where an alias sits -> its anchor's path
+
+    def resolve(self, path: Path) -> Path:
+        """`path` with a leading alias replaced by its anchor's path, repeatedly (the values under an alias
+        are the anchor's, so are their lines: they are shared, not copied per alias)."""
+        path = tuple(path)
+        if not self.aliases:
+            return path
+        for _ in range(MAX_DEPTH * 2):
+            for size in range(len(path), 0, -1):
+                target = self.aliases.get(path[:size])
+                if target is not None:
+                    path = target + path[size:]
+                    break
+            else:
+                return path
+        return path
 
     def line(self, path: Path) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
         path = tuple(path)
+        if path in self.lines:
+            return self.lines[path]
+        path = self.resolve(path)
         while path:
             if path in self.lines:
                 return self.lines[path]
@@ -75,7 +109,8 @@ class Document:
 
     def written(self, path: Path) -> str | None:
         """The text of a plain scalar that YAML read as a non-string, as written."""
-        return self.raw.get(tuple(path))
+        path = tuple(path)
+        return self.raw.get(path, self.raw.get(self.resolve(path)))
 
 
 def format_path(path: Path) -> str:
@@ -96,8 +131,10 @@ def short(value: Any, limit: int = 60) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def read_file(path: str, what: str = "the file") -> str:
-    """The text of a regular file of at most MAX_BYTES, decoded as UTF-8, or a TopologyError."""
+def read_file(path: str, what: str = "the file", budget: Budget | None = None) -> str:
+    """The text of a regular file that fits in `budget` (MAX_BYTES by default), decoded as UTF-8, or a
+    TopologyError (a BudgetError when the budget is what is exceeded)."""
+    budget = budget if budget is not None else Budget()
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -106,16 +143,17 @@ def read_file(path: str, what: str = "the file") -> str:
     if not stat.S_ISREG(info.st_mode):
         raise TopologyError(path, "", f"{what} is not a regular file (a directory, device or pipe)",
                             hint="give a path to a YAML file")
-    if info.st_size > MAX_BYTES:
-        raise _too_big(path, info.st_size)
+    if info.st_size > budget.bytes:
+        raise _too_big(path, info.st_size, budget)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
+            data = handle.read(budget.bytes + 1)
     except OSError as exc:
         raise TopologyError(path, "", f"cannot read {what}: {exc.strerror}",
                             hint="give a path to a YAML file") from None
-    if len(data) > MAX_BYTES:
-        raise _too_big(path, len(data))
+    if len(data) > budget.bytes:
+        raise _too_big(path, len(data), budget)
+    budget.bytes -= len(data)
     return decode(data, path)
 
 
@@ -123,7 +161,7 @@ def read_stream(stream: Any, name: str) -> str:
     """At most MAX_BYTES of a binary stream (standard input), decoded as UTF-8."""
     data = stream.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise _too_big(name, len(data))
+        raise _too_big(name, len(data), Budget())
     return decode(data, name)
 
 
@@ -138,17 +176,22 @@ def decode(data: bytes, file: str) -> str:
                             f"cannot be decoded", line, "save the file as UTF-8") from None
 
 
-def _too_big(file: str, size: int) -> TopologyError:
-    return TopologyError(file, "", f"is {size:,} bytes or more; the lab reads files of at most {MAX_BYTES:,} "
-                         "bytes (the API server takes requests of at most 3 MiB)",
-                         hint="split it, or generate fewer objects")
+def _too_big(file: str, size: int, budget: Budget) -> BudgetError:
+    if budget.bytes == MAX_BYTES:
+        return BudgetError(file, "", f"is {size:,} bytes or more; the lab reads files of at most {MAX_BYTES:,} "
+                           "bytes (the API server takes requests of at most 3 MiB)",
+                           hint="split it, or generate fewer objects")
+    return BudgetError(file, "", f"is {size:,} bytes or more, and only {budget.bytes:,} of the {MAX_BYTES:,} bytes "
+                       "the lab reads for a topology and all its files are left", hint="generate fewer objects, "
+                       "or name each file once")
 
 
 # -- parsing -----------------------------------------------------------------------------------------
-def parse(text: str, file: str) -> list[Document]:
-    """Parse every non-empty YAML document in `text`; a syntax error names the line and column."""
+def parse(text: str, file: str, budget: Budget | None = None) -> list[Document]:
+    """Parse every non-empty YAML document in `text`, within `budget`'s values (a fresh one by default);
+    a syntax error names the line and column."""
     _check_printable(text, file)
-    composer = _Composer(file)
+    composer = _Composer(file, budget)
     try:
         for event in yaml.parse(text, Loader=PARSER):
             composer.feed(event)
@@ -159,9 +202,9 @@ def parse(text: str, file: str) -> list[Document]:
     return composer.documents
 
 
-def parse_one(text: str, file: str) -> Document:
+def parse_one(text: str, file: str, budget: Budget | None = None) -> Document:
     """Parse a file that must hold exactly one YAML document."""
-    documents = parse(text, file)
+    documents = parse(text, file, budget)
     if not documents:
         raise TopologyError(file, "", "the file is empty", hint="write a topology; see docs/topology.md")
     if len(documents) > 1:
@@ -198,14 +241,11 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> TopologyError:
 
 @dataclass
 class _Anchor:
-    """A finished anchored node: its value, its size in decoded values, and where its lines (and raw
-    texts) sit in the document's recording, with the length of its own path."""
+    """A finished anchored node: its value, its size in decoded values, and its path (None for a key)."""
 
     value: Any
     size: int
-    base: int = 0
-    lines: tuple[int, int] = (0, 0)
-    raw: tuple[int, int] = (0, 0)
+    path: Path | None = None
 
 
 @dataclass
@@ -217,8 +257,6 @@ class _Frame:
     value: Any                     # dict or list
     anchor: str | None
     start_count: int               # decoded values before this node
-    record_from: int = 0           # where this node's lines start in the recording (anchored nodes)
-    raw_from: int = 0
     key: str | None = None         # a mapping's pending key
     key_line: int = 0
     expecting_key: bool = True
@@ -229,32 +267,30 @@ class _Frame:
 class _Composer:
     """Builds documents from parser events with an explicit stack (see the module docstring)."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, budget: Budget | None = None) -> None:
         self.file = file
+        self.budget = budget if budget is not None else Budget()
         self.documents: list[Document] = []
         self.anchors: dict[str, _Anchor] = {}
         self.open_anchors: set[str] = set()
         self.stack: list[_Frame] = []
         self.lines: dict[Path, int] = {}
         self.raw: dict[Path, str] = {}
-        self.recording: list[tuple[Path, int]] | None = None    # lines in order, once an anchor opened
-        self.raw_recording: list[tuple[Path, str]] = []
+        self.aliases: dict[Path, Path] = {}
         self.decoded = 0           # go-yaml's decodeCount, per document
         self.aliased = 0           # go-yaml's aliasCount, per document
-        self.total = 0             # decoded values in the whole file
         self.root: Any = None
         self.has_root = False
 
     # -- events ------------------------------------------------------------------------------
     def feed(self, event: yaml.Event) -> None:
         if isinstance(event, yaml.DocumentStartEvent):
-            self.anchors, self.lines, self.raw = {}, {}, {}
-            self.recording, self.raw_recording = None, []
+            self.anchors, self.lines, self.raw, self.aliases = {}, {}, {}, {}
             self.decoded = self.aliased = 0
             self.has_root = False
         elif isinstance(event, yaml.DocumentEndEvent):
             if self.has_root and self.root is not None:
-                self.documents.append(Document(self.file, self.root, self.lines, self.raw))
+                self.documents.append(Document(self.file, self.root, self.lines, self.raw, self.aliases))
         elif isinstance(event, yaml.ScalarEvent):
             self._scalar(event)
         elif isinstance(event, yaml.AliasEvent):
@@ -281,7 +317,7 @@ class _Composer:
 
     def _count(self, size: int, aliased: bool, line: int, path: Path) -> None:
         self.decoded += size
-        self.total += size
+        self.budget.values -= size
         if aliased:
             self.aliased += size
         if (self.aliased > 100 and self.decoded > 1000
@@ -289,9 +325,10 @@ class _Composer:
             raise self.fail(line, path, "excessive aliasing: too many values come from aliases (*name); "
                             "Kubernetes' YAML reader refuses this document too",
                             "expand the aliases by hand, or use fewer of them")
-        if self.total > MAX_VALUES:
-            raise self.fail(line, path, f"more than {MAX_VALUES:,} YAML values in one file",
-                            "a lab's topology is far smaller: generate fewer objects")
+        if self.budget.values < 0:
+            raise BudgetError(self.file, format_path(path), f"more than {MAX_VALUES:,} YAML values in the "
+                              "topology and its files", line, "a lab's topology is far smaller: generate fewer "
+                              "objects")
 
     # -- scalars -----------------------------------------------------------------------------
     def _scalar(self, event: yaml.ScalarEvent) -> None:
@@ -305,13 +342,7 @@ class _Composer:
         self._count(1, False, line, path)
         self._record(path, line)
         if event.anchor is not None:
-            recording = self._start_recording()
-            recording.append((path, line))
-            raw = len(self.raw_recording)
-            if path in self.raw:
-                self.raw_recording.append((path, self.raw[path]))
-            self.anchors[event.anchor] = _Anchor(value, 1, len(path), (len(recording) - 1, len(recording)),
-                                                 (raw, len(self.raw_recording)))
+            self.anchors[event.anchor] = _Anchor(value, 1, path)
         self._place(value, line, path)
 
     def _key(self, event: yaml.ScalarEvent, top: _Frame, line: int) -> None:
@@ -360,8 +391,6 @@ class _Composer:
             return event.value                           # sigs.k8s.io/yaml turns timestamps into text
         if tag != TAG + "str" and event.implicit[0]:
             self.raw[path] = event.value
-            if self.recording is not None:
-                self.raw_recording.append((path, event.value))
         return value
 
     # -- aliases -----------------------------------------------------------------------------
@@ -381,14 +410,9 @@ class _Composer:
                             f"define &{name} on a value above this line")
         self._count(anchor.size, True, line, path)
         merging = top is not None and isinstance(top.value, dict) and top.merging
-        if not merging and self.recording is not None:
-            recorded = self.recording[anchor.lines[0]:anchor.lines[1]]
-            raws = self.raw_recording[anchor.raw[0]:anchor.raw[1]]
-            for old, at in recorded:
-                self._record(path + old[anchor.base:], at)
-            for old, text in raws:
-                self.raw[path + old[anchor.base:]] = text
-                self.raw_recording.append((path + old[anchor.base:], text))
+        if not merging and anchor.path is not None:
+            self.aliases[path] = anchor.path      # one entry per alias: the anchor's lines are shared
+            self.lines[path] = line
         self._place(anchor.value, line, path)
 
     # -- collections -------------------------------------------------------------------------
@@ -410,11 +434,8 @@ class _Composer:
         self._count(1, False, line, path)
         if event.anchor is not None:
             self.open_anchors.add(event.anchor)
-            self._start_recording()
         frame = _Frame(path=path, line=line, value={} if mapping else [], anchor=event.anchor,
                        start_count=self.decoded - 1)
-        if self.recording is not None:
-            frame.record_from, frame.raw_from = len(self.recording), len(self.raw_recording)
         self._record(path, line)
         self.stack.append(frame)
 
@@ -424,10 +445,8 @@ class _Composer:
         if isinstance(value, dict) and frame.merged:
             value = {**{k: v for k, v in frame.merged.items() if k not in value}, **value}
             frame.value = value
-        if frame.anchor is not None and self.recording is not None:
-            self.anchors[frame.anchor] = _Anchor(value, self.decoded - frame.start_count, len(frame.path),
-                                                 (frame.record_from, len(self.recording)),
-                                                 (frame.raw_from, len(self.raw_recording)))
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = _Anchor(value, self.decoded - frame.start_count, frame.path)
             self.open_anchors.discard(frame.anchor)
         self._place(value, frame.line, frame.path)
 
@@ -460,17 +479,8 @@ class _Composer:
                     top.merged[key] = item
                     self.lines.setdefault(top.path + (key,), top.key_line)
 
-    def _start_recording(self) -> list[tuple[Path, int]]:
-        """From the first anchor of a document on, keep every line in order, so that an alias can
-        give the lines of its anchor's values to the copy it makes."""
-        if self.recording is None:
-            self.recording = []
-        return self.recording
-
     def _record(self, path: Path, line: int) -> None:
         self.lines[path] = line
-        if self.recording is not None:
-            self.recording.append((path, line))
 
 
 def _allowed_alias_ratio(decoded: int) -> float:
