@@ -90,8 +90,10 @@ def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader
     documents = tuple(d for entry in live.get("files", []) for d in parse_manifests(entry["text"], entry["path"]))
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
     held_tunnels = dict(topology.cluster.calico.ipam.tunnel_ips) if topology and topology.cluster.calico else {}
+    held_pools = {p.name: p for p in topology.cluster.calico.pools} if topology and topology.cluster.calico else {}
     return loader.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
                           node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
+                          held_pools=held_pools,
                           pod_labels=live.get("pod_labels", {}), namespace_labels=live.get("namespace_labels", {}))
 
 

@@ -61,7 +61,7 @@ def policy_lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calico_lab(tmp_path_factory):
-    name = "tw-calico"
+    name = "tr2-calico"
     path = renamed_copy("calico-bgp-mesh", name, tmp_path_factory.mktemp("tw"))
     run_lab("up", str(path))
     yield name
@@ -87,11 +87,25 @@ def test_deleting_what_does_not_exist_is_not_found(policy_lab, tmp_path):
     assert f"{path}:3" in result.stderr
 
 
+@pytest.mark.parametrize("old,new,words", [("blockSize: 26", "blockSize: 28", "IPPool BlockSize cannot be modified"),
+                                           ("10.250.0.0/16", "10.251.0.0/16", "IPPool CIDR cannot be modified")])
+def test_a_pools_cidr_and_block_size_cannot_change(calico_lab, tmp_path, old, new, words):
+    """As Calico refuses the update: exit 2, file:line, and nothing changed (the pool as it was)."""
+    assert "extra-pool created" in _apply(calico_lab, tmp_path, POOL)
+    path = tmp_path / "changed.yaml"
+    path.write_text(POOL.replace(old, new))
+    result = run_lab("apply", "--lab", calico_lab, "-f", str(path), check=False)
+    assert result.returncode == 2
+    assert f"{path}:4: spec." in result.stderr and words in result.stderr, result.stderr
+    assert "extra-pool unchanged" in _apply(calico_lab, tmp_path, POOL)
+    assert "extra-pool deleted" in _apply(calico_lab, tmp_path, POOL, "delete")
+
+
 def test_calico_kinds(calico_lab, tmp_path):
     assert "ippool.projectcalico.org/extra-pool created" in _apply(calico_lab, tmp_path, POOL)
     assert "ippool.projectcalico.org/extra-pool unchanged" in _apply(calico_lab, tmp_path, POOL)
     assert "ippool.projectcalico.org/extra-pool configured" in _apply(
-        calico_lab, tmp_path, POOL.replace("blockSize: 26", "blockSize: 28"))
+        calico_lab, tmp_path, POOL.replace('nodeSelector: "!all()"', 'nodeSelector: "!all()", natOutgoing: true'))
     # the shipped topology declares no BGPConfiguration: the first apply creates it, with the defaults' values
     assert "bgpconfiguration.projectcalico.org/default created" in _apply(calico_lab, tmp_path, NO_MESH)
     assert "bgpconfiguration.projectcalico.org/default unchanged" in _apply(calico_lab, tmp_path, NO_MESH)

@@ -169,11 +169,13 @@ def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
         raise fail(path, exc.message, exc.hint) from None
     if network.overlaps(LINK_LOCAL):
         raise fail(path, f"{network} overlaps the IPv4 link-local range {LINK_LOCAL}, which Calico refuses for "
-                   "an IPPool", "pick a pool in private space, e.g. 10.244.0.0/16")
+                   "an IPPool", "pick a pool in private space (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16) "
+                   "that no node segment uses")
     special = cidrs.martian(network)
     if special:
         raise fail(path, f"{network} overlaps the {special} range, which the kernel does not route as unicast, "
-                   "so it cannot be a pool", "pick a pool in private space, e.g. 10.244.0.0/16")
+                   "so it cannot be a pool", "pick a pool in private space (10.0.0.0/8, 172.16.0.0/12 or "
+                   "192.168.0.0/16) that no node segment uses")
     return network
 
 
@@ -217,3 +219,19 @@ def _selector(text: Any, path: tuple, fail: Fail) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[:1].upper() in "AEIOU" else "a"
+
+
+# -- live changes -----------------------------------------------------------------------------------
+IMMUTABLE_POOL_FIELDS = (("cidr", "cidr", "IPPool CIDR cannot be modified"),
+                         ("block_size", "blockSize", "IPPool BlockSize cannot be modified"))
+
+
+def check_pool_unchanged(pool: IPPool, previous: IPPool, path: tuple, fail: Fail) -> None:
+    """Refuse a live change of a running pool's cidr or blockSize, as libcalico-go's validateAndSetDefaults
+    refuses it on update (`previous` is the pool of that name in the running lab)."""
+    for attribute, key, words in IMMUTABLE_POOL_FIELDS:
+        if getattr(pool, attribute) != getattr(previous, attribute):
+            raise fail(path + ("spec", key), f"{words}: IPPool {pool.name} has {key} "
+                       f"{getattr(previous, attribute)} in the running lab, not {getattr(pool, attribute)}",
+                       f"create a new IPPool with the new {key}, set the old one's spec.disabled: true, and "
+                       "delete it once its addresses are released (Calico's pool migration)")

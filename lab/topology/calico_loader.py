@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lab.bgp import selector
-from lab.topology import calico_conf, calico_ipam
+from lab.errors import TopologyError
+from lab.topology import calico_conf, calico_ipam, cidr as cidrs
 from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
                                 frozen_labels)
 
@@ -46,6 +47,7 @@ class CalicoBuilder:
         return [it for it in self.items if it.data.get("kind") == kind]
 
     def _pools(self, settings: dict) -> tuple[IPPool, ...]:
+        self._check_block_size_env(settings)
         pools: list[IPPool] = []
         for item in self._of_kind("IPPool"):
             pool = calico_conf.ip_pool(item.data, item.path, item.document.error)
@@ -56,12 +58,29 @@ class CalicoBuilder:
                     raise item.document.error(item.path + ("spec", "cidr"),
                                               f"{pool.cidr} overlaps IPPool {other.name!r} ({other.cidr})")
             self._check_against_underlay(pool, lambda m, h=None, it=item: it.document.error(
-                it.path + ("spec", "cidr"), m, h))
+                it.path + ("spec", "cidr"), m, h), [p.cidr for p in pools])
+            running = self.builder.overlay.held_pools.get(pool.name)
+            if running is not None:
+                calico_conf.check_pool_unchanged(pool, running, item.path, item.document.error)
             pools.append(pool)
         if not pools:
             pools.append(self._default_pool(settings))
         self._check_backend(pools)
         return tuple(pools)
+
+    def _check_block_size_env(self, settings: dict) -> None:
+        """calico/node reads CALICO_IPV4POOL_BLOCK_SIZE at start-up, before it lists the pools, and exits on
+        a bad value: so a bad value is an error even when the topology declares its pools."""
+        given = settings.get("env") or {}
+        if "CALICO_IPV4POOL_BLOCK_SIZE" not in given:
+            return
+        value = given["CALICO_IPV4POOL_BLOCK_SIZE"]
+        number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+        if not isinstance(number, int) or isinstance(number, bool) or not 20 <= number <= 32:
+            raise self.builder.fail(("cluster", "calico", "env", "CALICO_IPV4POOL_BLOCK_SIZE"),
+                                    f"{value!r} is not a block size from 20 to 32: calico/node checks this variable "
+                                    "at start-up, before it looks at the IP pools, and exits",
+                                    'write a number from 20 to 32 (calico.yaml writes "26"), or remove the variable')
 
     def _default_pool(self, settings: dict) -> IPPool:
         """The pool calico/node creates at start-up when none exists, from its CALICO_IPV4POOL_* env."""
@@ -85,11 +104,15 @@ class CalicoBuilder:
         self._check_against_underlay(pool, lambda m, h=None: fail(("cidr",), m, h))
         return pool
 
-    def _check_against_underlay(self, pool: IPPool, fail) -> None:
+    def _check_against_underlay(self, pool: IPPool, fail: Callable[..., TopologyError],
+                                others: list[ipaddress.IPv4Network] | None = None) -> None:
+        """A pool must not overlap an underlay segment; the hint gives a range free of segments and of
+        the `others` pools, or none."""
         for network in self.networks:
             if pool.cidr.overlaps(network.cidr):
+                free = cidrs.example(pool.cidr.prefixlen, [n.cidr for n in self.networks] + (others or []))
                 raise fail(f"the IP pool {pool.cidr} overlaps the underlay network {network.name!r} "
-                           f"({network.cidr})", "pick a pool no node segment uses, e.g. 10.244.0.0/16 "
+                           f"({network.cidr})", f"pick a pool no node segment or other pool uses{free} "
                            "(Calico's default 192.168.0.0/16 often collides with node networks)")
 
     def _check_backend(self, pools: list[IPPool]) -> None:

@@ -71,6 +71,7 @@ class Overlay:
     node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
     held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
     held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
+    held_pools: dict = field(default_factory=dict)    # IPPool name -> IPPool of the running lab (cidr, blockSize fixed)
     pod_labels: dict = field(default_factory=dict)   # "ns/pod" -> {key: value or None to remove}
     namespace_labels: dict = field(default_factory=dict)  # namespace -> {key: value or None}
 
@@ -363,9 +364,10 @@ class _Builder:
                               f"Network {config.network}, Backend vxlan")
         for network in networks:
             if config.network.overlaps(network.cidr):
+                free = cidrs.example(config.network.prefixlen, [n.cidr for n in networks])
                 raise where[0].error(where[1], f"the pod network {config.network} overlaps the underlay "
                                      f"network {network.name!r} ({network.cidr})",
-                                     "pick a pod Network that no node segment uses, e.g. 10.244.0.0/16")
+                                     f"pick a pod Network that no node segment uses{free}")
         return config
 
     # -- nodes -----------------------------------------------------------------------------------
