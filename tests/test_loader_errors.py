@@ -217,6 +217,12 @@ CASES = [
     ("pod-cidr-host-bits-hint", FLANNEL.replace("ip: 192.168.10.12}", "ip: 192.168.10.12, podCIDR: 10.244.3.9/24}")
      + "  - {Network: 10.244.0.0/16, Backend: {Type: vxlan}}\n", None, "topo.yaml", 7, "nodes[1].podCIDR",
      "hint: write 10.244.3.0/24"),
+    ("net-conf-overlap-hint-is-free", FLANNEL.replace("192.168.10", "10.244.10")
+     + "  - {Network: 10.244.0.0/16, Backend: {Type: vxlan}}\n", None, "topo.yaml", 13, "resources[0].Network",
+     "overlaps the underlay network 'lan' (10.244.10.0/24)\n  hint: pick a pod Network that no node segment uses, "
+     "e.g. 10.0.0.0/16"),
+    ("pool-overlap-hint-is-free", CALICO.replace("192.168.10", "10.244.10"), None, "topo.yaml", 14,
+     "resources[0].spec.cidr", "hint: pick a pool no node segment or other pool uses, e.g. 10.0.0.0/16 "),
     ("cidr-syntax-no-hint", FLANNEL.replace("192.168.10.0/24", "192.168.10.0/33"), None, "topo.yaml", 4,
      "networks[0].cidr", "is not a valid IPv4 CIDR (octets 0-255, prefix 0-32)"),
     # Python's internals never reach the user (review of issue 10)
@@ -236,6 +242,9 @@ CASES = [
     ("selector-one-hint", CALICO.replace("ipipMode: Always}", "ipipMode: Always, nodeSelector: \"a == \"}"), None,
      "topo.yaml", 14, "resources[0].spec.nodeSelector", "invalid selector 'a == ' at position 5: expected a quoted "
      "string after '==', found the end of the selector"),
+    ("block-size-env-with-pools", CALICO.replace("cluster: {cni: calico}", "cluster: {cni: calico, calico: {env: "
+     "{CALICO_IPV4POOL_BLOCK_SIZE: \"abc\"}}}"), None, "topo.yaml", 2,
+     "cluster.calico.env.CALICO_IPV4POOL_BLOCK_SIZE", "'abc' is not a block size from 20 to 32: calico/node checks"),
     # CIDRs and names: ASCII digits only, nothing after the value
     ("cidr-arabic-indic-digits", FLANNEL.replace("192.168.10.0/24", "\"\u0661\u0669\u0662.168.10.0/24\""), None,
      "topo.yaml", 4, "networks[0].cidr", "is not a valid IPv4 CIDR (address/prefix)"),
@@ -487,3 +496,50 @@ def test_aliases_share_their_anchor_lines(tmp_path):
                            "      labels: {app: 1.10}}\n  - *base\n")
     error = error_of(tmp_path, topo)
     assert error.startswith(f"{tmp_path}/topo.yaml:12: pods[0].labels.app: 1.10 is read by YAML as a number"), error
+
+
+# -- live changes Calico refuses ------------------------------------------------------------------------
+APPLIED_POOL = """\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool}
+spec: {cidr: 10.244.0.0/16, ipipMode: Always}
+"""
+
+
+@pytest.mark.parametrize("change,field,words", [
+    ("spec: {cidr: 10.244.0.0/16, ipipMode: Always, blockSize: 28}", "spec.blockSize", "IPPool BlockSize cannot be modified"),
+    ("spec: {cidr: 10.245.0.0/16, ipipMode: Always}", "spec.cidr", "IPPool CIDR cannot be modified"),
+])
+def test_a_running_pools_cidr_and_block_size_cannot_change(tmp_path, change, field, words):
+    from lab.topology import yamlsource
+    running = load(tmp_path, CALICO)
+    held = {p.name: p for p in running.cluster.calico.pools}
+    applied = yamlsource.parse(APPLIED_POOL.replace("spec: {cidr: 10.244.0.0/16, ipipMode: Always}", change), "m.yaml")
+    with pytest.raises(LabError) as caught:
+        loader.load(str(tmp_path / "topo.yaml"), loader.Overlay(documents=tuple(applied), held_pools=held))
+    assert str(caught.value).startswith(f"m.yaml:4: {field}: {words}: IPPool pool has "), str(caught.value)
+    assert "create a new IPPool" in str(caught.value)
+
+
+def test_other_pool_fields_may_change_and_a_new_pool_is_free(tmp_path):
+    from lab.topology import yamlsource
+    running = load(tmp_path, CALICO)
+    held = {p.name: p for p in running.cluster.calico.pools}
+    changed = APPLIED_POOL.replace("ipipMode: Always}", "ipipMode: Always, natOutgoing: true}")
+    topology = loader.load(str(tmp_path / "topo.yaml"),
+                           loader.Overlay(documents=tuple(yamlsource.parse(changed, "m.yaml")), held_pools=held))
+    assert topology.cluster.calico.pools[0].nat_outgoing
+    other = APPLIED_POOL.replace("{name: pool}", "{name: other}").replace("10.244.", "10.99.")
+    assert loader.load(str(tmp_path / "topo.yaml"), loader.Overlay(
+        documents=tuple(yamlsource.parse(other, "m.yaml")), held_pools=held)).cluster.calico.pools[1].name == "other"
+
+
+def test_a_free_range_overlaps_no_segment_or_pool():
+    from lab.topology import cidr
+    net = ipaddress.IPv4Network
+    assert cidr.free_range(16, [net("192.168.10.0/24")]) == net("10.244.0.0/16")
+    assert cidr.free_range(16, [net("10.244.0.0/16"), net("10.0.0.0/15")]) == net("10.2.0.0/16")
+    assert cidr.free_range(8, [net("10.0.0.0/8")]) is None            # 172.16/12 and 192.168/16 are smaller
+    assert cidr.free_range(12, [net("10.0.0.0/8")]) == net("172.16.0.0/12")
+    assert cidr.example(8, [net("10.0.0.0/8")]) == ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 IPv4Network = ipaddress.IPv4Network
 _FORM = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})\Z")
@@ -115,3 +115,34 @@ def interface(value: Any) -> ipaddress.IPv4Interface:
     """An address with its prefix (`a.b.c.d/n`, host bits being the point), e.g. a Calico Node's ipv4Address."""
     address, length, _ = _parse(value, sloppy=False)
     return ipaddress.IPv4Interface(f"{address}/{length}")
+
+
+PRIVATE = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16"))
+CONVENTIONAL = IPv4Network("10.244.0.0/16")     # kube-flannel.yml's Network, and a common Calico pool
+MAX_CANDIDATES = 4096                           # per private block: a hint is not worth a long search
+
+
+def free_range(prefixlen: int, taken: Iterable[IPv4Network]) -> IPv4Network | None:
+    """A private network of `prefixlen` that overlaps none of `taken` (10.244.0.0/16 first when it is one),
+    for a hint; None when none is found quickly (then the hint gives no example)."""
+    used = list(taken)
+
+    def free(candidate: IPv4Network) -> bool:
+        return not any(candidate.overlaps(other) for other in used)
+    if prefixlen == CONVENTIONAL.prefixlen and free(CONVENTIONAL):
+        return CONVENTIONAL
+    for block in PRIVATE:
+        if prefixlen < block.prefixlen:
+            continue
+        for index, candidate in enumerate(block.subnets(new_prefix=prefixlen)):
+            if index >= MAX_CANDIDATES:
+                break
+            if free(candidate):
+                return candidate
+    return None
+
+
+def example(prefixlen: int, taken: Iterable[IPv4Network]) -> str:
+    """`, e.g. <a free range>` for a hint, or "" when there is none to give."""
+    found = free_range(prefixlen, taken)
+    return f", e.g. {found}" if found else ""
