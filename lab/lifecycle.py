@@ -11,7 +11,7 @@ import builtins
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable
 
 from lab.errors import LabError
 from lab.netns import capabilities, namespace, names
@@ -20,7 +20,7 @@ from lab.topology.model import Topology
 
 if TYPE_CHECKING:
     from lab import live, readiness
-    from lab.netns import apply, neighbours
+    from lab.netns import apply, neighbours, render
     from lab.netns.plan import LabPlan
     from lab.probe.sourceports import SourcePorts
     from lab.topology.impair import Impairment
@@ -67,7 +67,7 @@ class Lab:
             plan = neighbours.with_static_neighbours(plan)
         return replace(plan, notes=plan.notes + (f"neighbours: {decision.mode}: {decision.reason}",)), decision
 
-    def dry_run(self, name_or_path: str | Topology, out: TextIO | None = None) -> str:
+    def dry_run(self, name_or_path: str | Topology, out: render.TextSink | None = None) -> str:
         """The plan as commands; touches nothing (and needs no root). Written to `out` as it is made
         (and "" returned) when given, so that memory does not grow with the text; else returned."""
         from lab.netns import render

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Iterator, Literal, TextIO
+from typing import Any, Iterator, Literal, Protocol
 
 from lab.netns import impairments, iptables
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
@@ -82,7 +82,13 @@ def lines(plan: LabPlan) -> Iterator[str]:
         yield from (f"#   {line}" for line in content.splitlines())
 
 
-def write(plan: LabPlan, out: TextIO, chunk: int = 4096) -> None:
+class TextSink(Protocol):
+    """Where streamed text goes: a text file, standard output, or anything with write(str)."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
+def write(plan: LabPlan, out: TextSink, chunk: int = 4096) -> None:
     """Write the plan's shell lines to `out` as they are made, `chunk` lines at a time (memory stays
     that of a chunk, however big the plan)."""
     batch: list[str] = []
@@ -123,6 +129,7 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
     args += ["type", link.kind]
     if link.kind == "veth":
         peer = link.peer
+        assert peer is not None, "a veth has a peer"
         args += ["peer", "name", peer.name, "index", str(peer.index)]
         if peer.mtu:
             args += ["mtu", str(peer.mtu)]
@@ -131,6 +138,7 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
         args += ["netns", peer.netns]
     elif link.kind == "vxlan":
         vx = link.vxlan
+        assert vx is not None, "a vxlan link has its settings"
         args += ["id", str(vx.vni), "local", vx.local, "dev", vx.dev]
         if vx.port:
             args += ["dstport", str(vx.port)]

@@ -20,10 +20,11 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, TextIO
+from typing import Callable, Iterator
 
 from lab.errors import ApplyError, LabError, TopologyError
 from lab.netns import namespace, names
+from lab.netns.render import TextSink
 from lab.policy.model import NetworkPolicy
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import Topology
@@ -168,7 +169,7 @@ def iptables_restore_text(table: TableRules, stale: list[str], hooks: bool) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_script(topology: Topology, out: TextIO) -> None:
+def write_script(topology: Topology, out: TextSink) -> None:
     """The enforcer's first sync as shell commands, for `lab up --dry-run`, written to `out` one node
     at a time (memory stays that of one node's rules)."""
     chosen = enforcer(topology)

@@ -68,8 +68,8 @@ def compile_node(topology: Topology, node: str, sync_version: str,
              *jumps[names.FORWARD_CHAIN], _explicit_accept(names.FORWARD_CHAIN),
              *jumps[names.OUTPUT_CHAIN], _explicit_accept(names.OUTPUT_CHAIN),
              *_default_chain_rules()]
-    for compiled in policies:
-        rules += compiled.rules
+    for policy in policies:
+        rules += policy.rules
     for pod, chain in zip(pods, pod_chains):
         rules += _pod_chain_rules(pod, chain, policies)
     chains = (*names.TOP_LEVEL_CHAINS.values(), names.DEFAULT_CHAIN, *(c.chain for c in policies), *pod_chains)

@@ -219,7 +219,8 @@ def _requirement(value: Any, at: tuple, fail: Fail) -> Requirement:
     _known(entry, EXPRESSION_KEYS, at, fail, "a match expression")
     key, operator = entry.get("key"), entry.get("operator")
     if not isinstance(key, str) or labels.key_problem(key):
-        raise fail(at + ("key",), labels.key_problem(str(key)) if isinstance(key, str) else "key is required", None)
+        raise fail(at + ("key",), (labels.key_problem(key) or "invalid key") if isinstance(key, str)
+                   else "key is required", None)
     if operator not in OPERATORS:
         raise fail(at + ("operator",), f"{operator!r} is not a valid label selector operator",
                    f"use one of {', '.join(OPERATORS)}")

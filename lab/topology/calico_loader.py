@@ -96,7 +96,8 @@ class CalicoBuilder:
 
         def fail(where: tuple, message: str, hint: str | None = None):
             variable = POOL_SPEC_ENV.get(where[-1]) if where else None
-            return self.builder.fail(path + ((variable,) if variable in given else ()), message, hint)
+            at: tuple[str, ...] = (variable,) if variable is not None and variable in given else ()
+            return self.builder.fail(path + at, message, hint)
 
         manifest = {"apiVersion": calico_conf.API_VERSION, "kind": "IPPool",
                     "metadata": {"name": "default-ipv4-ippool"}, "spec": spec}

@@ -80,6 +80,7 @@ def host_local(requests: list[PodRequest], nodes: dict[str, Node]) -> dict[str, 
         if request.ip is not None:
             continue
         subnet = nodes[request.node].pod_cidr
+        assert subnet is not None, "assign_pod_cidrs gave every node a podCIDR"
         cursor = cursors.setdefault(request.node, _free_hosts(subnet))
         for candidate in cursor:
             if candidate not in used[request.node]:

@@ -48,7 +48,7 @@ class Source:
 
     document: Document
     base: Path
-    renames: dict = None
+    renames: dict | None = None
 
     def path(self, keys: Path) -> Path:
         renames = self.renames or {}
@@ -137,15 +137,15 @@ class _Builder:
             calico = CalicoBuilder(self, items, networks)
             nodes = self._nodes(networks, calico.check_pod_cidr, calico.node_labels)
             namespaces = self._namespaces(items)
-            pods = self._pods(items, nodes, namespaces)
-            nodes, pods, config = calico.build(nodes, pods)
+            requests = self._pods(items, nodes, namespaces)
+            nodes, pods, config = calico.build(nodes, requests)
             cluster = Cluster(cni=cni, calico=config)
         else:
             flannel = self._flannel(items, networks)
             nodes = self._nodes(networks, lambda cidr, path, _: self._flannel_pod_cidr(cidr, path, flannel))
             namespaces = self._namespaces(items)
-            pods = self._pods(items, nodes, namespaces)
-            nodes, pods = self._allocate(nodes, pods, flannel, items)
+            requests = self._pods(items, nodes, namespaces)
+            nodes, pods = self._allocate(nodes, requests, flannel, items)
             cluster = Cluster(cni=cni, flannel=flannel)
         cluster = replace(cluster, enforcer=self._enforcer(cni))
         policies = self._policies(items, namespaces)
@@ -539,6 +539,7 @@ class _Builder:
             ip = ipaddress.IPv4Address(str(entry["ip"]))
         except ValueError:
             raise source.error(("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
+        assert node.pod_cidr is not None, "assign_pod_cidrs gave every node a podCIDR"
         ipam.check_pod_ip(ip, node.pod_cidr, lambda m: source.error(("ip",), m))
         return ip
 
@@ -619,7 +620,7 @@ def _pod_manifest(item: Item) -> tuple[dict, Source]:
                                   "the lab has no scheduler: set spec.nodeName to a node of the topology")
     renames: dict = {("name",): ("metadata", "name"), ("namespace",): ("metadata", "namespace"),
                      ("labels",): ("metadata", "labels"), ("node",): ("spec", "nodeName")}
-    ports = []
+    ports: list[dict[str, Any]] = []
     for c, container in enumerate(spec.get("containers") or []):
         for p, port in enumerate(container.get("ports") or []):
             renames[("containerPorts", len(ports))] = ("spec", "containers", c, "ports", p)

@@ -7,7 +7,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from lab.policy.model import NetworkPolicy
 from lab.topology.impair import ImpairSpec
@@ -16,8 +16,12 @@ IPv4Network = ipaddress.IPv4Network
 IPv4Address = ipaddress.IPv4Address
 
 
-def frozen_labels(labels: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    """A read-only copy of a label map."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def frozen_labels(labels: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    """A read-only copy of a label map (or of any map)."""
     return MappingProxyType(dict(labels or {}))
 
 

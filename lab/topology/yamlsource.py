@@ -381,7 +381,7 @@ class _Composer:
         if digits > MAX_DIGITS:
             raise self.fail(line, path, f"a number of {digits:,} digits: the lab reads numbers of at most "
                             f"{MAX_DIGITS:,} digits (Kubernetes' fit in 64 bits)", hint)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        node = yaml.ScalarNode(tag, event.value, None, None, event.style)   # the constructors need no marks
         try:
             value = SafeConstructor.yaml_constructors[tag](_CONSTRUCTOR, node)
         except Exception:  # noqa: BLE001 - PyYAML's scalar constructors raise ValueError, KeyError, ...
@@ -400,7 +400,7 @@ class _Composer:
         if top is not None and isinstance(top.value, dict) and top.expecting_key:
             raise self.fail(line, top.path, "an alias cannot be a mapping key", "write the key as a plain string")
         path = self._path()
-        name = event.anchor
+        name = event.anchor or ""
         if name in self.open_anchors:
             raise self.fail(line, path, f"alias *{name} refers to its own anchor: the value would contain itself",
                             "anchor a value that does not contain the alias")
