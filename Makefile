@@ -8,7 +8,7 @@
 LAB := .venv/bin/lab
 PY := .venv/bin/python
 
-.PHONY: demo test fuzz deps test-deps bench clean
+.PHONY: demo test fuzz typecheck deps test-deps bench clean
 
 demo: deps
 	$(LAB) up flannel-vxlan
@@ -28,6 +28,9 @@ test: test-deps
 
 fuzz: test-deps
 	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py
+
+typecheck: test-deps
+	$(PY) -m mypy --ignore-missing-imports lab/topology
 
 deps:
 	bash scripts/install-deps.sh
