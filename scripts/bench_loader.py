@@ -109,7 +109,7 @@ def child(path: str) -> None:
         enforce.write_script(topology, sink)
         result |= {"render_s": time.perf_counter() - begin, "lines": sink.lines, "set_entries": sink.adds}
     except LabError as exc:       # a refusal is a result too
-        result["refused"] = str(exc).splitlines()[0]
+        result["refused"] = getattr(exc, "reason", str(exc)).splitlines()[0]
     result["total_s"] = time.perf_counter() - start
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -142,22 +142,28 @@ def main() -> int:
     parser.add_argument("--variant", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeat", type=int, default=3, help="runs per point; the fastest is reported")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--report", help="print the table and verdicts of rows saved with --json; measure nothing")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return 0
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variant:
-            for pods in args.pods:
-                rows.append(measure(variant, pods, Path(tmp), args.repeat))
-                print(f"  measured {variant} {pods} pods", file=sys.stderr)
+    if args.report:
+        rows = json.loads(Path(args.report).read_text())
+        args.variant = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in args.variant:
+                for pods in args.pods:
+                    rows.append(measure(variant, pods, Path(tmp), args.repeat))
+                    print(f"  measured {variant} {pods} pods", file=sys.stderr)
     print(f"| variant | pods | nodes | YAML KB | load s | plan s | render s | total s | (max) | peak MB "
           f"| lines | ipset entries | static neigh. | result |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        result = f"refused: {r['refused'][:90]}" if r["refused"] else f"neighbours {r['neighbours']}"
+        result = (f"refused: {r['refused'].split(': ', 1)[-1][:100]}..." if r["refused"]
+                  else f"neighbours {r['neighbours']}")
         print(f"| {r['variant']} | {r['pods']:,} | {r['nodes']} | {r['bytes'] / 1024:.0f} | {r['load_s']:.2f} "
               f"| {_seconds(r, 'plan_s')} | {_seconds(r, 'render_s')} | {r['total_s']:.2f} | {r['total_max_s']:.2f} "
               f"| {r['peak_mb']:.0f} | {r.get('lines', 0):,} | {r.get('set_entries', 0):,} | {r.get('static', 0):,} "
@@ -167,13 +173,16 @@ def main() -> int:
         ran = [r for r in rows if r["variant"] == variant and not r["refused"]]
         if len(ran) >= 2:
             small, big = ran[-2], ran[-1]
-            k = math.log(big["total_s"] / small["total_s"]) / math.log(big["pods"] / small["pods"])
-            out = big.get("lines", 0) / max(1, small.get("lines", 1))
-            verdict = ("linear (met)" if k <= 1.2 else
-                       "NOT linear (not met): the output itself grows faster than the pods (each node's sets "
-                       "hold every selected pod, static neighbours pair every address of a segment)")
-            print(f"{variant}: from {small['pods']:,} to {big['pods']:,} pods the whole dry run grows as "
-                  f"pods^{k:.2f} (output lines x{out:.1f} for pods x{big['pods'] / small['pods']:.1f}): {verdict}")
+            scale = math.log(big["pods"] / small["pods"])
+            k = math.log(big["total_s"] / small["total_s"]) / scale
+            k_out = math.log(max(1, big.get("lines", 1)) / max(1, small.get("lines", 1))) / scale
+            linear = k <= 1.2 and k_out <= 1.2
+            verdict = ("linear (met)" if linear else
+                       "NOT linear (not met): the output grows faster than the pods (each node's policy sets hold "
+                       "every selected pod; static neighbours pair the addresses of a segment), and the time "
+                       "follows the output")
+            print(f"{variant}: from {small['pods']:,} to {big['pods']:,} pods the whole dry run's time grows as "
+                  f"pods^{k:.2f} and its output as pods^{k_out:.2f}: {verdict}")
         target = next((r for r in rows if r["variant"] == variant and r["pods"] == TARGET_PODS), None)
         if target:
             ok = target["load_s"] <= TARGET_SECONDS and target["peak_mb"] <= TARGET_MB
