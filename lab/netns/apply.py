@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from lab.errors import ApplyError
-from lab.netns import iptables, namespace, netlink
+from lab.netns import iptables, namespace, netlink, tc
 from lab.netns.plan import LabPlan
 
 
@@ -58,6 +58,7 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None) -> None:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ApplyError(f"the kernel refused {failures[0]}{more}",
                          "the lab was rolled back; `lab up --dry-run` shows the commands it tried")
+    tc.apply_all(plan)
     iptables.apply_all(plan)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.netns.plan import (Address, FdbEntry, IptablesRules, Link, NamespacePlan, NamespaceRole, Neighbour, Route,
-                            Sysctl, VethPeer, Vxlan)
+from lab.netns.plan import (Address, BpfConstant, BpfFilter, FdbEntry, IptablesRules, Link, NamespacePlan,
+                            NamespaceRole, Neighbour, Qdisc, Route, Sysctl, VethPeer, Vxlan)
 
 LOOPBACK_INDEX = 1
 
@@ -22,6 +22,8 @@ class NamespaceBuilder:
         self.routes: list[Route] = []
         self.neighbours: list[Neighbour] = []
         self.fdb: list[FdbEntry] = []
+        self.qdiscs: list[Qdisc] = []
+        self.bpf_filters: list[BpfFilter] = []
         self.iptables: list[IptablesRules] = []
         self.notes: list[str] = []
 
@@ -41,9 +43,16 @@ class NamespaceBuilder:
         self.links.append(link)
         return link
 
-    def tun(self, name: str, mtu: int) -> Link:
+    def ipip(self, name: str, mtu: int, local: str | None = None) -> Link:
+        """An ipip tunnel device (`remote any`, `local` or any), made by the kernel's ipip module."""
+        return self.add_link(name, "ipip", mtu=mtu, ipip_local=local)
+
+    def tun(self, name: str, mtu: int, txqueuelen: int | None = None, multicast: bool | None = None) -> Link:
         """A persistent TUN device; created last, by ioctl, so the kernel picks its index."""
-        return self.add_link(name, "tun", mtu=mtu)
+        return self.add_link(name, "tun", mtu=mtu, txqueuelen=txqueuelen, multicast=multicast)
+
+    def qdisc(self, dev: str, kind: str) -> None:
+        self.qdiscs.append(Qdisc(dev=dev, kind=kind))  # type: ignore[arg-type]
 
     def bridge(self, name: str, mtu: int | None = None, mac: str | None = None) -> Link:
         return self.add_link(name, "bridge", mtu=mtu, mac=mac)
@@ -79,6 +88,14 @@ class NamespaceBuilder:
     def iptables_rules(self, table: str, chains: list[str], rules: list[str]) -> None:
         self.iptables.append(IptablesRules(table=table, chains=tuple(chains), rules=tuple(rules)))
 
+    def bpf_filter(self, dev: str, direction: str, program: str, section: str,
+                   constants: tuple[BpfConstant, ...] = ()) -> None:
+        """A direct-action BPF filter on `dev`'s clsact hook (the qdisc is added once per device)."""
+        if not any(q.dev == dev and q.kind == "clsact" for q in self.qdiscs):
+            self.qdiscs.append(Qdisc(dev=dev))
+        self.bpf_filters.append(BpfFilter(dev=dev, direction=direction, program=program,  # type: ignore[arg-type]
+                                          section=section, constants=constants))
+
     def note(self, text: str) -> None:
         self.notes.append(text)
 
@@ -86,4 +103,5 @@ class NamespaceBuilder:
         return NamespacePlan(name=self.name, role=self.role, owner=self.owner, links=tuple(self.links),
                              sysctls=tuple(self.sysctls), addresses=tuple(self.addresses),
                              routes=tuple(self.routes), neighbours=tuple(self.neighbours), fdb=tuple(self.fdb),
+                             qdiscs=tuple(self.qdiscs), bpf_filters=tuple(self.bpf_filters),
                              iptables=tuple(self.iptables), notes=tuple(self.notes))

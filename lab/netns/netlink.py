@@ -26,6 +26,7 @@ from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Ro
 
 NETLINK_ROUTE = 0
 IFF_UP = 0x1
+IFF_MULTICAST = 0x1000
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 0x4
@@ -218,12 +219,19 @@ def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
 def _existing_link(link: Link) -> ifinfmsg:
     msg = ifinfmsg()
     msg["index"] = link.index
-    attrs = []
+    attrs: list[tuple] = []
     if link.mtu:
         attrs.append(("IFLA_MTU", link.mtu))
+    if link.txqueuelen is not None:
+        attrs.append(("IFLA_TXQLEN", link.txqueuelen))
+    flags = change = 0
     if link.up:
-        msg["flags"] = IFF_UP
-        msg["change"] = IFF_UP
+        flags, change = flags | IFF_UP, change | IFF_UP
+    if link.multicast is not None:
+        flags, change = flags | (IFF_MULTICAST if link.multicast else 0), change | IFF_MULTICAST
+    if change:
+        msg["flags"] = flags
+        msg["change"] = change
     msg["attrs"] = attrs
     return msg
 
@@ -253,6 +261,10 @@ def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int]) ->
         info.append(("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"index": peer.index, "attrs": peer_attrs})]}))
     elif link.kind == "vxlan":
         info.append(("IFLA_INFO_DATA", {"attrs": _vxlan_attrs(link, indexes)}))
+    elif link.kind == "ipip" and link.ipip_local:
+        # vishvananda/netlink's Iptun as flannel fills it: local set, remote any, ttl inherit, pmtudisc off
+        info.append(("IFLA_INFO_DATA", {"attrs": [("IFLA_IPTUN_LOCAL", link.ipip_local), ("IFLA_IPTUN_TTL", 0),
+                                                  ("IFLA_IPTUN_TOS", 0), ("IFLA_IPTUN_PMTUDISC", 0)]}))
     attrs.append(("IFLA_LINKINFO", {"attrs": info}))
     msg["attrs"] = attrs
     return msg

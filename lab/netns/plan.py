@@ -3,7 +3,8 @@
 Dataplane modules produce plans; the substrate applies them (netlink.py), prints them (render.py)
 or replays them with `ip -batch` (the benchmark floor). Objects in a namespace are applied in the
 order: links, sysctls, addresses, neighbours, fdb entries, routes (flanneld's order: ARP, FDB,
-then the route, so the kernel never has to ARP for a VTEP), and last iptables rules.
+then the route, so the kernel never has to ARP for a VTEP), then tc qdiscs and BPF filters, and
+last iptables rules.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Link:
     """A network device to create (or, for kind 'existing', to configure)."""
 
     name: str
-    kind: Literal["veth", "bridge", "vxlan", "tun", "existing"]   # tun: a persistent TUN device (ioctl)
+    kind: Literal["veth", "bridge", "vxlan", "ipip", "tun", "existing"]   # tun: a persistent TUN device (ioctl)
     index: int
     mtu: int | None = None
     mac: str | None = None
@@ -50,6 +51,9 @@ class Link:
     hairpin: bool = False
     peer: VethPeer | None = None
     vxlan: Vxlan | None = None
+    ipip_local: str | None = None   # ipip: IFLA_IPTUN_LOCAL (flannel.ipip); None: `local any`
+    txqueuelen: int | None = None   # None: the kind's default
+    multicast: bool | None = None   # None: the kind's default (a TUN device is born MULTICAST)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,45 @@ class RootQdisc:
 
 
 @dataclass(frozen=True)
+class Qdisc:
+    """A qdisc on a device; `clsact` is the hook of tc's ingress and egress filters."""
+
+    dev: str
+    kind: Literal["clsact", "noqueue"] = "clsact"   # noqueue replaces the root qdisc
+
+
+@dataclass(frozen=True)
+class BpfConstant:
+    """A `volatile const` global of a BPF object, set in the copy tc loads: a number (`u32`), the
+    index of a device of the namespace (`ifindex`, known once it exists), or IPv4 addresses in
+    network order (`ipv4`)."""
+
+    name: str
+    kind: Literal["u32", "ifindex", "ipv4"]
+    value: int | str | tuple[str, ...]
+
+    def describe(self) -> str:
+        if self.kind == "ifindex":
+            return f"{self.name}=ifindex({self.value})"
+        if self.kind == "ipv4":
+            return f"{self.name}={','.join(self.value) or '-'}"  # type: ignore[arg-type]
+        return f"{self.name}={self.value}"
+
+
+@dataclass(frozen=True)
+class BpfFilter:
+    """A direct-action cls_bpf filter: `program` is bpf/<program>.c, built into build/bpf/<program>.o;
+    `section` names the program in the object."""
+
+    dev: str
+    direction: Literal["ingress", "egress"]
+    program: str
+    section: str
+    constants: tuple[BpfConstant, ...] = ()
+    pref: int = 1
+
+
+@dataclass(frozen=True)
 class NamespacePlan:
     """Everything one network namespace holds."""
 
@@ -131,6 +174,8 @@ class NamespacePlan:
     routes: tuple[Route, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
+    qdiscs: tuple[Qdisc, ...] = ()
+    bpf_filters: tuple[BpfFilter, ...] = ()
     iptables: tuple[IptablesRules, ...] = ()
     notes: tuple[str, ...] = ()
     root_qdiscs: tuple[RootQdisc, ...] = ()   # link impairments (lab/netns/impairments.py)
@@ -154,7 +199,8 @@ class LabPlan:
     @property
     def object_count(self) -> int:
         return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes)
-                   + len(ns.neighbours) + len(ns.fdb) + sum(len(t.rules) for t in ns.iptables)
+                   + len(ns.neighbours) + len(ns.fdb) + len(ns.qdiscs) + len(ns.bpf_filters)
+                   + sum(len(t.rules) for t in ns.iptables)
                    for ns in self.namespaces)
 
 

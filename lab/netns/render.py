@@ -1,4 +1,4 @@
-"""A plan as the equivalent `ip`, `bridge` and `sysctl` commands (the dry run, and the benchmark floor)."""
+"""A plan as the equivalent `ip`, `bridge`, `sysctl` and `tc` commands (the dry run, and the benchmark floor)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Protocol
 
-from lab.netns import impairments, iptables
+from lab.netns import bpfobj, impairments, iptables, tc
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
 
-Tool = Literal["ip", "bridge", "sysctl"]
+Tool = Literal["ip", "bridge", "sysctl", "tc"]
 _UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search     # what shlex.quote quotes
 
 
@@ -60,6 +60,10 @@ def namespace_commands(ns: NamespacePlan) -> list[Command]:
         out.append(Command("bridge", ns.name, _fdb_args(entry)))
     for route in ns.routes:
         ip(*_route_args(route))
+    for qdisc in ns.qdiscs:
+        out.append(Command("tc", ns.name, tc.qdisc_args(qdisc)))
+    for bpf in ns.bpf_filters:
+        out.append(Command("tc", ns.name, tc.filter_args(bpf, str(bpfobj.built(bpf.program)))))
     return out
 
 
@@ -72,6 +76,7 @@ def lines(plan: LabPlan) -> Iterator[str]:
         yield ""
         yield f"# {ns.role} {ns.owner}: namespace {ns.name}"
         yield from (f"# {note}" for note in ns.notes)
+        yield from (f"# bpf {tc.describe(bpf)}" for bpf in ns.bpf_filters)
         yield from (command.shell() for command in namespace_commands(ns))
         if ns.iptables:
             yield iptables_shell(ns)
@@ -116,6 +121,8 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
         return [tuple(args + (["up"] if link.up else []))]
     if link.kind == "tun":  # TUN devices are made by ioctl, so the kernel picks the index
         setup = ["link", "set", "dev", link.name] + (["mtu", str(link.mtu)] if link.mtu else [])
+        setup += ["txqueuelen", str(link.txqueuelen)] if link.txqueuelen is not None else []
+        setup += ["multicast", "on" if link.multicast else "off"] if link.multicast is not None else []
         return [("tuntap", "add", "dev", link.name, "mode", "tun"), tuple(setup + (["up"] if link.up else []))]
     args = ["link", "add", link.name, "index", str(link.index)]
     if link.mtu:
@@ -136,6 +143,8 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
         if peer.mac:
             args += ["address", peer.mac]
         args += ["netns", peer.netns]
+    elif link.kind == "ipip":
+        args += ["remote", "any", "local", link.ipip_local or "any", "ttl", "inherit", "nopmtudisc"]
     elif link.kind == "vxlan":
         vx = link.vxlan
         assert vx is not None, "a vxlan link has its settings"
