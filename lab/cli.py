@@ -346,7 +346,9 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
 def _print_cni(status: dict[str, Any]) -> None:
     if status["cni"] == "flannel":
         port = f", VNI {status['vni']}, UDP port {status['port']}" if status.get("vni") else ""
-        print(f"cni: flannel {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}")
+        ipip_impl = f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation") else ""
+        print(f"cni: flannel {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}"
+              f"{ipip_impl}")
         return
     print(f"cni: calico {status['mode']} (calico_backend {status['backend']})"
           + (f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation") else ""))

@@ -16,8 +16,12 @@ with_tests=0
 
 # mininet: mnexec, iperf (2) and telnet for `lab mininet` / lab.mininet; installed without its recommended
 # openvswitch-switch (--no-install-recommends): the lab runs no OpenFlow switch and no controller.
-runtime=(iproute2 iptables ipset tcpdump iperf3 sockperf iputils-ping bird mininet procps kmod python3 python3-venv ca-certificates)
+runtime=(iproute2 iptables ipset tcpdump iperf3 sockperf iputils-ping bird mininet procps kmod python3 python3-venv ca-certificates
+         clang llvm libbpf-dev)
 testing=(vagrant chromium)
+# bpftool (the tests check that `lab down` unloads the eBPF programs): its own package on Debian; on
+# Ubuntu it comes with linux-tools
+if apt-cache show bpftool >/dev/null 2>&1; then testing+=(bpftool); fi
 
 missing=()
 for pkg in "${runtime[@]}"; do
@@ -53,6 +57,12 @@ if [ "$ovs_was_installed" = 0 ] && dpkg -s openvswitch-switch >/dev/null 2>&1 &&
     command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service >/dev/null 2>&1 || true
 fi
+
+# The eBPF IPIP tunnel (bpf/ipip.c) for kernels without the ipip module: compiled here, into build/bpf/
+# (ignored by git), and loaded by tc at `lab up`.
+mkdir -p build/bpf
+clang -O2 -g -Wall -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c bpf/ipip.c -o build/bpf/ipip.o
+echo "install-deps: built build/bpf/ipip.o"
 
 # Python >= 3.11: $PYTHON, else python3, else Debian/Ubuntu's python3.11 package (e.g. on Ubuntu 22.04).
 new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }

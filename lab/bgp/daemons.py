@@ -126,7 +126,7 @@ def stop_bird(paths: NodePaths, timeout: float = 5.0) -> int | None:
 
 
 # -- the route agent ---------------------------------------------------------------------------------
-def agent_spec(lab: str, table: int, state_dir: str, nodes: list[dict]) -> dict:
+def agent_spec(lab: str, table: int | None, state_dir: str, nodes: list[dict]) -> dict:
     return {"lab": lab, "table": table, "log": os.path.join(state_dir, "routeagent.log"),
             "stats": os.path.join(state_dir, "routeagent-stats.json"),
             "ready": os.path.join(state_dir, "routeagent.ready"), "nodes": nodes}

@@ -3,13 +3,15 @@
 Each node's BIRD exports its routes into kernel table `table` (protocol bird). The agent mirrors
 them into the node's main table as Calico's fork would program them (`via <node> dev tunl0
 onlink` for IPIP), copies the main table's alien routes into `table` for BIRD's `learn`, and,
-for nodes whose tunl0 is a TUN device, carries IPIP in userspace.
+for nodes whose tunnel device is a TUN device, carries IPIP in userspace ("userspace") or holds
+the device open so that it has carrier while the lab's eBPF programs carry IPIP ("ebpf"). With
+"table": null (flannel's ipip backend) it mirrors nothing and only serves the tunnels.
 
     python -m lab.bgp.routeagent <spec.json>
 
-Spec: {"lab": "x", "table": 201, "log": "agent.log", "stats": "agent-stats.json",
+Spec: {"lab": "x", "table": 201 | null, "log": "agent.log", "stats": "agent-stats.json",
        "ready": "agent.ready", "nodes": [{"name": "n1", "netns": "x.n1",
-       "tunnel": "userspace" | "kernel" | null}]}
+       "tunnel": "userspace" | "ebpf" | "kernel" | null, "device": "tunl0"}]}
 
 SIGHUP re-reads the spec and reconciles again; SIGTERM/SIGINT exit and leave the kernel as is.
 """
@@ -32,14 +34,15 @@ from typing import Iterable
 from lab.bgp.channel import Channel, Overrun
 from lab.bgp.mirror import Mirror
 from lab.bgp.route import Key, Route, link_dump_request, parse_link, route_dump_request
-from lab.bgp.tunnel import TUNNEL_DEVICE, Counters, Tunnel, Verdict
+from lab.bgp.tunnel import TUNNEL_DEVICE, Counters, Holder, Tunnel, Verdict
 from lab.netns import namespace
 from lab.netns.rtnl import (RT_TABLE_COMPAT, RT_TABLE_MAIN, RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_NEWADDR,
                             RTM_NEWLINK, RTM_NEWROUTE)
 
 VERDICT_CACHE = 4096
 TICK = 1.0
-IMPLEMENTATIONS = {"userspace": "userspace-tun", "kernel": "kernel-ipip", None: "none"}
+IMPLEMENTATIONS = {"userspace": "userspace-tun", "ebpf": "ebpf", "kernel": "kernel-ipip", None: "none"}
+SERVED = ("userspace", "ebpf")   # tunnels whose TUN device the agent opens
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class NodeSpec:
     name: str
     netns: str
     tunnel: str | None
+    device: str = TUNNEL_DEVICE
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Spec:
     """The agent's spec file."""
 
     lab: str
-    table: int
+    table: int | None     # None: no BIRD table to mirror, only tunnels to serve
     log: str
     stats: str
     ready: str
@@ -66,16 +70,17 @@ class Spec:
         with open(path) as handle:
             data = json.load(handle)
         try:
-            table = int(data["table"])
-            nodes = tuple(NodeSpec(str(n["name"]), str(n["netns"]), n.get("tunnel")) for n in data["nodes"])
+            table = None if data["table"] is None else int(data["table"])
+            nodes = tuple(NodeSpec(str(n["name"]), str(n["netns"]), n.get("tunnel"),
+                                   str(n.get("device", TUNNEL_DEVICE))) for n in data["nodes"])
             spec = cls(str(data["lab"]), table, str(data["log"]), str(data["stats"]), str(data["ready"]), nodes)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"{path}: bad spec ({type(exc).__name__}: {exc})") from None
-        if not 0 < table < 2 ** 32 or table in (RT_TABLE_COMPAT, 253, RT_TABLE_MAIN, 255):
+        if table is not None and (not 0 < table < 2 ** 32 or table in (RT_TABLE_COMPAT, 253, RT_TABLE_MAIN, 255)):
             raise ValueError(f"{path}: table {table} is reserved or out of range")
         for node in nodes:
             if node.tunnel not in IMPLEMENTATIONS:
-                raise ValueError(f"{path}: node {node.name}: tunnel must be userspace, kernel or null")
+                raise ValueError(f"{path}: node {node.name}: tunnel must be userspace, ebpf, kernel or null")
         if len({node.name for node in nodes}) != len(nodes):
             raise ValueError(f"{path}: node names repeat")
         return spec
@@ -83,11 +88,12 @@ class Spec:
 
 @dataclass
 class Handles:
-    """What a node's namespace gave: its inode, netlink socket and, for userspace IPIP, tunl0 and a raw socket."""
+    """What a node's namespace gave: its inode, netlink socket and, for userspace IPIP, tunl0 and a raw socket
+    (for eBPF IPIP, tunl0 alone)."""
 
     inode: int
     channel: Channel
-    tunnel: tuple[int, socket.socket, int] | None = None
+    tunnel: tuple[int, socket.socket | None, int] | None = None
     tunnel_error: str | None = None
 
 
@@ -95,12 +101,17 @@ def open_in_namespace(spec: NodeSpec) -> Handles:
     """Open a node's sockets; the calling thread must be inside `spec.netns`."""
     inode = os.stat(namespace.path(spec.netns)).st_ino
     handles = Handles(inode, Channel.open())
-    if spec.tunnel == "userspace":
+    if spec.tunnel in SERVED:
         try:
-            handles.tunnel = Tunnel.open_here()
+            handles.tunnel = open_tunnel(spec)
         except OSError as exc:
             handles.tunnel_error = str(exc)
     return handles
+
+
+def open_tunnel(spec: NodeSpec) -> tuple[int, socket.socket | None, int]:
+    """The node's TUN device (and for userspace IPIP the raw socket), in the calling thread's namespace."""
+    return Tunnel.open_here(spec.device) if spec.tunnel == "userspace" else Holder.open_here(spec.device)
 
 
 def open_all(specs: list[NodeSpec]) -> dict[str, Handles | BaseException]:
@@ -144,25 +155,32 @@ class Log:
 class Node:
     """One node: its netlink channel, its mirror state and, for userspace IPIP, its tunnel."""
 
-    def __init__(self, spec: NodeSpec, table: int, handles: Handles, log: Log, counters: Counters) -> None:
+    def __init__(self, spec: NodeSpec, table: int | None, handles: Handles, log: Log, counters: Counters) -> None:
         self.spec, self.log, self.counters = spec, log, counters
         self.inode = handles.inode
         self.channel = handles.channel
-        self.mirror = Mirror(table)
+        self.mirroring = table is not None
+        self.mirror = Mirror(table if table is not None else 0)
         self.links: dict[int, tuple[str, bool]] = {}
         self.verdicts: dict[bytes, Verdict] = {}
         self.failed: set[Key] = set()
         self.errors = 0
         self.resync: str | None = None    # reconcile at the end of this loop turn, for this reason
         self.deferred: str | None = None  # reconcile at the next tick (a reconcile just failed)
-        self.tunnel: Tunnel | None = None
+        self.tunnel: Tunnel | Holder | None = None
         self.tunnel_error = handles.tunnel_error
         if handles.tunnel:
-            self.tunnel = Tunnel(*handles.tunnel, self.resolve, counters)
+            self.tunnel = self._served(handles.tunnel)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def _served(self, opened: tuple[int, socket.socket | None, int]) -> Tunnel | Holder:
+        tun_fd, raw, index = opened
+        if raw is None:
+            return Holder(tun_fd, index, self.counters)
+        return Tunnel(tun_fd, raw, index, self.resolve, self.counters)
 
     def device(self, index: int) -> str:
         return self.links.get(index, (f"if{index}", False))[0]
@@ -198,12 +216,14 @@ class Node:
         for _t, _f, _s, _p, body in links:
             index, name, up = parse_link(body)
             self.links[index] = (name, up)
-        self.mirror.tunl0 = next((i for i, (name, _) in self.links.items() if name == TUNNEL_DEVICE), None)
+        self.mirror.tunl0 = next((i for i, (name, _) in self.links.items() if name == self.spec.device), None)
         self.verdicts.clear()
         tables = self.mirror.tables
-        self.mirror.load(r for _t, _f, _s, _p, body in routes if (r := Route.parse(body, tables)))
+        if self.mirroring:
+            self.mirror.load(r for _t, _f, _s, _p, body in routes if (r := Route.parse(body, tables)))
         found = (f"{len(self.mirror.source)} bird routes in table {self.mirror.table}, "
-                 f"{len(self.mirror.mirrors)} in main")
+                 f"{len(self.mirror.mirrors)} in main" if self.mirroring
+                 else f"no table to mirror ({self.spec.device})")
         writes = self._write(self.mirror.keys())
         elapsed = (time.perf_counter() - started) * 1000
         summary = {}
@@ -217,25 +237,25 @@ class Node:
 
     def ensure_tunnel(self) -> None:
         """Re-attach tunl0 when it was recreated or could not be attached before."""
-        if self.spec.tunnel != "userspace":
+        if self.spec.tunnel not in SERVED:
             return
         if self.tunnel and self.tunnel.failure is None and self.tunnel.tun_index == self.mirror.tunl0:
             return
         if self.tunnel:
-            self.log(f"{self.name}: tunl0 changed ({self.tunnel.failure or 'new index'}), attaching again")
+            self.log(f"{self.name}: {self.spec.device} changed ({self.tunnel.failure or 'new index'}), attaching again")
             self.tunnel.close()
             self.tunnel = None
         if self.mirror.tunl0 is None:
-            self.tunnel_error = "no tunl0 in the namespace"
+            self.tunnel_error = f"no {self.spec.device} in the namespace"
             return
         try:
-            opened = namespace.run_in(self.spec.netns, Tunnel.open_here)
+            opened = namespace.run_in(self.spec.netns, lambda: open_tunnel(self.spec))
         except OSError as exc:
             if self.tunnel_error != str(exc):
                 self.log(f"{self.name}: cannot attach tunl0: {exc}")
             self.tunnel_error = str(exc)
             return
-        self.tunnel = Tunnel(*opened, self.resolve, self.counters)
+        self.tunnel = self._served(opened)
         self.tunnel_error = None
 
     # -- events -----------------------------------------------------------------------------
@@ -251,6 +271,8 @@ class Node:
         for msg_type, _flags, _seq, portid, body in messages:
             if msg_type == RTM_NEWROUTE or msg_type == RTM_DELROUTE:
                 self.verdicts.clear()
+                if not self.mirroring:
+                    continue
                 route = Route.parse(body, tables)
                 if route is None:
                     continue
@@ -279,8 +301,8 @@ class Node:
             self.resync = self.resync or f"{name} removed"
             return False
         self.links[index] = (name, up)
-        if name == TUNNEL_DEVICE and self.mirror.tunl0 != index:
-            self.resync = self.resync or "tunl0 appeared"
+        if name == self.spec.device and self.mirror.tunl0 != index:
+            self.resync = self.resync or f"{name} appeared"
         elif before and before[1] and not up:
             self.resync = self.resync or f"{name} down"
         return up and not (before and before[1])
@@ -355,7 +377,8 @@ class Node:
         c = self.counters
         return {"netns": self.spec.netns, "tunnel": self.spec.tunnel,
                 "implementation": IMPLEMENTATIONS[self.spec.tunnel],
-                "attached": self.tunnel is not None if self.spec.tunnel == "userspace" else None,
+                "device": self.spec.device,
+                "attached": self.tunnel is not None if self.spec.tunnel in SERVED else None,
                 "tunnel_error": self.tunnel_error,
                 "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes, "rx_packets": c.rx_packets,
                 "rx_bytes": c.rx_bytes, "drops": dict(sorted(c.drops.items())), "drops_total": sum(c.drops.values()),
@@ -411,12 +434,14 @@ class Agent:
     def _register_tunnel(self, node: Node) -> None:
         if node.tunnel:
             self.selector.register(node.tunnel.tun_fd, selectors.EVENT_READ, node.tunnel.from_tun)
-            self.selector.register(node.tunnel.raw.fileno(), selectors.EVENT_READ, node.tunnel.from_network)
+            if isinstance(node.tunnel, Tunnel):
+                self.selector.register(node.tunnel.raw.fileno(), selectors.EVENT_READ, node.tunnel.from_network)
 
     def _unregister_tunnel(self, node: Node) -> None:
         if node.tunnel:
             self.selector.unregister(node.tunnel.tun_fd)
-            self.selector.unregister(node.tunnel.raw.fileno())
+            if isinstance(node.tunnel, Tunnel):
+                self.selector.unregister(node.tunnel.raw.fileno())
 
     def drop_node(self, name: str, reason: str | None) -> Counters:
         """Stop serving a node and close its sockets (log why, unless the agent is stopping)."""

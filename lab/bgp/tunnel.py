@@ -49,11 +49,11 @@ class Tunnel:
         self.failure: str | None = None
 
     @staticmethod
-    def open_here() -> tuple[int, socket.socket, int]:
-        """Attach tunl0 and open the raw socket, in the calling thread's namespace."""
-        tun_fd = tun.open_tun(TUNNEL_DEVICE)
+    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, socket.socket, int]:
+        """Attach the tunnel device and open the raw socket, in the calling thread's namespace."""
+        tun_fd = tun.open_tun(device)
         try:
-            tun_index = socket.if_nametoindex(TUNNEL_DEVICE)
+            tun_index = socket.if_nametoindex(device)
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, IPPROTO_IPIP)
         except BaseException:
             os.close(tun_fd)
@@ -129,3 +129,37 @@ class Tunnel:
                 continue
             counters.rx_packets += 1
             counters.rx_bytes += size - header
+
+
+class Holder:
+    """The TUN device of an eBPF tunnel, held open: a TUN device has carrier only while a process has it
+    attached (routes through it would be `linkdown` otherwise). The lab's tc programs redirect every
+    packet before the device's queue, so whatever does reach it is counted and dropped, as an ipip
+    device drops what it cannot route."""
+
+    def __init__(self, tun_fd: int, tun_index: int, counters: Counters) -> None:
+        self.tun_fd, self.tun_index, self.counters = tun_fd, tun_index, counters
+        self.failure: str | None = None
+
+    @staticmethod
+    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, None, int]:
+        tun_fd = tun.open_tun(device)
+        try:
+            return tun_fd, None, socket.if_nametoindex(device)
+        except BaseException:
+            os.close(tun_fd)
+            raise
+
+    def close(self) -> None:
+        os.close(self.tun_fd)
+
+    def from_tun(self) -> None:
+        for _ in range(PACKET_BURST):
+            try:
+                os.read(self.tun_fd, PACKET_MAX)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.failure = f"reading the tunnel device: {exc.strerror}"
+                return
+            self.counters.drop("not-encapsulated")

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from lab.bgp import birdcfg, daemons
-from lab.cni import calico_workload, underlay
+from lab.cni import calico_workload, ipip, underlay
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
@@ -58,15 +58,16 @@ def vtep_mac(node: str) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def ipip_implementation(caps: Capabilities) -> str:
-    """kernel-ipip where the kernel can make ipip devices, else the lab's userspace tunnel on TUN."""
-    return "kernel-ipip" if caps.has("ipip") else "userspace-tun"
+def ipip_implementation(topology: Topology, caps: Capabilities) -> str:
+    """How tunl0 is made here (lab/cni/ipip.py): kernel, ebpf or userspace."""
+    return ipip.choose(topology, caps)
 
 
 def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     """The whole lab: underlay, then every node with its tunnel device and pods, then the pods."""
     caps = caps or Capabilities.assumed()
     config = topology.cluster.calico
+    implementation = ipip_implementation(topology, caps) if ipip_enabled(config) else None
     under = underlay.underlay_builder(topology)
     nodes: list[NamespaceBuilder] = []
     pods: list[NamespaceBuilder] = []
@@ -77,13 +78,13 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         pods += calico_workload.wire_pods(topology, builder, node.name, pod_mtu(config, host_mtu))
         if pool is not None and pool.vxlan_mode != "Never":
             _vxlan(builder, topology, node, host_mtu)
-        if config.backend == "bird":
-            _tunl0(builder, topology, node, host_mtu, caps)
+        if config.backend == "bird" and implementation:
+            _tunl0(builder, topology, node, host_mtu, caps, implementation)
         nodes.append(builder)
     hosts = underlay.external_builders(topology, under, {n: list(b) for n, b in config.ipam.blocks.items()})
     namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
     return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=bird_files(topology),
-                   notes=_notes(topology, caps))
+                   notes=_notes(topology, implementation))
 
 
 def bird_files(topology: Topology) -> dict[str, str]:
@@ -96,22 +97,22 @@ def bird_files(topology: Topology) -> dict[str, str]:
     return files
 
 
-def _tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: int, caps: Capabilities) -> None:
+def _tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: int, caps: Capabilities,
+           implementation: str) -> None:
     """tunl0 with the node's IPIP tunnel address, where an IPIP pool applies (Felix's ipip manager)."""
     pool = pool_of(topology, node)
     if pool is None or pool.ipip_mode == "Never":
         return
     mtu = host_mtu - IPIP_OVERHEAD
-    if caps.has("ipip"):
+    if implementation == ipip.KERNEL:
         if IPIP_DEVICE in caps.fresh_links:      # the module's fallback device, in every namespace
             builder.existing(IPIP_DEVICE, caps.fresh_links[IPIP_DEVICE], mtu=mtu)
         else:                                     # fb_tunnels_only_for_init_net: Felix adds it
-            builder.add_link(IPIP_DEVICE, "ipip", mtu=mtu)
+            builder.ipip(IPIP_DEVICE, mtu)
     else:
-        builder.tun(IPIP_DEVICE, mtu)
-        builder.sysctl(f"net/ipv6/conf/{IPIP_DEVICE}/disable_ipv6", 1)  # a kernel tunl0 has no IPv6 link-local
-        builder.note("tunl0: userspace IPIP on a TUN device (this kernel has no ipip module); the lab's route "
-                     "agent encapsulates in IP protocol 4 towards the route's gateway")
+        # Felix's "Allow IPIP packets from Calico hosts": every node of the cluster may send it IPIP
+        peers = [str(other.ip) for other in topology.nodes if other.name != node.name]
+        ipip.tun_device(builder, IPIP_DEVICE, mtu, implementation, peers)
     tunnel_ip = topology.cluster.calico.ipam.tunnel_ips[node.name]
     builder.address(IPIP_DEVICE, f"{tunnel_ip}/32", broadcast=False)
 
@@ -170,7 +171,7 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
             "vtep_mac": vtep_mac(node.name) if vxlan_enabled(config) else None,
         }
     return {"mode": mode(config), "backend": config.backend, "node_env_key": "calico",
-            "ipip_implementation": ipip_implementation(caps) if ipip_enabled(config) else None,
+            "ipip_implementation": ipip.label(ipip_implementation(topology, caps)) if ipip_enabled(config) else None,
             "pools": [{"name": p.name, "cidr": str(p.cidr), "blockSize": p.block_size, "ipipMode": p.ipip_mode,
                        "vxlanMode": p.vxlan_mode, "natOutgoing": p.nat_outgoing, "nodeSelector": p.node_selector,
                        "disabled": p.disabled} for p in config.pools],
@@ -183,7 +184,7 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
             "node_env": node_env}
 
 
-def _notes(topology: Topology, caps: Capabilities) -> tuple[str, ...]:
+def _notes(topology: Topology, implementation: str | None) -> tuple[str, ...]:
     config = topology.cluster.calico
     notes = [f"calico {mode(config)}: pools " + ", ".join(
         f"{p.name} {p.cidr} /{p.block_size} ipip={p.ipip_mode} vxlan={p.vxlan_mode}" for p in config.pools)]
@@ -191,8 +192,8 @@ def _notes(topology: Topology, caps: Capabilities) -> tuple[str, ...]:
         notes.append(f"BGP: BIRD on every node (AS {config.bgp.as_number}, mesh "
                      f"{'on' if config.bgp.node_to_node_mesh else 'off'}); block routes arrive by BGP after "
                      f"`lab up` starts BIRD (kernel table {BIRD_TABLE}, mirrored into main by the route agent)")
-    if ipip_enabled(config):
-        notes.append(f"IPIP: {ipip_implementation(caps)}")
+    if implementation:
+        notes.append(f"IPIP: {ipip.label(implementation)}")
     if any(p.nat_outgoing for p in config.pools):
         notes.append("natOutgoing: Felix's cali-nat-outgoing MASQUERADE (nat table) is programmed with the "
                      "policy chains")

@@ -8,12 +8,15 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from lab.bgp import birdc, daemons
-from lab.cni import calico
+from lab.cni import calico, ipip
 from lab.errors import LabError
-from lab.netns import namespace, names, tun
+from lab.netns import namespace, names, tc, tun
+from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
+
+IFF_MULTICAST = 0x1000
 
 
 def tools(topology: Topology) -> list[str]:
@@ -30,16 +33,15 @@ def needs_ipip(topology: Topology, node_name: str) -> bool:
     return pool is not None and pool.ipip_mode != "Never"
 
 
-def agent_nodes(topology: Topology, kernel_ipip: bool) -> list[dict[str, Any]]:
+def agent_nodes(topology: Topology, implementation: str) -> list[dict[str, Any]]:
     """The route agent's view of the nodes: namespace and how tunl0 is implemented (None: no IPIP)."""
-    kind = "kernel" if kernel_ipip else "userspace"
-    return [{"name": n.name, "netns": names.node_netns(topology.name, n.name),
-             "tunnel": kind if needs_ipip(topology, n.name) else None} for n in topology.nodes]
+    return [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "device": calico.IPIP_DEVICE,
+             "tunnel": implementation if needs_ipip(topology, n.name) else None} for n in topology.nodes]
 
 
-def agent_spec(topology: Topology, store: StateStore, kernel_ipip: bool) -> dict[str, Any]:
+def agent_spec(topology: Topology, store: StateStore, implementation: str) -> dict[str, Any]:
     return daemons.agent_spec(topology.name, calico.BIRD_TABLE, store.lab_dir(topology.name),
-                              agent_nodes(topology, kernel_ipip))
+                              agent_nodes(topology, implementation))
 
 
 def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str, Any]:
@@ -48,13 +50,14 @@ def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str
         return {"bird": False}
     lab = topology.name
     spec_path = os.path.join(store.lab_dir(lab), "routeagent.json")
-    spec = agent_spec(topology, store, caps.has("ipip"))
+    implementation = calico.ipip_implementation(topology, caps)   # also for a pool that turns IPIP on later
+    spec = agent_spec(topology, store, implementation)
     pid = daemons.start_agent(names.underlay_netns(lab), spec, spec_path)
     daemons.start_birds({n.name: (names.node_netns(lab, n.name), node_paths(store, lab, n.name))
                          for n in topology.nodes})
-    return {"bird": True, "kernel_ipip": caps.has("ipip"),
+    return {"bird": True, "ipip": implementation,
             "route_agent": {"pid": pid, "spec": spec_path, "stats": spec["stats"]},
-            "ipip_implementation": calico.ipip_implementation(caps) if calico.ipip_enabled(topology.cluster.calico)
+            "ipip_implementation": ipip.label(implementation) if calico.ipip_enabled(topology.cluster.calico)
             else None}
 
 
@@ -63,8 +66,8 @@ def reconfigure(old: Topology, new: Topology, store: StateStore, runtime: dict[s
     _check_reconfigurable(old, new)
     if new.cluster.calico.backend != "bird":
         return ["nothing runs to reconfigure (calico_backend vxlan)"]
-    kernel_ipip = runtime.get("kernel_ipip", runtime.get("ipip_implementation") == "kernel-ipip")
-    changes = _bring_up_tunnels(old, new, store, runtime, kernel_ipip)
+    implementation = runtime.get("ipip") or (ipip.KERNEL if runtime.get("kernel_ipip") else ipip.USERSPACE)
+    changes = _bring_up_tunnels(old, new, store, runtime, implementation)
     changes += _reload_bird(new, store)
     return changes or ["no node's BIRD configuration changed"]
 
@@ -82,14 +85,14 @@ def _check_reconfigurable(old: Topology, new: Topology) -> None:
 
 
 def _bring_up_tunnels(old: Topology, new: Topology, store: StateStore, runtime: dict[str, Any],
-                      kernel_ipip: bool) -> list[str]:
+                      implementation: str) -> list[str]:
     """tunl0 for nodes an IPIP pool now applies to, and the route agent told about them."""
     added = [n.name for n in new.nodes if needs_ipip(new, n.name) and not needs_ipip(old, n.name)]
     for node in added:
-        _add_tunl0(new, node, userspace=not kernel_ipip)
+        _add_tunl0(new, node, implementation)
     if added and runtime.get("route_agent"):
         agent = runtime["route_agent"]
-        daemons.reload_agent(agent["pid"], agent_spec(new, store, kernel_ipip), agent["spec"])
+        daemons.reload_agent(agent["pid"], agent_spec(new, store, implementation), agent["spec"])
     return [f"{node}: tunl0 up with {new.cluster.calico.ipam.tunnel_ips[node]}/32" for node in added]
 
 
@@ -118,17 +121,29 @@ def _write_if_changed(path: str, text: str) -> bool:
     return True
 
 
-def _add_tunl0(topology: Topology, node: str, userspace: bool) -> None:
-    """What Felix does when IPIP becomes enabled for a node: tunl0 up, MTU, the tunnel address."""
+def _add_tunl0(topology: Topology, node: str, implementation: str) -> None:
+    """What Felix does when IPIP becomes enabled for a node: tunl0 up, MTU, the tunnel address (and, for
+    eBPF IPIP, the tc programs)."""
     host_mtu = topology.network(topology.node(node).network).mtu
     address = str(topology.cluster.calico.ipam.tunnel_ips[node])
+    netns = names.node_netns(topology.name, node)
 
     def configure() -> None:
-        if userspace:
+        if implementation != ipip.KERNEL:
             tun.create_persistent_tun(calico.IPIP_DEVICE)
+            with open(f"/proc/sys/net/ipv6/conf/{calico.IPIP_DEVICE}/disable_ipv6", "w") as handle:
+                handle.write("1")
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=calico.IPIP_DEVICE)[0]
             ipr.link("set", index=index, mtu=host_mtu - calico.IPIP_OVERHEAD, state="up")
+            if implementation != ipip.KERNEL:  # as the plan makes it (lab/cni/ipip.py: tun_device)
+                ipr.link("set", index=index, txqlen=1000)
+                ipr.link("set", index=index, flags=0, change=IFF_MULTICAST)
             ipr.addr("replace", index=index, address=address, prefixlen=32)
 
-    namespace.run_in(names.node_netns(topology.name, node), configure)
+    namespace.run_in(netns, configure)
+    if implementation == ipip.EBPF:
+        builder = NamespaceBuilder(netns, "node", node)
+        builder.qdisc(calico.IPIP_DEVICE, "noqueue")
+        ipip.attach(builder, calico.IPIP_DEVICE, [str(n.ip) for n in topology.nodes if n.name != node])
+        tc.apply_namespaces([builder.freeze()])

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError, NotRootError
-from lab.netns import namespace
+from lab.netns import bpfobj, namespace, tun
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-TOOLS = ("ip", "bridge", "iptables", "iptables-restore", "nsenter", "ipset", "tcpdump", "iperf3", "ping", "bird",
-         "birdc")
+TOOLS = ("ip", "bridge", "tc", "iptables", "iptables-restore", "nsenter", "ipset", "tcpdump", "iperf3", "ping",
+         "bird", "birdc")
+IPIP_PROGRAM = "ipip"
+IPIP_SECTIONS = ("tc/encap", "tc/decap")
+PROBE_TUN = "probe-tun"
 SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy")
 
 
@@ -29,13 +33,18 @@ class Capabilities:
     tools: dict[str, bool]
     fresh_links: dict[str, int] = field(default_factory=dict)   # devices a new namespace starts with, besides lo
     probed: bool = True
+    ebpf_ipip: bool = False      # the lab's IPIP programs load and attach with tc (clsact, cls_bpf, the verifier)
+    ebpf_reason: str = "not probed"
 
     @classmethod
     def assumed(cls) -> "Capabilities":
         """A guess made without privilege (for --dry-run): module directories only, nothing tried."""
         kinds = {kind: kind in ("veth", "bridge") or os.path.isdir(f"/sys/module/{kind}") for kind in SCRATCH_KINDS}
+        built = bpfobj.buildable(IPIP_PROGRAM) and shutil.which("tc") is not None
         return cls(kinds=kinds, br_netfilter=os.path.isdir("/sys/module/br_netfilter"),
-                   tools={tool: shutil.which(tool) is not None for tool in TOOLS}, probed=False)
+                   tools={tool: shutil.which(tool) is not None for tool in TOOLS}, probed=False, ebpf_ipip=built,
+                   ebpf_reason="assumed from the object or clang being there (not tried: dry run)" if built else
+                   f"{bpfobj.built(IPIP_PROGRAM)} is not built and clang is not installed")
 
     def has(self, kind: str) -> bool:
         return self.kinds.get(kind, False)
@@ -47,6 +56,7 @@ class Capabilities:
             notes.append(f"kernel lacks: {', '.join(missing)}")
         notes.append("br_netfilter: " + ("loaded" if self.br_netfilter else "not loaded (bridged traffic "
                                                                           "bypasses iptables)"))
+        notes.append("eBPF IPIP (tc): " + ("available" if self.ebpf_ipip else f"unavailable ({self.ebpf_reason})"))
         absent = [t for t, ok in self.tools.items() if not ok]
         if absent:
             notes.append(f"tools not installed: {', '.join(absent)} (run scripts/install-deps.sh)")
@@ -84,6 +94,7 @@ def detect(scratch: str) -> Capabilities:
     namespace.create_many([scratch])
     try:
         kinds, br_netfilter = namespace.run_in(scratch, _probe_kernel)
+        ebpf_ipip, ebpf_reason = _probe_ebpf_ipip(scratch)
     finally:
         namespace.remove(scratch)
     # A second, fresh namespace: modules the probe loaded (ipip, ...) add fallback devices such as tunl0.
@@ -93,7 +104,31 @@ def detect(scratch: str) -> Capabilities:
     finally:
         namespace.remove(scratch)
     return Capabilities(kinds=kinds, br_netfilter=br_netfilter,
-                        tools={tool: shutil.which(tool) is not None for tool in TOOLS}, fresh_links=fresh)
+                        tools={tool: shutil.which(tool) is not None for tool in TOOLS}, fresh_links=fresh,
+                        ebpf_ipip=ebpf_ipip, ebpf_reason=ebpf_reason)
+
+
+def _probe_ebpf_ipip(scratch: str) -> tuple[bool, str]:
+    """Attach both IPIP programs to a TUN device of the scratch namespace, as a lab would."""
+    if shutil.which("tc") is None:
+        return False, "tc is not installed"
+    try:
+        obj = str(bpfobj.ensure_built(IPIP_PROGRAM))
+    except LabError as exc:
+        return False, exc.message
+    try:
+        namespace.run_in(scratch, lambda: tun.create_persistent_tun(PROBE_TUN))
+    except OSError as exc:
+        return False, f"no TUN device: {exc.strerror or exc}"
+    commands = [["qdisc", "add", "dev", PROBE_TUN, "clsact"]]
+    commands += [["filter", "add", "dev", PROBE_TUN, direction, "bpf", "direct-action", "obj", obj, "sec", section]
+                 for direction, section in zip(("egress", "ingress"), IPIP_SECTIONS)]
+    for args in commands:
+        result = subprocess.run(["tc", "-n", scratch, *args], capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            return False, f"`tc {' '.join(args[:5])}` failed: {' | '.join(lines[-3:]) or 'no message'}"
+    return True, "clsact, cls_bpf and both programs load"
 
 
 def _fresh_links() -> dict[str, int]:

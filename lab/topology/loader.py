@@ -155,6 +155,7 @@ class _Builder:
         externals = self._externals(networks, nodes)
         setting = self.data.get("options", {}).get("staticNeighbours", "auto")
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
+        ipip = self.data.get("options", {}).get("ipipImplementation", "auto")
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
                         externals=externals, notes=tuple(self.notes), static_neighbours=static,
@@ -162,7 +163,8 @@ class _Builder:
                         impairments=impair.from_topology(
                             self.data, self.fail, lambda path: f"{self.doc.file}:{self.doc.line(path) or 1}: "
                             + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")),
-                        warnings=tuple(self.warnings), sources=frozen_labels(self._sources()))
+                        warnings=tuple(self.warnings), sources=frozen_labels(self._sources()),
+                        ipip_implementation=ipip)
 
     def _sources(self) -> dict[str, str]:
         """`file:line` of the entries the runtime's refusals name (Topology.sources)."""
@@ -170,8 +172,9 @@ class _Builder:
             return f"{self.doc.file}:{self.doc.line(path) or 1}"
         found = {f"networks.{entry['name']}": at(("networks", i)) for i, entry in enumerate(self.data["networks"])}
         found |= {f"nodes.{entry['name']}": at(("nodes", i)) for i, entry in enumerate(self.data["nodes"])}
-        if "staticNeighbours" in (self.data.get("options") or {}):
-            found["options.staticNeighbours"] = at(("options", "staticNeighbours"))
+        for option in ("staticNeighbours", "ipipImplementation"):
+            if option in (self.data.get("options") or {}):
+                found[f"options.{option}"] = at(("options", option))
         return found
 
     # -- hosts outside the cluster ---------------------------------------------------------------

@@ -213,8 +213,10 @@ class Topology:
     impairments: tuple[ImpairSpec, ...] = ()   # `impair:` of networks and nodes (lab/topology/impair.py)
     warnings: tuple[str, ...] = ()    # what the API server would warn about, as `file:line: field: text`
     # `file:line` of entries the runtime's refusals name: "options.staticNeighbours", "networks.<name>",
+    # "options.ipipImplementation",
     # "nodes.<name>" (not part of the lab's identity: no repr, no comparison)
     sources: Mapping[str, str] = field(default_factory=frozen_labels, compare=False, repr=False)
+    ipip_implementation: str = "auto"          # options.ipipImplementation: auto | kernel | ebpf | userspace
 
     def network(self, name: str) -> Network:
         return next(n for n in self.networks if n.name == name)
