@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.cni import calico, calico_ready, calico_runtime, flannel
+from lab.cni import calico, calico_ready, calico_runtime, flannel, flannel_runtime
 from lab.errors import LabError
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan
@@ -27,7 +27,8 @@ class Dataplane:
 
 
 DATAPLANES: dict[str, Dataplane] = {
-    "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe),
+    "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe, tools=flannel_runtime.tools,
+                         start=flannel_runtime.start),
     "calico": Dataplane(plan=calico.plan, describe=calico.describe, tools=calico_runtime.tools,
                         start=calico_runtime.start, reconfigure=calico_runtime.reconfigure,
                         checks=calico_ready.checks),

@@ -1,4 +1,4 @@
-"""Flannel's data planes: vxlan (with DirectRouting) and host-gw, as flanneld programs them.
+"""Flannel's data planes: vxlan (with DirectRouting), host-gw and ipip, as flanneld programs them.
 
 Per node: a subnet lease (the node's podCIDR), /run/flannel/subnet.env, cni0 and the pods
 (through the CNI bridge plugin), and for every remote lease:
@@ -6,6 +6,10 @@ Per node: a subnet lease (the node's podCIDR), /run/flannel/subnet.env, cni0 and
                   route <subnet> via <subnet>.0 dev flannel.<VNI> onlink
   vxlan+DirectRouting, peer on a connected subnet:  route <subnet> via <peer ip>   (no ARP/FDB)
   host-gw:        route <subnet> via <peer ip> dev eth0  (not installed off-link: ENETUNREACH)
+  ipip:           route <subnet> via <peer ip> dev flannel.ipip onlink  (reference §3.2)
+  ipip+DirectRouting, peer on a connected subnet:   route <subnet> via <peer ip> dev eth0 onlink
+flannel.ipip is the kernel's ipip device where the module exists, else a TUN device carried by
+the lab's eBPF programs or its userspace tunnel (lab/cni/ipip.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from lab.cni import bridge_plugin, identity, underlay
+from lab.cni import bridge_plugin, identity, ipip, underlay
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
@@ -21,6 +25,7 @@ from lab.topology.model import FlannelConfig, Node, Topology
 
 VXLAN_OVERHEAD = 50
 EXTERNAL_IFACE = "eth0"
+IPIP_DEVICE = "flannel.ipip"      # pkg/backend/ipip: tunnelName
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ def device_name(config: FlannelConfig) -> str:
 
 def mtu(config: FlannelConfig, external_mtu: int) -> int:
     """FLANNEL_MTU: the external MTU (or the vxlan backend's MTU) less the encapsulation overhead."""
+    if config.backend.type == "ipip":
+        return external_mtu - ipip.OVERHEAD
     if config.backend.type != "vxlan":
         return external_mtu
     return (config.backend.mtu or external_mtu) - VXLAN_OVERHEAD
@@ -63,6 +70,8 @@ def subnet_env(config: FlannelConfig, lease: Lease, external_mtu: int) -> str:
 def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     """The whole lab: underlay, then every node, then every pod."""
     config = topology.cluster.flannel
+    caps = caps or Capabilities.assumed()
+    implementation = ipip.choose(topology, caps) if config.backend.type == "ipip" else None
     all_leases = leases(topology)
     under = underlay.underlay_builder(topology)
     nodes: list[NamespaceBuilder] = []
@@ -74,6 +83,8 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         remotes = [other for other in all_leases if other.node != node.name]
         if config.backend.type == "vxlan":
             _vxlan(builder, config, node, lease, remotes, topology, external_mtu)
+        elif implementation:
+            _ipip(builder, config, node, lease, remotes, topology, external_mtu, implementation)
         else:
             _host_gw(builder, node, remotes, topology)
         _iptables(builder, config, lease)
@@ -83,7 +94,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         nodes.append(builder)
     hosts = underlay.external_builders(topology, under, {lease.node: [lease.subnet] for lease in all_leases})
     namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
-    return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=files, notes=_notes(config))
+    return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=files, notes=_notes(config, implementation))
 
 
 def mode(config: FlannelConfig) -> str:
@@ -96,17 +107,21 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict:
     vxlan = config.backend.type == "vxlan"
     env = {lease.node: subnet_env(config, lease, topology.network(topology.node(lease.node).network).mtu)
            for lease in leases(topology)}
+    implementation = (ipip.label(ipip.choose(topology, caps or Capabilities.assumed()))
+                      if config.backend.type == "ipip" else None)
     return {"mode": mode(config), "network": str(config.network), "subnet_len": config.subnet_len,
+            "ipip_implementation": implementation,
             "vni": config.backend.vni if vxlan else None, "port": (config.backend.port or 8472) if vxlan else None,
             "node_mtu": {n.name: mtu(config, topology.network(n.network).mtu) for n in topology.nodes},
             "node_env": {node: dict(line.split("=", 1) for line in text.splitlines()) for node, text in env.items()}}
 
 
-def _notes(config: FlannelConfig) -> tuple[str, ...]:
+def _notes(config: FlannelConfig, implementation: str | None) -> tuple[str, ...]:
     backend = config.backend
     return (f"flannel {mode(config)}: Network {config.network}, SubnetLen {config.subnet_len}"
             + (f", VNI {backend.vni}, port {backend.port or '8472 (kernel default)'}" if backend.type == "vxlan"
-               else ""),)
+               else "")
+            + (f", IPIP: {ipip.label(implementation)}" if implementation else ""),)
 
 
 def _on_link(topology: Topology, node: Node, peer_ip: ipaddress.IPv4Address) -> bool:
@@ -131,6 +146,22 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
         builder.neighbour(dev, vtep_ip, remote.vtep_mac)
         builder.fdb_entry(dev, remote.vtep_mac, str(remote.public_ip))
         builder.route(str(remote.subnet), gateway=vtep_ip, dev=dev, onlink=True)
+
+
+def _ipip(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: Lease, remotes: list[Lease],
+          topology: Topology, external_mtu: int, implementation: str) -> None:
+    """configureIPIPDevice (flannel.ipip, local = the node's IP, MTU eth0 - 20, <subnet>.0/32, up), then a
+    route per remote lease (RouteNetwork: onlink via the peer's public IP)."""
+    if implementation == ipip.KERNEL:
+        builder.ipip(IPIP_DEVICE, mtu(config, external_mtu), local=str(node.ip))
+    else:
+        ipip.tun_device(builder, IPIP_DEVICE, mtu(config, external_mtu), implementation,
+                        [str(remote.public_ip) for remote in remotes])
+    builder.address(IPIP_DEVICE, f"{lease.subnet.network_address}/32", broadcast=False)
+    for remote in remotes:
+        direct = config.backend.direct_routing and _on_link(topology, node, remote.public_ip)
+        builder.route(str(remote.subnet), gateway=str(remote.public_ip), dev=EXTERNAL_IFACE if direct else IPIP_DEVICE,
+                      onlink=True)
 
 
 def _iptables(builder: NamespaceBuilder, config: FlannelConfig, lease: Lease) -> None:

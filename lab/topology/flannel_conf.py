@@ -10,11 +10,12 @@ from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
 from lab.topology.model import FlannelBackend, FlannelConfig
 
-BACKEND_TYPES = ("vxlan", "host-gw")
+BACKEND_TYPES = ("vxlan", "host-gw", "ipip")
 NET_CONF_KEYS = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableNFTables",
                  "EnableIPv4", "EnableIPv6"}
 BACKEND_KEYS = {"vxlan": {"Type", "VNI", "Port", "DirectRouting", "Learning", "GBP", "MTU"},
-                "host-gw": {"Type"}}
+                "host-gw": {"Type"},
+                "ipip": {"Type", "DirectRouting"}}   # pkg/backend/ipip: cfg struct{ DirectRouting bool }
 MAX_JSON_DEPTH = 100
 DEFAULT_NET_CONF = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
 
@@ -97,7 +98,7 @@ def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> 
                    f"/{network.prefixlen} and at most 30", None)
     if "Backend" not in conf:
         raise fail(path, "net-conf.json has no Backend, so flannel would use its udp backend, which the lab "
-                   "does not model", 'add "Backend": {"Type": "vxlan"} (or host-gw)')
+                   "does not model", 'add "Backend": {"Type": "vxlan"} (or host-gw, or ipip)')
     backend = _backend(conf["Backend"], path + ("Backend",), fail)
     return FlannelConfig(network=network, subnet_len=subnet_len, backend=backend, ip_masq=ip_masq, source=source)
 
