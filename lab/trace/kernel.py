@@ -111,6 +111,22 @@ class Netns:
     def link_named(self, name: str) -> Link | None:
         return next((link for link in self.links().values() if link.name == name), None)
 
+    def bpf_programs(self, index: int, hook: str) -> list[str]:
+        """Names of the BPF filters on a device's tc ingress or egress hook (the clsact qdisc's), e.g.
+        `ipip.o:[tc/encap]`; empty without any."""
+        parent = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}[hook]
+        try:
+            filters = self.ipr.get_filters(index=index, parent=parent)
+        except NetlinkError:
+            return []
+        names = []
+        for message in filters:
+            options = message.get_attr("TCA_OPTIONS") if message.get_attr("TCA_KIND") == "bpf" else None
+            name = options.get_attr("TCA_BPF_NAME") if options else None
+            if name:
+                names.append(name)
+        return names
+
     def addresses(self) -> list[tuple[str, int, int]]:
         """(address, prefix length, ifindex) of every IPv4 address."""
         if self._addresses is None:

@@ -25,6 +25,7 @@ from lab.trace.model import Endpoint, Hop, Packet, Trace
 
 MAX_HOPS = 24
 IPIP = "IPIP"
+IPIP_DEVICES = ("tunl0", "flannel.ipip")   # Calico's and flannel's IPIP tunnels
 
 
 @dataclass
@@ -242,7 +243,7 @@ class Walker:
         if oif.kind == "vxlan":
             outer = self._vxlan(ns, at.hop, at.packet, oif, nexthop)
             return None if outer is None else At(at.netns, None, at.hop, outer)
-        if oif.name == "tunl0":
+        if oif.name in IPIP_DEVICES and oif.kind in ("ipip", "tun"):
             return At(at.netns, None, at.hop, self._ipip(ns, at.hop, at.packet, oif, nexthop))
         packet = at.packet
         if not self.stack and self.view.kind(ns.name) == "node" and oif.name == "eth0":
@@ -445,15 +446,24 @@ class Walker:
     def _ipip(self, ns: Netns, hop: Hop, packet: Packet, dev: Link, nexthop: str) -> Packet:
         route = ns.route_get(nexthop)
         outer = Packet(route.prefsrc or "", nexthop, IPIP, ttl=packet.ttl)
+        ebpf = dev.kind == "tun" and any("encap" in name for name in ns.bpf_programs(dev.index, "egress"))
         how = ("the kernel's ipip device" if dev.kind == "ipip" else
+               "a TUN device whose tc egress runs the lab's eBPF program (ipip_encap): it adds the outer header "
+               "and redirects the packet out of the underlay device (this kernel has no ipip module)" if ebpf else
                "a TUN device: the lab's route agent reads the inner packet and sends IP protocol 4 through a raw "
                "socket (this kernel has no ipip module)")
         lower = ns.link(route.oif)
+        command = (self.cmd(ns.name, "tc", "filter", "show", "dev", dev.name, "egress") if ebpf else
+                   self.cmd(ns.name, "ip", "-d", "link", "show", dev.name))
         hop.add("encap", f"IPIP: {packet.src} > {packet.dst} goes inside IP protocol 4 {outer.src} > {nexthop} "
-                f"(outer destination = the route's gateway); tunl0 is {how}; inner MTU {dev.mtu}, outer MTU "
-                f"{lower.mtu if lower else '?'}", self.cmd(ns.name, "ip", "-d", "link", "show", "tunl0"),
-                outer_src=outer.src, outer_dst=nexthop, implementation=dev.kind or "tun", inner_mtu=dev.mtu)
-        hop.cross(dev.name)
+                f"(outer destination = the route's gateway); {dev.name} is {how}; inner MTU {dev.mtu}, outer MTU "
+                f"{lower.mtu if lower else '?'}", command, outer_src=outer.src, outer_dst=nexthop,
+                implementation="ebpf" if ebpf else dev.kind or "tun", inner_mtu=dev.mtu)
+        if ebpf:   # redirected at tc egress, before the device's packet taps: a capture there sees nothing
+            hop.add("note", f"tcpdump -i {dev.name} does not show this packet: the eBPF program redirects it at "
+                    f"tc egress, before {dev.name}'s packet taps (the kernel's ipip device would show it)")
+        else:
+            hop.cross(dev.name)
         self.stack.append(packet)
         return outer
 
@@ -469,14 +479,21 @@ class Walker:
                     hop.cross(link.name)
                     return link.index
         if packet.protocol == IPIP:
-            tunl = ns.link_named("tunl0")
+            tunl = next((link for name in IPIP_DEVICES if (link := ns.link_named(name)) is not None), None)
             if tunl is not None:
+                eth0 = ns.link_named("eth0")
+                ebpf = tunl.kind == "tun" and eth0 is not None and any(
+                    "decap" in name for name in ns.bpf_programs(eth0.index, "ingress"))
                 how = ("the kernel's ipip module decapsulates it" if tunl.kind == "ipip" else
-                       "the lab's route agent (userspace IPIP: this kernel has no ipip module) receives it on a raw "
-                       "socket and writes the inner packet into the TUN device")
-                hop.add("decap", f"IP protocol 4 for a local address: {how}; the inner packet is received on tunl0",
-                        self.cmd(ns.name, "ip", "-d", "link", "show", "tunl0"), device="tunl0")
-                hop.cross("tunl0")
+                       "the lab's eBPF program on eth0's tc ingress (ipip_decap) strips the outer header and "
+                       f"redirects the inner packet to {tunl.name}'s ingress (this kernel has no ipip module)" if ebpf
+                       else "the lab's route agent (userspace IPIP: this kernel has no ipip module) receives it on "
+                       "a raw socket and writes the inner packet into the TUN device")
+                command = (self.cmd(ns.name, "tc", "filter", "show", "dev", "eth0", "ingress") if ebpf else
+                           self.cmd(ns.name, "ip", "-d", "link", "show", tunl.name))
+                hop.add("decap", f"IP protocol 4 for a local address: {how}; the inner packet is received on "
+                        f"{tunl.name}", command, device=tunl.name)
+                hop.cross(tunl.name)
                 return tunl.index
         return None
 
