@@ -16,6 +16,7 @@ PYTEST_DONT_REWRITE (it holds no assertions; test modules import it before pytes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,7 @@ from conftest import TOPOLOGIES, run_lab
 
 CALICO_TOPOLOGIES = ["calico-bgp-mesh", "calico-rr", "calico-ipip", "calico-ipip-crosssubnet", "calico-vxlan",
                      "calico-vxlan-crosssubnet"]
-SESSION_PREFIX = "tc"
+SESSION_PREFIX = os.environ.get("LAB_TEST_PREFIX", "tc")   # another prefix keeps parallel runs apart
 
 
 def renamed_copy(topology: str, name: str, directory: Path) -> Path:

@@ -47,8 +47,13 @@ class Expected:
     def vxlan(self) -> bool:
         return self.backend == "vxlan"
 
+    @property
+    def ipip(self) -> bool:
+        return self.backend == "ipip"
+
     def mtu(self, node: NodeSpec) -> int:
-        return node.mtu - 50 if self.vxlan else node.mtu
+        """FLANNEL_MTU: eth0's less 50 for VXLAN, 20 for IPIP (reference §1.6, §3.2)."""
+        return node.mtu - 50 if self.vxlan else node.mtu - 20 if self.ipip else node.mtu
 
     def node_netns(self, node: NodeSpec) -> str:
         return f"{self.lab}.{node.name}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 NUD_PERMANENT = 0x80
+IFF_NOARP_FLAG = 0x80
 NTF_SELF = 0x02
 RTNH_F_ONLINK = 0x4
 PROTO = {2: "kernel", 3: "boot", 4: "static"}
@@ -100,3 +101,37 @@ class Snapshot:
 def sysctl(netns: str, key: str) -> str:
     return subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-n", key], capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+IPIP_OBJECT = REPO_ROOT / "build" / "bpf" / "ipip.o"
+
+
+def kernel_has_ipip() -> bool:
+    """Whether this kernel can make an ipip device (tried in a throw-away namespace)."""
+    return subprocess.run(["unshare", "--net", "ip", "link", "add", "t0", "type", "ipip"],
+                          capture_output=True).returncode == 0
+
+
+def kernel_runs_ebpf_ipip() -> bool:
+    """Whether the built IPIP programs attach to a TUN device's clsact hook here (a throw-away namespace)."""
+    if not IPIP_OBJECT.exists():
+        return False
+    script = ("ip tuntap add dev t0 mode tun && tc qdisc add dev t0 clsact && "
+              f"tc filter add dev t0 egress bpf da obj {IPIP_OBJECT} sec tc/encap && "
+              f"tc filter add dev t0 ingress bpf da obj {IPIP_OBJECT} sec tc/decap")
+    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], capture_output=True).returncode == 0
+
+
+def expected_ipip_implementation() -> str:
+    """What `options.ipipImplementation: auto` must pick on this kernel: the module, then eBPF, then TUN."""
+    if kernel_has_ipip():
+        return "kernel-ipip"
+    return "ebpf" if kernel_runs_ebpf_ipip() else "userspace-tun"
+
+
+def tc_filters(netns: str, dev: str, direction: str) -> list[str]:
+    """`tc filter show` lines naming a BPF program on one hook of a device (empty without clsact)."""
+    result = subprocess.run(["tc", "-n", netns, "filter", "show", "dev", dev, direction], capture_output=True,
+                            text=True)
+    return [line for line in result.stdout.splitlines() if " bpf " in line and "name " in line]

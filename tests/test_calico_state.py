@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 
 import pytest
 
@@ -18,6 +17,7 @@ from calico_kernel import (IFF_NOARP, IFF_UP, CalicoSnapshot, assert_routes, fre
 from calico_labs import CALICO_TOPOLOGIES
 from conftest import run_lab
 from expect_calico import HOST_MAC, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtep_mac
+from kernel import expected_ipip_implementation, tc_filters
 
 pytestmark = pytest.mark.needs_root
 
@@ -47,12 +47,6 @@ def fresh_links():
     return fresh_netns_links() - {"lo"}
 
 
-def kernel_has_ipip() -> bool:
-    """Whether this kernel can make an ipip device (tried in a throw-away namespace)."""
-    return subprocess.run(["unshare", "--net", "ip", "link", "add", "t0", "type", "ipip"],
-                          capture_output=True).returncode == 0
-
-
 def sysctls(netns: str, keys: list[str]) -> dict[str, str]:
     values = netns_exec(netns, "sysctl", "-n", *keys).stdout.split("\n")
     return dict(zip(keys, values))
@@ -66,7 +60,7 @@ def test_status_reports_mode_ipam_and_mtu(lab):
     assert status["backend"] == spec.backend
     expected_impl = None
     if spec.ipip_enabled():
-        expected_impl = "kernel-ipip" if kernel_has_ipip() else "userspace-tun"
+        expected_impl = expected_ipip_implementation()
     assert status["ipip_implementation"] == expected_impl
     for node in spec.nodes:
         row = next(n for n in status["nodes"] if n["name"] == node.name)
@@ -139,14 +133,29 @@ def test_tunl0_exists_only_with_an_ipip_pool(lab):
             assert snap.mtu(IPIP_DEVICE) == node.host_mtu - 20 == 1480, node.name
             assert snap.addresses_of(IPIP_DEVICE) == {f"{node.tunnel_ip}/32"}, node.name
             assert node.tunnel_ip == node.blocks[0].network_address, "the tunnel takes ordinal 0 of the block"
-            kind = {"userspace-tun": "tun", "kernel-ipip": "ipip"}[status["ipip_implementation"]]
+            kind = {"userspace-tun": "tun", "kernel-ipip": "ipip", "ebpf": "tun"}[status["ipip_implementation"]]
             assert snap.kind(IPIP_DEVICE) == kind, node.name
             assert snap.fdb_entries(IPIP_DEVICE) == set()
+            ebpf = status["ipip_implementation"] == "ebpf"
+            netns = spec.node_netns(node)
+            # the tc programs exist exactly where the eBPF implementation runs
+            assert bool(tc_filters(netns, IPIP_DEVICE, "egress")) == ebpf, f"{node.name}: tunl0 egress"
+            assert bool(tc_filters(netns, "eth0", "ingress")) == ebpf, f"{node.name}: eth0 ingress"
         elif IPIP_DEVICE in snap.links:
             # only the ipip module's fallback device may exist: down, without an address
             assert IPIP_DEVICE in fresh_netns_links(), f"{node.name}: a tunl0 the kernel did not make"
             assert not snap.flags(IPIP_DEVICE) & IFF_UP, f"{node.name}: tunl0 up in a no-IPIP lab"
             assert snap.addresses_of(IPIP_DEVICE) == set(), node.name
+
+
+def test_tc_programs_only_where_ebpf_ipip_runs(lab):
+    """No lab touches a qdisc it does not need: BPF filters only on the nodes of an eBPF IPIP lab with tunl0."""
+    spec, _, status = lab
+    for node in spec.nodes:
+        ebpf = status["ipip_implementation"] == "ebpf" and spec.has_tunl0(node)
+        netns = spec.node_netns(node)
+        assert bool(tc_filters(netns, "eth0", "ingress")) == ebpf, node.name
+        assert not tc_filters(netns, "eth0", "egress"), node.name
 
 
 def test_tunl0_kernel_ipip_attributes(lab):

@@ -11,11 +11,13 @@ import pytest
 
 import expect
 from conftest import TOPOLOGIES, run_lab
-from kernel import RouteRow, Snapshot, sysctl
+from kernel import IFF_NOARP_FLAG, RouteRow, Snapshot, expected_ipip_implementation, sysctl, tc_filters
 
 pytestmark = pytest.mark.needs_root
 
-FLANNEL_TOPOLOGIES = ["flannel-vxlan", "flannel-hostgw", "flannel-directrouting", "flannel-hostgw-crosssubnet"]
+FLANNEL_TOPOLOGIES = ["flannel-vxlan", "flannel-hostgw", "flannel-directrouting", "flannel-hostgw-crosssubnet",
+                      "flannel-ipip"]
+IPIP_DEVICE = "flannel.ipip"
 VETH = re.compile(r"^veth[0-9a-f]{8}$")
 
 
@@ -40,7 +42,10 @@ def expected_routes(spec: expect.Expected, node: expect.NodeSpec) -> set[RouteRo
         if peer is node:
             continue
         direct = spec.same_segment(node, peer)
-        if spec.vxlan and not (spec.direct_routing and direct):
+        if spec.ipip:   # §3.2: onlink via the peer, through flannel.ipip (eth0 with DirectRouting on one segment)
+            dev = "eth0" if spec.direct_routing and direct else IPIP_DEVICE
+            routes.add(RouteRow(str(peer.subnet), str(peer.ip), dev, "boot", "global", True))
+        elif spec.vxlan and not (spec.direct_routing and direct):
             vtep = str(peer.subnet.network_address)
             routes.add(RouteRow(str(peer.subnet), vtep, f"flannel.{spec.vni}", "boot", "global", True))
         elif direct:
@@ -53,7 +58,8 @@ def test_links_are_exactly_the_flannel_devices(lab):
     spec, snaps = lab
     for node in spec.nodes:
         snap = snaps[node.name]
-        expected = {"lo", "eth0"} | ({f"flannel.{spec.vni}"} if spec.vxlan else set()) | ({"cni0"} if node.pods else set())
+        expected = ({"lo", "eth0"} | ({f"flannel.{spec.vni}"} if spec.vxlan else set())
+                    | ({IPIP_DEVICE} if spec.ipip else set()) | ({"cni0"} if node.pods else set()))
         veths = {name for name in snap.links if VETH.match(name)}
         assert set(snap.links) - veths == expected, node.name
         assert len(veths) == len(node.pods), node.name
@@ -63,8 +69,10 @@ def test_links_are_exactly_the_flannel_devices(lab):
 
 def test_vxlan_device_matches_flanneld(lab):
     spec, snaps = lab
-    if not spec.vxlan:  # host-gw creates no flannel device (reference §2)
-        assert not any(name.startswith("flannel.") for snap in snaps.values() for name in snap.links)
+    if not spec.vxlan:  # host-gw creates no flannel device (reference §2); ipip makes flannel.ipip (§3.2)
+        allowed = {IPIP_DEVICE} if spec.ipip else set()
+        assert not any(name.startswith("flannel.") and name not in allowed
+                       for snap in snaps.values() for name in snap.links)
         return
     assert spec.mtu(spec.nodes[0]) == 1450, "the shipped vxlan labs sit on a 1500-byte underlay"
     for node in spec.nodes:
@@ -83,6 +91,31 @@ def test_vxlan_device_matches_flanneld(lab):
         first = int(snap.mac(dev).split(":")[0], 16)
         assert first & 0x02 and not first & 0x01, "VTEP MAC must be locally administered unicast"
         assert snap.addresses_of(dev) == {f"{node.subnet.network_address}/32"}
+
+
+def test_ipip_device_matches_flanneld(lab):
+    """§3.2: flannel.ipip (kind ipip, local = the node's IP; a TUN device without the ipip module), MTU eth0 - 20,
+    NOARP, up, <subnet>.0/32; BPF programs on it and on eth0 exactly when the eBPF implementation runs."""
+    spec, snaps = lab
+    if not spec.ipip:
+        pytest.skip(f"{spec.backend}: no flannel.ipip")
+    status = json.loads(run_lab("status", spec.lab, "--json").stdout)
+    implementation = expected_ipip_implementation()
+    assert status["ipip_implementation"] == implementation
+    for node in spec.nodes:
+        snap = snaps[node.name]
+        assert snap.mtu(IPIP_DEVICE) == node.mtu - 20 == 1480
+        assert snap.is_up(IPIP_DEVICE)
+        assert snap.link(IPIP_DEVICE)["flags"] & IFF_NOARP_FLAG
+        assert snap.addresses_of(IPIP_DEVICE) == {f"{node.subnet.network_address}/32"}
+        if implementation == "kernel-ipip":
+            assert snap.kind(IPIP_DEVICE) == "ipip"
+            assert snap.info_data(IPIP_DEVICE)["IFLA_IPTUN_LOCAL"] == str(node.ip)
+        else:
+            assert snap.kind(IPIP_DEVICE) == "tun"
+        ebpf = implementation == "ebpf"
+        assert bool(tc_filters(spec.node_netns(node), IPIP_DEVICE, "egress")) == ebpf, node.name
+        assert bool(tc_filters(spec.node_netns(node), "eth0", "ingress")) == ebpf, node.name
 
 
 def test_cni0_and_pod_ports(lab):

@@ -11,6 +11,7 @@ all traffic through: that is the seed's point about Flannel.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -97,7 +98,8 @@ def lab_starter(tmp_path_factory, name_of):
 @pytest.fixture(scope="module")
 def xyz(tmp_path_factory):
     """`xyz(topology)` -> lab name (tp-<n>), brought up once per module."""
-    yield from lab_starter(tmp_path_factory, lambda topology, index: f"tp-{index}")
+    prefix = os.environ.get("LAB_TEST_PREFIX", "tp")     # another prefix keeps parallel runs apart
+    yield from lab_starter(tmp_path_factory, lambda topology, index: f"{prefix}-{index}")
 
 
 def wait_converged(lab: str, attempts: int = 120) -> None:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import run_lab
+from kernel import expected_ipip_implementation
 from trace_labs import fibmatch, host_veth, link_mac, listening, sh, start, steps, trace
 
 pytestmark = pytest.mark.needs_root
@@ -90,6 +91,7 @@ def test_seed_vxlan_bs1_to_bs8_hop_for_hop(lab):
     ("flannel-directrouting", "web-0", "web-3", "flannel.1"),  # across racks: VXLAN
     ("calico-bgp-mesh", "bs1", "bs8", "eth0"),
     ("calico-ipip", "bs1", "bs8", "tunl0"),
+    ("flannel-ipip", "web-0", "web-1", "flannel.ipip"),
     ("calico-vxlan", "web-0", "web-1", "vxlan.calico"),
 ])
 def test_each_dataplane(lab, topology, src, dst, device):
@@ -107,16 +109,19 @@ def test_each_dataplane(lab, topology, src, dst, device):
         assert not steps(first, "encap")
         if topology.startswith("calico"):
             assert "proto bird" in node_route["route"]
-    elif device == "tunl0":    # reference §5.5: outer destination = the route's gateway, the far node
+    elif device in ("tunl0", "flannel.ipip"):   # §5.5, §3.2: outer destination = the route's gateway, the far node
         encap = steps(first, "encap")[0]["data"]
         assert encap["outer_dst"] == dst_node["ip"] and encap["outer_src"] == src_node["ip"]
-        assert "onlink" in node_route["route"] and "proto bird" in node_route["route"]
+        assert "onlink" in node_route["route"]
+        assert ("proto bird" in node_route["route"]) == (device == "tunl0")
+        implementation = {"kernel-ipip": "ipip", "ebpf": "ebpf", "userspace-tun": "tun"}
+        assert encap["implementation"] == implementation[expected_ipip_implementation()]
     else:                      # VXLAN: flannel VNI 1/8472, Calico VNI 4096/4789 (reference §1, §6)
         encap = steps(first, "encap")[0]["data"]
         expected = (1, 8472) if device == "flannel.1" else (4096, 4789)
         assert (encap["vni"], encap["port"], encap["outer_dst"]) == (*expected, dst_node["ip"])
     last_node = [h for h in hops if h["where"] == f"node {dst_node['name']}"][-1]
-    if device in ("tunl0", "flannel.1", "vxlan.calico"):
+    if device in ("tunl0", "flannel.ipip", "flannel.1", "vxlan.calico"):
         assert steps(last_node, "decap")[0]["data"]["device"] == device
     assert hops[-1]["where"] == f"pod default/{dst}" and steps(hops[-1], "deliver")
     _routes_match_kernel(result)

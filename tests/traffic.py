@@ -37,3 +37,32 @@ def tcp(src_netns: str, dst_netns: str, dst_ip: str, port: int = 8080) -> bool:
     finally:
         server.kill()
         server.wait()
+
+
+UDP_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1]))); print("ready", flush=True)
+s.settimeout(10)
+data, peer = s.recvfrom(100); s.sendto(data, peer)
+"""
+UDP_CLIENT = """
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(3)
+c.sendto(b"hello-lab-udp", (sys.argv[1], int(sys.argv[2])))
+sys.exit(0 if c.recvfrom(100)[0] == b"hello-lab-udp" else 1)
+"""
+
+
+def udp(src_netns: str, dst_netns: str, dst_ip: str, port: int = 8081) -> bool:
+    """A UDP datagram from src to a one-shot echo server in dst; True if the echo came back."""
+    server = subprocess.Popen(["ip", "netns", "exec", dst_netns, sys.executable, "-c", UDP_SERVER, str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        client = subprocess.run(["ip", "netns", "exec", src_netns, sys.executable, "-c", UDP_CLIENT, dst_ip,
+                                 str(port)], capture_output=True, text=True, timeout=20)
+        return client.returncode == 0
+    finally:
+        server.kill()
+        server.wait()
