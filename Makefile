@@ -44,6 +44,7 @@ bench: deps
 	$(PY) scripts/bench_policy.py
 	$(PY) scripts/bench_loader.py
 	$(PY) scripts/bench_experiment.py
+	$(PY) scripts/bench_datapath.py
 
 clean:
 	-$(LAB) cleanup
