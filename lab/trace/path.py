@@ -479,7 +479,7 @@ class Walker:
                     hop.cross(link.name)
                     return link.index
         if packet.protocol == IPIP:
-            tunl = next((link for name in IPIP_DEVICES if (link := ns.link_named(name)) is not None), None)
+            tunl = next((found for name in IPIP_DEVICES if (found := ns.link_named(name)) is not None), None)
             if tunl is not None:
                 eth0 = ns.link_named("eth0")
                 ebpf = tunl.kind == "tun" and eth0 is not None and any(
