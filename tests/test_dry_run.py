@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from calico_labs import renamed_copy
 from conftest import REPO, netns_list, run_lab
 
 pytestmark = pytest.mark.needs_root
@@ -40,19 +41,22 @@ def test_dry_run_touches_nothing_and_needs_no_privilege():
 
 
 @pytest.mark.parametrize("topology", ["flannel-vxlan", "flannel-directrouting"])
-def test_replaying_the_dry_run_builds_the_same_kernel_state(topology):
-    script = run_lab("up", "--dry-run", topology).stdout
+def test_replaying_the_dry_run_builds_the_same_kernel_state(topology, tmp_path):
+    """Under a test-only lab name, so namespaces of a shipped-name lab someone runs are never touched."""
+    lab = f"td-{topology}"
+    path = str(renamed_copy(topology, lab, tmp_path))
+    script = run_lab("up", "--dry-run", path).stdout
     nodes = ["k8s-master01", "k8s-node01", "k8s-node02", "k8s-node03"]
     replay = subprocess.run(["bash", "-e"], input=script, capture_output=True, text=True)
     try:
         assert replay.returncode == 0, replay.stderr
-        replayed = {n: kernel_view(f"{topology}.{n}") for n in nodes}
+        replayed = {n: kernel_view(f"{lab}.{n}") for n in nodes}
     finally:
-        for name in [n for n in netns_list() if n.startswith(f"{topology}.")]:
+        for name in [n for n in netns_list() if n.startswith(f"{lab}.")]:
             subprocess.run(["ip", "netns", "del", name])
-    run_lab("up", topology)
+    run_lab("up", path)
     try:
-        applied = {n: kernel_view(f"{topology}.{n}") for n in nodes}
+        applied = {n: kernel_view(f"{lab}.{n}") for n in nodes}
     finally:
-        run_lab("down", topology)
+        run_lab("down", lab)
     assert applied == replayed
