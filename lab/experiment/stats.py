@@ -329,15 +329,15 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-COMPANION = re.compile(r"^(?P<base>.+)_(?P<what>p\d{1,2}(\.\d+)?|mean|sender)$")
+COMPANION = re.compile(r"^(?P<base>.+)_(?P<what>p\d{1,2}(\.\d+)?|mean|sender|raw)$")
 
 
 def companion_of(metric: str, metrics: set[str] | frozenset[str]) -> tuple[str, str] | None:
     """(base, what) when `metric` accompanies another metric of the same measurement.
 
     rtt_tcp_rr_p99 -> ("rtt_tcp_rr", "p99") when rtt_tcp_rr exists; throughput_tcp_1_sender ->
-    ("throughput_tcp_1", "sender"). A runner records such per-repetition percentiles and sender-side
-    rates beside the metric they describe.
+    ("throughput_tcp_1", "sender"); rtt_icmp_raw -> ("rtt_icmp", "raw"). A runner records such
+    per-repetition percentiles, sender-side rates and raw samples beside the metric they describe.
     """
     match = COMPANION.match(metric)
     if match and match.group("base") in metrics:

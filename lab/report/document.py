@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from lab import __version__
 from lab.experiment import stats
-from lab.report.figures import SavedFigure, fmt, measurement_title, metric_title, param_title, unit_label
+from lab.report.figures import (ROUTE_AGENT_CAVEAT, SavedFigure, fmt, is_headline, measurement_title, metric_label,
+                                param_title)
 from lab.report.orderings import Verdict, verdicts
 from lab.report.runs import Run, placement_label, placement_rank
 
@@ -37,12 +39,14 @@ class Document:
     notes: list[str]
     verdicts: list[Verdict]
     caveats: list[str]
-    warnings: list[str]
+    warnings: list[str]                 # about the headline metrics
     figures: list[SavedFigure]
     summary_tables: list[Table]
     compare_tables: list[Table]
     environment_tables: list[Table]
     generated: str
+    other_warnings: list[str] = field(default_factory=list)   # every other metric: folded away
+    mode_captions: list[str] = field(default_factory=list)    # "calico-bgp — data path: ...; routes: ..."
 
 
 def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
@@ -53,10 +57,12 @@ def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
         subtitle.append(f"started {env.get('start') or env.get('start_time')}")
     if len(runs) > 1:
         subtitle.append("compared with " + ", ".join(r.name for r in runs[1:]))
-    warnings = []
+    warnings: list[str] = []
+    others: list[str] = []
     for r in runs:
         prefix = f"[{r.tag}] " if r.tag else ""
-        warnings += [prefix + w for w in r.summary.get("warnings", [])]
+        for w in r.summary.get("warnings", []):
+            (warnings if _about_headline(w) else others).append(prefix + w)
     return Document(
         title=run.title() + (" — comparison" if len(runs) > 1 else ""),
         subtitle=subtitle,
@@ -71,7 +77,18 @@ def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
         compare_tables=compare_tables(runs) if len(runs) > 1 else [],
         environment_tables=environment_tables(runs),
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + f" by lab {__version__}",
+        other_warnings=others,
+        mode_captions=[c for r in runs for m in r.modes if (c := r.mode_caption(m))],
     )
+
+
+WARNING_SCOPE = re.compile(r"^[^/\s]+/(?P<metric>[^\s:(]+)")
+
+
+def _about_headline(warning: str) -> bool:
+    """An ordering warning ("latency/rtt_tcp_rr (cross-node): ...") about a headline metric."""
+    match = WARNING_SCOPE.match(warning)
+    return bool(match) and is_headline(match.group("metric"))
 
 
 def status_sentence(status: str) -> str:
@@ -111,8 +128,11 @@ def caveats(runs: Sequence[Run]) -> list[str]:
         for (tool_for, tool), modes in builtin.items():
             out.append(f"{tag}{tool_for} was measured with the lab's built-in tool ({tool}), not the usual one "
                        f"(sockperf, netperf), for {', '.join(modes)}: compare these only with each other.")
-        for note in _as_list(run.results.environment.get("caveats")) + _as_list(run.results.environment.get("notes")):
+        for note in _as_list(run.results.environment.get("caveats")):   # the notes are shown once, above
             out.append(f"{tag}{note}")
+        measurements = {g["measurement"] for g in run.groups()} | {p.measurement for p in run.results.timelines}
+        if any("bgp" in m or "migration" in m or "order" in m for m in measurements):
+            out.append(f"{tag}BGP convergence and migration times:" + ROUTE_AGENT_CAVEAT)
         if run.summary.get("baseline") is None and len(run.modes) > 1:
             out.append(f"{tag}No baseline mode was named: ratios to a baseline are not computed.")
     if len(runs) > 1:
@@ -145,7 +165,7 @@ def _param(g: dict[str, Any]) -> str:
 
 
 def _metric_unit(g: dict[str, Any]) -> str:
-    return f"{metric_title(g['metric'])} ({unit_label(g['unit'])})" if g.get("unit") else metric_title(g["metric"])
+    return metric_label(g["metric"], g.get("unit") or "")
 
 
 def summary_tables(run: Run) -> list[Table]:

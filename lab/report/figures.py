@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +65,15 @@ MEASUREMENT_TITLES = {
     "bgp-convergence": "BGP convergence",
     "rr-migration": "Route-reflector migration",
 }
+# Human names of metrics, as axes and tables show them (the unit is added in parentheses).
 METRIC_TITLES = {
-    "rtt_icmp": "ICMP echo RTT",
-    "rtt_tcp_rr": "TCP request/response",
-    "rtt_udp_rr": "UDP request/response",
-    "throughput_tcp_1": "TCP, 1 stream",
-    "throughput_tcp_n": "TCP, N streams",
-    "throughput_udp": "UDP",
+    "throughput_tcp_1": "TCP throughput, 1 stream",
+    "throughput_tcp_n": "TCP throughput, N streams",
+    "throughput_udp": "UDP throughput",
     "retransmits": "TCP retransmits",
     "path_mtu": "Path MTU (DF ping sweep)",
     "encap_overhead": "Encapsulation overhead",
-    "cpu_per_gbit": "CPU per Gb/s",
+    "cpu_per_gbit": "CPU per Gbit",
     "throughput_at_mss": "TCP throughput",
     "throughput_at_msg_size": "TCP throughput",
     "retransmits_tcp_1": "TCP retransmits, 1 stream",
@@ -82,22 +81,54 @@ METRIC_TITLES = {
     "loss_udp": "UDP datagrams lost",
     "cpu_client_tcp_1": "iperf3 client CPU, TCP 1 stream",
     "cpu_server_tcp_1": "iperf3 server CPU, TCP 1 stream",
-    "conn_rate": "New connections per second",
+    "conn_rate": "New TCP connections per second",
     "conn_failures": "Failed connections",
     "cpu_kernel_s_per_Gbit": "Kernel CPU per Gbit",
     "cpu_total_s_per_Gbit": "All CPU per Gbit",
     "cpu_kernel_pct": "Kernel CPU busy",
     "throughput_tcp_cpu_run": "TCP throughput during the CPU run",
     "apply_to_enforced": "Apply-to-enforced time",
+    "apply_s": "Policy apply time",
+    "enforced_s": "Policy enforced time",
     "iptables_rules": "iptables rules per node",
+    "iptables_rules_per_node_avg": "iptables rules per node (mean)",
+    "iptables_rules_per_node_max": "iptables rules per node (max)",
     "ipsets": "ipsets per node",
+    "ipsets_per_node_max": "ipsets per node (max)",
     "time_to_routes": "Time from lab up to all routes",
+    "up_s": "lab up time",
+    "converged_s": "Time to all routes",
+    "down_s": "Withdrawal time",
+    "withdraw_s": "Block withdrawn everywhere",
+    "relearn_s": "Block re-learned everywhere",
+    "sessions_total": "BGP sessions Established",
+    "sessions_configured": "BGP sessions configured",
+    "sessions_per_node_min": "BGP sessions per node (min)",
+    "sessions_per_node_max": "BGP sessions per node (max)",
     "sessions_per_node": "BGP sessions per node",
     "bird_memory": "BIRD memory per node",
+    "bird_rss_avg": "BIRD RSS per node (mean)",
+    "bird_rss_max": "BIRD RSS per node (max)",
+    "agent_rss": "Route agent RSS",
     "tcp_crr": "TCP connect/request/response/close",
-    "outage": "Traffic outage",
+    "outage": "Outage",
+    "outage_s": "Outage",
     "probes_lost": "UDP probes lost",
+    "lost_probes": "UDP probes lost",
+    "lost_pct": "Lost",
+    "routes_back_s": "Routes back after the last step",
+    "sessions_after": "BGP sessions Established after",
 }
+# Round trips: the runner records each repetition's median as the bare metric, its p90/p99/mean as
+# companions and, when it keeps them, every sample as <metric>_raw.
+RTT_TITLES = {
+    "rtt_icmp": "ICMP echo RTT",
+    "rtt_tcp_rr": "TCP request/response RTT",
+    "rtt_udp_rr": "UDP request/response RTT",
+}
+COMPANION_WORDS = {"mean": "mean", "sender": "sender side", "raw": "every sample"}
+# The metrics a reader looks at first: their statistical warnings are listed, the others folded.
+HEADLINE_METRICS = re.compile(r"^(rtt_\w+?|throughput_(tcp|udp)\w*|conn_rate|cpu_\w*per_Gbit|cpu_per_gbit)$")
 PARAM_TITLES = {
     "mss": "TCP MSS (bytes)",
     "mtu": "MTU (bytes)",
@@ -130,6 +161,7 @@ class SavedFigure:
 
 
 UNIT_LABELS = {"us": "µs", "cpu_s_per_Gbit": "CPU s per Gbit", "conn/s": "connections/s"}
+PERCENTILE_SUFFIX = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
 
 
 def unit_label(unit: str) -> str:
@@ -141,10 +173,28 @@ def measurement_title(measurement: str) -> str:
 
 
 def metric_title(metric: str) -> str:
+    """"TCP request/response RTT p90" for rtt_tcp_rr_p90: what a reader calls the metric."""
     if metric in METRIC_TITLES:
         return METRIC_TITLES[metric]
+    if metric in RTT_TITLES:
+        return f"{RTT_TITLES[metric]} p50"
+    match = stats.COMPANION.match(metric)
+    if match and (match.group("base") in RTT_TITLES or match.group("base") in METRIC_TITLES):
+        base, what = match.group("base"), match.group("what")
+        title = RTT_TITLES.get(base) or METRIC_TITLES[base]
+        return f"{title} {what}" if PERCENTILE_SUFFIX.match(what) else f"{title}, {COMPANION_WORDS.get(what, what)}"
     text = metric.replace("_", " ")
     return text[:1].upper() + text[1:]
+
+
+def metric_label(metric: str, unit: str) -> str:
+    """"Outage (s)", "TCP request/response RTT p90 (µs)": the metric with its unit, for axes and tables."""
+    return f"{metric_title(metric)} ({unit_label(unit)})" if unit else metric_title(metric)
+
+
+def is_headline(metric: str) -> bool:
+    """Latency p50, throughput, connection rate and CPU per Gbit: the figures a comparison is read by."""
+    return bool(HEADLINE_METRICS.match(metric)) and stats.COMPANION.match(metric) is None or metric in RTT_TITLES
 
 
 def param_title(param: str) -> str:
@@ -218,9 +268,6 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), frameon=False)
 
 
-PERCENTILE_SUFFIX = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
-
-
 def companions(runs: Sequence[Run], measurement: str) -> dict[str, tuple[str, str]]:
     """Metrics that accompany another of the measurement: {"rtt_tcp_rr_p99": ("rtt_tcp_rr", "p99")}.
 
@@ -281,6 +328,59 @@ def _run_note(runs: Sequence[Run]) -> str:
     return " " + "; ".join(f"[{r.tag}] = {r.name}" for r in runs) + " (hatched/dashed: the second run)."
 
 
+def _mode_note(runs: Sequence[Run], modes: Sequence[str] | None = None) -> str:
+    """Each mode's data path and route programming, when the run's environment describes them."""
+    lines = []
+    for run in runs:
+        for mode in run.modes:
+            if modes is None or mode in modes:
+                text = run.mode_caption(mode)
+                if text and text not in lines:
+                    lines.append(text)
+    return (" Modes: " + "; ".join(lines) + ".") if lines else ""
+
+
+# ---- whiskers ---------------------------------------------------------------------------------------
+
+MIN_T_REPETITIONS = 5   # below this many repetitions the t factor dwarfs the data: show their range
+RANGE = "range"
+T_INTERVAL = "t"
+CLIPPED = "clipped"
+
+
+def whisker(run: Run, g: dict[str, Any]) -> tuple[float | None, float | None, str]:
+    """(low, high, how) of a group's whisker.
+
+    Fewer than MIN_T_REPETITIONS repetitions: the range (min–max) of the repetitions' values, which is
+    what was seen, not a t interval whose factor (12.7 for n = 2) reaches far beyond it. Otherwise the
+    95% t interval of the mean, clipped at 0 for a quantity that cannot be negative (how = "clipped").
+    """
+    values = run.replicate_values(g)
+    reps = g.get("n_repetitions") or 0
+    if 0 < reps < MIN_T_REPETITIONS and len(values) >= 2:
+        return min(values), max(values), RANGE
+    ci = g.get("ci95")
+    if not ci or ci[0] is None or ci[1] is None:
+        return None, None, ""
+    low, high = float(ci[0]), float(ci[1])
+    if low < 0 <= min(values or [g.get("min") or 0.0]):
+        return 0.0, high, CLIPPED
+    return low, high, T_INTERVAL
+
+
+def whisker_sentence(hows: set[str], what: str = "whiskers") -> str:
+    """The caption's account of the whiskers actually drawn."""
+    parts = []
+    if RANGE in hows:
+        parts.append(f"the range (min–max) of the repetitions where fewer than {MIN_T_REPETITIONS} ran")
+    if hows & {T_INTERVAL, CLIPPED}:
+        parts.append("the 95% confidence interval of the mean (Student t over repetitions)"
+                     + (", clipped at 0 since the quantity cannot be negative" if CLIPPED in hows else ""))
+    if not parts:
+        return f"no {what}: each value rests on a single sample."
+    return f"{what}: " + "; elsewhere ".join(parts) + "."
+
+
 # ---- bars -------------------------------------------------------------------------------------------
 
 def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iterator[Drawn]:
@@ -289,26 +389,28 @@ def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iter
     skip = companions(runs, measurement)
     flat = [g for run in runs for g in run.groups() if g["param"] in ("", None) and g["measurement"] == measurement
             and g["metric"] not in skip]
-    if flat:
+    if flat and not any(is_migration(run, measurement) for run in runs):
         panels = _ordered([(g["metric"], g["unit"]) for g in flat if g["measurement"] == measurement])
         rows, cols = _grid(len(panels))
         title = f"{measurement_title(measurement)}: mean per mode and placement"
         fig, axes = _new_figure(rows, cols, title)
         legend: dict[str, Any] = {}
+        hows: set[str] = set()
         for ax, (metric, unit) in zip(axes, panels):
-            _bar_panel(ax, runs, palette, index, measurement, metric, unit, legend)
+            _bar_panel(ax, runs, palette, index, measurement, metric, unit, legend, hows)
         _hide_unused(axes, len(panels))
         _legend_below(fig, list(legend.values()), list(legend))
         kinds = sorted({what for what in (w for _b, w in skip.values())})
-        caption = ("Bars: mean; whiskers: 95% confidence interval of the mean (Student t over repetitions); "
-                   "a bar without whiskers rests on a single sample."
+        caption = ("Bars: mean over repetitions; " + whisker_sentence(hows)
+                   + (" A bar without whiskers rests on a single sample." if "" in hows else "")
                    + (f" The {', '.join(kinds)} companions of these metrics are in the tables." if kinds else "")
-                   + _tool_note(runs, measurement) + _run_note(runs))
+                   + (ROUTE_AGENT_CAVEAT if measurement in ROUTE_AGENT_MEASUREMENTS else "")
+                   + _tool_note(runs, measurement) + _mode_note(runs) + _run_note(runs))
         yield Drawn(f"bars-{slug(measurement)}", title, caption, fig)
 
 
 def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, dict[str, Any]],
-               measurement: str, metric: str, unit: str, legend: dict[str, Any]) -> None:
+               measurement: str, metric: str, unit: str, legend: dict[str, Any], hows: set[str]) -> None:
     # the same mode of both runs side by side when comparing
     keyed = [(i, run, mode) for mode in palette.modes for i, run in enumerate(runs) if mode in run.modes]
     placements = sorted({k[3] for k in index if k[2] == measurement and k[4] == metric and k[7] == unit
@@ -322,9 +424,9 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
             g = index.get((i, mode, measurement, placement, metric, "", "", unit))
             if g is None or g.get("mean") is None:
                 continue
-            ci = g.get("ci95") or [None, None]
-            bars.append((p_i - 0.4 + width * (s_i + 0.5), g["mean"], ci[0] if ci[1] is not None else None,
-                         ci[1] if ci[0] is not None else None, run, mode))
+            lo, hi, how = whisker(run, g)
+            hows.add(how)
+            bars.append((p_i - 0.4 + width * (s_i + 0.5), g["mean"], lo, hi, run, mode))
     positive = [b[1] for b in bars if b[1] > 0]
     log = bool(positive) and len(positive) == len(bars) and max(positive) / min(positive) > 15
     labelled = len(bars) <= MAX_BAR_LABELS
@@ -348,7 +450,7 @@ def _bar_panel(ax: Any, runs: Sequence[Run], palette: Palette, index: dict[Any, 
         legend.setdefault(run.label(mode), bar[0])
     ax.set_xticks(range(len(placements)), [placement_label(p) for p in placements])
     ax.set_title(metric_title(metric))
-    ax.set_ylabel(unit_label(unit) + (" (log scale)" if log else ""))
+    ax.set_ylabel(textwrap.fill(metric_label(metric, unit) + (", log scale" if log else ""), 34))
     ax.set_xlim(-0.5, len(placements) - 0.5)
     if log:
         ax.set_yscale("log")
@@ -389,18 +491,21 @@ def sweep_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> It
         title = f"{measurement_title(measurement)}: against {param_title(param).split(' (')[0]}"
         fig, axes = _new_figure(rows, cols, title)
         legend: dict[str, Any] = {}
+        hows: set[str] = set()
         for ax, (metric, unit) in zip(axes, panels):
-            _sweep_panel(ax, runs, palette, mine, metric, unit, param, placements, legend)
+            _sweep_panel(ax, runs, palette, mine, metric, unit, param, placements, legend, hows)
         _hide_unused(axes, len(panels))
         _legend_below(fig, list(legend.values()), list(legend))
-        caption = ("Points: mean; shaded band and whiskers: 95% confidence interval of the mean."
+        caption = ("Points: mean over repetitions; shaded band and " + whisker_sentence(hows)
                    + (" Marker shape: placement." if len(placements) > 1 else "")
-                   + _tool_note(runs, measurement) + _run_note(runs))
+                   + (ROUTE_AGENT_CAVEAT if measurement in ROUTE_AGENT_MEASUREMENTS else "")
+                   + _tool_note(runs, measurement) + _mode_note(runs) + _run_note(runs))
         yield Drawn(f"sweep-{slug(measurement)}-{slug(param)}", title, caption, fig)
 
 
 def _sweep_panel(ax: Any, runs: Sequence[Run], palette: Palette, mine: list[tuple[int, dict[str, Any]]],
-                 metric: str, unit: str, param: str, placements: list[str], legend: dict[str, Any]) -> None:
+                 metric: str, unit: str, param: str, placements: list[str], legend: dict[str, Any],
+                 hows: set[str]) -> None:
     lines: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for i, g in mine:
         if g["metric"] == metric and g["unit"] == unit and g.get("mean") is not None:
@@ -413,10 +518,10 @@ def _sweep_panel(ax: Any, runs: Sequence[Run], palette: Palette, mine: list[tupl
         groups.sort(key=lambda g: g["param_value"])
         x = np.array([float(g["param_value"]) for g in groups])
         y = np.array([g["mean"] for g in groups], dtype=float)
-        lo = np.array([g["ci95"][0] if g.get("ci95") and g["ci95"][0] is not None else g["mean"] for g in groups],
-                      dtype=float)
-        hi = np.array([g["ci95"][1] if g.get("ci95") and g["ci95"][1] is not None else g["mean"] for g in groups],
-                      dtype=float)
+        ends = [whisker(run, g) for g in groups]
+        hows.update(e[2] for e in ends)
+        lo = np.array([e[0] if e[0] is not None else g["mean"] for e, g in zip(ends, groups)], dtype=float)
+        hi = np.array([e[1] if e[1] is not None else g["mean"] for e, g in zip(ends, groups)], dtype=float)
         color = palette.color(mode)
         marker = PLACEMENT_MARKER.get(placement, "D") if len(placements) > 1 else "o"
         (line,) = ax.plot(x, y, linestyle=palette.linestyle(run), marker=marker, markersize=3.5, color=color,
@@ -431,7 +536,7 @@ def _sweep_panel(ax: Any, runs: Sequence[Run], palette: Palette, mine: list[tupl
         ys_all.extend(lo.tolist())
         ys_all.extend(hi.tolist())
     ax.set_title(metric_title(metric))
-    ax.set_ylabel(unit_label(unit))
+    ax.set_ylabel(metric_label(metric, unit))
     ax.set_xlabel(param_title(param))
     if unit == "count":
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -464,10 +569,13 @@ CdfValues = dict[str, dict[tuple[int, str, str, str, str], list[float]]]
 def cdf_values(runs: Sequence[Run]) -> CdfValues:
     """Raw latency samples by measurement, then (run, mode, metric, placement, unit); only groups big enough.
 
-    Metrics that are per-repetition summaries (those with percentile companions, and the companions)
-    are not raw samples: the percentile figure shows them instead.
+    Where the runner kept every round trip (rtt_icmp_raw, rtt_tcp_rr_raw...), those are the samples,
+    keyed by their base metric. Otherwise only metrics that are not per-repetition summaries count
+    (those with percentile companions and the companions are not raw samples: the percentile figure
+    shows them instead).
     """
     summaries: dict[str, set[str]] = {}
+    raw: dict[str, dict[str, str]] = {}
     values: CdfValues = defaultdict(lambda: defaultdict(list))
     for i, run in enumerate(runs):
         for s in run.results.samples:
@@ -475,8 +583,13 @@ def cdf_values(runs: Sequence[Run]) -> CdfValues:
                                                                    s.measurement == "latency"):
                 if s.measurement not in summaries:
                     found = companions(runs, s.measurement)
+                    raw[s.measurement] = {m: b for m, (b, w) in found.items() if w == "raw"}
                     summaries[s.measurement] = set(found) | {b for b, w in found.values() if PERCENTILE_SUFFIX.match(w)}
-                if s.metric not in summaries[s.measurement]:
+                if raw[s.measurement]:
+                    if s.metric in raw[s.measurement]:
+                        values[s.measurement][(i, s.mode, raw[s.measurement][s.metric], s.placement, s.unit)].append(
+                            s.value)
+                elif s.metric not in summaries[s.measurement]:
                     values[s.measurement][(i, s.mode, s.metric, s.placement, s.unit)].append(s.value)
     return {m: {k: v for k, v in groups.items() if len(v) >= MIN_CDF_SAMPLES} for m, groups in values.items()}
 
@@ -511,15 +624,19 @@ def cdf_figures(runs: Sequence[Run], palette: Palette, measurement: str, all_val
         if low > 0 and high / low > 20:
             ax.set_xscale("log")
             _plain_log_axis(ax.xaxis)
+        elif low >= 0:
+            ax.set_xlim(left=0)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{metric_title(metric)}, {placement_label(placement)}")
+        ax.set_title(f"{RTT_TITLES.get(metric, metric_title(metric))}, {placement_label(placement)}")
         ax.set_xlabel(f"latency ({unit_label(unit)})" + (", log scale" if ax.get_xscale() == "log" else ""))
         ax.set_ylabel("fraction of samples ≤ x")
     _hide_unused(axes, len(panels))
     _legend_below(fig, list(legend.values()), list(legend))
-    caption = ("Each curve is the empirical CDF of every sample of a mode (all repetitions pooled); "
-               "dotted lines mark the median and the 99th percentile; further right is slower."
-               + _tool_note(runs, measurement) + _run_note(runs))
+    counts = sorted(len(v) for v in values.values())
+    caption = ("Each curve is the empirical CDF of every round trip the tool measured for a mode (all repetitions "
+               f"pooled, {counts[0]:,}–{counts[-1]:,} samples per curve); dotted lines mark the median and the 99th "
+               "percentile; further right is slower." + _tool_note(runs, measurement) + _mode_note(runs)
+               + _run_note(runs))
     yield Drawn(f"cdf-{slug(measurement)}", f"{measurement_title(measurement)}: distribution", caption, fig)
 
 
@@ -544,19 +661,21 @@ def percentile_figures(runs: Sequence[Run], palette: Palette, measurement: str) 
     rows, cols = _grid(len(panels), max_cols=2)
     fig, axes = _new_figure(rows, cols, f"{measurement_title(measurement)}: percentiles per mode")
     legend: dict[str, Any] = {}
+    hows: set[str] = set()
     for ax, (metric, placement, unit) in zip(axes, panels):
         ladder = {0.5: metric, **levels[metric]}
-        lows, highs = [], []
+        lows: list[float] = []
+        highs: list[float] = []
         for mode in palette.modes:
             for i, run in enumerate(runs):
                 points = []
                 for level, name in sorted(ladder.items()):
                     g = index.get((i, mode, measurement, placement, name, "", "", unit))
                     if g is not None and g.get("mean") is not None:
-                        ci = g.get("ci95") or [None, None]
-                        lo = ci[0] if ci[0] is not None else g["mean"]
-                        hi = ci[1] if ci[1] is not None else g["mean"]
-                        points.append((g["mean"], level, lo, hi))
+                        lo, hi, how = whisker(run, g)
+                        hows.add(how)
+                        points.append((g["mean"], level, g["mean"] if lo is None else lo,
+                                       g["mean"] if hi is None else hi))
                 if not points:
                     continue
                 x = np.array([p[0] for p in points])
@@ -576,14 +695,17 @@ def percentile_figures(runs: Sequence[Run], palette: Palette, measurement: str) 
         if lows and min(lows) > 0 and max(highs) / min(lows) > 20:
             ax.set_xscale("log")
             _plain_log_axis(ax.xaxis)
-        ax.set_title(f"{metric_title(metric)}, {placement_label(placement)}")
+        elif lows:
+            ax.set_xlim(left=0, right=max(highs) * 1.05)   # a round trip is never negative
+        ax.set_title(f"{RTT_TITLES.get(metric, metric_title(metric))}, {placement_label(placement)}")
         ax.set_xlabel(f"round-trip time ({unit_label(unit)})" + (", log scale" if ax.get_xscale() == "log" else ""))
         ax.set_ylabel("percentile")
     _hide_unused(axes, len(panels))
     _legend_below(fig, list(legend.values()), list(legend))
     caption = ("Each line joins a mode's median, p90 and p99 round trip as the tool reported them per repetition "
-               "(mean over repetitions, whiskers: 95% interval); further right is slower, a steeper line is a "
-               "tighter distribution." + _tool_note(runs, measurement) + _run_note(runs))
+               "(mean over repetitions). Horizontal " + whisker_sentence(hows) + " Further right is slower, a "
+               "steeper line is a tighter distribution." + _tool_note(runs, measurement) + _mode_note(runs)
+               + _run_note(runs))
     yield Drawn(f"percentiles-{slug(measurement)}", f"{measurement_title(measurement)}: percentiles per mode",
                 caption, fig)
 
@@ -680,15 +802,171 @@ def _timeline_figure(runs: Sequence[Run], palette: Palette, measurement: str, ch
             ax.set_ylim(bottom=0)
     caption = ("Step plots of the time series recorded during the run, one column per mode at the same scale"
                + ("; shaded red: intervals with lost probes" if any("lost" in k for k in kinds) else "")
-               + ". Shown: " + "; ".join(repetitions_used) + "." + _run_note(runs))
+               + ". Shown: " + "; ".join(repetitions_used) + "."
+               + (ROUTE_AGENT_CAVEAT if measurement in ROUTE_AGENT_MEASUREMENTS else "") + _run_note(runs))
     name = f"timeline-{slug(measurement)}" + (f"-{chunk_no + 1}" if total_cols > MAX_TIMELINE_COLS else "")
     return Drawn(name, title, caption, fig)
 
 
+# ---- route-reflector migration: both orders side by side ----------------------------------------------
+
+ORDER_STYLE = {"seed": ("#d62728", "--"), "safe": ("#2ca02c", ":")}
+MIGRATION_METRICS = ("outage_s", "lost_pct", "routes_back_s")
+LOSS_SERIES = "probe_lost"
+
+
+def is_migration(run: Run, measurement: str) -> bool:
+    """A route-reflector migration measurement: its samples carry an order, an outage, or step times."""
+    return measurement in migration_orders(run)
+
+
+def migration_orders(run: Run) -> dict[str, str]:
+    """{measurement: order} for the run's migration measurements.
+
+    The order is the samples' param order=seed|safe when recorded, else read from the measurement's
+    name (seed-order, safe-order), else the name itself.
+    """
+    found: dict[str, str] = {}
+    for s in run.results.samples:
+        if s.param == "order" and s.param_value not in ("", None):
+            found[s.measurement] = str(s.param_value)
+    names = {s.measurement for s in run.results.samples if s.metric == "outage_s"}
+    names |= {p.measurement for p in run.results.timelines if p.series.startswith("step:")}
+    for name in names:
+        if name not in found:
+            found[name] = next((o for o in ORDER_STYLE if o in name.lower()), name)
+    return found
+
+
+def order_label(order: str) -> str:
+    return f"{order} order" if order in ORDER_STYLE else order
+
+
+def _order_style(order: str, n: int) -> tuple[str, str]:
+    return ORDER_STYLE.get(order, (PALETTE[n % len(PALETTE)], "-"))
+
+
+def migration_figures(runs: Sequence[Run], palette: Palette) -> Iterator[Drawn]:
+    """One outage bar chart with both orders side by side, one loss trace with both orders on one time axis."""
+    orders_of = [migration_orders(run) for run in runs]
+    if not any(orders_of):
+        return
+    yield from _migration_bars(runs, orders_of)
+    yield from _migration_trace(runs, orders_of)
+
+
+def _order_of(g: dict[str, Any], orders: dict[str, str]) -> str:
+    return str(g["param_value"]) if g.get("param") == "order" else orders[g["measurement"]]
+
+
+def _migration_bars(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> Iterator[Drawn]:
+    groups = [(i, g) for i, run in enumerate(runs) for g in run.groups()
+              if g["measurement"] in orders_of[i] and g["metric"] in MIGRATION_METRICS and g.get("mean") is not None]
+    if not groups:
+        return
+    panels = [m for m in MIGRATION_METRICS if any(g["metric"] == m for _, g in groups)]
+    columns = _ordered([(i, g["mode"]) for i, g in groups])
+    orders = _ordered([_order_of(g, orders_of[i]) for i, g in groups])
+    orders.sort(key=lambda o: list(ORDER_STYLE).index(o) if o in ORDER_STYLE else len(ORDER_STYLE))
+    title = "Route-reflector migration: outage in the seed order against the safe order"
+    fig, axes = _new_figure(1, len(panels), title)
+    legend: dict[str, Any] = {}
+    hows: set[str] = set()
+    width = 0.8 / max(1, len(orders))
+    for ax, metric in zip(axes, panels):
+        top = 0.0
+        for o_i, order in enumerate(orders):
+            color, _ = _order_style(order, o_i)
+            for c_i, (i, mode) in enumerate(columns):
+                g = next((g for j, g in groups if j == i and g["mode"] == mode and g["metric"] == metric
+                          and _order_of(g, orders_of[i]) == order), None)
+                if g is None:
+                    continue
+                x = c_i - 0.4 + width * (o_i + 0.5)
+                bar = ax.bar(x, g["mean"], width * 0.9, color=color, edgecolor="white")
+                lo, hi, how = whisker(runs[i], g)
+                hows.add(how)
+                high = g["mean"]
+                if lo is not None and hi is not None:
+                    ax.errorbar(x, g["mean"], yerr=[[max(0.0, g["mean"] - lo)], [max(0.0, hi - g["mean"])]],
+                                fmt="none", ecolor="#222222", elinewidth=1.0, capsize=3)
+                    high = max(high, hi)
+                ax.annotate(_short(g["mean"]), (x, high), xytext=(0, 2), textcoords="offset points", ha="center",
+                            va="bottom", fontsize=8, color="#333333")
+                top = max(top, high)
+                legend.setdefault(order_label(order), bar[0])
+        ax.set_xticks(range(len(columns)), [runs[i].label(mode) for i, mode in columns])
+        ax.set_xlim(-0.5, len(columns) - 0.5)
+        ax.set_title(metric_title(metric))
+        ax.set_ylabel(metric_label(metric, next(g["unit"] for _, g in groups if g["metric"] == metric)))
+        ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)
+        ax.grid(axis="x", visible=False)
+    _hide_unused(axes, len(panels))
+    _legend_below(fig, list(legend.values()), list(legend))
+    caption = ("Bars: mean over repetitions of each order; " + whisker_sentence(hows)
+               + " Outage: the longest run of lost UDP probes; lost: the share of probes without an echo; routes "
+               "back: from the last step until every node has every block again. Seed order: mesh off first, as "
+               "the article runs it; safe order: label the reflector, set its cluster ID, add the BGPPeer, and "
+               "turn the mesh off last." + ROUTE_AGENT_CAVEAT + _mode_note(runs) + _run_note(runs))
+    yield Drawn("migration-outage", title, caption, fig)
+
+
+def _migration_trace(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> Iterator[Drawn]:
+    columns = _ordered([(i, p.mode) for i, run in enumerate(runs) for p in run.results.timelines
+                        if p.measurement in orders_of[i]])
+    if not columns:
+        return
+    title = "Route-reflector migration: probes lost over time, both orders"
+    fig, axes = _new_figure(len(columns), 1, title)
+    shown = []
+    for ax, (i, mode) in zip(axes, columns):
+        run = runs[i]
+        mine = [p for p in run.results.timelines if p.mode == mode and p.measurement in orders_of[i]]
+        by_order: dict[str, list[Any]] = defaultdict(list)
+        for p in mine:
+            by_order[orders_of[i][p.measurement]].append(p)
+        names = sorted(by_order, key=lambda o: list(ORDER_STYLE).index(o) if o in ORDER_STYLE else 9)
+        peak = max([p.value for p in mine if p.series == LOSS_SERIES] or [1.0])
+        for o_i, order in enumerate(names):
+            pts = by_order[order]
+            rep = min(p.repetition for p in pts)
+            shown.append(f"{order_label(order)}: repetition {rep} of {len({p.repetition for p in pts})}")
+            color, style = _order_style(order, o_i)
+            loss = sorted((p for p in pts if p.series == LOSS_SERIES and p.repetition == rep), key=lambda p: p.t_s)
+            if loss:
+                t = [p.t_s for p in loss]
+                v = [p.value for p in loss]
+                ax.step(t, v, where="post", color=color, linewidth=1.5, label=f"{order_label(order)}: probes lost")
+                ax.fill_between(t, 0, v, step="post", color=color, alpha=0.18, linewidth=0)
+            steps = sorted((p for p in pts if p.series.startswith("step:") and p.repetition == rep),
+                           key=lambda p: p.t_s)
+            for s_i, p in enumerate(steps):
+                ax.axvline(p.t_s, color=color, linestyle=style, linewidth=1.1)
+                ax.annotate(p.series.partition(":")[2], (p.t_s, 1.0 - 0.09 * o_i), xycoords=("data", "axes fraction"),
+                            xytext=(3, -2), textcoords="offset points", ha="left", va="top", fontsize=7.5,
+                            color=color, fontweight="bold")
+            if steps:
+                ax.plot([], [], color=color, linestyle=style, linewidth=1.1, label=f"{order_label(order)}: steps")
+        ax.set_ylim(0, peak * 1.35)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("UDP probes lost per 100 ms")
+        ax.set_xlabel("time from the first step (s)")
+        ax.set_title(run.label(mode), fontsize=9.5)
+        ax.legend(fontsize=8, loc="upper right", frameon=False)
+    caption = ("UDP probes lost per 100 ms (a probe every 10 ms, echoed back) in each order, on one time axis "
+               "starting at each order's first step; vertical lines: when each step ran, in the colour of its "
+               "order. Shown: " + "; ".join(shown) + "." + ROUTE_AGENT_CAVEAT + _run_note(runs))
+    yield Drawn("migration-trace", title, caption, fig)
+
+
+ROUTE_AGENT_MEASUREMENTS = ("bgp-convergence",)
+ROUTE_AGENT_CAVEAT = (" These times include the lab's route agent, which copies BIRD's routes (kernel table 201) "
+                      "into the main table; a real Calico node has BIRD program the main table directly.")
+
+
 # ---- all of them ------------------------------------------------------------------------------------
 
-MEASUREMENT_ORDER = ("latency", "throughput", "connrate", "cpu", "mtu", "policy-scale", "bgp-convergence",
-                     "rr-migration")
+MEASUREMENT_ORDER = ("latency", "throughput", "connrate", "cpu", "mtu", "policy-scale", "bgp-convergence")
 
 
 def draw_all(runs: Sequence[Run]) -> Iterator[Drawn]:
@@ -700,11 +978,14 @@ def draw_all(runs: Sequence[Run]) -> Iterator[Drawn]:
     ordered = sorted(found, key=lambda m: (MEASUREMENT_ORDER.index(m) if m in MEASUREMENT_ORDER
                                            else len(MEASUREMENT_ORDER), found.index(m)))
     for measurement in ordered:
+        if any(is_migration(run, measurement) for run in runs):
+            continue    # drawn once for all orders below
         yield from bar_figures(runs, palette, measurement)
         yield from cdf_figures(runs, palette, measurement, cdfs)
         yield from percentile_figures(runs, palette, measurement)
         yield from sweep_figures(runs, palette, measurement)
         yield from timeline_figures(runs, palette, measurement, points)
+    yield from migration_figures(runs, palette)
 
 
 def save_all(runs: Sequence[Run], directory: Path) -> list[SavedFigure]:

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from lab.report.document import Document, Table, status_sentence
-from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, REPRODUCED_OVERLAP
+from lab.report.orderings import INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, REPRODUCED_OVERLAP
 
 CSS = """
 :root { --ink:#1d2733; --muted:#5b6775; --line:#d9dee4; --bg:#ffffff; --soft:#f4f6f8; --accent:#1f5fa8;
@@ -48,7 +48,7 @@ details summary { cursor: pointer; color: var(--accent); font-weight: 600; margi
 footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line); padding-top: 8px; }
 """
 
-STATUS_CLASS = {REPRODUCED: "ok", REPRODUCED_OVERLAP: "warn", PARTLY: "warn", NOT_REPRODUCED: "bad",
+STATUS_CLASS = {REPRODUCED: "ok", REPRODUCED_OVERLAP: "warn", INCONCLUSIVE: "warn", PARTLY: "warn", NOT_REPRODUCED: "bad",
                 NOT_MEASURED: "na"}
 SHOWN_WARNINGS = 6
 NUMERIC = re.compile(r"^-?[\d,]+(\.\d+)?( |$)")
@@ -95,6 +95,9 @@ def render(doc: Document) -> str:
     parts.append("<nav>" + "".join(f'<a href="#{i}">{escape(t)}</a>' for i, t in sections) + "</nav>")
     if doc.notes:
         parts.append("<h2 id=\"notes\">Notes</h2>" + "".join(f"<p>{escape(n)}</p>" for n in doc.notes))
+    if doc.mode_captions:
+        parts.append('<h3 id="modes">How each mode moves packets and programs routes</h3><ul>'
+                     + "".join(f"<li>{escape(c)}</li>" for c in doc.mode_captions) + "</ul>")
 
     parts.append('<h2 id="orderings">Published orderings</h2>'
                  '<p class="note">What the reference (anchors.md) reports on real clusters, and whether this run '
@@ -107,13 +110,16 @@ def render(doc: Document) -> str:
 
     parts.append('<h2 id="caveats">Caveats and warnings</h2><ul class="caveats">'
                  + "".join(f"<li>{escape(c)}</li>" for c in doc.caveats) + "</ul>")
-    if doc.warnings:
-        shown, rest = doc.warnings[:SHOWN_WARNINGS], doc.warnings[SHOWN_WARNINGS:]
-        parts.append(f"<h3>Statistical warnings ({len(doc.warnings)})</h3><ul class=\"warnings\">"
+    if doc.warnings or doc.other_warnings:
+        shown, rest = doc.warnings[:SHOWN_WARNINGS], doc.warnings[SHOWN_WARNINGS:] + doc.other_warnings
+        parts.append(f"<h3>Statistical warnings on the headline metrics ({len(doc.warnings)})</h3>"
+                     '<p class="note">Latency p50, throughput, connection rate and CPU per Gbit: where the data do '
+                     "not support the order a figure shows.</p><ul class=\"warnings\">"
                      + "".join(f"<li>{escape(w)}</li>" for w in shown) + "</ul>")
         if rest:
-            parts.append(f"<details><summary>{len(rest)} more</summary><ul class=\"warnings\">"
-                         + "".join(f"<li>{escape(w)}</li>" for w in rest) + "</ul></details>")
+            parts.append(f"<details><summary>{len(rest)} more (other metrics and companions)</summary>"
+                         "<ul class=\"warnings\">" + "".join(f"<li>{escape(w)}</li>" for w in rest)
+                         + "</ul></details>")
 
     parts.append('<h2 id="figures">Figures</h2>')
     if not doc.figures:

@@ -31,12 +31,17 @@ def render(doc: Document, output_dir: Path) -> str:
                   "Figures and tables show only what was measured.", ""]
     for note in doc.notes:
         lines += [note, ""]
+    if doc.mode_captions:
+        lines += ["How each mode moves packets and programs routes:", ""] + [f"- {c}" for c in doc.mode_captions] + [""]
     lines += ["## Published orderings", "", "| Published ordering | This run | What was measured | Source |",
               "|---|---|---|---|"]
     lines += [f"| {_cell(v.claim)} | **{v.status}** | {_cell(v.detail)} | {_cell(v.source)} |" for v in doc.verdicts]
     lines += ["", "## Caveats and warnings", ""] + [f"- {c}" for c in doc.caveats] + [""]
     if doc.warnings:
-        lines += [f"Statistical warnings ({len(doc.warnings)}):", ""] + [f"- {w}" for w in doc.warnings] + [""]
+        lines += [f"Statistical warnings on the headline metrics ({len(doc.warnings)}):", ""]
+        lines += [f"- {w}" for w in doc.warnings] + [""]
+    if doc.other_warnings:
+        lines += [f"{len(doc.other_warnings)} more warnings on other metrics and companions are in summary.json.", ""]
     lines += ["## Figures", ""]
     for fig in doc.figures:
         rel = fig.png.relative_to(output_dir).as_posix() if fig.png.is_relative_to(output_dir) else str(fig.png)

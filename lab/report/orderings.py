@@ -7,7 +7,11 @@ From the project reference shared/reference/anchors.md:
   9.76 Gb/s at 8940; "MTU matters far more than the encapsulation type").
 
 A mode's class (native, IPIP, VXLAN) comes from its environment entry (cni, backend, mode,
-encapsulation), else from its name; the verdict names the modes it put in each class.
+encapsulation), else from its name; the verdict names the modes it put in each class. The latency
+ordering is judged within one CNI, as the anchor measured it (Calico BGP < Calico IPIP < Calico
+VXLAN): a flannel host-gw figure says nothing about Calico's IPIP. Every step of an ordering must
+hold with non-overlapping 95% intervals; where the intervals overlap the verdict is "inconclusive".
+Modes whose data path is emulated (userspace IPIP) are left out of the verdict, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from lab.report.figures import fmt, metric_title, unit_label
 from lab.report.runs import Run
 
 REPRODUCED = "reproduced"
-REPRODUCED_OVERLAP = "reproduced, not significant"
+REPRODUCED_OVERLAP = "reproduced, not significant"   # kept for older callers; verdicts now say INCONCLUSIVE
+INCONCLUSIVE = "inconclusive"
 NOT_REPRODUCED = "not reproduced"
 PARTLY = "partly measured"
 NOT_MEASURED = "not measured"
@@ -111,41 +116,62 @@ def is_emulated(run: Run, mode: str, placement: str = "cross-node") -> bool:
     return any(not n.startswith("kernel") for n in run.data_path_notes(mode))
 
 
+def cni_of(run: Run, mode: str) -> str:
+    """The mode's CNI from the environment (`cni`), else the first word of its name (calico-ipip -> calico)."""
+    cni = run.mode_info.get(mode, {}).get("cni")
+    return str(cni) if cni else mode.split("-")[0]
+
+
 def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str, str]:
-    """(status, detail, short detail) of the latency ordering over these groups."""
-    by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """(status, detail, short detail) of the latency ordering over these groups, judged per CNI."""
+    per_cni: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for g in groups:
         cls = mode_class(run, g["mode"], g["placement"])
         if cls:
-            by_class[cls].append(g)
-    present = [c for c in CLASSES if by_class[c]]
-    members = "; ".join(f"{c}: " + ", ".join(f"{run.label(g['mode'], with_tag=False)} {fmt(g['mean'])} "
-                                              f"{unit_label(g['unit'])}" for g in by_class[c]) for c in present)
-    if len(present) < 2:
-        missing = ", ".join(c for c in CLASSES if c not in present)
-        short = f"needs at least two of native, IPIP, VXLAN; missing {missing}"
-        return NOT_MEASURED, short + (f" ({members})" if members else ""), short
-    holds, significant = True, True
-    for low, high in zip(present, present[1:]):
-        worst_low = max(by_class[low], key=lambda g: g["mean"])
-        best_high = min(by_class[high], key=lambda g: g["mean"])
-        if not worst_low["mean"] < best_high["mean"]:
-            holds = False
-        elif not (_hi(worst_low) < _lo(best_high)):
-            significant = False
-    observed = " < ".join(sorted(present, key=lambda c: median(g["mean"] for g in by_class[c])))
-    if not holds:
+            per_cni[cni_of(run, g["mode"])][cls].append(g)
+    judged: list[tuple[str, str, str]] = []    # (cni, status, detail)
+    unjudged: list[str] = []
+    for cni, by_class in per_cni.items():
+        present = [c for c in CLASSES if by_class[c]]
+        members = "; ".join(f"{c}: " + ", ".join(f"{run.label(g['mode'], with_tag=False)} {fmt(g['mean'])} "
+                                                  f"{unit_label(g['unit'])}" for g in by_class[c]) for c in present)
+        if len(present) < 2:
+            unjudged.append(f"{cni} ({members}: one class only)")
+            continue
+        status = REPRODUCED
+        notes = []
+        for low, high in zip(present, present[1:]):
+            worst_low = max(by_class[low], key=lambda g: g["mean"])
+            best_high = min(by_class[high], key=lambda g: g["mean"])
+            if _hi(worst_low) < _lo(best_high):
+                continue                                      # holds, intervals apart
+            if _hi(best_high) < _lo(worst_low):
+                status = NOT_REPRODUCED                       # reversed, intervals apart
+                notes.append(f"{high} < {low}")
+            elif status != NOT_REPRODUCED:
+                status = INCONCLUSIVE
+                notes.append(f"{low} and {high} overlap")
+        observed = " < ".join(sorted(present, key=lambda c: median(g["mean"] for g in by_class[c])))
+        judged.append((cni, status, f"{cni}: observed {observed}" + (f" ({', '.join(notes)} in 95% intervals)"
+                                                                      if notes else "") + f" — {members}"))
+    if not judged:
+        short = "needs two of native, IPIP, VXLAN within one CNI"
+        return NOT_MEASURED, short + (f"; measured: {'; '.join(unjudged)}" if unjudged else ""), short
+    statuses = {st for _, st, _ in judged}
+    complete = any(all(per_cni[cni][c] for c in CLASSES) for cni, _, _ in judged)
+    if NOT_REPRODUCED in statuses:
         status = NOT_REPRODUCED
-    elif len(present) < len(CLASSES):
-        status = PARTLY
+    elif INCONCLUSIVE in statuses:
+        status = INCONCLUSIVE
     else:
-        status = REPRODUCED if significant else REPRODUCED_OVERLAP
-    detail = f"observed {observed} ({members})"
-    if holds and not significant:
-        detail += "; the 95% intervals of neighbouring classes overlap"
-    if len(present) < len(CLASSES):
-        detail += f"; no {' or '.join(c for c in CLASSES if c not in present)} mode measured"
-    return status, detail, f"observed {observed}"
+        status = REPRODUCED if complete else PARTLY
+    detail = "; ".join(d for _, _, d in judged)
+    if not complete:
+        detail += "; no CNI had all of native, IPIP and VXLAN measured"
+    if unjudged:
+        detail += f"; not judged: {'; '.join(unjudged)}"
+    short = ", ".join(f"{cni} {st}" for cni, st, _ in judged)
+    return status, detail, short
 
 
 def _lo(g: dict[str, Any]) -> float:
@@ -175,60 +201,77 @@ def mtu_verdict(run: Run) -> Verdict:
     return Verdict(MTU_CLAIM, MTU_SOURCE, status, detail)
 
 
+def _apart(low: dict[str, Any], high: dict[str, Any]) -> bool:
+    """The 95% intervals of two groups do not overlap (low's top below high's bottom)."""
+    return _hi(low) < _lo(high)
+
+
 def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
     """Compare the throughput gained from a larger MTU/MSS with the spread between encapsulations.
 
-    Returns (status, detail, short detail)."""
+    Each effect carries whether its two ends have non-overlapping 95% intervals: the verdict is
+    "inconclusive" when the effect it rests on is not significant. Returns (status, detail, short detail)."""
     groups = [g for g in run.groups() if _throughput(g) and g["mode"] in modes]
     encapsulated = {g["mode"] for g in groups if mode_class(run, g["mode"], g["placement"]) in ("IPIP", "VXLAN")}
-    mtu_effects: list[tuple[str, float, str]] = []   # (mode, ratio, how)
-    encap_effects: list[tuple[float, str]] = []
+    mtu_effects: list[tuple[str, float, str, bool]] = []   # (mode, ratio, how, significant)
+    encap_effects: list[tuple[float, str, bool]] = []
 
     # A: a swept MTU-like parameter (MSS sweep, MTU sweep) within each mode
-    sweeps: dict[tuple[str, str, str, str], dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
+    sweeps: dict[tuple[str, str, str, str], dict[str, dict[float, dict[str, Any]]]] = \
+        defaultdict(lambda: defaultdict(dict))
     for g in groups:
         if g["param"] in MTU_PARAMS and isinstance(g["param_value"], (int, float)):
-            sweeps[(g["metric"], g["placement"], g["param"], g["unit"])][g["mode"]][float(g["param_value"])] = g["mean"]
+            sweeps[(g["metric"], g["placement"], g["param"], g["unit"])][g["mode"]][float(g["param_value"])] = g
     for (metric, placement, param, unit), curves in sweeps.items():
         for mode, curve in curves.items():
             if mode in encapsulated and len(curve) >= 2:
                 lo_p, hi_p = min(curve), max(curve)
-                mtu_effects.append((mode, curve[hi_p] / curve[lo_p],
-                                    f"{metric_title(metric)} {placement}: {param} {fmt(lo_p)} -> {fmt(hi_p)}"))
+                mtu_effects.append((mode, curve[hi_p]["mean"] / curve[lo_p]["mean"],
+                                    f"{metric_title(metric)} {placement}: {param} {fmt(lo_p)} -> {fmt(hi_p)}",
+                                    _apart(curve[lo_p], curve[hi_p])))
         common = set.intersection(*(set(c) for c in curves.values())) if len(curves) >= 2 else set()
-        spreads = [max(c[p] for c in curves.values()) / min(c[p] for c in curves.values()) for p in common]
+        spreads = []
+        for p in common:
+            at = [c[p] for c in curves.values()]
+            low, high = min(at, key=lambda g: g["mean"]), max(at, key=lambda g: g["mean"])
+            spreads.append((high["mean"] / low["mean"], _apart(low, high)))
         if spreads:
-            encap_effects.append((median(spreads), f"{metric_title(metric)} {placement}, median over "
-                                                   f"{len(spreads)} {param} values, {len(curves)} modes"))
+            spreads.sort()
+            mid = spreads[len(spreads) // 2]
+            encap_effects.append((mid[0], f"{metric_title(metric)} {placement}, median over "
+                                          f"{len(spreads)} {param} values, {len(curves)} modes", mid[1]))
 
     # B: modes that differ by their MTU (environment "mtu"), same encapsulation class
     mtus = {m: run.mtu(m) for m in modes}
     flat = [g for g in groups if g["param"] in ("", None)]
-    by_metric: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    by_metric: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for g in flat:
-        by_metric[(g["metric"], g["placement"], g["unit"])][g["mode"]] = g["mean"]
-    for (metric, placement, unit), means in by_metric.items():
+        by_metric[(g["metric"], g["placement"], g["unit"])][g["mode"]] = g
+    for (metric, placement, unit), found in by_metric.items():
         for cls in ("IPIP", "VXLAN"):
-            sized = sorted((mtu, m) for m in means if mode_class(run, m, placement) == cls
+            sized = sorted((mtu, m) for m in found if mode_class(run, m, placement) == cls
                            and (mtu := mtus.get(m)) is not None)
             if len(sized) >= 2 and sized[0][0] != sized[-1][0]:
                 (small, m_small), (big, m_big) = sized[0], sized[-1]
-                mtu_effects.append((m_big, means[m_big] / means[m_small],
+                mtu_effects.append((m_big, found[m_big]["mean"] / found[m_small]["mean"],
                                     f"{metric_title(metric)} {placement}: {m_small} (MTU {fmt(small)}) -> "
-                                    f"{m_big} (MTU {fmt(big)})"))
-        same_mtu: dict[Any, list[float]] = defaultdict(list)
-        for m, v in means.items():
+                                    f"{m_big} (MTU {fmt(big)})", _apart(found[m_small], found[m_big])))
+        same_mtu: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for m, g in found.items():
             if mtus.get(m) is not None:
-                same_mtu[mtus[m]].append(v)
-        for mtu, values in same_mtu.items():
-            if len(values) >= 2:
-                encap_effects.append((max(values) / min(values), f"{metric_title(metric)} {placement} at MTU {mtu}"))
+                same_mtu[mtus[m]].append(g)
+        for mtu, at in same_mtu.items():
+            if len(at) >= 2:
+                low, high = min(at, key=lambda g: g["mean"]), max(at, key=lambda g: g["mean"])
+                encap_effects.append((high["mean"] / low["mean"], f"{metric_title(metric)} {placement} at MTU {mtu}",
+                                      _apart(low, high)))
 
     if not mtu_effects:
         short = "needs the throughput of an encapsulated (IPIP or VXLAN) mode at two MTUs or MSS values"
         return NOT_MEASURED, short, short
     weakest = min(mtu_effects, key=lambda e: e[1])
-    gains = "; ".join(f"{run.label(m, with_tag=False)} ×{r:.2f}" for m, r, _how in mtu_effects[:6])
+    gains = "; ".join(f"{run.label(m, with_tag=False)} ×{r:.2f}" + ("" if sig else " (intervals overlap)")
+                      for m, r, _how, sig in mtu_effects[:6])
     if not encap_effects:
         detail = f"MTU gains: {gains} ({weakest[2]}); no two encapsulations measured at the same MTU to compare with"
         return PARTLY, detail, f"smallest MTU gain ×{weakest[1]:.2f}"
@@ -236,4 +279,11 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
     short = f"smallest MTU gain ×{weakest[1]:.2f} against a spread between modes of ×{strongest[0]:.2f}"
     detail = (f"smallest MTU gain ×{weakest[1]:.2f} ({run.label(weakest[0], with_tag=False)}, {weakest[2]}) against "
               f"the largest spread between modes at one MTU ×{strongest[0]:.2f} ({strongest[1]}); gains: {gains}")
-    return (REPRODUCED if weakest[1] > strongest[0] else NOT_REPRODUCED), detail, short
+    if weakest[1] > strongest[0]:
+        # every MTU gain must be real (intervals apart) and beat the spread
+        status = REPRODUCED if all(e[3] for e in mtu_effects) and weakest[1] > 1 else INCONCLUSIVE
+    else:
+        status = NOT_REPRODUCED if strongest[2] else INCONCLUSIVE
+    if status == INCONCLUSIVE:
+        detail += "; the 95% intervals of the effect the verdict rests on overlap"
+    return status, detail, short

@@ -20,6 +20,10 @@ def render(results_dir: str | os.PathLike[str], compare: str | os.PathLike[str] 
     runs = [load_run(results_dir, tag="A" if compare else "")]
     if compare is not None:
         runs.append(load_run(compare, tag="B"))
+        if runs[0].results.path.resolve() == runs[1].results.path.resolve():
+            raise LabError(f"--compare {compare}: that is the run being reported ({runs[0].results.path}); "
+                           "comparing a run with itself shows nothing",
+                           "give --compare another results directory (an earlier run, or one from another machine)")
     if output is None:
         base = runs[0].results.path
         out_html = (base / f"compare-{runs[1].results.path.name}" / "report.html") if compare else base / "report.html"

@@ -20,7 +20,10 @@ TOOL_SUFFIXES = ("_tool", "_tools", "_source")
 DETAIL_SUFFIXES = ("_raw",)
 PRETTY_IMPL = {"ebpf": "eBPF", "kernel": "kernel", "userspace": "userspace", "emulated": "emulated"}
 PRETTY_FEATURE = {"ipip": "IPIP", "vxlan": "VXLAN", "gre": "GRE", "wireguard": "WireGuard", "fou": "FOU",
-                  "policy": "policy", "nat": "NAT"}
+                  "nat": "NAT"}
+# Only these implementation keys describe the data path a packet takes; anything else a kind records
+# (bgp, enforcer, rr_migration_steps...) is context for captions, never part of a mode's label.
+DATAPATH_KEYS = frozenset(PRETTY_FEATURE)
 
 
 @dataclass
@@ -33,6 +36,16 @@ class Run:
     modes: list[str] = field(default_factory=list)
     mode_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     experiment_file: dict[str, Any] = field(default_factory=dict)
+    _replicates: dict[tuple[Any, ...], list[float]] | None = field(default=None, repr=False)
+
+    def replicate_values(self, group: dict[str, Any]) -> list[float]:
+        """The values a group's mean rests on: one mean per repetition (or the samples of a single one)."""
+        if self._replicates is None:
+            members: dict[tuple[Any, ...], list[Any]] = {}
+            for s in self.results.samples:
+                members.setdefault(stats.group_key(s), []).append(s)
+            self._replicates = {k: stats.replicates(v)[0] for k, v in members.items()}
+        return self._replicates.get(stats.group_key_of(group), [])
 
     @property
     def name(self) -> str:
@@ -54,7 +67,7 @@ class Run:
         """"userspace IPIP", "eBPF IPIP", "kernel IPIP": how each emulated feature of the mode ran."""
         notes = []
         for key, value in sorted(self.implementations(mode).items()):
-            if value in (None, "", False) or key.endswith(TOOL_SUFFIXES + DETAIL_SUFFIXES):
+            if value in (None, "", False) or key.lower() not in DATAPATH_KEYS:
                 continue
             notes.append(f"{PRETTY_IMPL.get(str(value).lower(), str(value))} "
                          f"{PRETTY_FEATURE.get(key.lower(), key)}")
@@ -65,6 +78,20 @@ class Run:
         notes = self.data_path_notes(mode)
         text = f"{mode} ({', '.join(notes)})" if notes else mode
         return f"{text} [{self.tag}]" if with_tag and self.tag else text
+
+    def datapath(self, mode: str) -> str:
+        """The runner's one-line description of the mode's data path (environment `datapath`), or ""."""
+        return str(self.mode_info.get(mode, {}).get("datapath") or "")
+
+    def route_programming(self, mode: str) -> str:
+        """How routes reach the kernel (environment `route_programming`), e.g. "BIRD -> table 201 -> ..."."""
+        return str(self.mode_info.get(mode, {}).get("route_programming") or "")
+
+    def mode_caption(self, mode: str) -> str:
+        """"calico-bgp — data path: ...; routes: ..." when the environment describes them, else ""."""
+        parts = [f"data path: {d}" for d in [self.datapath(mode)] if d]
+        parts += [f"routes: {r}" for r in [self.route_programming(mode)] if r]
+        return f"{self.label(mode, with_tag=False)} — {'; '.join(parts)}" if parts else ""
 
     def tools(self, mode: str) -> dict[str, str]:
         """Tool choices recorded for a mode, e.g. {"latency": "sockperf", "cpu": "/proc/stat"}."""
@@ -87,7 +114,7 @@ class Run:
     def notes(self) -> list[str]:
         """The experiment's notes, one entry per paragraph."""
         report = self._report_section()
-        notes = report.get("notes", self.experiment_file.get("notes"))
+        notes = report.get("notes", self.experiment_file.get("notes")) or self.results.environment.get("notes")
         if not notes:
             return []
         texts = [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
