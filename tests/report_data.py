@@ -23,6 +23,13 @@ DATAPLANE_MODES = {
     "flannel-vxlan": ("vxlan", 52.0, 12.5, None, 1450),
     "calico-vxlan": ("vxlan", 54.0, 12.0, None, 1450),
 }
+DATAPATHS = {   # environment.json per-mode `datapath` and `route_programming`, as the runner records them
+    "calico-bgp": ("veth → node routing table → underlay, no encapsulation",
+                   "BIRD → table 201 → lab route agent → main"),
+    "calico-ipip": ("veth → tunl0 → IPIP in the lab's userspace tunnel → underlay",
+                    "BIRD → table 201 → lab route agent → main"),
+    "flannel-vxlan": ("veth → cni0 → flannel.1 (kernel VXLAN) → underlay", "lab flanneld: routes, ARP and FDB"),
+}
 ALL_KINDS = ("latency", "throughput", "mtu", "cpu", "connrate", "policy-scale", "bgp-convergence", "rr-migration")
 MSS_VALUES = list(range(96, 1461, 64))
 
@@ -121,22 +128,26 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
                             points.append(TimelinePoint(experiment, topo, "bgp-convergence", rep,
                                                         f"routes:k8s-node{n + 1:02d}", t, routes, "count"))
     if "rr-migration" in kinds:
-        for order, outage in (("seed-order", 4.2), ("safe-order", 0.0)):
+        # as the runner writes it: one mode, a measurement per order (named in the experiment file) with
+        # param order=seed|safe, step:<name> times and probe_lost per 100 ms from the first step
+        steps = {"seed": ("mesh-off", "label", "rr-node", "bgppeer"), "safe": ("label", "rr-node", "bgppeer", "mesh-off")}
+        for order, outage in (("seed", 4.2), ("safe", 0.0)):
             for rep in range(reps):
-                add(order, "rr-migration", "cross-node", rep, "outage", noisy(outage, 0.1) if outage else 0.0, "s")
-                add(order, "rr-migration", "cross-node", rep, "probes_lost",
-                    round(noisy(outage, 0.1) * 100) if outage else 0.0, "count")
-            if timelines:
-                for step in range(0, 1200):
-                    t = step * 0.01
-                    lost = 1.0 if outage and 3.0 <= t < 3.0 + outage else 0.0
-                    points.append(TimelinePoint(experiment, order, "rr-migration", 0, "probe_lost", t, lost, "count"))
-                for step in range(0, 121):
-                    t = step * 0.1
-                    for n in range(3):
-                        routes = 2 if not outage or not (3.0 <= t < 3.0 + outage) else (0 if n else 2)
-                        points.append(TimelinePoint(experiment, order, "rr-migration", 0,
-                                                    f"routes:k8s-node{n + 1:02d}", t, routes, "count"))
+                out = noisy(outage, 0.1) if outage else 0.0
+                for metric, value, unit in (("outage_s", out, "s"), ("lost_probes", round(out * 100), "count"),
+                                            ("lost_pct", out * 100 / 20.0, "%"), ("routes_back_s", noisy(1.2), "s"),
+                                            ("sessions_after", 4.0, "count")):
+                    add("calico-bgp-mesh", f"{order}-order", "cross-node", rep, metric, float(value), unit,
+                        "order", order)
+                if timelines:
+                    for s_i, name in enumerate(steps[order]):
+                        points.append(TimelinePoint(experiment, "calico-bgp-mesh", f"{order}-order", rep,
+                                                    f"step:{name}", float(s_i), 1.0, "count"))
+                    for bucket in range(-10, 90):
+                        t = round(bucket * 0.1, 3)
+                        lost = 10.0 if outage and 0.0 <= t < out else 0.0
+                        points.append(TimelinePoint(experiment, "calico-bgp-mesh", f"{order}-order", rep,
+                                                    "probe_lost", t, lost, "count"))
     if "latency" in kinds:
         groups = [(mode, placement, metric, rep) for mode in modes for placement in ("same-node", "cross-node")
                   for metric in ("rtt_icmp", "rtt_tcp_rr", "rtt_udp_rr") for rep in range(reps)]
@@ -150,8 +161,14 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
             if placement == "cross-node":
                 base *= factor(mode)
             base /= speed
-            for _ in range(n):
-                add(mode, "latency", placement, rep, metric, base * rnd.lognormvariate(0, 0.18), "us")
+            # as the runner writes it: the repetition's p50 as the bare metric, p90/p99/mean beside it,
+            # and every round trip as <metric>_raw
+            raw = sorted(base * rnd.lognormvariate(0, 0.18) for _ in range(max(n, 1)))
+            for what, q in (("", 50), ("_p90", 90), ("_p99", 99)):
+                add(mode, "latency", placement, rep, metric + what, stats.percentile(raw, q, presorted=True), "us")
+            add(mode, "latency", placement, rep, metric + "_mean", stats.mean(raw), "us")
+            for value in raw[:n]:
+                add(mode, "latency", placement, rep, metric + "_raw", value, "us")
     if total_samples is not None:
         samples = samples[:total_samples]
 
@@ -169,6 +186,11 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
         if mode in modes:
             info["mtu"] = modes[mode][4]
             info["implementations"]["ipip"] = ipip if mode == "calico-ipip" else None
+        if mode in DATAPATHS:
+            info["datapath"], info["route_programming"] = DATAPATHS[mode]
+        if mode == "calico-bgp-mesh":   # what the rr-migration kind records: not a data path
+            info["implementations"]["rr_migration_steps"] = "label,rr-node,bgppeer,mesh-off"
+            info["implementations"]["bgp"] = "BIRD mesh"
         env_modes[mode] = info
     environment = {
         "experiment": experiment, "kernel": "6.18.0-lab", "cpu_model": "Synthetic CPU @ 2.0GHz", "cores": 2,
