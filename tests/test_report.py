@@ -33,11 +33,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FULL_FIGURES = {
     "bars-latency", "cdf-latency", "bars-throughput", "bars-connrate", "bars-cpu", "bars-mtu", "sweep-mtu-mss",
     "sweep-policy-scale-policies", "sweep-bgp-convergence-nodes", "timeline-bgp-convergence",
-    "bars-rr-migration", "timeline-rr-migration",
+    "migration-outage", "migration-trace", "percentiles-latency",
 }
 # figures in which calico-ipip (userspace IPIP in the synthetic environment) appears
 IPIP_FIGURES = {"bars-latency", "cdf-latency", "bars-throughput", "bars-connrate", "bars-cpu", "bars-mtu",
-                "sweep-mtu-mss"}
+                "sweep-mtu-mss", "percentiles-latency"}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_figures_have_titles_units_and_legends(full: Path) -> None:
 def test_only_figures_with_data(tmp_path: Path) -> None:
     run = make_results(tmp_path / "run", kinds=("latency",), reps=2, rtt_samples=12)
     html = render(run)
-    assert set(_figures(html)) == {"bars-latency", "cdf-latency"}
+    assert set(_figures(html)) == {"bars-latency", "cdf-latency", "percentiles-latency"}
     run = make_results(tmp_path / "tput", kinds=("throughput",), reps=2, timelines=False)
     assert set(_figures(render(run))) == {"bars-throughput"}
 
@@ -182,8 +182,8 @@ def _verdicts(directory: Path) -> dict[str, object]:
 
 def test_orderings_reproduced_with_kernel_ipip(tmp_path: Path) -> None:
     # synthetic cross-node RR latency: native 38-40 < IPIP 46 < VXLAN 52-54 us (the reference's order)
-    found = _verdicts(make_results(tmp_path / "k", kinds=("latency", "mtu"), ipip="kernel", reps=4, rtt_samples=40))
-    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response)"]
+    found = _verdicts(make_results(tmp_path / "k", kinds=("latency", "mtu"), ipip="kernel", reps=8, rtt_samples=200))
+    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response RTT p50)"]
     assert tcp.status == REPRODUCED, tcp.detail
     mtu = next(v for claim, v in found.items() if claim.startswith("MTU dominates"))
     assert mtu.status == REPRODUCED, mtu.detail
@@ -191,7 +191,7 @@ def test_orderings_reproduced_with_kernel_ipip(tmp_path: Path) -> None:
 
 def test_orderings_do_not_count_userspace_ipip(tmp_path: Path) -> None:
     found = _verdicts(make_results(tmp_path / "u", kinds=("latency",), ipip="userspace", reps=4, rtt_samples=40))
-    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response)"]
+    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response RTT p50)"]
     # without the userspace IPIP mode only native < VXLAN can be judged; with it the order breaks
     assert tcp.status == PARTLY, tcp.detail
     assert "Not counted: calico-ipip (userspace IPIP)" in tcp.detail
@@ -223,7 +223,7 @@ def test_compare_puts_two_runs_side_by_side(tmp_path: Path) -> None:
     # run B is twice as fast: every latency ratio B/A is about 0.5 and called a difference
     latency = text[text.index("<h3>Latency: [B] against [A]</h3>"):]
     latency = latency[:latency.index("</table>")]
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>cross-node</td><td>TCP request/response \(µs\)</td><td></td>"
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>cross-node</td><td>TCP request/response RTT p50 \(µs\)</td><td></td>"
                       r"(?:<td[^>]*>[^<]*</td>){2}<td[^>]*>([0-9.]+)[^<]*</td><td>([^<]*)</td></tr>", latency)
     assert len(rows) == 5, rows
     for mode, ratio, verdict in rows:
@@ -324,8 +324,8 @@ def test_cross_subnet_modes_count_as_native_within_a_subnet(tmp_path: Path) -> N
     assert mode_class(run, "flannel-hostgw", "cross-node") == "native"
     assert mode_class(run, "calico-bgp", "cross-node") == "native"
     assert mode_class(run, "flannel-vxlan", "cross-node") == "VXLAN"
-    tcp = next(v for v in verdicts([run]) if v.claim.endswith("(TCP request/response)"))
-    native = tcp.detail.split("native: ")[1].split(";")[0]
+    tcp = next(v for v in verdicts([run]) if v.claim.endswith("(TCP request/response RTT p50)"))
+    native = tcp.detail.split("calico: observed")[1].split("native: ")[1].split(";")[0]
     assert "calico-ipip-crosssubnet" in native, tcp.detail
     assert "Not counted: calico-ipip (userspace IPIP)" in tcp.detail
     assert tcp.status == PARTLY, tcp.detail   # native < VXLAN holds; the only IPIP mode ran in userspace
