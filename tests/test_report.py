@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,7 +24,9 @@ import browser
 from report_data import make_results, make_runner_style_results
 
 from lab.report import render
-from lab.report.orderings import NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, mode_class, verdicts
+from lab.report.figures import STYLE, draw_all
+from lab.report.orderings import _latency_order  # the verdict on hand-made groups
+from lab.report.orderings import INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, mode_class, verdicts
 from lab.report.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,3 +332,95 @@ def test_cross_subnet_modes_count_as_native_within_a_subnet(tmp_path: Path) -> N
     assert "calico-ipip-crosssubnet" in native, tcp.detail
     assert "Not counted: calico-ipip (userspace IPIP)" in tcp.detail
     assert tcp.status == PARTLY, tcp.detail   # native < VXLAN holds; the only IPIP mode ran in userspace
+
+
+# ---- review fixes: migration, data-path captions, warnings, whiskers ------------------------------
+
+def test_migration_orders_side_by_side_on_one_time_axis(full: Path) -> None:
+    bars = " | ".join(_svg_texts(full.parent / "figures" / "migration-outage.svg"))
+    assert "seed order" in bars and "safe order" in bars and "Outage (s)" in bars and "Lost (%)" in bars
+    trace = _svg_texts(full.parent / "figures" / "migration-trace.svg")
+    joined = " | ".join(trace)
+    assert "seed order: probes lost" in joined and "safe order: probes lost" in joined
+    # the steps of both orders (tests/report_data.py: the kind's ORDERS) as labelled vertical lines
+    for step in ("mesh-off", "label", "rr-node", "bgppeer"):
+        assert sum(t == step for t in trace) == 2, (step, trace)
+    assert "time from the first step (s)" in joined
+
+
+def test_no_non_datapath_key_in_a_label(full: Path) -> None:
+    text = full.read_text(encoding="utf-8")
+    svgs = " ".join(" | ".join(_svg_texts(p)) for p in (full.parent / "figures").glob("*.svg"))
+    # the environment records rr_migration_steps and bgp for calico-bgp-mesh: context, not a data path
+    for leak in ("rr_migration_steps", "label,rr-node", "BIRD mesh bgp", "calico-bgp-mesh ("):
+        assert leak not in svgs, leak
+    assert "calico-bgp-mesh (" not in text
+
+
+def test_modes_captioned_with_data_path_and_route_programming(full: Path) -> None:
+    text = full.read_text(encoding="utf-8")
+    assert ("calico-bgp — data path: veth → node routing table → underlay, no encapsulation; routes: BIRD → "
+            "table 201 → lab route agent → main") in text
+    assert "lab&#x27;s route agent" in text or "lab's route agent" in text
+
+
+def test_headline_warnings_apart_from_the_rest(tmp_path: Path) -> None:
+    html = render(make_results(tmp_path / "run", kinds=("latency", "throughput"), reps=2, rtt_samples=12))
+    text = html.read_text(encoding="utf-8")
+    head = text[text.index("Statistical warnings on the headline metrics"):]
+    listed, folded = head.split("<details>", 1) if "<details>" in head else (head, "")
+    listed = listed[:listed.index("</ul>")]
+    assert "_p90" not in listed and "_p99" not in listed and "_raw" not in listed and "sender" not in listed
+    assert "retransmits" not in listed
+
+
+def _rr(mode: str, mean: float, low: float, high: float) -> dict[str, object]:
+    return {"mode": mode, "placement": "cross-node", "metric": "rtt_tcp_rr", "unit": "us", "param": "",
+            "param_value": "", "mean": mean, "ci95": [low, high]}
+
+
+@pytest.mark.parametrize("groups,status", [
+    # Calico BGP < IPIP < VXLAN, intervals apart: reproduced
+    ([("calico-bgp", 40, 38, 42), ("calico-ipip", 46, 44, 48), ("calico-vxlan", 54, 52, 56)], REPRODUCED),
+    # BGP and IPIP overlap: the order of the means holds but the data do not support it
+    ([("calico-bgp", 40, 30, 50), ("calico-ipip", 46, 41, 51), ("calico-vxlan", 54, 52, 56)], INCONCLUSIVE),
+    # IPIP below BGP with overlapping intervals: still inconclusive, not a refutation
+    ([("calico-bgp", 46, 41, 51), ("calico-ipip", 40, 30, 50), ("calico-vxlan", 54, 52, 56)], INCONCLUSIVE),
+    # VXLAN clearly below IPIP: not reproduced
+    ([("calico-bgp", 40, 38, 42), ("calico-ipip", 60, 58, 62), ("calico-vxlan", 50, 48, 52)], NOT_REPRODUCED),
+    # flannel host-gw far below Calico's IPIP says nothing about Calico: judged within one CNI
+    ([("flannel-host-gw", 20, 19, 21), ("calico-ipip", 46, 44, 48), ("calico-vxlan", 54, 52, 56)], PARTLY),
+])
+def test_latency_verdict_within_one_cni_with_intervals(tmp_path: Path, groups: list[tuple], status: str) -> None:
+    run = load_run(make_results(tmp_path / "k", kinds=("throughput",), ipip="kernel", reps=2, timelines=False))
+    found, detail, _ = _latency_order(run, [_rr(*g) for g in groups])
+    assert found == status, detail
+
+
+@pytest.mark.parametrize("reps", [2, 3, 6])
+def test_no_negative_axis_for_positive_metrics(tmp_path: Path, reps: int) -> None:
+    run = load_run(make_results(tmp_path / "run", kinds=("latency", "throughput", "connrate", "cpu", "rr-migration"),
+                                reps=reps, rtt_samples=12, seed=reps))
+    with matplotlib.rc_context(STYLE):  # type: ignore[arg-type]
+        for drawn in draw_all([run]):
+            drawn.figure.canvas.draw()
+            for ax in drawn.figure.axes:
+                if ax.get_visible():
+                    assert ax.get_ylim()[0] >= 0, (drawn.name, ax.get_title())
+                    if ax.get_xlabel() and "time from" not in ax.get_xlabel():
+                        assert ax.get_xlim()[0] >= 0, (drawn.name, ax.get_title(), ax.get_xlim())
+            caption = drawn.caption
+            if reps < 5 and drawn.name.startswith(("bars-", "percentiles-", "migration-outage")):
+                assert "range (min–max) of the repetitions" in caption, (drawn.name, caption)
+            drawn.figure.clear()
+
+
+def test_compare_with_itself_is_refused(tmp_path: Path) -> None:
+    run = make_results(tmp_path / "run", kinds=("throughput",), reps=2)
+    result = _cli("report", str(run), "--compare", str(run / "."))
+    assert result.returncode == 2 and "itself" in result.stderr, result.stderr
+
+
+def test_notes_once_as_paragraphs(full: Path) -> None:
+    text = full.read_text(encoding="utf-8")
+    assert text.count("Synthetic, plausible data for tests and benchmarks") == 1
