@@ -325,6 +325,11 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _floor(low: float, group: dict[str, Any]) -> float:
+    """An interval's lower end as shown: clipped at 0 when every sample of the group is >= 0."""
+    return max(0.0, low) if group.get("min") is not None and group["min"] >= 0 else low
+
+
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
@@ -376,8 +381,9 @@ def ordering_warnings(stats: dict[GroupKey, dict[str, Any]], mode_order: dict[st
             if hi_ci[0] <= lo_ci[1]:
                 overlaps[where].append(param_value)
                 examples.setdefault(where, (
-                    f"{low[0]} {_fmt(stats[low]['mean'])} [{_fmt(lo_ci[0])}, {_fmt(lo_ci[1])}] vs "
-                    f"{high[0]} {_fmt(stats[high]['mean'])} [{_fmt(hi_ci[0])}, {_fmt(hi_ci[1])}] {unit}"))
+                    f"{low[0]} {_fmt(stats[low]['mean'])} [{_fmt(_floor(lo_ci[0], stats[low]))}, {_fmt(lo_ci[1])}] vs "
+                    f"{high[0]} {_fmt(stats[high]['mean'])} [{_fmt(_floor(hi_ci[0], stats[high]))}, "
+                    f"{_fmt(hi_ci[1])}] {unit}"))
     warnings = []
     # cross-node and cross-subnet first: where the modes' data paths differ
     for where, values in sorted(overlaps.items(), key=lambda item: _warning_rank(item[0][1])):

@@ -88,7 +88,7 @@ WARNING_SCOPE = re.compile(r"^[^/\s]+/(?P<metric>[^\s:(]+)")
 def _about_headline(warning: str) -> bool:
     """An ordering warning ("latency/rtt_tcp_rr (cross-node): ...") about a headline metric."""
     match = WARNING_SCOPE.match(warning)
-    return bool(match) and is_headline(match.group("metric"))
+    return match is not None and is_headline(match.group("metric"))
 
 
 def status_sentence(status: str) -> str:
@@ -153,10 +153,15 @@ def _as_list(value: Any) -> list[str]:
 
 # ---- summary tables ---------------------------------------------------------------------------------
 
-def _interval(ci: Any) -> str:
+def _interval(ci: Any, group: dict[str, Any] | None = None) -> str:
+    """" [low, high]"; the low end clipped at 0 (marked "0*") for a group whose samples are all >= 0."""
     if not ci or ci[0] is None or ci[1] is None:
         return ""
-    return f" [{fmt(ci[0])}, {fmt(ci[1])}]"
+    low = fmt(ci[0])
+    smallest = group.get("min") if group is not None else None
+    if smallest is not None and ci[0] < 0 <= smallest:
+        low = "0*"
+    return f" [{low}, {fmt(ci[1])}]"
 
 
 def _param(g: dict[str, Any]) -> str:
@@ -188,23 +193,28 @@ def summary_tables(run: Run) -> list[Table]:
                 _metric_unit(g),
                 _param(g),
                 f"{g['n']}" + (f" ({g['n_repetitions']} reps)" if g.get("n_repetitions") else ""),
-                f"{fmt(g['mean'])}{_interval(g.get('ci95'))}",
+                f"{fmt(g['mean'])}{_interval(g.get('ci95'), g)}",
                 fmt(g.get("median")),
                 f"{fmt(g.get('p5'))} – {fmt(g.get('p95'))}",
-                (f"{ratio['value']:.3f}{_interval_ratio(ratio.get('ci95'))}" if ratio else ""),
+                (f"{ratio['value']:.3f}{_interval_ratio(ratio.get('ci95'), g)}" if ratio else ""),
             ])
         tables.append(Table(
             measurement_title(measurement),
             ["Mode", "Placement", "Metric (unit)", "Parameter", "n", "Mean [95% CI]", "Median", "p5 – p95",
              f"Ratio to {baseline or 'baseline'} [95% CI]"],
-            rows, highlight=highlight, numeric=True))
+            rows, highlight=highlight, numeric=True,
+            note="0*: the interval's lower end is clipped at 0 (the quantity cannot be negative); with few "
+                 "repetitions the t interval is wide, the figures show the repetitions' range instead."
+            if any("[0*," in r[5] or "[0*," in r[8] for r in rows) else ""))
     return tables
 
 
-def _interval_ratio(ci: Any) -> str:
+def _interval_ratio(ci: Any, group: dict[str, Any] | None = None) -> str:
     if not ci or ci[0] is None or ci[1] is None:
         return " [unbounded]" if ci is None else ""
-    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    positive = group is None or (group.get("min") is not None and group["min"] >= 0)
+    low = "0*" if ci[0] < 0 and positive else f"{ci[0]:.3f}"    # a ratio of positive means is never negative
+    return f" [{low}, {ci[1]:.3f}]"
 
 
 def _num(value: Any) -> float:
@@ -238,8 +248,8 @@ def compare_tables(runs: Sequence[Run]) -> list[Table]:
         by_measurement[g["measurement"]].append([
             label_a if label_a == label_b else f"{label_a}; [{b.tag}] {label_b}",
             placement_label(g["placement"]), _metric_unit(g), _param(g),
-            f"{fmt(g['mean'])}{_interval(g.get('ci95'))}", f"{fmt(other['mean'])}{_interval(other.get('ci95'))}",
-            (f"{ratio.value:.3f}" + (f" [{ratio.ci95[0]:.3f}, {ratio.ci95[1]:.3f}]" if ratio.ci95 else "")) if ratio
+            f"{fmt(g['mean'])}{_interval(g.get('ci95'), g)}", f"{fmt(other['mean'])}{_interval(other.get('ci95'), other)}",
+            (f"{ratio.value:.3f}" + (_interval_ratio(list(ratio.ci95), g) if ratio.ci95 else "")) if ratio
             else "", verdict])
     note = (f"[{a.tag}] = {a.name}, [{b.tag}] = {b.name}. Ratio: mean of [{b.tag}] over mean of [{a.tag}] with a "
             f"Fieller 95% interval; \"differs\" when the interval excludes 1 ({changed} of {common} groups). "

@@ -147,11 +147,27 @@ def load_run(directory: str | os.PathLike[str], tag: str = "") -> Run:
     for s in results.samples:
         if s.mode not in modes:
             modes.append(s.mode)
+    summary["warnings"] = _ordering_warnings(summary, modes)
     for p in results.timelines:
         if p.mode not in modes:
             modes.append(p.mode)
     return Run(results=results, summary=summary, tag=tag, modes=modes,
                mode_info=_mode_info(results.environment), experiment_file=_experiment_file(results.path))
+
+
+def _ordering_warnings(summary: dict[str, Any], modes: list[str]) -> list[str]:
+    """summary.json's warnings with the ordering ones redone from its groups by today's stats module.
+
+    A summary written by an older runner may quote intervals below zero for a positive quantity; the
+    groups hold everything the ordering warning needs, so it is recomputed and other warnings kept.
+    """
+    groups = {stats.group_key_of(g): g for g in summary.get("groups", [])
+              if all(k in g for k in ("mean", "ci95", "min"))}
+    order = {m: i for i, m in enumerate(modes)}
+    for key in groups:
+        order.setdefault(key[0], len(order))
+    kept = [w for w in summary.get("warnings", []) if "overlapping 95% intervals" not in str(w)]
+    return stats.ordering_warnings(groups, order) + kept
 
 
 def _mode_info(environment: dict[str, Any]) -> dict[str, dict[str, Any]]:
