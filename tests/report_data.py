@@ -130,7 +130,8 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
     if "rr-migration" in kinds:
         # as the runner writes it: one mode, a measurement per order (named in the experiment file) with
         # param order=seed|safe, step:<name> times and probe_lost per 100 ms from the first step
-        steps = {"seed": ("mesh-off", "label", "rr-node", "bgppeer"), "safe": ("label", "rr-node", "bgppeer", "mesh-off")}
+        steps = {"seed": ("mesh-off", "label", "rr-node", "bgppeer"),
+                 "safe": ("label", "rr-node", "bgppeer", "mesh-off")}
         for order, outage in (("seed", 4.2), ("safe", 0.0)):
             for rep in range(reps):
                 out = noisy(outage, 0.1) if outage else 0.0

@@ -248,7 +248,8 @@ def compare_tables(runs: Sequence[Run]) -> list[Table]:
         by_measurement[g["measurement"]].append([
             label_a if label_a == label_b else f"{label_a}; [{b.tag}] {label_b}",
             placement_label(g["placement"]), _metric_unit(g), _param(g),
-            f"{fmt(g['mean'])}{_interval(g.get('ci95'), g)}", f"{fmt(other['mean'])}{_interval(other.get('ci95'), other)}",
+            f"{fmt(g['mean'])}{_interval(g.get('ci95'), g)}",
+            f"{fmt(other['mean'])}{_interval(other.get('ci95'), other)}",
             (f"{ratio.value:.3f}" + (_interval_ratio(list(ratio.ci95), g) if ratio.ci95 else "")) if ratio
             else "", verdict])
     note = (f"[{a.tag}] = {a.name}, [{b.tag}] = {b.name}. Ratio: mean of [{b.tag}] over mean of [{a.tag}] with a "

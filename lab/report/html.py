@@ -48,8 +48,8 @@ details summary { cursor: pointer; color: var(--accent); font-weight: 600; margi
 footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line); padding-top: 8px; }
 """
 
-STATUS_CLASS = {REPRODUCED: "ok", REPRODUCED_OVERLAP: "warn", INCONCLUSIVE: "warn", PARTLY: "warn", NOT_REPRODUCED: "bad",
-                NOT_MEASURED: "na"}
+STATUS_CLASS = {REPRODUCED: "ok", REPRODUCED_OVERLAP: "warn", INCONCLUSIVE: "warn", PARTLY: "warn",
+                NOT_REPRODUCED: "bad", NOT_MEASURED: "na"}
 SHOWN_WARNINGS = 6
 NUMERIC = re.compile(r"^-?[\d,]+(\.\d+)?( |$)")
 
