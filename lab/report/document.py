@@ -348,7 +348,9 @@ def environment_tables(runs: Sequence[Run]) -> list[Table]:
             mtu = next((_scalar(info[k]) for k in ("mtu", "pod_mtu") if info.get(k) not in (None, [], "")), "")
             mode_rows.append(([f"[{r.tag}]"] if len(runs) > 1 else []) + [
                 mode,
-                ", ".join(r.data_path_notes(mode)) or "kernel (nothing emulated)",
+                "; ".join(x for x in (", ".join(r.data_path_notes(mode)) or "kernel (nothing emulated)",
+                                      r.datapath(mode)) if x),
+                r.route_programming(mode),
                 "; ".join(f"{k}: {v}" for k, v in r.tools(mode).items()),
                 _clip(" · ".join(x for x in (str(info.get("topology") or ""), setup) if x)),
                 mtu,
@@ -357,7 +359,8 @@ def environment_tables(runs: Sequence[Run]) -> list[Table]:
             ])
     if mode_rows:
         tables.append(Table("Modes and how each ran", (["Run"] if len(runs) > 1 else []) +
-                            ["Mode", "Data path", "Tools", "Topology and CNI", "Pod MTU", "Pairs", "Capabilities"],
+                            ["Mode", "Data path", "Route programming", "Tools", "Topology and CNI", "Pod MTU", "Pairs",
+                             "Capabilities"],
                             mode_rows,
                             "Data path: how each emulated feature was built on this kernel (kernel, eBPF or userspace); "
                             "tools: which program measured what."))
