@@ -94,7 +94,11 @@ class Experiment:
 
 @lru_cache(maxsize=1)
 def experiment_schema() -> dict[str, Any]:
-    return json.loads(resources.files("lab.experiment").joinpath("experiment.schema.json").read_text())
+    """The schema a whole file is checked against: experiment.schema.json without its generated per-kind
+    part (each measurement is checked against its kind's SCHEMA, with the kind named in the error)."""
+    from lab.experiment import schema
+    return schema.without_kinds(json.loads(resources.files("lab.experiment").joinpath("experiment.schema.json")
+                                           .read_text()))
 
 
 def load(path: str, repeat: int | None = None, only: list[str] | None = None, quick: bool = False) -> Experiment:
