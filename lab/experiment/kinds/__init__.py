@@ -52,7 +52,9 @@ class Endpoint:
 @dataclass
 class PairContext:
     """What a kind needs to measure one pair in one lab. `implementations` is filled by the kind
-    (e.g. {"latency_tool": "sockperf"}) and ends in environment.json under the mode."""
+    (e.g. {"latency_tool": "sockperf"}) and ends in environment.json under the mode. A kind adds to
+    `untimed_s` the time its tool spent outside its measuring window (sockperf's start-up and warm-up):
+    the runner counts it as tool set-up, not as measurement time."""
 
     lab: str
     topology: Topology
@@ -63,6 +65,8 @@ class PairContext:
     implementations: dict[str, str] = field(default_factory=dict)
     timings: list[float] = field(default_factory=list)
     note: Callable[[str], None] = lambda text: None
+    untimed_s: float = 0.0      # seconds of the current repetition a tool spent outside its measuring window
+    servers: dict[str, Any] = field(default_factory=dict)   # the session's servers (proc.Server), by tool
 
     @property
     def pair(self) -> str:
@@ -101,6 +105,7 @@ class Kind:
     owns_lab: bool = False
     serve_http: bool = False                 # the experiment pods need the lab's probe server on TCP 80
     placements: tuple[str, ...] = ()         # the placements the kind measures by default (empty: all)
+    caveat: str = ""                         # what its figures include that a real cluster's would not
     SCHEMA: dict[str, Any] = {}
 
     def with_defaults(self, params: dict[str, Any]) -> dict[str, Any]:

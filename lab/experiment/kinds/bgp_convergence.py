@@ -34,6 +34,9 @@ class BgpConvergence(Kind):
     id = "bgp-convergence"
     pair_based = False
     owns_lab = True
+    caveat = ("BIRD programs table 201 and the lab's route agent mirrors it into the main table: the "
+              "times to routes present/withdrawn include the agent's reaction (a real node's BIRD writes the "
+              "main table itself)")
     SCHEMA = {
         "interval": {"type": "number", "minimum": 0.02, "maximum": 5, "default": 0.1,
                      "description": "seconds between route polls"},

@@ -17,8 +17,16 @@ block, starts the probe (default/xp-a -> default/xp-c, cross-node, echoed back),
   lost_probes    probes without an echo; lost_pct their share
   routes_back_s  from the last step until every node has every block again
   sessions_after BGP sessions Established over all nodes at the end
-and the timelines probe_lost (lost probes per 100 ms) and step:<name> (when each step ran), with
-t_s counted from the first step.
+  peers_wait_s   (safe order) how long the operator waited, before mesh-off, for every node's new
+                 BGPPeer/reflector sessions to be Established (BIRD polled every 0.1 s, at most
+                 `peer_timeout` s); peers_ready is 1 when they all came up within it, else 0
+every value with param=order, param_value=seed|safe; and the timelines probe_lost:<order> (lost probes
+per 100 ms) and step:<name> (when each step ran, value 1; step:peers-established when the wait
+ended), with t_s counted from the first step. The order is never an entry of environment.json's
+`implementations` (both orders run on the same mode).
+
+Caveat (recorded as a note in environment.json): in the lab BIRD programs table 201 and the lab's
+route agent mirrors it into the main table, so route times include the agent's reaction.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import live
+from lab.bgp import birdc
 from lab.errors import LabError
 from lab.experiment import bgpwatch, proc
 from lab.experiment.kinds import Kind, LabContext, Value
@@ -57,7 +66,13 @@ class RrMigration(Kind):
                    "description": "seconds to wait after the last step for every route to be back"},
         "interval": {"type": "number", "minimum": 0.001, "maximum": 1, "default": 0.01,
                      "description": "seconds between UDP probes"},
+        "peer_timeout": {"type": "number", "minimum": 1, "maximum": 600, "default": 30.0,
+                         "description": "safe order: at most this many seconds waiting for the new "
+                                        "BGPPeer sessions to be Established before mesh-off"},
     }
+    caveat = ("BIRD programs table 201 and the lab's route agent mirrors it into the main table: "
+              "outage and route times include the agent's reaction (a real node's BIRD writes the main "
+              "table itself)")
 
     def check_topology(self, topology: Any, params: dict[str, Any]) -> str | None:
         calico = topology.cluster.calico if topology.cluster.cni == "calico" else None
@@ -78,7 +93,6 @@ class RrMigration(Kind):
             raise LabError("rr-migration needs the experiment's pods")
         src, dst = ctx.endpoints("cross-node")
         ctx.pair, ctx.placement = f"{src.pod.key}->{dst.pod.key}", "cross-node"
-        ctx.implementations["rr_migration_steps"] = ",".join(ORDERS[params["order"]])
         scenario = scenario_of(ctx)
         everyone = {node: [o for o in scenario.node_names if o != node] for node in scenario.node_names}
         ctx.up()
@@ -89,16 +103,21 @@ class RrMigration(Kind):
                 raise LabError(f"lab {ctx.lab}: BGP not converged 120 s after `lab up`")
             server = proc.python_module("lab.experiment.pingpong", "server", "--proto", "udp", "--port", str(PORT))
             with proc.Server(dst.netns, server, PORT, udp=True):
-                result, steps, back = self._migrate(ctx, params, src.netns, dst.ip, watcher, scenario, check)
+                result, steps, back, waited = self._migrate(ctx, params, src.netns, dst.ip, watcher, scenario,
+                                                            check)
             established, _ = bgpwatch.established_counts(scenario)
         finally:
             watcher.close()
             ctx.down()
-        return self._values(ctx, result, steps, back, sum(established.values()))
+        values = self._values(ctx, params["order"], result, steps, back, sum(established.values()))
+        if waited is not None:
+            seconds, ready = waited
+            values += [Value("peers_wait_s", seconds, "s"), Value("peers_ready", float(ready), "count")]
+        return [Value(v.metric, v.value, v.unit, "order", params["order"]) for v in values]
 
     def _migrate(self, ctx: LabContext, params: dict[str, Any], src_netns: str, dst_ip: str,
                  watcher: bgpwatch.RouteWatcher, scenario: bgpwatch.Scenario, check: Any
-                 ) -> tuple[dict[str, Any], list[tuple[str, float]], float | None]:
+                 ) -> tuple[dict[str, Any], list[tuple[str, float]], float | None, tuple[float, bool] | None]:
         lab = Lab()
         total = 1.0 + 4 * params["step_gap"] + params["settle"] + 2.0
         argv = proc.python_module("lab.experiment.udpprobe", "--host", dst_ip, "--port", str(PORT),
@@ -106,11 +125,18 @@ class RrMigration(Kind):
         probe = subprocess.Popen(proc.in_netns(src_netns, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, start_new_session=True)
         steps: list[tuple[str, float]] = []
+        waited: tuple[float, bool] | None = None
         try:
             time.sleep(1.0)                      # a second of probes before the first step
             for index, step in enumerate(ORDERS[params["order"]]):
                 if index:
                     time.sleep(params["step_gap"])
+                if step == "mesh-off" and index:  # the safe order: the new sessions first, as an operator checks
+                    waited = wait_peers(scenario, params["peer_timeout"])
+                    steps.append(("peers-established", time.monotonic()))
+                    if not waited[1]:
+                        ctx.note(f"the BGPPeer sessions were not all Established {params['peer_timeout']:.0f} s "
+                                 "after the BGPPeer step; turning the mesh off anyway")
                 steps.append((step, time.monotonic()))
                 self._step(lab, ctx.lab, step, params["reflector"])
             last = time.perf_counter()
@@ -122,7 +148,7 @@ class RrMigration(Kind):
             out, err = probe.communicate(timeout=30)
         if probe.returncode != 0:
             raise LabError(f"the UDP probe exited {probe.returncode}: {err.strip()[-300:]}")
-        return json.loads(out), steps, back
+        return json.loads(out), steps, back, waited
 
     @staticmethod
     def _step(lab: Lab, name: str, step: str, reflector: str) -> None:
@@ -133,8 +159,8 @@ class RrMigration(Kind):
         lab.change(name, lambda state, _old: live.with_file(state, manifests))
 
     @staticmethod
-    def _values(ctx: LabContext, result: dict[str, Any], steps: list[tuple[str, float]], back: float | None,
-                sessions: int) -> list[Value]:
+    def _values(ctx: LabContext, order: str, result: dict[str, Any], steps: list[tuple[str, float]],
+                back: float | None, sessions: int) -> list[Value]:
         sent, echoed, interval = result["sent"], set(result["echoed"]), result["interval"]
         lost = [i for i in range(len(sent)) if i not in echoed]
         longest = run = 0
@@ -151,7 +177,7 @@ class RrMigration(Kind):
             key = int((at - origin) // BUCKET)
             buckets[key] = buckets.get(key, 0) + (i not in echoed)
         for key in sorted(buckets):
-            ctx.timeline("probe_lost", round(key * BUCKET, 3), float(buckets[key]), "count")
+            ctx.timeline(f"probe_lost:{order}", round(key * BUCKET, 3), float(buckets[key]), "count")
         if back is None:
             ctx.note("routes were not all back within `settle` seconds after the last step")
         values = [Value("outage_s", longest * interval, "s"), Value("lost_probes", float(len(lost)), "count"),
@@ -160,6 +186,31 @@ class RrMigration(Kind):
         if back is not None:
             values.append(Value("routes_back_s", back, "s"))
         return values
+
+
+def peer_sessions_up(states: dict[str, str]) -> bool:
+    """A node's BIRD has at least one non-mesh BGP session (BGPPeer: Node_*/Global_*) and all its BGP
+    sessions are Established."""
+    peers = [state for name, state in states.items() if not name.startswith("Mesh_")]
+    return bool(peers) and all(state == "Established" for state in states.values())
+
+
+def wait_peers(scenario: bgpwatch.Scenario, timeout: float, every: float = 0.1) -> tuple[float, bool]:
+    """Poll every node's BIRD until its BGPPeer sessions are Established: (seconds waited, all up)."""
+    started = time.perf_counter()
+    pending = set(scenario.node_names)
+    while True:
+        for node in sorted(pending):
+            try:
+                states = birdc.established(scenario.paths(node).socket)
+            except (OSError, birdc.BirdError):
+                continue
+            if peer_sessions_up(states):
+                pending.discard(node)
+        waited = time.perf_counter() - started
+        if not pending or waited >= timeout:
+            return waited, not pending
+        time.sleep(every)
 
 
 KIND = RrMigration()
