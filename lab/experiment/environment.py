@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.experiment.spec import Experiment
+from lab.topology.model import Topology
 
 VERSION_FLAGS = {"iperf3": ["--version"], "sockperf": ["--version"], "ping": ["-V"], "tcpdump": ["--version"],
                  "bird": ["--version"], "ip": ["-V"], "iptables": ["--version"], "ipset": ["--version"]}
@@ -87,8 +88,57 @@ def initial(experiment: Experiment, results: Path) -> dict[str, Any]:
             "lab": lab_version(), "tools": tools, "modes": {}, "timing": {}}
 
 
-def mode_entry(mode: str, lab: str, topology_path: str, status: dict[str, Any]) -> dict[str, Any]:
-    """What a mode ran as: from the lab's state (`lab status --json`) right after `lab up`."""
+def route_programming(topology: Topology) -> str:
+    """Who writes the pod routes of the mode's nodes in the lab (the caption of every figure of the mode)."""
+    cluster = topology.cluster
+    if cluster.cni == "flannel" and cluster.flannel is not None:
+        kind = cluster.flannel.backend.type + (" + DirectRouting" if cluster.flannel.backend.direct_routing else "")
+        return f"static plan (flannel {kind}: the routes, ARP and FDB entries flanneld writes, applied by `lab up`)"
+    if cluster.calico is not None and cluster.calico.backend == "bird":
+        return "BIRD -> table 201 -> lab route agent -> main"
+    if cluster.calico is not None:
+        return "static plan (Calico VXLAN backend: the routes, ARP and FDB entries Felix writes, applied by `lab up`)"
+    return f"static plan ({cluster.cni})"
+
+
+IPIP_PATH = {"kernel": "kernel", "ebpf": "ebpf", "userspace": "userspace (the lab's route agent reads tunl0, a TUN)"}
+
+
+def datapath(topology: Topology, ipip: str | None) -> str:
+    """The kernel path pod-to-pod packets take across nodes (and on one node) in the mode."""
+    cluster = topology.cluster
+    if cluster.cni == "flannel" and cluster.flannel is not None:
+        backend = cluster.flannel.backend
+        device = f"flannel.{backend.vni}"
+        if backend.type == "vxlan" and backend.direct_routing:
+            cross = f"routing via eth0 (kernel) within a subnet, vxlan device {device} (kernel) across subnets"
+        elif backend.type == "vxlan":
+            cross = f"vxlan device {device} (kernel)"
+        else:
+            cross = "routing via eth0 (kernel)"
+        return f"cross node: {cross}; same node: cni0 bridge (kernel)"
+    if cluster.calico is not None:
+        parts = []
+        for pool in cluster.calico.pools:
+            if pool.disabled:
+                continue
+            if pool.ipip_mode != "Never":
+                where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.ipip_mode == "CrossSubnet" else ""
+                parts.append(f"tunl0 IPIP: {IPIP_PATH.get(ipip or '', ipip or 'unknown')}{where}")
+            elif pool.vxlan_mode != "Never":
+                where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.vxlan_mode == "CrossSubnet" else ""
+                parts.append(f"vxlan device vxlan.calico (kernel){where}")
+            else:
+                parts.append("routing via eth0 (kernel)")
+        cross = "; ".join(dict.fromkeys(parts)) or "routing via eth0 (kernel)"
+        return f"cross node: {cross}; same node: cali veth routed by the node (kernel)"
+    return f"{cluster.cni}: see `lab status`"
+
+
+def mode_entry(mode: str, lab: str, topology_path: str, status: dict[str, Any],
+               topology: Topology | None = None) -> dict[str, Any]:
+    """What a mode ran as: from the lab's state (`lab status --json`) right after `lab up`, and (with the
+    topology) who programs its routes and which kernel path its packets take."""
     raw_ipip = status.get("ipip_implementation")
     networks = status.get("underlay", {}).get("networks", [])
     return {"lab": lab, "topology": topology_path, "cni": status.get("cni"), "mode": status.get("mode"),
@@ -99,4 +149,7 @@ def mode_entry(mode: str, lab: str, topology_path: str, status: dict[str, Any]) 
             "implementations": {"ipip": IPIP.get(raw_ipip, raw_ipip), "ipip_raw": raw_ipip},
             "nodes": [{"name": n["name"], "ip": n["ip"], "network": n["network"]} for n in status.get("nodes", [])],
             "pods": [{"key": p["key"], "node": p["node"], "ip": p["ip"]} for p in status.get("pods", [])],
-            "pairs": {}}
+            "pairs": {},
+            "route_programming": route_programming(topology) if topology is not None else None,
+            "datapath": datapath(topology, IPIP.get(raw_ipip, raw_ipip)) if topology is not None else None,
+            "caveats": {}, "notes": []}

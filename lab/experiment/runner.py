@@ -54,7 +54,8 @@ class Runner:
         self.lab = lab or Lab()
         self.run_id = secrets.token_hex(2)
         self.started: list[str] = []          # labs this run brought up and has not yet taken down
-        self.timing = {"up_s": 0.0, "ready_s": 0.0, "down_s": 0.0, "measure_s": 0.0, "warmup_s": 0.0}
+        self.timing = {"up_s": 0.0, "ready_s": 0.0, "down_s": 0.0, "measure_s": 0.0, "warmup_s": 0.0,
+                       "tool_setup_s": 0.0}
 
     # -- the whole run ------------------------------------------------------------------------------
     def run(self) -> results.Results:
@@ -101,7 +102,8 @@ class Runner:
                 copy = labs.make_copy(mode.topology, mode.path, mode.text, mode.name,
                                       labs.lab_name(self.run_id, mode.name), mode.placements, directory / "labs",
                                       serve_http=any(s.kind.serve_http for s in steps), pod_nodes=mode.pod_nodes)
-                env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path, {})
+                env["modes"][mode.name] = environment.mode_entry(mode.name, copy.lab, mode.path, {}, copy.topology)
+                self._caveats(env["modes"][mode.name], steps)
                 for step in [s for s in steps if s.kind.owns_lab]:
                     self._own_lab_step(mode, copy, step, writer, env, bar, task)
                 shared = [s for s in steps if not s.kind.owns_lab]
@@ -130,14 +132,32 @@ class Runner:
     def _record_mode(self, mode: Mode, copy: labs.LabCopy, env: dict[str, Any], writer: recorder.Recorder) -> None:
         """The mode's entry in environment.json, from the lab's own state (`lab status --json`)."""
         kept = env["modes"].get(mode.name, {})
-        entry = environment.mode_entry(mode.name, copy.lab, mode.path, self.lab.status(copy.lab))
+        entry = environment.mode_entry(mode.name, copy.lab, mode.path, self.lab.status(copy.lab), copy.topology)
         entry["implementations"].update({k: v for k, v in kept.get("implementations", {}).items()
                                          if k not in ("ipip", "ipip_raw")})
         entry["pairs"].update(kept.get("pairs", {}))
+        entry["caveats"].update(kept.get("caveats", {}))
+        entry["notes"] = kept.get("notes", [])
         if mode.generate:
             entry["generate"] = mode.generate
         env["modes"][mode.name] = entry
         writer.write_json("environment.json", env)
+
+    @staticmethod
+    def _caveats(entry: dict[str, Any], steps: list[Step]) -> None:
+        """Each measurement's caveat (what its figures include that a real cluster's would not)."""
+        for step in steps:
+            if step.kind.caveat:
+                entry["caveats"][step.measurement.name] = step.kind.caveat
+
+    def _noter(self, env: dict[str, Any], mode: str) -> Any:
+        """A kind's `note`: shown, and kept in the mode's environment.json entry."""
+        def note(text: str) -> None:
+            self.console.print(f"  note: {text}")
+            notes = env["modes"][mode].setdefault("notes", [])
+            if text not in notes:
+                notes.append(text)
+        return note
 
     @staticmethod
     def _lifecycles(steps: list[Step]) -> int:
@@ -163,7 +183,7 @@ class Runner:
 
         ctx = LabContext(lab=copy.lab, topology=copy.topology, up=up, down=down,
                          timeline=lambda series, t, value, unit: points.append((series, t, value, unit)),
-                         note=lambda text: self.console.print(f"  note: {text}"), endpoints=copy.pair)
+                         note=self._noter(env, mode.name), endpoints=copy.pair)
         bar.update(task, description=f"{mode.name}: {name}")
         for repetition in range(-experiment.warmup, experiment.repetitions):
             points.clear()
@@ -205,15 +225,18 @@ class Runner:
               bar: Progress, task: Any) -> None:
         src, dst = copy.pair(step.placement)
         ctx = PairContext(lab=copy.lab, topology=copy.topology, placement=step.placement, src=src, dst=dst,
-                          tools=self.experiment.tools, note=lambda text: self.console.print(f"  note: {text}"))
+                          tools=self.experiment.tools, note=self._noter(env, mode.name))
         name, experiment = step.measurement.name, self.experiment
         bar.update(task, description=f"{mode.name}: {name} {step.placement}")
         with step.kind.session(ctx, step.measurement.params):
             for repetition in range(-experiment.warmup, experiment.repetitions):
+                ctx.untimed_s = 0.0
                 started = time.perf_counter()
                 values = step.kind.measure(ctx, step.measurement.params)
                 elapsed = time.perf_counter() - started
-                self.timing["warmup_s" if repetition < 0 else "measure_s"] += elapsed
+                untimed = min(ctx.untimed_s, elapsed)
+                self.timing["tool_setup_s"] += untimed
+                self.timing["warmup_s" if repetition < 0 else "measure_s"] += elapsed - untimed
                 if repetition >= 0:
                     writer.add(results.Sample(experiment.name, mode.name, name, ctx.pair, step.placement, repetition,
                                               v.metric, v.value, v.unit, v.param, v.param_value) for v in values)
