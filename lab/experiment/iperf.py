@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class Report:
     client_cpu_pct: float | None
     server_cpu_pct: float | None
     raw: dict[str, Any]
+    client_usage: proc.Usage | None = None      # the iperf3 client's own CPU seconds and peak RSS
 
 
 def server(ctx: PairContext, port: int = PORT) -> proc.Server:
@@ -49,8 +51,8 @@ def client(ctx: PairContext, duration: int, streams: int = 1, udp_bandwidth: str
         argv += ["-l", str(length)]
     for attempt in range(RETRIES + 1):
         try:
-            done = proc.run(ctx.src.netns, argv, timeout=duration + 30)
-            return parse(done.stdout, udp_bandwidth is not None)
+            done, usage = proc.run_measured(ctx.src.netns, argv, timeout=duration + 30)
+            return dataclasses.replace(parse(done.stdout, udp_bandwidth is not None), client_usage=usage)
         except proc.ToolError as exc:
             # a server still closing the previous test refuses or resets the next control connection
             if attempt == RETRIES or not any(text in exc.message for text in TRANSIENT):

@@ -6,12 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
 from lab.errors import LabError
 
 SERVER_READY_TIMEOUT = 5.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class ToolError(LabError):
@@ -33,6 +36,62 @@ def run(netns: str, argv: list[str], timeout: float) -> subprocess.CompletedProc
         raise ToolError(f"{' '.join(argv)} in {netns} exited {done.returncode}: "
                         f"{(done.stderr or done.stdout).strip()[-400:]}")
     return done
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one process used: CPU seconds (user + system) and peak resident memory (VmHWM), in kB."""
+
+    cpu_s: float
+    peak_rss_kb: int
+
+
+def run_measured(netns: str, argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str], Usage]:
+    """`run`, and the tool's own CPU time and peak RSS from wait4's rusage (`ip netns exec` execs the tool
+    in place, so the child is the tool itself)."""
+    full = in_netns(netns, argv)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(full, stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                os.wait4(process.pid, 0)
+                process.returncode = -9
+                raise ToolError(f"{' '.join(argv)} in {netns} did not finish within {timeout:.0f} s",
+                                "the pair may not be reachable; check it with `lab ping`")
+            time.sleep(0.01)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(full, process.returncode, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+    if done.returncode != 0:
+        raise ToolError(f"{' '.join(argv)} in {netns} exited {done.returncode}: "
+                        f"{(done.stderr or done.stdout).strip()[-400:]}")
+    return done, Usage(usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss))
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """utime + stime of a running process (/proc/<pid>/stat), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """VmHWM of a running process (/proc/<pid>/status), in kB."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -75,6 +134,17 @@ class Server:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid (the tool itself: `ip netns exec` execs it in place)."""
+        return self.process.pid if self.process is not None else None
+
+    def cpu_s(self) -> float | None:
+        return process_cpu_s(self.pid) if self.pid is not None else None
+
+    def peak_rss_kb(self) -> int | None:
+        return peak_rss_kb(self.pid) if self.pid is not None else None
 
     def stop(self) -> None:
         process = self.process

@@ -3,12 +3,15 @@
 Per repetition: the receiver's rate (`throughput_tcp_1`, `throughput_tcp_n`, `throughput_udp`, Gbit/s),
 the sender's (`..._sender`), TCP retransmits (`retransmits_tcp_1`, `retransmits_tcp_n`), UDP loss
 (`loss_udp`, %), and iperf3's own CPU use of client and server for the 1-stream run
-(`cpu_client_tcp_1`, `cpu_server_tcp_1`, %, as knb reports them).
+(`cpu_client_tcp_1`, `cpu_server_tcp_1`, %, as knb reports them) with their peak memory
+(`rss_client_peak_kb`: the client's VmHWM from wait4's rusage; `rss_server_peak_kb`: the server's
+/proc/<pid>/status VmHWM, its peak over the session so far).
 """
 
 from __future__ import annotations
 
-from typing import Any, ContextManager
+import contextlib
+from typing import Any, ContextManager, Iterator
 
 from lab.experiment import iperf
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -35,7 +38,16 @@ class Throughput(Kind):
 
     def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
         ctx.implementations["throughput_tool"] = "iperf3"
-        return iperf.server(ctx)
+        return self._serve(ctx)
+
+    @contextlib.contextmanager
+    def _serve(self, ctx: PairContext) -> Iterator[None]:
+        with iperf.server(ctx) as server:
+            ctx.servers["iperf3"] = server
+            try:
+                yield
+            finally:
+                ctx.servers.pop("iperf3", None)
 
     def measure(self, ctx: PairContext, params: dict[str, Any]) -> list[Value]:
         values: list[Value] = []
@@ -56,6 +68,11 @@ class Throughput(Kind):
                     values.append(Value("cpu_client_tcp_1", report.client_cpu_pct, "%"))
                 if report.server_cpu_pct is not None:
                     values.append(Value("cpu_server_tcp_1", report.server_cpu_pct, "%"))
+                if report.client_usage is not None:
+                    values.append(Value("rss_client_peak_kb", float(report.client_usage.peak_rss_kb), "kB"))
+                rss = ctx.servers["iperf3"].peak_rss_kb() if "iperf3" in ctx.servers else None
+                if rss is not None:
+                    values.append(Value("rss_server_peak_kb", float(rss), "kB"))
         return values
 
 
