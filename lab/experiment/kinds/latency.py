@@ -1,9 +1,18 @@
 """latency: ICMP round-trip time (ping) and TCP/UDP request/response latency (sockperf ping-pong).
 
 Per repetition and protocol: the median round trip (`rtt_icmp`, `rtt_tcp_rr`, `rtt_udp_rr`, in
-microseconds) and its p90, p99 and mean (`..._p90`, `..._p99`, `..._mean`). sockperf runs with
---full-rtt (whole round trips, not its default half); where sockperf is missing (or `tool: builtin`)
-the lab's own ping-pong (lab/experiment/pingpong.py) runs instead, and environment.json says which.
+microseconds) and its p90, p99 and mean (`..._p90`, `..._p99`, `..._mean`), and the raw round trips
+themselves (`rtt_icmp_raw`, `rtt_tcp_rr_raw`, `rtt_udp_rr_raw`, one row each, for CDFs): ping's
+per-echo times, sockperf's --full-log, the built-in tool's samples. At most `raw_cap` raw rows per
+protocol and repetition (default 2000): when there are more, an evenly spaced subset of the sorted
+round trips (every k-th quantile), so the CDF keeps its shape; the percentile rows always come from
+every round trip. sockperf runs with --full-rtt (whole round trips, not its default half); where
+sockperf is missing (or `tool: builtin`) the lab's own ping-pong (lab/experiment/pingpong.py) runs
+instead, and environment.json says which.
+
+sockperf spends about 2.2 s per run outside its measuring window (start-up, 0.4 s of warm-up
+messages, its report); only its "[Valid Duration] RunTime" counts as measurement time, the rest is
+reported to the runner as tool set-up (ctx.untimed_s).
 """
 
 from __future__ import annotations
@@ -11,6 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import tempfile
+import time
+from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
 from lab.experiment import proc
@@ -20,6 +32,10 @@ SOCKPERF_PORT = 11111
 BUILTIN_PORT = 11112
 PERCENTILE = re.compile(r"percentile\s+(\d+\.\d+)\s*=\s*([\d.]+)")
 AVERAGE = re.compile(r"avg-rtt=([\d.]+)")
+VALID = re.compile(r"\[Valid Duration\] RunTime=([\d.]+) sec")
+FULL_LOG_ROW = re.compile(r"^\s*\d+,\s*[\d.]+,\s*[\d.]+,\s*([\d.]+)\s*$", re.MULTILINE)
+RAW_CAP = 2000
+SOCKPERF_SETUP_S = 2.3      # sockperf's time outside its measuring window, per run (for the ETA)
 PING_RTT = re.compile(r"time=([\d.]+) ms")
 
 
@@ -38,6 +54,9 @@ class Latency(Kind):
                  "description": "request and response size in bytes (TCP/UDP)"},
         "tool": {"enum": ["auto", "sockperf", "builtin"], "default": "auto",
                  "description": "auto: sockperf when installed, else the built-in ping-pong"},
+        "raw_cap": {"type": "integer", "minimum": 0, "maximum": 100000, "default": RAW_CAP,
+                    "description": "at most this many raw round trips per protocol and repetition in "
+                                   "samples.csv (an evenly spaced subset of the sorted ones; 0: none)"},
     }
 
     def tools(self, params: dict[str, Any]) -> list[str]:
@@ -53,7 +72,8 @@ class Latency(Kind):
 
     def estimate(self, params: dict[str, Any]) -> float:
         icmp = params["count"] * params["interval"] + 0.1 if "icmp" in params["protocols"] else 0
-        return icmp + sum(params["duration"] + 0.3 for p in params["protocols"] if p != "icmp")
+        setup = SOCKPERF_SETUP_S if params["tool"] != "builtin" else 0.3
+        return icmp + sum(params["duration"] + setup for p in params["protocols"] if p != "icmp")
 
     def _tool(self, ctx: PairContext, params: dict[str, Any]) -> str:
         if params["tool"] == "builtin" or (params["tool"] == "auto" and not ctx.has("sockperf")):
@@ -82,7 +102,7 @@ class Latency(Kind):
         values: list[Value] = []
         for proto in params["protocols"]:
             if proto == "icmp":
-                values += _summary("rtt_icmp", ping_rtts(ctx, params["count"], params["interval"]))
+                values += _summary("rtt_icmp", ping_rtts(ctx, params["count"], params["interval"]), params["raw_cap"])
             elif self._tool(ctx, params) == "sockperf":
                 values += sockperf(ctx, proto, params)
             else:
@@ -100,23 +120,51 @@ def ping_rtts(ctx: PairContext, count: int, interval: float) -> list[float]:
     return rtts
 
 
-def _summary(metric: str, rtts: list[float]) -> list[Value]:
+def _summary(metric: str, rtts: list[float], cap: int) -> list[Value]:
     return [Value(metric, proc.percentile(rtts, 50), "us"), Value(f"{metric}_p90", proc.percentile(rtts, 90), "us"),
-            Value(f"{metric}_p99", proc.percentile(rtts, 99), "us"), Value(f"{metric}_mean", sum(rtts) / len(rtts), "us")]
+            Value(f"{metric}_p99", proc.percentile(rtts, 99), "us"), Value(f"{metric}_mean", sum(rtts) / len(rtts), "us")
+            ] + raw(metric, rtts, cap)
+
+
+def capped(values: list[float], cap: int) -> list[float]:
+    """`values` when there are at most `cap`; else `cap` evenly spaced order statistics (min and max kept)."""
+    if len(values) <= cap:
+        return list(values)
+    if cap <= 0:
+        return []
+    ordered = sorted(values)
+    if cap == 1:
+        return [ordered[len(ordered) // 2]]
+    step = (len(ordered) - 1) / (cap - 1)
+    return [ordered[round(i * step)] for i in range(cap)]
+
+
+def raw(metric: str, rtts: list[float], cap: int) -> list[Value]:
+    """One `<metric>_raw` row per round trip (at most `cap`)."""
+    return [Value(f"{metric}_raw", round(rtt, 3), "us") for rtt in capped(rtts, cap)]
 
 
 def sockperf(ctx: PairContext, proto: str, params: dict[str, Any]) -> list[Value]:
     port = SOCKPERF_PORT + (proto == "tcp")
-    argv = ["sockperf", "ping-pong", "-i", ctx.dst.ip, "-p", str(port), "-t", str(params["duration"]),
-            "-m", str(params["size"]), "--full-rtt"] + (["--tcp"] if proto == "tcp" else [])
-    out = proc.run(ctx.src.netns, argv, timeout=params["duration"] + 20).stdout
+    with tempfile.TemporaryDirectory(prefix="lab-sockperf-") as tmp:
+        log = Path(tmp) / "full.csv"
+        argv = ["sockperf", "ping-pong", "-i", ctx.dst.ip, "-p", str(port), "-t", str(params["duration"]),
+                "-m", str(params["size"]), "--full-rtt", "--full-log", str(log)] + (["--tcp"] if proto == "tcp" else [])
+        started = time.perf_counter()
+        out = proc.run(ctx.src.netns, argv, timeout=params["duration"] + 20).stdout
+        elapsed = time.perf_counter() - started
+        rtts = [float(v) for v in FULL_LOG_ROW.findall(log.read_text(errors="replace"))] if log.exists() else []
     found = {float(q): float(v) for q, v in PERCENTILE.findall(out)}
     average = AVERAGE.search(out)
     if 50.0 not in found or average is None:
         raise proc.ToolError(f"sockperf {proto} {ctx.pair}: no percentiles in its output: {out.strip()[-300:]}")
+    window = VALID.search(out)
+    if window is not None:       # only sockperf's measuring window is measurement time
+        ctx.untimed_s += max(0.0, elapsed - float(window.group(1)))
     metric = f"rtt_{proto}_rr"
     return [Value(metric, found[50.0], "us"), Value(f"{metric}_p90", found[90.0], "us"),
-            Value(f"{metric}_p99", found[99.0], "us"), Value(f"{metric}_mean", float(average.group(1)), "us")]
+            Value(f"{metric}_p99", found[99.0], "us"), Value(f"{metric}_mean", float(average.group(1)), "us")
+            ] + raw(metric, rtts, params["raw_cap"])
 
 
 def builtin(ctx: PairContext, proto: str, params: dict[str, Any]) -> list[Value]:
@@ -126,7 +174,7 @@ def builtin(ctx: PairContext, proto: str, params: dict[str, Any]) -> list[Value]
     result = json.loads(proc.run(ctx.src.netns, argv, timeout=params["duration"] + 20).stdout)
     if not result["rtt_us"]:
         raise proc.ToolError(f"built-in {proto} ping-pong {ctx.pair}: no round trip completed")
-    return _summary(f"rtt_{proto}_rr", result["rtt_us"])
+    return _summary(f"rtt_{proto}_rr", result["rtt_us"], params["raw_cap"])
 
 
 KIND = Latency()
