@@ -159,3 +159,55 @@ def test_builtin_tcp_rr_and_crr_on_loopback(echo_server):
     crr = pingpong.crr("127.0.0.1", echo_server, 0.3)
     assert crr["connections"] > 10 and crr["failures"] == 0
     assert json.loads(json.dumps(crr))["seconds"] >= 0.3
+
+
+# ---- experiment.schema.json: per-kind parameters for editors ------------------------------------------
+
+def _editor_errors(data: dict) -> list[str]:
+    """What an editor's JSON-schema validator says about `data`, given the shipped schema file."""
+    import jsonschema
+    schema = json.loads((Path(spec.__file__).parent / "experiment.schema.json").read_text())
+    return [error.message for error in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+
+
+def test_schema_file_is_generated_from_the_registry():
+    from lab.experiment import schema
+    assert (Path(spec.__file__).parent / "experiment.schema.json").read_text() == schema.render(schema.generated()), \
+        "experiment.schema.json is stale: run python -m lab.experiment.schema --write"
+
+
+def test_schema_file_checks_each_kinds_parameters():
+    base = {"name": "x", "modes": [{"topology": "flannel-hostgw"}]}
+    for path in sorted(Path(spec.__file__).parents[2].joinpath("experiments").glob("*.yaml")):
+        import yaml
+        assert _editor_errors(yaml.safe_load(path.read_text())) == [], path
+    # parameters that belong to another kind, a value outside a kind's enum, an unknown kind
+    assert _editor_errors({**base, "measurements": [{"kind": "latency", "streams": 4}]})
+    assert _editor_errors({**base, "measurements": [{"kind": "rr-migration", "order": "fast"}]})
+    assert _editor_errors({**base, "measurements": [{"kind": "latenzy"}]})
+    assert _editor_errors({**base, "measurements": [{"kind": "throughput", "streams": 4, "name": "t",
+                                                     "placements": ["cross-node"]}]}) == []
+
+
+def test_loader_still_names_file_line_for_unknown_parameter(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("name: x\nmodes: [{topology: flannel-hostgw}]\nmeasurements:\n  - {kind: latency, streams: 4}\n")
+    with pytest.raises(Exception) as info:
+        spec.load(str(path))
+    assert f"{path}:4" in str(info.value) and "streams" in str(info.value)
+
+
+def test_raw_rtts_are_capped_keeping_the_distribution():
+    from lab.experiment.kinds import latency
+    values = [float(i) for i in range(10001)]
+    kept = latency.capped(values, 2000)
+    assert len(kept) == 2000 and kept[0] == 0.0 and kept[-1] == 10000.0
+    assert abs(proc.percentile(kept, 50) - 5000.0) <= 5 and abs(proc.percentile(kept, 99) - 9900.0) <= 5
+    assert latency.capped(values[:10], 2000) == values[:10]
+
+
+def test_peer_sessions_up_needs_a_bgppeer_session_and_all_established():
+    from lab.experiment.kinds import rr_migration
+    assert not rr_migration.peer_sessions_up({"Mesh_10_0_0_2": "Established"})
+    assert not rr_migration.peer_sessions_up({"Mesh_10_0_0_2": "Established", "Node_10_0_0_3": "Active"})
+    assert rr_migration.peer_sessions_up({"Mesh_10_0_0_2": "Established", "Node_10_0_0_3": "Established"})
