@@ -47,16 +47,19 @@ class Usage:
 
 
 def run_measured(netns: str, argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str], Usage]:
-    """`run`, and the tool's own CPU time and peak RSS from wait4's rusage (`ip netns exec` execs the tool
-    in place, so the child is the tool itself)."""
+    """`run`, and the tool's own CPU time (wait4's rusage: `ip netns exec` execs the tool in place, so the
+    child is the tool itself) and peak RSS: its /proc/<pid>/status VmHWM, read every 10 ms while it runs
+    (the last reading before it exits; rusage's ru_maxrss would count the forked Python before exec)."""
     full = in_netns(netns, argv)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(full, stdout=out, stderr=err)
         deadline = time.monotonic() + timeout
+        peak = 0
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
+            peak = peak_rss_kb(process.pid) or peak
             if time.monotonic() > deadline:
                 process.kill()
                 os.wait4(process.pid, 0)
@@ -72,7 +75,7 @@ def run_measured(netns: str, argv: list[str], timeout: float) -> tuple[subproces
     if done.returncode != 0:
         raise ToolError(f"{' '.join(argv)} in {netns} exited {done.returncode}: "
                         f"{(done.stderr or done.stdout).strip()[-400:]}")
-    return done, Usage(usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss))
+    return done, Usage(usage.ru_utime + usage.ru_stime, peak)
 
 
 def process_cpu_s(pid: int) -> float | None:

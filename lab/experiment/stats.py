@@ -250,15 +250,25 @@ def _param_sort(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
+RAW_SUFFIX = "_raw"
+
+
+def is_raw(metric: str) -> bool:
+    """A per-packet metric (many values per repetition), not one value per repetition."""
+    return metric.endswith(RAW_SUFFIX)
+
+
 def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experiment: str | None = None,
               status: str = "complete") -> dict[str, Any]:
     """summary.json for these samples (see the module docstring for the definitions).
 
     Groups are keyed by (mode, measurement, placement, metric, param, param_value, unit) and listed
     by measurement and metric (in the order they first appear), placement (same-node, cross-node,
-    cross-subnet, others), parameter value, then modes in the order they first appear.
+    cross-subnet, others), parameter value, then modes in the order they first appear. Raw per-packet
+    metrics (`..._raw`, e.g. every round trip of a repetition) are not statistics over repetitions:
+    they are left out here (the report draws their CDFs from samples.csv).
     """
-    samples = list(samples)
+    samples = [s for s in samples if not is_raw(s.metric)]
     groups: dict[GroupKey, list[Sample]] = defaultdict(list)
     mode_order: dict[str, int] = {}
     measurement_order: dict[str, int] = {}

@@ -4,10 +4,10 @@ client's and the server's own CPU and peak memory (as knb records them).
 All of a lab's namespaces share the host's kernel, so the kernel's work for every packet (veth,
 bridge, routing, encapsulation, iptables, softirq) shows in /proc/stat's system, irq and softirq
 times - of the whole machine, other work on it included. So the kind measures two ways and records
-which (environment.json: implementations.cpu_method):
+which (environment.json: implementations.cpu_source):
 
 * per process: the iperf3 client's utime + stime (wait4 rusage) and the server's (/proc/<pid>/stat,
-  before and after): the tools' own CPU, in their syscalls included; softirq work the kernel does
+  before and after); peak RSS from /proc/<pid>/status VmHWM (the client's polled every 10 ms): the tools' own CPU, in their syscalls included; softirq work the kernel does
   for their packets outside their context is not in it.
 * host-wide, minus an idle baseline: /proc/stat over `baseline` seconds just before the run gives
   the machine's background rate (other agents, daemons); that rate times the run's wall time is
@@ -36,7 +36,7 @@ from lab.experiment import iperf, proc
 from lab.experiment.kinds import Kind, PairContext, Value
 
 HZ = os.sysconf("SC_CLK_TCK")
-METHOD = ("per process: iperf3 client (wait4 rusage) and server (/proc/<pid>/stat) utime+stime; "
+METHOD = ("per process: iperf3 client (wait4 rusage; VmHWM polled) and server (/proc/<pid>/stat) utime+stime; "
           "host-wide: /proc/stat system+irq+softirq minus an idle baseline measured just before each run")
 
 
@@ -82,8 +82,7 @@ class Cpu(Kind):
 
     @contextlib.contextmanager
     def _serve(self, ctx: PairContext) -> Iterator[None]:
-        ctx.implementations["cpu_source"] = "/proc/stat minus idle baseline; per-process utime+stime"
-        ctx.implementations["cpu_method"] = METHOD
+        ctx.implementations["cpu_source"] = METHOD
         with iperf.server(ctx, port=iperf.PORT + 1) as server:
             ctx.servers["iperf3-cpu"] = server
             try:

@@ -4,7 +4,7 @@ Per repetition and protocol: the median round trip (`rtt_icmp`, `rtt_tcp_rr`, `r
 microseconds) and its p90, p99 and mean (`..._p90`, `..._p99`, `..._mean`), and the raw round trips
 themselves (`rtt_icmp_raw`, `rtt_tcp_rr_raw`, `rtt_udp_rr_raw`, one row each, for CDFs): ping's
 per-echo times, sockperf's --full-log, the built-in tool's samples. At most `raw_cap` raw rows per
-protocol and repetition (default 2000): when there are more, an evenly spaced subset of the sorted
+protocol and repetition (default 1000): when there are more, an evenly spaced subset of the sorted
 round trips (every k-th quantile), so the CDF keeps its shape; the percentile rows always come from
 every round trip. sockperf runs with --full-rtt (whole round trips, not its default half); where
 sockperf is missing (or `tool: builtin`) the lab's own ping-pong (lab/experiment/pingpong.py) runs
@@ -34,7 +34,7 @@ PERCENTILE = re.compile(r"percentile\s+(\d+\.\d+)\s*=\s*([\d.]+)")
 AVERAGE = re.compile(r"avg-rtt=([\d.]+)")
 VALID = re.compile(r"\[Valid Duration\] RunTime=([\d.]+) sec")
 FULL_LOG_ROW = re.compile(r"^\s*\d+,\s*[\d.]+,\s*[\d.]+,\s*([\d.]+)\s*$", re.MULTILINE)
-RAW_CAP = 2000
+RAW_CAP = 1000
 SOCKPERF_SETUP_S = 2.3      # sockperf's time outside its measuring window, per run (for the ETA)
 PING_RTT = re.compile(r"time=([\d.]+) ms")
 
