@@ -23,7 +23,7 @@ pytestmark = pytest.mark.needs_root
 
 HEADER = ["experiment", "mode", "measurement", "pair", "placement", "repetition", "metric", "value", "unit",
           "param", "param_value"]
-UNITS = {"ms", "us", "Gbit/s", "bytes", "conn/s", "cpu_s_per_Gbit", "s", "count", "MB", "%"}
+UNITS = {"ms", "us", "Gbit/s", "bytes", "conn/s", "cpu_s_per_Gbit", "cpu_s", "kB", "s", "count", "MB", "%"}
 GROUP_KEYS = {"mode", "measurement", "placement", "metric", "param", "param_value", "unit", "n", "mean", "ci95",
               "median", "p5", "p95", "min", "max", "stdev", "ratio_to_baseline"}
 
@@ -52,6 +52,9 @@ quick:
 """
 # what each mode's topology says (topologies/*.yaml): the pod MTU and the bytes its encapsulation adds
 EXPECTED = {"hostgw": {"path_mtu": 1500, "encap_overhead": 0}, "calico-vxlan": {"path_mtu": 1450, "encap_overhead": 50}}
+TOPOLOGY = {"hostgw": "flannel-hostgw", "calico-vxlan": "calico-vxlan"}
+ICMP_COUNT = 10          # the quick profile's latency count: one raw round trip per echo
+RAW_CAP = 1000           # docs/experiments.md: at most 1000 raw round trips per protocol and repetition
 
 
 def lab_cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -107,6 +110,7 @@ def test_samples_csv_schema(quick_run):
         assert row["experiment"] == "e2e"
         assert row["mode"] in ("hostgw", "calico-vxlan")
         assert row["measurement"] in ("latency", "throughput", "mtu", "connrate")
+        assert not row["metric"].endswith("_raw") or row["measurement"] == "latency", row
         assert row["placement"] in ("same-node", "cross-node")
         assert int(row["repetition"]) in (0, 1)          # warm-up runs are not written
         assert math.isfinite(float(row["value"]))
@@ -115,11 +119,51 @@ def test_samples_csv_schema(quick_run):
     # each (mode, measurement, placement, metric) has exactly the two repetitions
     seen: dict[tuple, list[int]] = {}
     for row in rows:
-        seen.setdefault((row["mode"], row["measurement"], row["placement"], row["metric"], row["param_value"]),
-                        []).append(int(row["repetition"]))
+        if not row["metric"].endswith("_raw"):
+            seen.setdefault((row["mode"], row["measurement"], row["placement"], row["metric"], row["param_value"]),
+                            []).append(int(row["repetition"]))
     assert all(sorted(reps) == [0, 1] for reps in seen.values()), seen
     metrics = {row["metric"] for row in rows}
     assert {"rtt_icmp", "rtt_tcp_rr", "throughput_tcp_1", "path_mtu", "conn_rate"} <= metrics
+
+
+def test_raw_round_trips_are_written_per_repetition(quick_run):
+    directory, _ = quick_run
+    _, rows = read_samples(directory)
+    for mode in ("hostgw", "calico-vxlan"):
+        for placement in ("same-node", "cross-node"):
+            for repetition in ("0", "1"):
+                mine = [r for r in rows if (r["mode"], r["placement"], r["repetition"]) == (mode, placement, repetition)]
+                icmp = [float(r["value"]) for r in mine if r["metric"] == "rtt_icmp_raw"]
+                assert len(icmp) == ICMP_COUNT and all(v > 0 and r_unit == "us" for v, r_unit in
+                                                       zip(icmp, [r["unit"] for r in mine if r["metric"] == "rtt_icmp_raw"]))
+                tcp = sorted(float(r["value"]) for r in mine if r["metric"] == "rtt_tcp_rr_raw")
+                assert 0 < len(tcp) <= RAW_CAP, (mode, placement, len(tcp))
+                # the raw round trips are the same distribution the tool summarised as its median
+                median = next(float(r["value"]) for r in mine if r["metric"] == "rtt_tcp_rr")
+                assert 0.5 * median <= tcp[len(tcp) // 2] <= 2 * median, (median, tcp[len(tcp) // 2])
+                icmp_median = next(float(r["value"]) for r in mine if r["metric"] == "rtt_icmp")
+                assert min(icmp) <= icmp_median <= max(icmp)
+
+
+def test_connrate_rows_per_repetition(quick_run):
+    directory, _ = quick_run
+    _, rows = read_samples(directory)
+    for mode in ("hostgw", "calico-vxlan"):
+        rates = [float(r["value"]) for r in rows if r["mode"] == mode and r["metric"] == "conn_rate"]
+        assert len(rates) == 2 * 2 and all(rate > 0 for rate in rates), rates    # 2 placements x 2 repetitions
+
+
+def test_environment_captions_every_mode_from_its_topology(quick_run):
+    from expect_experiment import datapath_words, route_programming_words
+    directory, _ = quick_run
+    environment = json.loads((directory / "environment.json").read_text())
+    for name, topology in TOPOLOGY.items():
+        mode = environment["modes"][name]
+        for word in route_programming_words(topology):
+            assert word in mode["route_programming"], (name, mode["route_programming"])
+        for word in datapath_words(topology, mode["implementations"]["ipip"]):
+            assert word in mode["datapath"], (name, mode["datapath"])
 
 
 def test_summary_json_schema(quick_run):
@@ -132,6 +176,7 @@ def test_summary_json_schema(quick_run):
     assert summary["groups"]
     for group in summary["groups"]:
         assert GROUP_KEYS <= set(group), set(group) ^ GROUP_KEYS
+        assert not group["metric"].endswith("_raw")      # per-packet rows are not statistics over repetitions
         assert group["n"] == 2
         assert group["min"] <= group["median"] <= group["max"]
 
