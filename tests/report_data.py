@@ -129,7 +129,7 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
                                                         f"routes:k8s-node{n + 1:02d}", t, routes, "count"))
     if "rr-migration" in kinds:
         # as the runner writes it: one mode, a measurement per order (named in the experiment file) with
-        # param order=seed|safe, step:<name> times and probe_lost per 100 ms from the first step
+        # param order=seed|safe, step:<name> times and probe_lost:<order> per 100 ms from the first step
         steps = {"seed": ("mesh-off", "label", "rr-node", "bgppeer"),
                  "safe": ("label", "rr-node", "bgppeer", "mesh-off")}
         for order, outage in (("seed", 4.2), ("safe", 0.0)):
@@ -148,7 +148,7 @@ def make_results(directory: Path, *, experiment: str = "modes-latency-throughput
                         t = round(bucket * 0.1, 3)
                         lost = 10.0 if outage and 0.0 <= t < out else 0.0
                         points.append(TimelinePoint(experiment, "calico-bgp-mesh", f"{order}-order", rep,
-                                                    "probe_lost", t, lost, "count"))
+                                                    f"probe_lost:{order}", t, lost, "count"))
     if "latency" in kinds:
         groups = [(mode, placement, metric, rep) for mode in modes for placement in ("same-node", "cross-node")
                   for metric in ("rtt_icmp", "rtt_tcp_rr", "rtt_udp_rr") for rep in range(reps)]

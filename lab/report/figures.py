@@ -815,6 +815,11 @@ MIGRATION_METRICS = ("outage_s", "lost_pct", "routes_back_s")
 LOSS_SERIES = "probe_lost"
 
 
+def is_loss_series(series: str) -> bool:
+    """The migration's loss trace: `probe_lost`, or `probe_lost:<order>` as the runner names it."""
+    return series == LOSS_SERIES or series.startswith(LOSS_SERIES + ":")
+
+
 def is_migration(run: Run, measurement: str) -> bool:
     """A route-reflector migration measurement: its samples carry an order, an outage, or step times."""
     return measurement in migration_orders(run)
@@ -926,13 +931,13 @@ def _migration_trace(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> It
         for p in mine:
             by_order[orders_of[i][p.measurement]].append(p)
         names = sorted(by_order, key=lambda o: list(ORDER_STYLE).index(o) if o in ORDER_STYLE else 9)
-        peak = max([p.value for p in mine if p.series == LOSS_SERIES] or [1.0])
+        peak = max([p.value for p in mine if is_loss_series(p.series)] or [1.0])
         for o_i, order in enumerate(names):
             pts = by_order[order]
             rep = min(p.repetition for p in pts)
             shown.append(f"{order_label(order)}: repetition {rep} of {len({p.repetition for p in pts})}")
             color, style = _order_style(order, o_i)
-            loss = sorted((p for p in pts if p.series == LOSS_SERIES and p.repetition == rep), key=lambda p: p.t_s)
+            loss = sorted((p for p in pts if is_loss_series(p.series) and p.repetition == rep), key=lambda p: p.t_s)
             if loss:
                 t = [p.t_s for p in loss]
                 v = [p.value for p in loss]
