@@ -16,22 +16,11 @@ import pytest
 
 from conftest import run_lab
 from kernel import expected_ipip_implementation
-from trace_labs import fibmatch, host_veth, link_mac, listening, sh, start, steps, trace
+from trace_labs import lab, fibmatch, host_veth, link_mac, listening, sh, start, steps, trace
 
 pytestmark = pytest.mark.needs_root
 
 SEED = "flannel-vxlan"
-
-
-@pytest.fixture(scope="module")
-def lab(labs, tmp_path_factory):
-    started: dict[str, tuple[str, dict]] = {}
-
-    def get(topology: str, policies: tuple[str, ...] = ()) -> tuple[str, dict]:
-        if topology not in started:
-            started[topology] = start(labs, tmp_path_factory, topology, policies)
-        return started[topology]
-    return get
 
 
 def _node(spec: dict, name: str) -> dict:

@@ -17,20 +17,9 @@ import time
 import pytest
 
 from conftest import REPO, run_lab
-from trace_labs import host_veth, lab_tcpdumps, start
+from trace_labs import lab, host_veth, lab_tcpdumps, start
 
 pytestmark = pytest.mark.needs_root
-
-
-@pytest.fixture(scope="module")
-def lab(labs, tmp_path_factory):
-    started: dict[str, tuple[str, dict]] = {}
-
-    def get(topology: str, policies: tuple[str, ...] = ()) -> tuple[str, dict]:
-        if topology not in started:
-            started[topology] = start(labs, tmp_path_factory, topology, policies)
-        return started[topology]
-    return get
 
 
 def _capture(name: str, tmp_path, *args: str) -> tuple[int, dict, str]:
@@ -67,6 +56,12 @@ def _interface_names(pcap: str) -> list[str]:
     return names
 
 
+def _tc_egress_program(netns: str, dev: str) -> bool:
+    """Whether the kernel has a BPF program on the device's tc egress hook."""
+    shown = subprocess.run(["tc", "-n", netns, "filter", "show", "dev", dev, "egress"], capture_output=True, text=True)
+    return " bpf " in f" {shown.stdout} "
+
+
 def _pod_ip(netns: str) -> str:
     return subprocess.run(["ip", "-n", netns, "-4", "-o", "addr", "show", "dev", "eth0"], capture_output=True,
                           text=True).stdout.split()[3].split("/")[0]
@@ -99,6 +94,10 @@ def _expected_path(name: str, spec: dict, src: str, dst: str, tunnel: list[str])
 def test_every_interface_of_the_path_sees_the_packet(lab, tmp_path, topology, src, dst, devices, outer):
     name, spec = lab(topology)
     expected = _expected_path(name, spec, src, dst, devices)
+    src_node_ns = _node_ns(name, spec, src)[1]
+    if "tunl0" in devices and _tc_egress_program(src_node_ns, "tunl0"):
+        # the eBPF tunnel redirects on tc egress, before the point where tcpdump sees outgoing packets
+        expected.remove((src_node_ns, "tunl0"))
     code, result, pcap = _capture(name, tmp_path, f"default/{src}", f"default/{dst}")
     assert code == 0
     rows = result["observed"]["interfaces"]

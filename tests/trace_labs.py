@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from calico_labs import renamed_copy
@@ -87,3 +88,15 @@ def host_veth(pod_netns: str, node_netns: str) -> str:
 def listening(netns: str, port: int) -> bool:
     """Whether `ss` in the namespace shows a TCP socket listening on `port` (the test's own check)."""
     return f":{port} " in sh("ip", "netns", "exec", netns, "ss", "-Hltn") + " "
+
+
+@pytest.fixture(scope="module")
+def lab(labs, tmp_path_factory):
+    """`lab(topology, policies)` -> (lab name, its status) for a renamed copy, once per module."""
+    started: dict[str, tuple[str, dict]] = {}
+
+    def get(topology: str, policies: tuple[str, ...] = ()) -> tuple[str, dict]:
+        if topology not in started:
+            started[topology] = start(labs, tmp_path_factory, topology, policies)
+        return started[topology]
+    return get

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from lab.errors import LabError
+from lab.netns import procgroup
 
 SERVER_READY_TIMEOUT = 5.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -150,25 +150,8 @@ class Server:
         return peak_rss_kb(self.pid) if self.pid is not None else None
 
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            if process is not None and process.stderr:
-                process.stderr.close()
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        if self.process is not None:
+            procgroup.stop_groups([self.process])
 
 
 def percentile(values: list[float], q: float) -> float:

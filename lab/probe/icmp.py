@@ -27,7 +27,8 @@ class Pair:
     dst: str
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -38,8 +39,7 @@ def _checksum(data: bytes) -> int:
 
 def echo_request(ident: int, seq: int, payload: bytes = b"lab-probe") -> bytes:
     header = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq)
-    checksum = _checksum(header + payload)
-    return struct.pack("!BBHHH", ECHO_REQUEST, 0, checksum, ident, seq) + payload
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, checksum(header + payload), ident, seq) + payload
 
 
 def reachability(pairs: list[Pair], timeout: float = 10.0, interval: float = 0.2) -> dict[Pair, float | None]:

@@ -28,7 +28,8 @@ from types import FrameType
 from typing import Any
 
 from lab.errors import LabError
-from lab.netns import namespace
+from lab.netns import namespace, procgroup
+from lab.probe import icmp
 from lab.trace import pcap
 from lab.trace.capture import check_output
 from lab.trace.model import Trace
@@ -125,33 +126,7 @@ def _wait_listening(procs: list[subprocess.Popen]) -> None:
 
 def _stop(procs: list[subprocess.Popen]) -> None:
     """Stop every tcpdump (SIGTERM, then SIGKILL) and reap it: none may outlive the trace."""
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 2.0
-    for proc in procs:
-        try:
-            proc.wait(max(0.05, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
+    procgroup.stop_groups(procs)
 
 
 def _send(trace: Trace, nonce: bytes, ident: int) -> None:
@@ -159,7 +134,7 @@ def _send(trace: Trace, nonce: bytes, ident: int) -> None:
     packet = trace.packet
     if packet.protocol == "ICMP":
         body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + nonce
-        body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+        body = body[:2] + struct.pack("!H", icmp.checksum(body)) + body[4:]
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
             sock.sendto(body, (packet.dst, 0))
         return

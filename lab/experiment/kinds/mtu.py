@@ -24,6 +24,7 @@ import time
 from typing import Any, ContextManager
 
 from lab.experiment import iperf, proc
+from lab.netns import procgroup
 from lab.experiment.kinds import Kind, PairContext, Value
 
 ICMP_HEADERS = 28          # IPv4 20 + ICMP 8
@@ -141,17 +142,7 @@ def encapsulation_overhead(ctx: PairContext) -> int:
                 raise proc.ToolError(f"DF ping of {PROBE_PAYLOAD} bytes {ctx.pair} failed: {pinged.stdout[-200:]}")
             time.sleep(0.05)
         finally:
-            try:
-                os.killpg(tcpdump.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            try:
-                tcpdump.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(tcpdump.pid, signal.SIGKILL)
-                tcpdump.wait()
-            if tcpdump.stderr:
-                tcpdump.stderr.close()
+            procgroup.stop_groups([tcpdump], first=signal.SIGINT, grace=3.0)   # SIGINT: tcpdump flushes its file
         lengths = ip_lengths(capture)
     extra = collections.Counter(length - inner for length in lengths if inner <= length <= inner + 200)
     if not extra:
