@@ -10,8 +10,9 @@ from __future__ import annotations
 import builtins
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from lab.errors import LabError
 from lab.netns import capabilities, namespace, names
@@ -316,17 +317,24 @@ class Lab:
         return SourcePorts(os.path.join(self.store.lab_dir(lab), "probe-source-ports"))
 
     # -- live changes ----------------------------------------------------------------------------
+    @contextmanager
+    def _locked_up(self, lab: str | None) -> Iterator[LabState]:
+        """The state of a lab that is up, under the lab's lock (root needed): live changes start here."""
+        capabilities.require_root()
+        name = lab or self.only_lab()
+        with self.store.locked(name):
+            state = self._state(name)
+            if state.status != "up":
+                raise LabError(f"lab {name} is {state.status}", "bring it up first")
+            yield state
+
     def change(self, lab: str | None, edit: Callable[[dict[str, Any], Topology], dict[str, Any]]) -> live.Change:
         """Apply `edit(live, old model) -> live` to a running lab: reload its topology with the new overlay,
         then reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
         from lab import cni, live
         from lab.topology import loader
-        capabilities.require_root()
-        lab = lab or self.only_lab()
-        with self.store.locked(lab):
-            state = self._state(lab)
-            if state.status != "up":
-                raise LabError(f"lab {lab} is {state.status}", "bring it up first")
+        with self._locked_up(lab) as state:
+            lab = state.lab
             old = loader.load(state.topology, live.overlay_of(state.live))
             new_live = edit(state.live, old)
             new = loader.load(state.topology, live.overlay_of(new_live, old))
@@ -352,12 +360,8 @@ class Lab:
         Checks the target and interface, and netem for delay, before anything changes; returns the rows in force."""
         from lab.netns import impairments
         from lab.trace.capture import require_interface
-        capabilities.require_root()
-        lab = lab or self.only_lab()
-        with self.store.locked(lab):
-            state = self._state(lab)
-            if state.status != "up":
-                raise LabError(f"lab {lab} is {state.status}", "bring it up first")
+        with self._locked_up(lab) as state:
+            lab = state.lab
             rows = list(state.summary.get("impairments", []))
             if target is None:
                 for netns in sorted({r["netns"] for r in rows} | set(state.namespaces)):
