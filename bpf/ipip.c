@@ -124,12 +124,20 @@ int ipip_encap(struct __sk_buff *skb)
 	 * be segmented with correct outer headers wherever a device must; FIXED_GSO keeps the segment size
 	 * the inner MTU allowed (1480 - 40: outer packets of 1500 bytes). */
 	if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
-		return TC_ACT_SHOT;
-	/* bpf_redirect_neigh() wants a (blank) Ethernet header in front of the IP header; a TUN device
-	 * has none. The neighbour subsystem writes the real one on eth0. */
-	if (bpf_skb_change_head(skb, ETH_HLEN, 0) < 0)
-		return TC_ACT_SHOT;
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO) == 0) {
+		/* bpf_redirect_neigh() wants a (blank) Ethernet header in front of the IP header; a TUN
+		 * device has none. The neighbour subsystem writes the real one on eth0. */
+		if (bpf_skb_change_head(skb, ETH_HLEN, 0) < 0)
+			return TC_ACT_SHOT;
+	} else {
+		/* adjust_room refuses a packet that is already marked encapsulated (-EALREADY): one this
+		 * node decapsulated and now forwards into the tunnel again (transit through a node, as
+		 * the module does it). Grow the head by Ethernet + outer header instead: the inner
+		 * headers, the tunnel GSO marks the packet kept and its checksum offsets stay valid,
+		 * and bpf_redirect_neigh() resets the network header to the outer one we write. */
+		if (bpf_skb_change_head(skb, ETH_HLEN + sizeof(outer), 0) < 0)
+			return TC_ACT_SHOT;
+	}
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect_neigh(underlay.ifindex, NULL, 0, 0);
@@ -168,6 +176,10 @@ int ipip_decap(struct __sk_buff *skb)
 	}
 
 	ecn = outer.tos & ECN_MASK;
+	/* ipip_ecn_decapsulate() -> INET_ECN_decapsulate() returns 2 for CE outside a Not-ECT inner
+	 * packet, and ip_tunnel_rcv() drops it (rx_frame_errors): the congestion cannot be signalled. */
+	if (ecn == ECN_CE && !(inner.tos & ECN_MASK))
+		return TC_ACT_SHOT;
 	/* Kernels without BPF_F_ADJ_ROOM_DECAP_IPXIP4 (6.18 is one) cannot clear the tunnel GSO marks: a TCP
 	 * super-packet keeps them, and a device without tunnel offloads on the way to the pod (a bridge:
 	 * flannel's cni0; not Calico's cali veth) then segments it in software. */

@@ -181,6 +181,26 @@ def test_1481_byte_df_packet_gets_frag_needed_mtu_1480(calico_ebpf):
         subprocess.run(["ip", "-n", underlay, "route", "del", block], check=False)
 
 
+def test_transit_through_a_node_is_tunnelled_on(calico_ebpf):
+    """A route on k8s-node01 sends bs1 (a pod of k8s-node03) via k8s-node02 through tunl0: k8s-node02
+    decapsulates the packet and, by its own block route, tunnels it on to k8s-node03 (the module's
+    behaviour: a decapsulated packet forwarded back into tunl0 is encapsulated again)."""
+    spec = calico_ebpf
+    src, dst = spec.pod("bs8"), spec.pod("bs1")                  # k8s-node01 -> k8s-node03
+    first, transit, last = spec.node(src.node), spec.node("k8s-node02"), spec.node(dst.node)
+    route = [f"{dst.ip}/32", "via", str(transit.ip), "dev", "tunl0", "onlink"]
+    netns_exec(spec.node_netns(first), "ip", "route", "add", *route)
+    try:
+        with tcpdump(spec.node_netns(transit), "eth0", "ip proto 4", IMMEDIATE + ("-v",)) as cap:
+            assert ping(spec.pod_netns(src), str(dst.ip), count=3), "ICMP through a transit node"
+            assert tcp(spec.pod_netns(src), spec.pod_netns(dst), str(dst.ip)), "TCP through a transit node"
+        seen = outer_headers(cap.lines)
+        arriving = {(h[3], h[4]) for h in seen if h[7] == str(src.ip) and "echo request" in h[9]}
+        assert arriving == {(str(first.ip), str(transit.ip)), (str(transit.ip), str(last.ip))}, "\n".join(cap.lines)
+    finally:
+        netns_exec(spec.node_netns(first), "ip", "route", "del", *route, check=False)
+
+
 @pytest.mark.skipif(subprocess.run(["which", "bpftool"], capture_output=True).returncode != 0,
                     reason="bpftool is not installed (scripts/install-deps.sh --test installs it)")
 def test_down_leaves_no_program_map_or_file(calico_ebpf):
