@@ -247,6 +247,40 @@ def test_forced_userspace_carries_ipip_without_tc_programs(tmp_path):
         run_lab("down", name, check=False)
 
 
+@NEEDS_EBPF
+@pytest.mark.skipif(kernel_has_ipip(), reason="this kernel has the ipip module: auto picks it before eBPF")
+def test_programs_that_load_but_drop_make_auto_fall_back_to_userspace(tmp_path):
+    """The capability probe sends a packet through the programs, not only loads them: an object whose
+    encapsulation drops everything (as on a kernel whose helpers refuse a flag at run time) must not be
+    picked by `auto`, and forcing it is refused with the probe's reason."""
+    broken = tmp_path / "bpf"
+    broken.mkdir()
+    source = (Path(__file__).resolve().parents[1] / "bpf" / "ipip.c").read_text()
+    drop = "return bpf_redirect_neigh(underlay.ifindex, NULL, 0, 0);"
+    assert drop in source
+    (broken / "ipip.c").write_text(source.replace(drop, "return TC_ACT_SHOT;"))
+    machine = os.uname().machine
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{machine}-linux-gnu", "-c",
+                    str(broken / "ipip.c"), "-o", str(broken / "ipip.o")], check=True)
+    env = dict(os.environ, LAB_BPF_DIR=str(broken))
+    name = f"{PREFIX}-cipip-drop"
+    path = with_option("calico-ipip", name, None, tmp_path)
+    try:
+        run_lab("up", str(path), env=env)
+        status = json.loads(run_lab("status", name, "--json", env=env).stdout)
+        assert status["ipip_implementation"] == "userspace-tun"
+        assert any("eBPF IPIP (tc): unavailable" in note and "never arrived" in note
+                   for note in status["capabilities"]), status["capabilities"]
+        spec = expect_calico.load(path)
+        assert ping(spec.pod_netns(spec.pod("bs1")), str(spec.pod("bs8").ip), count=2)
+    finally:
+        run_lab("down", name, check=False, env=env)
+    forced = with_option("calico-ipip", f"{PREFIX}-cipip-drop2", "ebpf", tmp_path)
+    result = run_lab("up", str(forced), check=False, env=env)
+    assert result.returncode == 2 and "never arrived" in result.stderr, result.stdout + result.stderr
+    assert not [n for n in os.listdir("/run/netns") if n.startswith((f"{name}.", f"{PREFIX}-cipip-drop2."))]
+
+
 @pytest.mark.skipif(kernel_has_ipip(), reason="this kernel has the ipip module: forcing `kernel` is allowed here")
 def test_forcing_kernel_without_the_module_is_refused_before_anything_is_made(tmp_path):
     name = f"{PREFIX}-cipip-kern"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lab.errors import LabError, NotRootError
-from lab.netns import bpfobj, namespace, tun
+from lab.netns import bpfobj, ipip_probe, namespace
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -19,8 +18,6 @@ CAP_SYS_ADMIN = 21
 TOOLS = ("ip", "bridge", "tc", "iptables", "iptables-restore", "nsenter", "ipset", "tcpdump", "iperf3", "ping",
          "bird", "birdc")
 IPIP_PROGRAM = "ipip"
-IPIP_SECTIONS = ("tc/encap", "tc/decap")
-PROBE_TUN = "probe-tun"
 SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy")
 
 
@@ -33,7 +30,7 @@ class Capabilities:
     tools: dict[str, bool]
     fresh_links: dict[str, int] = field(default_factory=dict)   # devices a new namespace starts with, besides lo
     probed: bool = True
-    ebpf_ipip: bool = False      # the lab's IPIP programs load and attach with tc (clsact, cls_bpf, the verifier)
+    ebpf_ipip: bool = False      # a packet crossed the lab's IPIP programs between two scratch namespaces
     ebpf_reason: str = "not probed"
 
     @classmethod
@@ -109,26 +106,8 @@ def detect(scratch: str) -> Capabilities:
 
 
 def _probe_ebpf_ipip(scratch: str) -> tuple[bool, str]:
-    """Attach both IPIP programs to a TUN device of the scratch namespace, as a lab would."""
-    if shutil.which("tc") is None:
-        return False, "tc is not installed"
-    try:
-        obj = str(bpfobj.ensure_built(IPIP_PROGRAM))
-    except LabError as exc:
-        return False, exc.message
-    try:
-        namespace.run_in(scratch, lambda: tun.create_persistent_tun(PROBE_TUN))
-    except OSError as exc:
-        return False, f"no TUN device: {exc.strerror or exc}"
-    commands = [["qdisc", "add", "dev", PROBE_TUN, "clsact"]]
-    commands += [["filter", "add", "dev", PROBE_TUN, direction, "bpf", "direct-action", "obj", obj, "sec", section]
-                 for direction, section in zip(("egress", "ingress"), IPIP_SECTIONS)]
-    for args in commands:
-        result = subprocess.run(["tc", "-n", scratch, *args], capture_output=True, text=True, timeout=60)
-        if result.returncode:
-            lines = [line for line in result.stderr.splitlines() if line.strip()]
-            return False, f"`tc {' '.join(args[:5])}` failed: {' | '.join(lines[-3:]) or 'no message'}"
-    return True, "clsact, cls_bpf and both programs load"
+    """Send a packet through the IPIP programs between two scratch namespaces (lab/netns/ipip_probe.py)."""
+    return ipip_probe.probe(scratch)
 
 
 def _fresh_links() -> dict[str, int]:
