@@ -157,7 +157,8 @@ int ipip_decap(struct __sk_buff *skb)
 	if (outer.protocol != IPPROTO_IPIP || outer.version != 4 || outer.ihl != 5)
 		return TC_ACT_OK;               /* options or not IPIP: the stack's business */
 	if (outer.frag_off & bpf_htons(0x3fff))
-		return TC_ACT_OK;               /* a fragment: the stack reassembles it first */
+		return TC_ACT_OK;               /* a fragment: the stack reassembles it, and the route agent's
+		                                 * raw protocol-4 socket decapsulates it (lab/bgp/tunnel.py) */
 	if (!known_peer(outer.saddr))
 		return TC_ACT_OK;               /* not from a node: left to the stack (and Felix's DROP) */
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(outer), &inner, sizeof(inner)) < 0 || inner.version != 4)

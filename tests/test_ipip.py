@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -179,6 +180,62 @@ def test_1481_byte_df_packet_gets_frag_needed_mtu_1480(calico_ebpf):
         assert fits.returncode == 0, fits.stdout + fits.stderr
     finally:
         subprocess.run(["ip", "-n", underlay, "route", "del", block], check=False)
+
+
+FRAGMENTS = """
+import socket, struct, sys
+def csum(data):
+    data += b"\\0" * (len(data) % 2)
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total & 0xffff) + (total >> 16)
+    return ~((total & 0xffff) + (total >> 16)) & 0xffff
+outer_src, outer_dst, inner_src, inner_dst = (socket.inet_aton(a) for a in sys.argv[1:5])
+icmp = struct.pack("!BBHHH", 8, 0, 0, 0x7e2, 1) + b"f" * 1172
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+inner = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 7, 0, 64, 1, 0, inner_src, inner_dst)
+inner = inner[:10] + struct.pack("!H", csum(inner)) + inner[12:] + icmp
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+half = len(inner) // 2 // 8 * 8
+pieces = ((0, inner[:half], 0x2000), (half, inner[half:], 0)) if sys.argv[5] == "fragments" else ((0, inner, 0),)
+for offset, chunk, more in pieces:
+    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(chunk), 4242, more | offset // 8, 64, 4, 0,
+                        outer_src, outer_dst)
+    raw.sendto(outer + chunk, (sys.argv[2], 0))
+"""
+
+
+def test_outer_packet_fragmented_in_transit_is_decapsulated(calico_ebpf):
+    """An IPIP packet whose outer header was fragmented on the way (two fragments, as a router with a
+    smaller MTU makes them) reaches the pod: the stack reassembles it and the slow path decapsulates it,
+    as the ipip module does after ip_defrag."""
+    spec = calico_ebpf
+    src, dst = spec.pod("bs8"), spec.pod("bs1")                  # k8s-node01 -> k8s-node03
+    first, last = spec.node(src.node), spec.node(dst.node)
+    with tcpdump(spec.pod_netns(dst), "eth0", "icmp", IMMEDIATE) as cap:
+        netns_exec(spec.node_netns(first), sys.executable, "-c", FRAGMENTS, str(first.ip), str(last.ip),
+                   str(src.ip), str(dst.ip), "fragments")
+        time.sleep(1)
+    assert any(f"IP {src.ip} > {dst.ip}: ICMP echo request, id 2018" in line for line in cap.lines), cap.lines
+    assert any(f"IP {dst.ip} > {src.ip}: ICMP echo reply, id 2018" in line for line in cap.lines), cap.lines
+
+
+def test_ipip_from_a_host_that_is_not_a_node_is_not_decapsulated(calico_ebpf):
+    """Felix's INPUT rule accepts IPIP only from Calico hosts: the same packet reaches the pod from a node
+    and does not from the underlay router, which is no node."""
+    spec = calico_ebpf
+    src, dst = spec.pod("bs8"), spec.pod("bs1")
+    first, last = spec.node(src.node), spec.node(dst.node)
+    underlay = spec.underlay_netns
+    stranger = json.loads(netns_exec(underlay, "ip", "-4", "-j", "addr", "show").stdout)
+    stranger_ip = next(a["local"] for link in stranger for a in link.get("addr_info", [])
+                       if not a["local"].startswith("127.") and a["local"] != str(first.ip))
+    for sender, outer_src, expected in ((underlay, stranger_ip, False), (spec.node_netns(first), str(first.ip), True)):
+        with tcpdump(spec.pod_netns(dst), "eth0", "icmp", IMMEDIATE) as cap:
+            netns_exec(sender, sys.executable, "-c", FRAGMENTS, outer_src, str(last.ip), str(src.ip), str(dst.ip),
+                       "whole")
+            time.sleep(1)
+        seen = any(f"IP {src.ip} > {dst.ip}: ICMP echo request, id 2018" in line for line in cap.lines)
+        assert seen == expected, (outer_src, cap.lines)
 
 
 def test_transit_through_a_node_is_tunnelled_on(calico_ebpf):

@@ -93,7 +93,7 @@ class Handles:
 
     inode: int
     channel: Channel
-    tunnel: tuple[int, socket.socket | None, int] | None = None
+    tunnel: tuple[int, socket.socket, int] | None = None
     tunnel_error: str | None = None
 
 
@@ -109,7 +109,7 @@ def open_in_namespace(spec: NodeSpec) -> Handles:
     return handles
 
 
-def open_tunnel(spec: NodeSpec) -> tuple[int, socket.socket | None, int]:
+def open_tunnel(spec: NodeSpec) -> tuple[int, socket.socket, int]:
     """The node's TUN device (and for userspace IPIP the raw socket), in the calling thread's namespace."""
     return Tunnel.open_here(spec.device) if spec.tunnel == "userspace" else Holder.open_here(spec.device)
 
@@ -176,10 +176,10 @@ class Node:
     def name(self) -> str:
         return self.spec.name
 
-    def _served(self, opened: tuple[int, socket.socket | None, int]) -> Tunnel | Holder:
+    def _served(self, opened: tuple[int, socket.socket, int]) -> Tunnel | Holder:
         tun_fd, raw, index = opened
-        if raw is None:
-            return Holder(tun_fd, index, self.counters)
+        if self.spec.tunnel == "ebpf":
+            return Holder(tun_fd, raw, index, self.counters)
         return Tunnel(tun_fd, raw, index, self.resolve, self.counters)
 
     def device(self, index: int) -> str:

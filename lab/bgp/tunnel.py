@@ -131,27 +131,31 @@ class Tunnel:
             counters.rx_bytes += size - header
 
 
-class Holder:
+class Holder(Tunnel):
     """The TUN device of an eBPF tunnel, held open: a TUN device has carrier only while a process has it
     attached (routes through it would be `linkdown` otherwise). The lab's tc programs redirect every
     packet before the device's queue, so whatever does reach it is counted and dropped, as an ipip
-    device drops what it cannot route."""
+    device drops what it cannot route.
 
-    def __init__(self, tun_fd: int, tun_index: int, counters: Counters) -> None:
-        self.tun_fd, self.tun_index, self.counters = tun_fd, tun_index, counters
-        self.failure: str | None = None
+    It is also the slow path of decapsulation: tc ingress sees an outer packet fragmented in transit
+    one fragment at a time, so ipip_decap hands fragments to the stack, which reassembles them and,
+    having no ipip handler, delivers them to raw IP-protocol-4 sockets (after iptables INPUT, where
+    Felix's rule drops IPIP from hosts that are not nodes). This raw socket takes the reassembled
+    packet and writes the inner one into the device, as the module's ipip_rcv() would."""
+
+    def __init__(self, tun_fd: int, raw: socket.socket, tun_index: int, counters: Counters) -> None:
+        super().__init__(tun_fd, raw, tun_index, lambda _dst: "not-encapsulated", counters)
 
     @staticmethod
-    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, None, int]:
+    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, socket.socket, int]:
         tun_fd = tun.open_tun(device)
         try:
-            return tun_fd, None, socket.if_nametoindex(device)
+            tun_index = socket.if_nametoindex(device)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, IPPROTO_IPIP)
         except BaseException:
             os.close(tun_fd)
             raise
-
-    def close(self) -> None:
-        os.close(self.tun_fd)
+        return tun_fd, raw, tun_index
 
     def from_tun(self) -> None:
         for _ in range(PACKET_BURST):
