@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 from lab.errors import LabError
 from lab.netns import bpfobj, namespace, tc, tun
@@ -68,7 +68,9 @@ def probe(scratch: str) -> tuple[bool, str]:
 
 def _wire(sides: tuple[str, str]) -> None:
     """veth between the sides; in each a TUN device with its /32, and a route to the other's via it."""
-    from pyroute2 import IPRoute          # imported here: commands that only read a lab never load it
+    from pyroute2 import (
+        IPRoute,  # imported here: commands that only read a lab never load it
+    )
 
     def veth() -> None:
         with IPRoute() as ipr:
@@ -122,7 +124,7 @@ def _attach(sides: tuple[str, str]) -> str | None:
             qdiscs = [Qdisc(TUNNEL), Qdisc(UNDERLAY[number])]
             text = tc.batch(side, qdiscs, filters(UNDERLAY[number], UNDERLAY_IPS[1 - number]),
                             os.path.join(workdir, side))
-            result = subprocess.run(["tc", "-n", side, "-batch", "-"], input=text, capture_output=True, text=True,
+            result = subprocess.run(["tc", "-n", side, "-batch", "-"], input=text, capture_output=True, text=True, check=False,
                                     timeout=tc.TIMEOUT)
             if result.returncode:
                 lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -148,7 +150,7 @@ def _exchange(sides: tuple[str, str]) -> tuple[bool, str]:
             socks[sender].sendto(payload, (TUNNEL_IPS[receiver], PORT))
             try:
                 data, _ = socks[receiver].recvfrom(256)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 return False, ("the programs attach, but a packet through the tunnel never arrived (the kernel "
                                "lacks a helper flag they use: BPF_FIB_LOOKUP_SRC needs Linux >= 6.8)")
             if data != payload:
