@@ -300,9 +300,10 @@ def cmd_list(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     status = lab.status(args.lab)
+    healthy = 0 if status["status"] != "degraded" else 1       # a degraded lab is worth a non-zero exit
     if args.json:
         print(json.dumps(status, indent=2))
-        return 0
+        return healthy
     if "nodes" not in status:
         print(f"lab {status['lab']} is {status['status']}: it never finished coming up; `lab cleanup` removes it")
         return 1
@@ -338,9 +339,15 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for note in status["capabilities"]:
         print(f"capability: {note}")
+    agent = status.get("route_agent")
+    if agent and agent["alive"]:
+        print(f"route agent: pid {agent['pid']}, running; it {agent['role']}")
+    elif agent:
+        print(f"WARNING: the route agent (pid {agent['pid']}) is not running: it {agent['role']}; "
+              f"`lab down {status['lab']}` and `lab up` again")
     if status["missing_namespaces"]:
         print(f"WARNING: missing namespaces: {', '.join(status['missing_namespaces'])}")
-    return 0
+    return healthy
 
 
 def _print_cni(status: dict[str, Any]) -> None:

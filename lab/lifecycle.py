@@ -201,9 +201,11 @@ class Lab:
         state = self._state(lab)
         summary = dict(state.summary)
         missing = [n for n in state.namespaces if not namespace.exists(n)]
-        summary.update(lab=state.lab, status=state.status if not missing else "degraded", topology=state.topology,
+        agent = route_agent_health(summary.get("runtime", {}))
+        healthy = not missing and (agent is None or agent["alive"])
+        summary.update(lab=state.lab, status=state.status if healthy else "degraded", topology=state.topology,
                        namespaces=len(state.namespaces), missing_namespaces=missing,
-                       daemons=self._daemons(state))
+                       daemons=self._daemons(state), route_agent=agent)
         return summary
 
     def _daemons(self, state: LabState) -> builtins.list[dict[str, Any]]:
@@ -457,6 +459,25 @@ def _needed_kinds(plan: LabPlan) -> list[str]:
 
 def _fingerprint(topology: Topology) -> str:
     return hashlib.sha256(repr(topology).encode()).hexdigest()[:16]
+
+
+AGENT_MODULE = "lab.bgp.routeagent"
+AGENT_ROLES = {"ebpf": "holds the tunnel device open (a TUN device has carrier only while attached: without it "
+                       "the eBPF IPIP path carries nothing) and decapsulates fragmented IPIP",
+               "userspace": "carries IPIP in userspace (the tunnel device's packets)"}
+
+
+def route_agent_health(runtime: dict[str, Any]) -> dict[str, Any] | None:
+    """The lab's route agent, if it runs one: its pid, whether it still runs, and what it does for the lab."""
+    agent = runtime.get("route_agent")
+    if not agent:
+        return None
+    pid = int(agent["pid"])
+    alive = AGENT_MODULE in _command_of(pid)        # a pid reused by another program is no agent
+    roles = [AGENT_ROLES[runtime["ipip"]]] if runtime.get("ipip") in AGENT_ROLES else []
+    if runtime.get("bird"):
+        roles.append("installs the routes BIRD learns into the nodes' kernels")
+    return {"pid": pid, "alive": alive, "role": "; ".join(roles) or "serves the lab's nodes"}
 
 
 def _command_of(pid: int) -> str:
