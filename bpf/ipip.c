@@ -31,7 +31,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#define MAX_PEERS 1024
+#define MAX_PEERS 4096             /* a power of two: the search masks its index with MAX_PEERS - 1 */
+#define PEER_SEARCH_STEPS 12       /* log2(MAX_PEERS) */
 #define IP_DF 0x4000
 #define ECN_MASK 3
 #define ECN_CE 3
@@ -46,7 +47,8 @@
                                                   * module's iptunnel_pull_offloads() does (newer kernels) */
 
 /* Written by the lab into the object's .rodata for each node before tc loads it (lab/netns/bpfobj.py):
- * the tunnel device's ifindex and the underlay addresses of the other nodes, in network order. */
+ * the tunnel device's ifindex and the underlay addresses of the other nodes, in network order, sorted by
+ * their value as a native __u32 (known_peer() searches them). */
 volatile const __u32 lab_tunnel_ifindex = 0;
 volatile const __u32 lab_peer_count = 0;
 volatile const __u32 lab_peers[MAX_PEERS] = {};
@@ -64,15 +66,26 @@ static __always_inline __u16 ip_checksum(struct iphdr *iph)
 	return (__u16)~sum;
 }
 
+/* Binary search: the lab writes the peers sorted by their value as a native __u32 (lab/cni/ipip.py). */
 static __always_inline int known_peer(__u32 addr)
 {
-	__u32 count = lab_peer_count;
+	__u32 low = 0, high = lab_peer_count;
 
-	for (__u32 i = 0; i < MAX_PEERS; i++) {
-		if (i >= count)
+	if (high > MAX_PEERS)
+		high = MAX_PEERS;
+	for (int step = 0; step <= PEER_SEARCH_STEPS; step++) {
+		__u32 middle, value;
+
+		if (low >= high)
 			return 0;
-		if (lab_peers[i] == addr)
+		middle = (low + high) / 2;
+		value = lab_peers[middle & (MAX_PEERS - 1)];
+		if (value == addr)
 			return 1;
+		if (value < addr)
+			low = middle + 1;
+		else
+			high = middle;
 	}
 	return 0;
 }

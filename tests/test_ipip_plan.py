@@ -6,20 +6,30 @@ from __future__ import annotations
 import re
 import socket
 import struct
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import TOPOLOGIES
 from kernel import IPIP_OBJECT
+from lab.cni import ipip
 from lab.cni import plan as cni_plan
 from lab.errors import TopologyError
 from lab.netns import bpfobj
+from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.topology import loader
 
 NODE_IPS = {"k8s-master01": "192.168.10.71", "k8s-node01": "192.168.10.72", "k8s-node02": "192.168.10.73",
             "k8s-node03": "192.168.10.74"}      # topologies/calico-ipip.yaml
+
+
+def native(address: str) -> int:
+    """An address as bpf/ipip.c reads it from a packet: a u32 in network order, read natively (the peers are
+    sorted by this for its binary search)."""
+    return int.from_bytes(socket.inet_aton(address), sys.byteorder)
 
 
 def caps(ipip: bool, ebpf: bool) -> Capabilities:
@@ -56,7 +66,7 @@ def test_ebpf_plans_encap_on_tunl0_and_decap_on_eth0_with_the_other_nodes_as_pee
         assert (encap.dev, encap.direction, encap.section, encap.constants) == ("tunl0", "egress", "tc/encap", ())
         assert (decap.dev, decap.direction, decap.section) == ("eth0", "ingress", "tc/decap")
         constants = {c.name: c.value for c in decap.constants}
-        peers = tuple(v for n, v in NODE_IPS.items() if n != node)
+        peers = tuple(sorted((v for n, v in NODE_IPS.items() if n != node), key=native))
         assert constants == {"lab_tunnel_ifindex": "tunl0", "lab_peer_count": 3, "lab_peers": peers}
         tunl0 = ns.link("tunl0")
         assert (tunl0.kind, tunl0.mtu, tunl0.txqueuelen, tunl0.multicast) == ("tun", 1480, 1000, False)
@@ -90,7 +100,7 @@ def test_forcing_what_the_kernel_lacks_names_the_line(tmp_path, forced):
 def test_constants_land_in_the_objects_rodata():
     image = IPIP_OBJECT.read_bytes()
     symbols = bpfobj.rodata_symbols(image)
-    assert symbols["lab_peers"][1] == 4 * 1024 and symbols["lab_peer_count"][1] == 4
+    assert symbols["lab_peers"][1] == 4 * 4096 and symbols["lab_peer_count"][1] == 4
     peers = socket.inet_aton("192.168.10.72") + socket.inet_aton("10.0.0.1")
     patched = bpfobj.with_constants(image, {"lab_peer_count": struct.pack("<I", 2), "lab_peers": peers})
     offset, size = symbols["lab_peers"]
@@ -104,3 +114,30 @@ def test_constants_land_in_the_objects_rodata():
         bpfobj.with_constants(image, {"no_such_variable": b"\0"})
     with pytest.raises(ValueError):
         bpfobj.with_constants(image, {"lab_peer_count": b"\0" * 8})
+
+
+def test_peers_are_written_in_the_order_the_binary_search_needs():
+    builder = NamespaceBuilder("lab.node", "node", "topology.yaml")
+    peers = ["10.0.1.2", "10.0.2.1", "192.168.10.72", "10.0.1.1"]
+    ipip.attach(builder, "tunl0", peers)
+    written = {c.name: c.value for c in builder.bpf_filters[1].constants}["lab_peers"]
+    assert sorted(written) == sorted(peers)
+    values = [native(a) for a in written]
+    assert values == sorted(values)
+    if sys.byteorder == "little":
+        assert list(written) != sorted(peers, key=socket.inet_aton), "native order, not network order"
+
+
+def many_nodes(count: int, implementation: str):
+    return SimpleNamespace(nodes=[None] * count, ipip_implementation=implementation, source="big.yaml",
+                           sources={"options.ipipImplementation": "big.yaml:7"})
+
+
+def test_more_peers_than_the_ebpf_tunnel_holds_fall_back_or_name_the_line():
+    fits, over = ipip.MAX_PEERS + 1, ipip.MAX_PEERS + 2          # nodes: each node's peers are the others
+    assert ipip.choose(many_nodes(fits, "auto"), caps(False, True)) == "ebpf"
+    assert ipip.choose(many_nodes(over, "auto"), caps(False, True)) == "userspace"
+    with pytest.raises(TopologyError) as error:
+        ipip.choose(many_nodes(over, "ebpf"), caps(False, True))
+    assert str(error.value).startswith("big.yaml:7: options.ipipImplementation: ebpf: ")
+    assert f"exceed the eBPF tunnel's {ipip.MAX_PEERS}" in str(error.value) and "userspace" in error.value.hint

@@ -10,6 +10,9 @@ A topology may force one; forcing one the kernel lacks fails before anything is 
 
 from __future__ import annotations
 
+import socket
+import sys
+
 from lab.errors import TopologyError
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
@@ -23,27 +26,31 @@ OVERHEAD = 20
 PROGRAM = "ipip"
 ENCAP_SECTION, DECAP_SECTION = "tc/encap", "tc/decap"
 UNDERLAY = "eth0"
-MAX_PEERS = 1024          # bpf/ipip.c: MAX_PEERS
+MAX_PEERS = 4096          # bpf/ipip.c: MAX_PEERS (the decapsulation's sorted peer array)
 OPTION = "options.ipipImplementation"
 
 
-def available(caps: Capabilities) -> dict[str, bool]:
-    return {KERNEL: caps.has("ipip"), EBPF: caps.ebpf_ipip, USERSPACE: True}
+def available(caps: Capabilities, nodes: int = 0) -> dict[str, bool]:
+    """What can carry IPIP here, for a lab of `nodes` nodes (each node's peers are the others)."""
+    return {KERNEL: caps.has("ipip"), EBPF: caps.ebpf_ipip and nodes - 1 <= MAX_PEERS, USERSPACE: True}
 
 
 def choose(topology: Topology, caps: Capabilities) -> str:
     """The implementation to run: the topology's choice, or the first this kernel supports."""
     wanted = topology.ipip_implementation
-    can = available(caps)
+    can = available(caps, len(topology.nodes))
     if wanted == "auto":
         return next(impl for impl in ORDER if can[impl])
     if not can[wanted]:
-        reason = {KERNEL: "this kernel cannot create ipip devices (no ipip module)",
-                  EBPF: f"the eBPF IPIP programs cannot be attached here: {caps.ebpf_reason}"}[wanted]
+        ebpf_reason = (f"the eBPF IPIP programs cannot be attached here: {caps.ebpf_reason}" if not caps.ebpf_ipip
+                       else f"{len(topology.nodes) - 1} peers per node exceed the eBPF tunnel's {MAX_PEERS} "
+                            "(bpf/ipip.c MAX_PEERS)")
+        reason = {KERNEL: "this kernel cannot create ipip devices (no ipip module)", EBPF: ebpf_reason}[wanted]
         hint = {KERNEL: "load it (`modprobe ipip`), run the lab in the Vagrant VM, or set "
                         f"{OPTION}: auto (eBPF, else the userspace tunnel)",
-                EBPF: "run `sudo scripts/install-deps.sh` (clang, libbpf-dev, and it builds bpf/ipip.c), or set "
-                      f"{OPTION}: auto or userspace"}[wanted]
+                EBPF: ("run `sudo scripts/install-deps.sh` (clang, libbpf-dev, and it builds bpf/ipip.c), or set "
+                       f"{OPTION}: auto or userspace") if not caps.ebpf_ipip else
+                      f"set {OPTION}: auto or userspace (auto picks the userspace tunnel for this many nodes)"}[wanted]
         where = topology.sources.get(OPTION, topology.source)          # "file:line", from the loader
         file, _, line = where.rpartition(":")
         raise TopologyError(file or where, OPTION, f"{wanted}: {reason}", int(line) if line.isdigit() else None, hint)
@@ -74,11 +81,11 @@ def tun_device(builder: NamespaceBuilder, name: str, mtu: int, implementation: s
 
 def attach(builder: NamespaceBuilder, device: str, peers: list[str]) -> None:
     """Encapsulation on the tunnel's egress; decapsulation, for packets from `peers`, on eth0's ingress."""
-    if len(peers) > MAX_PEERS:
-        raise TopologyError(builder.owner, "nodes", f"{len(peers)} peers exceed the eBPF tunnel's {MAX_PEERS}",
-                            hint=f"set {OPTION}: userspace")
+    assert len(peers) <= MAX_PEERS, "choose() picks eBPF only for labs whose peers fit"
+    # in the order bpf/ipip.c's binary search needs: by value as the program reads them (a native u32)
+    ordered = tuple(sorted(peers, key=lambda a: int.from_bytes(socket.inet_aton(a), sys.byteorder)))
     builder.bpf_filter(device, "egress", PROGRAM, ENCAP_SECTION)
     builder.bpf_filter(UNDERLAY, "ingress", PROGRAM, DECAP_SECTION, constants=(
         BpfConstant("lab_tunnel_ifindex", "ifindex", device),
         BpfConstant("lab_peer_count", "u32", len(peers)),
-        BpfConstant("lab_peers", "ipv4", tuple(peers))))
+        BpfConstant("lab_peers", "ipv4", ordered)))
