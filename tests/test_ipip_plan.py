@@ -52,6 +52,9 @@ def test_auto_prefers_the_module_then_ebpf_then_userspace(tmp_path, ipip, ebpf, 
     model, _ = topology(tmp_path, None)
     plan = cni_plan(model, caps(ipip, ebpf))
     assert f"IPIP: {expected}" in plan.notes
+    tun = [n for n in plan.notes if n.startswith("tunl0 is a TUN device") and "POINTOPOINT" in n]
+    capture = [n for n in plan.notes if n.startswith("tcpdump -i tunl0 shows only the packets received")]
+    assert (len(tun), len(capture)) == {"kernel-ipip": (0, 0), "ebpf": (1, 1), "userspace-tun": (1, 0)}[expected]
     filters = [f for ns in plan.namespaces for f in ns.bpf_filters]
     assert bool(filters) == (expected == "ebpf")
 

@@ -194,6 +194,7 @@ def _notes(topology: Topology, implementation: str | None) -> tuple[str, ...]:
                      f"`lab up` starts BIRD (kernel table {BIRD_TABLE}, mirrored into main by the route agent)")
     if implementation:
         notes.append(f"IPIP: {ipip.label(implementation)}")
+        notes.extend(ipip.device_notes(IPIP_DEVICE, implementation))
     if any(p.nat_outgoing for p in config.pools):
         notes.append("natOutgoing: Felix's cali-nat-outgoing MASQUERADE (nat table) is programmed with the "
                      "policy chains")

@@ -121,7 +121,8 @@ def _notes(config: FlannelConfig, implementation: str | None) -> tuple[str, ...]
     return (f"flannel {mode(config)}: Network {config.network}, SubnetLen {config.subnet_len}"
             + (f", VNI {backend.vni}, port {backend.port or '8472 (kernel default)'}" if backend.type == "vxlan"
                else "")
-            + (f", IPIP: {ipip.label(implementation)}" if implementation else ""),)
+            + (f", IPIP: {ipip.label(implementation)}" if implementation else ""),
+            *ipip.device_notes(IPIP_DEVICE, implementation))
 
 
 def _on_link(topology: Topology, node: Node, peer_ip: ipaddress.IPv4Address) -> bool:

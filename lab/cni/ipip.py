@@ -62,6 +62,20 @@ def label(implementation: str) -> str:
     return LABELS[implementation]
 
 
+def device_notes(device: str, implementation: str | None) -> tuple[str, ...]:
+    """How the tunnel device differs from the ipip module's, where a user looks (plan notes, `lab status`)."""
+    if implementation not in (EBPF, USERSPACE):
+        return ()
+    notes = [f"{device} is a TUN device standing in for the ipip device (this kernel has no ipip module): "
+             "`ip -d link` shows it POINTOPOINT with link/none, not link/ipip 0.0.0.0 with `ipip remote any`; "
+             "addresses, MTU, routes and the packets on eth0 are the module's"]
+    if implementation == EBPF:
+        notes.append(f"tcpdump -i {device} shows only the packets received through the tunnel: tc on {device}'s "
+                     "egress encapsulates and redirects outgoing ones before the capture point (capture them on "
+                     f"{UNDERLAY} with `ip proto 4`)")
+    return tuple(notes)
+
+
 def tun_device(builder: NamespaceBuilder, name: str, mtu: int, implementation: str, peers: list[str]) -> None:
     """The tunnel device where the kernel has no ipip module: a persistent TUN device, NOARP and L3 as
     an ipip device is, plus the eBPF programs when `implementation` is ebpf."""
