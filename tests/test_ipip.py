@@ -394,6 +394,7 @@ def test_dry_run_prints_the_tc_attachments(tmp_path):
     assert re.search(rf"tc -n {re.escape(ns)} filter add dev eth0 ingress pref 1 bpf direct-action obj \S+/ipip\.o "
                      r"sec tc/decap", out), out
     assert "lab_peers=192.168.10.71,192.168.10.73,192.168.10.74" in out   # node01's peers: the other nodes
+    assert "# NOT replayable as is" in out and "`lab up` patches the object's .rodata per node" in out
 
 
 # -- flannel's ipip backend --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from kernel import IPIP_OBJECT
 from lab.cni import ipip
 from lab.cni import plan as cni_plan
 from lab.errors import TopologyError
-from lab.netns import bpfobj
+from lab.netns import bpfobj, render
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.topology import loader
@@ -144,3 +144,13 @@ def test_more_peers_than_the_ebpf_tunnel_holds_fall_back_or_name_the_line():
         ipip.choose(many_nodes(over, "ebpf"), caps(False, True))
     assert str(error.value).startswith("big.yaml:7: options.ipipImplementation: ebpf: ")
     assert f"exceed the eBPF tunnel's {ipip.MAX_PEERS}" in str(error.value) and "userspace" in error.value.hint
+
+
+@pytest.mark.parametrize("implementation, warned", [("ebpf", True), ("userspace", False)])
+def test_dry_run_says_its_tc_lines_load_the_unconfigured_object(tmp_path, implementation, warned):
+    model, _ = topology(tmp_path, implementation)
+    comments = [line for line in render.lines(cni_plan(model, caps(False, True))) if "NOT replayable" in line]
+    assert len(comments) == (1 if warned else 0)
+    if warned:
+        assert comments[0].startswith("# ") and "patches the object's .rodata per node" in comments[0]
+        assert str(bpfobj.built("ipip")) in comments[0]

@@ -71,6 +71,12 @@ def lines(plan: LabPlan) -> Iterator[str]:
     """The whole plan as shell lines, one comment header per namespace, produced one namespace at a time."""
     yield f"# lab {plan.lab}: {len(plan.namespaces)} network namespaces, {plan.object_count} kernel objects"
     yield from (f"# {note}" for note in plan.notes)
+    configured = sorted({bpf.program for ns in plan.namespaces for bpf in ns.bpf_filters if bpf.constants})
+    if configured:
+        objects = ", ".join(str(bpfobj.built(program)) for program in configured)
+        yield (f"# NOT replayable as is: the `tc filter add ... obj` lines name {objects} as built, whose .rodata "
+               "constants are zero (ifindex 0, no peers); `lab up` patches the object's .rodata per node (the "
+               "`# bpf` lines show the values) into a temporary copy before tc loads it")
     yield from (f"ip netns add {shlex.quote(ns.name)}" for ns in plan.namespaces)
     for ns in plan.namespaces:
         yield ""
