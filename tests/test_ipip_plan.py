@@ -154,3 +154,16 @@ def test_dry_run_says_its_tc_lines_load_the_unconfigured_object(tmp_path, implem
     if warned:
         assert comments[0].startswith("# ") and "patches the object's .rodata per node" in comments[0]
         assert str(bpfobj.built("ipip")) in comments[0]
+
+
+@pytest.mark.parametrize("source, warned", [("flannel-vxlan", True), ("calico-vxlan", True), ("calico-bgp-mesh", True),
+                                            ("calico-ipip", False), ("flannel-ipip", False)])
+def test_an_implementation_for_a_topology_without_ipip_is_a_warning_naming_the_line(tmp_path, source, warned):
+    model, path = topology(tmp_path, "ebpf", source)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "ipipImplementation" in text)
+    found = [w for w in model.warnings if "ipipImplementation" in w]
+    if warned:
+        assert len(found) == 1 and found[0].startswith(f"{path}:{line}: options.ipipImplementation: ebpf has no "
+                                                       "effect: "), found
+    else:
+        assert not found, found

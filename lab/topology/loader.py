@@ -156,6 +156,7 @@ class _Builder:
         setting = self.data.get("options", {}).get("staticNeighbours", "auto")
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
         ipip = self.data.get("options", {}).get("ipipImplementation", "auto")
+        self._warn_unused_ipip(ipip, cluster)
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
                         externals=externals, notes=tuple(self.notes), static_neighbours=static,
@@ -165,6 +166,24 @@ class _Builder:
                             + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")),
                         warnings=tuple(self.warnings), sources=frozen_labels(self._sources()),
                         ipip_implementation=ipip)
+
+    def _warn_unused_ipip(self, ipip: str, cluster: Cluster) -> None:
+        """options.ipipImplementation on a topology that makes no IPIP device is a warning, not an error: a
+        Calico pool may turn IPIP on later (`lab apply`), and a shared options block may set it for all."""
+        if "ipipImplementation" not in self.data.get("options", {}) or ipip == "auto":
+            return
+        if cluster.calico is not None:
+            if any(p.ipip_mode != "Never" and not p.disabled for p in cluster.calico.pools):
+                return
+            why = ("no IPPool has ipipMode Always or CrossSubnet, so there is no tunl0 (it applies if `lab apply` "
+                   "turns ipipMode on in a pool)")
+        elif cluster.flannel is not None:
+            if cluster.flannel.backend.type == "ipip":
+                return
+            why = f"flannel's {cluster.flannel.backend.type} backend uses no IPIP (only Backend.Type ipip does)"
+        else:
+            why = f"cni {cluster.cni} uses no IPIP"
+        self.warn(self.doc, ("options", "ipipImplementation"), f"{ipip} has no effect: {why}")
 
     def _sources(self) -> dict[str, str]:
         """`file:line` of the entries the runtime's refusals name (Topology.sources)."""
