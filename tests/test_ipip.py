@@ -193,13 +193,14 @@ def csum(data):
 outer_src, outer_dst, inner_src, inner_dst = (socket.inet_aton(a) for a in sys.argv[1:5])
 icmp = struct.pack("!BBHHH", 8, 0, 0, 0x7e2, 1) + b"f" * 1172
 icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
-inner = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 7, 0, 64, 1, 0, inner_src, inner_dst)
+outer_tos, inner_tos = (int(v) for v in (sys.argv[6:8] or ["0", "0"]))
+inner = struct.pack("!BBHHHBBH4s4s", 0x45, inner_tos, 20 + len(icmp), 7, 0, 64, 1, 0, inner_src, inner_dst)
 inner = inner[:10] + struct.pack("!H", csum(inner)) + inner[12:] + icmp
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 half = len(inner) // 2 // 8 * 8
 pieces = ((0, inner[:half], 0x2000), (half, inner[half:], 0)) if sys.argv[5] == "fragments" else ((0, inner, 0),)
 for offset, chunk, more in pieces:
-    outer = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(chunk), 4242, more | offset // 8, 64, 4, 0,
+    outer = struct.pack("!BBHHHBBH4s4s", 0x45, outer_tos, 20 + len(chunk), 4242, more | offset // 8, 64, 4, 0,
                         outer_src, outer_dst)
     raw.sendto(outer + chunk, (sys.argv[2], 0))
 """
@@ -237,6 +238,24 @@ def test_ipip_from_a_host_that_is_not_a_node_is_not_decapsulated(calico_ebpf):
             time.sleep(1)
         seen = any(f"IP {src.ip} > {dst.ip}: ICMP echo request, id 2018" in line for line in cap.lines)
         assert seen == expected, (outer_src, cap.lines)
+
+
+@pytest.mark.parametrize("inner_tos, arrives, inner_after", [(0, False, None), (2, True, "0x3,CE"),
+                                                               (1, True, "0x3,CE")])
+def test_outer_ce_is_decapsulated_as_the_module_does(calico_ebpf, inner_tos, arrives, inner_after):
+    """ipip_ecn_decapsulate(): outer CE over an inner Not-ECT packet is dropped (it cannot carry the mark);
+    over ECT(0) or ECT(1) it marks the inner packet CE (RFC 6040)."""
+    spec = calico_ebpf
+    src, dst = spec.pod("bs8"), spec.pod("bs1")
+    first, last = spec.node(src.node), spec.node(dst.node)
+    with tcpdump(spec.pod_netns(dst), "eth0", "icmp[icmptype] == icmp-echo", IMMEDIATE + ("-v",)) as cap:
+        netns_exec(spec.node_netns(first), sys.executable, "-c", FRAGMENTS, str(first.ip), str(last.ip), str(src.ip),
+                   str(dst.ip), "whole", "3", str(inner_tos))
+        time.sleep(1)
+    requests = [p for p in packets(cap.lines) if f"{src.ip} > {dst.ip}: ICMP echo request, id 2018" in p]
+    assert len(requests) == (1 if arrives else 0), cap.lines
+    if arrives:
+        assert f"(tos {inner_after}," in requests[0], requests[0]
 
 
 def test_transit_through_a_node_is_tunnelled_on(calico_ebpf):
@@ -317,6 +336,10 @@ def test_forced_userspace_carries_ipip_without_tc_programs(tmp_path):
         for node in spec.nodes:
             assert not tc_filters(spec.node_netns(node), "eth0", "ingress")
             assert not tc_filters(spec.node_netns(node), "tunl0", "egress")
+            link = json.loads(netns_exec(spec.node_netns(node), "ip", "-j", "link", "show", "tunl0").stdout)[0]
+            assert "LOWER_UP" in link["flags"] and "NOARP" in link["flags"] and link["mtu"] == 1480
+            addresses = json.loads(netns_exec(spec.node_netns(node), "ip", "-j", "-4", "addr", "show", "tunl0").stdout)
+            assert [a["prefixlen"] for a in addresses[0]["addr_info"]] == [32], "the tunnel address is a /32"
         src, dst = spec.pod("bs1"), spec.pod("bs8")
         with tcpdump(spec.node_netns(src.node), "eth0", "ip proto 4", IMMEDIATE) as cap:
             assert ping(spec.pod_netns(src), str(dst.ip), count=2)
