@@ -203,6 +203,17 @@ def test_orderings_do_not_count_userspace_ipip(tmp_path: Path) -> None:
     assert mtu.status == NOT_MEASURED
 
 
+def test_orderings_count_ebpf_ipip_and_name_it(tmp_path: Path) -> None:
+    # eBPF IPIP runs in the kernel's data path at kernel speed (same synthetic figures as kernel IPIP):
+    # it is judged with the kernel modes, and the verdict names it
+    found = _verdicts(make_results(tmp_path / "e", kinds=("latency", "mtu"), ipip="ebpf", reps=8, rtt_samples=200))
+    tcp = found["native < IPIP < VXLAN for cross-node request/response latency (TCP request/response RTT p50)"]
+    assert tcp.status == REPRODUCED, tcp.detail
+    assert "calico-ipip (eBPF IPIP)" in tcp.detail and "Not counted" not in tcp.detail, tcp.detail
+    mtu = next(v for claim, v in found.items() if claim.startswith("MTU dominates"))
+    assert mtu.status == REPRODUCED and "Not counted" not in mtu.detail, mtu.detail
+
+
 def test_orderings_not_measured_without_latency(tmp_path: Path) -> None:
     found = _verdicts(make_results(tmp_path / "t", kinds=("throughput",), reps=2))
     assert [v.status for v in found.values()] == [NOT_MEASURED, NOT_MEASURED]

@@ -114,11 +114,18 @@ def caveats(runs: Sequence[Run]) -> list[str]:
             out.append(f"{tag}{status_sentence(run.results.status)}" + (f" ({reason})" if reason else "")
                        + ": modes or measurements may be missing; the figures show only what was measured.")
         for mode in run.modes:
-            emulated = [n for n in run.data_path_notes(mode) if not n.startswith("kernel")]
+            notes = run.data_path_notes(mode)
+            emulated = [n for n in notes if not n.startswith(("kernel", "eBPF"))]
+            ebpf = [n for n in notes if n.startswith("eBPF")]
             if emulated:
                 out.append(f"{tag}{mode}: {', '.join(emulated)}, not the kernel data path a real cluster uses; "
                            f"every figure labels the mode \"{run.label(mode, with_tag=False)}\" and its numbers "
                            f"measure the lab's implementation, not the CNI's.")
+            if ebpf:
+                out.append(f"{tag}{mode}: {', '.join(ebpf)}: the lab's tc programs do in the kernel's data path what "
+                           "the kernel module (absent here) does, and are counted in the published orderings; every "
+                           f"figure labels the mode \"{run.label(mode, with_tag=False)}\" (the device is a TUN "
+                           "device, and offloads differ from the module's).")
 
         builtin: dict[tuple[str, str], list[str]] = defaultdict(list)
         for mode in run.modes:

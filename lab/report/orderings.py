@@ -106,14 +106,19 @@ def _latency_verdict(run: Run, metric: str, groups: list[dict[str, Any]]) -> Ver
     return Verdict(claim, LATENCY_SOURCE, status, detail)
 
 
-def is_emulated(run: Run, mode: str, placement: str = "cross-node") -> bool:
-    """A mode whose data path for this placement ran somewhere else than the kernel (userspace, eBPF...).
+KERNEL_DATA_PATHS = ("kernel ", "eBPF ")   # data_path_notes() prefixes of implementations counted as the kernel's
 
+
+def is_emulated(run: Run, mode: str, placement: str = "cross-node") -> bool:
+    """A mode whose data path for this placement ran outside the kernel's data path (the userspace tunnel).
+
+    eBPF IPIP counts: its tc programs encapsulate and decapsulate in the kernel's data path, at kernel
+    speed, and are the project's IPIP where the kernel has no ipip module; verdicts name it "eBPF IPIP".
     A cross-subnet mode's tunnel is not on the path within one subnet, however it is implemented.
     """
     if mode_class(run, mode, placement) == "native":
         return False
-    return any(not n.startswith("kernel") for n in run.data_path_notes(mode))
+    return any(not n.startswith(KERNEL_DATA_PATHS) for n in run.data_path_notes(mode))
 
 
 def cni_of(run: Run, mode: str) -> str:
