@@ -290,6 +290,11 @@ def report(results: list[Result], before: str, after: str, args: argparse.Namesp
             lines.append(f"target {ebpf.mode}: throughput >= 0.8x host-gw: {ebpf.gbps / base.gbps:.2f}x "
                          f"({'met' if ebpf.gbps >= 0.8 * base.gbps else 'NOT met'}); RTT <= 1.5x host-gw: "
                          f"{ebpf.rtt / base.rtt:.2f}x ({'met' if ebpf.rtt <= 1.5 * base.rtt else 'NOT met'})")
+            if ebpf.mode.startswith("flannel") and ebpf.gbps < 0.8 * base.gbps:
+                lines.append(f"  {ebpf.mode} does NOT meet the 0.8x target (issue 12 sets it for Calico's IPIP): "
+                             "without BPF_F_ADJ_ROOM_DECAP_IPXIP4 (not in this kernel) decapsulated TCP "
+                             "super-packets keep their tunnel GSO marks, and flannel's cni0 bridge, which has no "
+                             "tunnel offloads, segments each one in software on the way to the pod")
     return "\n".join(lines)
 
 
