@@ -271,6 +271,19 @@ def test_transit_through_a_node_is_tunnelled_on(calico_ebpf):
         with tcpdump(spec.node_netns(transit), "eth0", "ip proto 4", IMMEDIATE + ("-v",)) as cap:
             assert ping(spec.pod_netns(src), str(dst.ip), count=3), "ICMP through a transit node"
             assert tcp(spec.pod_netns(src), spec.pod_netns(dst), str(dst.ip)), "TCP through a transit node"
+        # a bulk stream: TCP super-packets (GSO) re-encapsulated with their tunnel marks must still flow
+        server = subprocess.Popen(["ip", "netns", "exec", spec.pod_netns(dst), "iperf3", "-s", "-1", "-p", "5299"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            bulk = netns_exec(spec.pod_netns(src), "iperf3", "-c", str(dst.ip), "-p", "5299", "-t", "1", "-J",
+                              check=False, timeout=30)
+        finally:
+            server.kill()
+            server.wait()
+        assert bulk.returncode == 0, bulk.stdout[-2000:] + bulk.stderr
+        received = json.loads(bulk.stdout)["end"]["sum_received"]["bytes"]
+        assert received > 10 * 1024 * 1024, f"only {received} bytes in 1 s through the transit node"
         seen = outer_headers(cap.lines)
         arriving = {(h[3], h[4]) for h in seen if h[7] == str(src.ip) and "echo request" in h[9]}
         assert arriving == {(str(first.ip), str(transit.ip)), (str(transit.ip), str(last.ip))}, "\n".join(cap.lines)
