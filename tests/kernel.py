@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -113,9 +114,18 @@ def kernel_has_ipip() -> bool:
                           capture_output=True).returncode == 0
 
 
+EBPF_IPIP_MIN_KERNEL = (6, 8)      # BPF_FIB_LOOKUP_SRC, which the encapsulation needs, is in Linux 6.8
+
+
+def kernel_release() -> tuple[int, int]:
+    major, minor = (platform.release().split("-")[0].split(".") + ["0"])[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
 def kernel_runs_ebpf_ipip() -> bool:
-    """Whether the built IPIP programs attach to a TUN device's clsact hook here (a throw-away namespace)."""
-    if not IPIP_OBJECT.exists():
+    """Whether the built IPIP programs attach to a TUN device's clsact hook here (a throw-away namespace) on a
+    kernel whose helpers take the flags they use at run time (the lab's own probe sends a packet through)."""
+    if not IPIP_OBJECT.exists() or kernel_release() < EBPF_IPIP_MIN_KERNEL:
         return False
     script = ("ip tuntap add dev t0 mode tun && tc qdisc add dev t0 clsact && "
               f"tc filter add dev t0 egress bpf da obj {IPIP_OBJECT} sec tc/encap && "
