@@ -191,7 +191,9 @@ def _parser() -> argparse.ArgumentParser:
     mininet.add_argument("lab", nargs="?", help="a lab that is up (optional when one lab is up)")
     mininet.add_argument("--lab", dest="lab_option", metavar="LAB", help="the lab (as the other commands take it)")
     mininet.add_argument("--custom-path", action="store_true",
-                         help="print the file for `mn --custom <it> --topo lab,<topology>` and exit")
+                         help="print the file for `lab-mn --custom <it> --topo lab,<topology>` and exit "
+                              "(lab-mn: the lab environment's mn, linked by scripts/install-deps.sh; "
+                              "Debian's /usr/bin/mn cannot import the lab)")
     mininet.set_defaults(func=cmd_mininet)
 
     sub.add_parser("topologies", help="list shipped topologies").set_defaults(func=cmd_topologies)
@@ -612,7 +614,10 @@ def cmd_mininet(lab: Lab, args: argparse.Namespace) -> int:
     """Mininet's CLI over the lab's namespaces; leaving it ends the node shells and leaves the lab up."""
     if args.custom_path:
         from pathlib import Path
-        print(Path(__file__).resolve().parent / "mininet" / "custom.py")
+        custom = Path(__file__).resolve().parent / "mininet" / "custom.py"
+        print(custom)
+        print(f"run it with the lab's mn: lab-mn --custom {custom} --topo lab,<topology> "
+              "(Debian's /usr/bin/mn cannot import the lab)", file=sys.stderr)
         return 0
     from lab.netns import capabilities
     capabilities.require_root()
@@ -622,9 +627,14 @@ def cmd_mininet(lab: Lab, args: argparse.Namespace) -> int:
     if lab.store.load(name) is None:
         raise LabError(f"no lab named {name!r} is up", "`lab list` shows the labs that are up; "
                        "`lab up <topology>` brings one up")
-    from mininet.log import setLogLevel
-    from lab.mininet import LabNet
-    from lab.mininet.cli import LabCLI
+    try:
+        from mininet.log import setLogLevel
+        from lab.mininet import LabNet
+        from lab.mininet.cli import LabCLI
+    except ImportError as exc:
+        raise LabError(f"Mininet cannot be imported ({exc})",
+                       "run scripts/install-deps.sh (PyPI's mininet into the lab's environment, "
+                       "Debian's mininet for mnexec)") from None
     setLogLevel("info")
     net = LabNet(name, up=False, lab_ops=lab)
     try:

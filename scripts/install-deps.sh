@@ -85,4 +85,7 @@ extras=""
 [ "$with_tests" = 1 ] && extras="[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
 ln -sf "$(pwd)/.venv/bin/lab" /usr/local/bin/lab
+# `mn` on PATH is Debian's /usr/bin/mn (system Python: it cannot import the lab); `lab-mn` is the mn of
+# the lab's environment, for `lab-mn --custom "$(lab mininet --custom-path)" --topo lab,<topology>`.
+ln -sf "$(pwd)/.venv/bin/mn" /usr/local/bin/lab-mn
 echo "install-deps: ready ($(.venv/bin/lab --help >/dev/null && echo 'lab' installed as /usr/local/bin/lab))"

@@ -5,8 +5,12 @@
     print(net.get("k8s-node01").cmd("ip route"))
     net.pingAll(); net.iperf((net.get("default/bs1"), net.get("default/bs8")))
     net.stop()                             # removes the lab only if LabNet brought it up
+
+Where a Mininet script calls `CLI(net)`, call `LabCLI(net)` (or `net.interact()`): Mininet's CLI cuts
+node names at `-` and `/`.
 """
 
 from lab.mininet.net import LabNet
+from lab.mininet.cli import LabCLI
 
-__all__ = ["LabNet"]
+__all__ = ["LabNet", "LabCLI"]

@@ -1,15 +1,21 @@
 """Mininet custom file: `mn --custom $(lab mininet --custom-path) --topo lab,flannel-vxlan [--test pingall]`.
 
-`mn` executes this file and takes every name it binds: `topos` adds `--topo lab,<topology>`, `CLI` and
-`findController` replace mn's own (lab names as node names; no OpenFlow controller). See lab/mininet/mn.py.
+`mn` executes this file and takes every name it binds (it replaces its own globals, which it looks up
+at call time): `topos` adds `--topo lab,<topology>`; `CLI` (lab names as node names), `findController`
+(no OpenFlow controller), `Mininet` (the lab's iperf) and `cleanup` (only this mn's shells and lab,
+never Mininet's machine-wide `mn -c`) replace mn's own; `validate` refuses --nat, --arp, --switch,
+--controller and --innamespace. See lab/mininet/mn.py.
 """
 
 try:
     from lab.mininet.cli import LabCLI as CLI  # noqa: F401 (mn reads it)
-    from lab.mininet.mn import LabTopo, keep_host_limits, no_controller as findController  # noqa: F401
+    from lab.mininet.mn import (LabMininet as Mininet, LabTopo, install_exit_hooks,  # noqa: F401
+                                keep_host_limits, lab_cleanup as cleanup, no_controller as findController,
+                                validate)
 except ImportError as exc:  # Debian's /usr/bin/mn runs the system Python, which has no lab
-    raise SystemExit(f"lab: error: this mn cannot import the lab ({exc}); run the mn of the lab's environment: "
-                     "$(dirname \"$(readlink -f \"$(command -v lab)\")\")/mn --custom ...") from None
+    raise SystemExit(f"lab: error: this mn cannot import the lab ({exc}); run `lab-mn` (installed by "
+                     "scripts/install-deps.sh) or the lab environment's .venv/bin/mn --custom ...") from None
 
 keep_host_limits()
+install_exit_hooks()
 topos = {"lab": LabTopo}

@@ -4,15 +4,20 @@
 Mininet: pods, nodes and external hosts as hosts (`LabPod`, `LabNode`, `LabExternal`), the underlay as
 the one switch (`LabUnderlaySwitch`: Linux bridges, no OpenFlow). The lab wires them; the topology has no
 Mininet links (Mininet would create new veth pairs). A lab that `mn` brought up is removed when `mn`
-exits; `lab down` removes it too, whichever comes first. custom.py, the file `mn` loads, binds the
-names `mn` looks up: `topos`, `CLI` (lab names as node names) and `findController` (none: the lab runs
-no controller).
+exits, however it exits (normal end, exception, Ctrl-C, SIGTERM, SIGHUP); `lab down` removes it too,
+whichever comes first. custom.py, the file `mn` loads, binds the names `mn` looks up: `topos`, `CLI`
+(lab names as node names), `findController` (none), `Mininet` (`LabMininet`: the lab's iperf, no
+`link` status changes), `cleanup` (`lab_cleanup`: only this mn's shells and lab, never Mininet's
+machine-wide `mn -c`) and `validate` (refuses the options that would build beside the lab).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from mininet.net import Mininet
@@ -20,28 +25,114 @@ from mininet.topo import Topo
 
 from lab.errors import LabError
 from lab.mininet import inventory
-from lab.mininet.net import open_lab
+from lab.mininet.net import LabNet, open_lab, refuse_link_status
 from lab.mininet.node import ROLE_CLASSES, LabUnderlaySwitch
 
 
-def _down_at_exit(lab_ops: Any, lab: str) -> None:
-    def down() -> None:
+class StartedLabs:
+    """The labs this `mn` process brought up (so that its exit, however it comes, removes them)."""
+
+    def __init__(self) -> None:
+        self.labs: list[tuple[Any, str]] = []
+
+    def add(self, lab_ops: Any, lab: str) -> None:
+        self.labs.append((lab_ops, lab))
+
+    def down(self) -> None:
+        """`lab down` each lab this mn brought up that is still up (a `lab down` may have come first)."""
+        while self.labs:
+            lab_ops, lab = self.labs.pop()
+            try:
+                if lab_ops.store.load(lab) is not None:
+                    lab_ops.down(lab)
+            except Exception as exc:  # noqa: BLE001 (at exit: say it, do not mask mn's own status)
+                _say(f"lab: error: could not remove lab {lab}: {exc}; run `lab down {lab}`")
+
+
+STARTED = StartedLabs()
+
+
+def _say(message: str) -> None:
+    """Print to stderr; after a SIGHUP the terminal may be gone, which must not stop the clean-up."""
+    try:
+        print(message, file=sys.stderr)
+    except OSError:
+        pass
+
+
+def _own_shells() -> list[int]:
+    """Pids of this process's Mininet node shells (`... mininet:<node>`, children of this mn)."""
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            lab_ops.down(lab)
-        except Exception as exc:  # noqa: BLE001 (at exit: say it, do not mask mn's own status)
-            print(f"lab: error: could not remove lab {lab}: {exc}; run `lab down {lab}`")
-    atexit.register(down)
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = stat.rsplit(")", 1)[1].split()[1]
+        if ppid == me and any(arg.startswith(b"mininet:") for arg in cmdline):
+            found.append(int(entry))
+    return found
+
+
+def stop_own_shells() -> None:
+    """Hang up this mn's node shells and what they started (each is its own process group: mnexec -d)."""
+    shells = _own_shells()
+    for pid in shells:
+        for sig in (signal.SIGHUP, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+    for pid in shells:
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+
+
+def lab_cleanup() -> None:
+    """`mn`'s `cleanup()` under the lab's custom file (on an exception, Ctrl-C, or `mn -c`): end this mn's
+    own node shells and remove the labs it brought up. Mininet's own cleanup is machine-wide (`killall -9
+    ping mnexec ...`, `pkill -9 -f mininet:`, `rm -f /tmp/*.out /tmp/*.log`) and is never run."""
+    _say("*** lab: cleaning up this mn only (its node shells, the lab it brought up); Mininet's "
+         "machine-wide cleanup (`mn -c`) is not run")
+    stop_own_shells()
+    STARTED.down()
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def install_exit_hooks() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) become SystemExit, so that the atexit hook runs; Mininet's
+    own clean-up callbacks (`mininet.clean.cleanup()` in this process) also remove the lab."""
+    from mininet.clean import Cleanup
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+    atexit.register(stop_own_shells_and_down)
+    Cleanup.addCleanupCallback(STARTED.down)
+
+
+def stop_own_shells_and_down() -> None:
+    if STARTED.labs:
+        stop_own_shells()
+        STARTED.down()
 
 
 def _refuse(message: str) -> NoReturn:
     """Leave `mn` with the lab's error and status 2. A SystemExit, because on an Exception `mn` runs its
-    machine-wide cleanup (`mn -c`: killall of ping, controllers, every `mininet:` shell)."""
+    `cleanup()` (here `lab_cleanup`; without the custom file, Mininet's machine-wide one)."""
     print(f"lab: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
 class LabTopo(Topo):
-    """`--topo lab,<topology or lab name>`."""
+    """`--topo lab,<topology>`."""
 
     def build(self, topology: str | None = None, **_opts: Any) -> None:  # pylint: disable=arguments-differ
         from lab.lifecycle import Lab
@@ -53,7 +144,7 @@ class LabTopo(Topo):
         except LabError as exc:
             _refuse(str(exc))
         if started:
-            _down_at_exit(lab_ops, name)
+            STARTED.add(lab_ops, name)
         self.lab = name
         for member in inventory.members(lab_ops.status(name)):
             params = {"netns": member.netns, "role": member.role, "lab_ip": member.ip}
@@ -63,12 +154,44 @@ class LabTopo(Topo):
                 self.addHost(member.name, cls=ROLE_CLASSES[member.role], **params)
 
 
+class LabMininet(Mininet):
+    """The `Mininet` class `mn` builds under the lab's custom file: Mininet's, with the lab's `iperf`
+    (Mininet 2.3's waits for two `/sec` reports iperf 2.1.8 never prints) and no `link` status changes."""
+
+    iperf = LabNet.iperf
+    configLinkStatus = LabNet.configLinkStatus
+
+    @property
+    def lab(self) -> str | None:
+        return getattr(self.topo, "lab", None)
+
+
+REFUSED = {"nat": "--nat (a NAT node in the root namespace)", "arp": "--arp (static ARP over the lab's)",
+           "innamespace": "--innamespace (a control network in the root namespace)"}
+
+
+def validate(opts: Any) -> None:
+    """`mn`'s `validate`: refuse options that would build beside the lab or change the host."""
+    refused = [text for key, text in REFUSED.items() if getattr(opts, key, False)]
+    if getattr(opts, "switch", "default") not in ("default", "ovsbr"):
+        refused.append(f"--switch {opts.switch} (the underlay is the lab's Linux bridges)")
+    if [c for c in getattr(opts, "controller", None) or [] if c != "none"]:
+        refused.append(f"--controller {','.join(opts.controller)} (the lab runs no OpenFlow controller)")
+    if refused:
+        _refuse(f"mn --topo lab does not take {'; '.join(refused)}: the lab builds the network "
+                "(see docs/design.md, Mininet); drop these options")
+
+
 def no_controller() -> None:
     """`mn`'s `findController`: the lab runs no OpenFlow controller."""
     return None
 
 
 def keep_host_limits() -> None:
-    """Mininet's `Mininet.init()` runs `fixLimits()`, which raises sysctls of the host's root namespace;
-    the lab never changes those, so `mn` is told that it ran."""
+    """Mininet's `Mininet.init()` runs `fixLimits()`, which raises sysctls of the host's root namespace
+    (and fs.file-max, kernel.pty.max); the lab never changes those, so `mn` is told that it ran."""
     Mininet.inited = True
+
+
+__all__ = ["LabMininet", "LabTopo", "lab_cleanup", "validate", "no_controller", "keep_host_limits",
+           "install_exit_hooks"]

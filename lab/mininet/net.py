@@ -8,6 +8,11 @@ namespaces. Where it does not:
   (they are `LabNode`s in `knodes`, with `externals` and `underlay`);
 - `hosts` holds the pods only, so `pingAll()` and `iperf()` without arguments are pod to pod (as
   `pingall` is in the lab); `ping(net.knodes)` or `ping(list(net.values()))` reach further;
+- `configLinkStatus` (the CLI's `link a b up|down`) is refused: `ip link set down` on a veth end drops
+  the routes the data plane installed through it (a pod's default route, the node's route to it), and
+  `up` does not bring them back; `lab` has no per-interface route replay, so it says so instead;
+- `interact()` runs `LabCLI` (Mininet's `CLI` reads `k8s-node01` as `k8s`); use `LabCLI(net)` where a
+  script would call `CLI(net)`;
 - `build()`, `start()`, `addHost()`, `addLink()` add nothing: the lab is built by `lab up` (the data
   plane's plan), not by Mininet; `stop()` ends the node shells and removes the lab only if this
   `LabNet` brought it up;
@@ -18,10 +23,12 @@ namespaces. Where it does not:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from itertools import chain
 from typing import Any, Iterator
 
-from mininet.log import info, output
+from mininet.log import error, info, output
+import yaml
 from mininet.net import Mininet
 
 from lab.errors import LabError
@@ -51,6 +58,26 @@ def _is_up(lab_ops: Any, lab: str) -> bool:
         return False
 
 
+def _up_from_file(lab_ops: Any, lab: str) -> str | None:
+    """The name of the lab a topology YAML declares, when that lab is up and was brought up from the same
+    file (then it is attached to, even if the file changed since: `lab up` would refuse the name)."""
+    path = Path(lab)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return None
+    try:
+        name = (yaml.safe_load(path.read_text()) or {}).get("name")
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(name, str) or name == lab or not _is_up(lab_ops, name):
+        return None
+    state = lab_ops.store.load(name)
+    source = getattr(state, "topology", None)
+    if source and Path(str(source)).resolve() == path.resolve():
+        return name
+    raise LabError(f"{lab}: name: lab {name} is up, brought up from {source or 'another topology'}",
+                   f"attach with LabNet({name!r}), or `lab down {name}` first")
+
+
 def open_lab(lab_ops: Any, lab: str | None, up: bool = True) -> tuple[str, bool]:
     """(lab name, whether it was brought up here) for a lab that is up, or a topology brought up and
     waited for (a lab that does not get ready is removed again)."""
@@ -58,6 +85,9 @@ def open_lab(lab_ops: Any, lab: str | None, up: bool = True) -> tuple[str, bool]
         return lab_ops.only_lab(), False
     if _is_up(lab_ops, lab):
         return lab, False
+    attached = _up_from_file(lab_ops, lab)
+    if attached:
+        return attached, False
     if not up:
         raise LabError(f"no lab named {lab!r} is up", "`lab list` shows the labs that are up; "
                        "bring one up with `lab up <topology>`")
@@ -180,13 +210,50 @@ class LabNet(Mininet):
         output(f"*** Results: {result}\n")
         return result
 
+    def configLinkStatus(self, src: str, dst: str, status: str) -> None:  # noqa: N802 (Mininet's name)
+        """Refused: see the module docstring (`link a b down` then `up` loses the data plane's routes)."""
+        refuse_link_status(src, dst, status)
+
+    def interact(self) -> Any:
+        """Mininet's `interact()` with `LabCLI` (lab names as node names)."""
+        from lab.mininet.cli import LabCLI
+        self.start()
+        result = LabCLI(self)
+        self.stop()
+        return result
+
     def stop(self) -> None:
-        """End every node shell (and what it started); remove the lab only if this LabNet brought it up."""
+        """End every node shell (and what it started) and xterm; remove the lab only if this LabNet
+        brought it up (and it is still up)."""
+        if self.terms:
+            self.stopXterms()
+            self.terms = []
         for node in list(self.nameToNode.values()):
             node.terminate()
         self.nameToNode.clear()
         for group in (self.hosts, self.knodes, self.externals, self.underlay, self.links):
             group.clear()
-        if self.started_lab:
+        if self.started_lab and _is_up(self.lab_ops, self.lab):
             self.lab_ops.down(self.lab)
             self.started_lab = False
+
+
+def refuse_link_status(src: str, dst: str, status: str) -> None:
+    """`link src dst up|down` is not offered over a lab: bringing a veth end down drops the routes the
+    data plane installed through it (a pod's default route, a node's route to the pod), and `up` does not
+    restore them, so the lab would be left broken."""
+    raise LabError(f"link {src} {dst} {status}: not offered over a lab: setting a veth down drops the "
+                   "routes the CNI installed through it and `up` does not restore them",
+                   f"cut traffic with a policy or `{src} ip link set <intf> down` knowingly, then "
+                   "`lab down` and `lab up` to restore the lab")
+
+
+def dead_members(net: Any) -> list[str]:
+    """Nodes whose shell has ended or whose named namespace is gone (`lab down` came first)."""
+    dead = []
+    for name, node in list(net.nameToNode.items()):
+        netns = getattr(node, "netns", None)
+        shell = getattr(node, "shell", None)
+        if (shell is not None and shell.poll() is not None) or (netns and not Path("/run/netns", netns).exists()):
+            dead.append(name)
+    return dead

@@ -111,7 +111,8 @@ ROLE_CLASSES: dict[str, type[LabHost]] = {"pod": LabPod, "node": LabNode, "exter
 
 class LabLink(Link):
     """A veth pair of the lab between two attached interfaces. Mininet's `Link` would create the pair and
-    delete it on stop; this one only describes it, so `links`, `net` and `link a b up|down` work."""
+    delete it on stop; this one only describes it, so `links` and `net` show it (`link a b up|down` is
+    refused: see `lab.mininet.net.refuse_link_status`)."""
 
     def __init__(self, intf1: Intf, intf2: Intf) -> None:  # pylint: disable=super-init-not-called
         self.intf1, self.intf2 = intf1, intf2
@@ -124,3 +125,6 @@ class LabLink(Link):
 
     def delete(self) -> None:
         """The lab owns the pair: leave it (`lab down` removes it)."""
+
+    def __str__(self) -> str:
+        return f"{self.intf1.node.name}:{self.intf1.name}<->{self.intf2.node.name}:{self.intf2.name}"
