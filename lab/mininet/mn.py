@@ -25,8 +25,32 @@ from mininet.topo import Topo
 
 from lab.errors import LabError
 from lab.mininet import inventory
-from lab.mininet.net import LabNet, open_lab, refuse_link_status
+from lab.mininet.net import LabNet, open_lab
 from lab.mininet.node import ROLE_CLASSES, LabUnderlaySwitch
+
+
+OWNER_FILE = "mn-owner"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def orphaned_labs(lab_ops: Any) -> list[str]:
+    """Labs brought up by an `mn` that no longer runs (killed with SIGKILL, say): their state directory
+    holds `mn-owner` (pid and start time of that mn) and no such process exists."""
+    found = []
+    for lab in lab_ops.store.labs():
+        try:
+            owner = Path(lab_ops.store.lab_dir(lab), OWNER_FILE).read_text().split()
+        except (OSError, LabError):
+            continue
+        if len(owner) == 2 and _start_time(int(owner[0])) != owner[1]:
+            found.append(lab)
+    return found
 
 
 class StartedLabs:
@@ -36,7 +60,9 @@ class StartedLabs:
         self.labs: list[tuple[Any, str]] = []
 
     def add(self, lab_ops: Any, lab: str) -> None:
+        """Remember `lab`, and mark it in its state directory (`lab down` removes the mark with it)."""
         self.labs.append((lab_ops, lab))
+        Path(lab_ops.store.lab_dir(lab), OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
 
     def down(self) -> None:
         """`lab down` each lab this mn brought up that is still up (a `lab down` may have come first)."""
@@ -96,12 +122,19 @@ def stop_own_shells() -> None:
 
 def lab_cleanup() -> None:
     """`mn`'s `cleanup()` under the lab's custom file (on an exception, Ctrl-C, or `mn -c`): end this mn's
-    own node shells and remove the labs it brought up. Mininet's own cleanup is machine-wide (`killall -9
+    own node shells and remove the labs it brought up, and those an `mn` brought up that no longer runs
+    (so `mn --custom <file> -c` removes a lab of a killed mn). Mininet's own cleanup is machine-wide (`killall -9
     ping mnexec ...`, `pkill -9 -f mininet:`, `rm -f /tmp/*.out /tmp/*.log`) and is never run."""
-    _say("*** lab: cleaning up this mn only (its node shells, the lab it brought up); Mininet's "
-         "machine-wide cleanup (`mn -c`) is not run")
+    _say("*** lab: cleaning up this mn only (its node shells, the lab it brought up, labs of an mn that "
+         "no longer runs); Mininet's machine-wide cleanup (`mn -c`) is not run")
     stop_own_shells()
     STARTED.down()
+    from lab.lifecycle import Lab
+    lab_ops = Lab()
+    for lab in orphaned_labs(lab_ops):
+        _say(f"*** lab: removing lab {lab}, brought up by an mn that no longer runs")
+        STARTED.add(lab_ops, lab)
+        STARTED.down()
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> NoReturn:

@@ -27,7 +27,7 @@ from pathlib import Path
 from itertools import chain
 from typing import Any, Iterator
 
-from mininet.log import error, info, output
+from mininet.log import info, output
 import yaml
 from mininet.net import Mininet
 
