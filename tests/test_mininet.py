@@ -169,7 +169,12 @@ class Pty:
                     self.seen += os.read(self.master, 65536).decode(errors="replace")
                 except OSError:
                     time.sleep(0.2)
-        return self.proc.wait(timeout=1)
+        if self.proc.poll() is None:
+            state = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,cmd", "--ppid", str(self.proc.pid), "-p",
+                                    str(self.proc.pid)], capture_output=True, text=True).stdout
+            stack = subprocess.run(["cat", f"/proc/{self.proc.pid}/stack"], capture_output=True, text=True).stdout
+            raise AssertionError(f"still running after {timeout:g} s:\n{state}\n{stack}\n{self.seen[-3000:]}")
+        return self.proc.returncode
 
     def close(self) -> int:
         try:

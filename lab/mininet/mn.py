@@ -17,6 +17,7 @@ import atexit
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -104,20 +105,29 @@ def _own_shells() -> list[int]:
     return found
 
 
-def stop_own_shells() -> None:
-    """Hang up this mn's node shells and what they started (each is its own process group: mnexec -d)."""
+def stop_own_shells(wait: float = 5.0) -> None:
+    """Hang up this mn's node shells and what they started (each leads its own process group: mnexec -d),
+    then kill them; reap them for at most `wait` seconds (an exit must never block on a shell)."""
     shells = _own_shells()
     for pid in shells:
         for sig in (signal.SIGHUP, signal.SIGKILL):
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, sig)
+                except OSError:
+                    pass
+    deadline = time.monotonic() + wait
+    pending = set(shells)
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
             try:
-                os.killpg(pid, sig)
-            except OSError:
-                pass
-    for pid in shells:
-        try:
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.05)
 
 
 def lab_cleanup() -> None:
