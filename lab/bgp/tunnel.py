@@ -146,17 +146,6 @@ class Holder(Tunnel):
     def __init__(self, tun_fd: int, raw: socket.socket, tun_index: int, counters: Counters) -> None:
         super().__init__(tun_fd, raw, tun_index, lambda _dst: "not-encapsulated", counters)
 
-    @staticmethod
-    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, socket.socket, int]:
-        tun_fd = tun.open_tun(device)
-        try:
-            tun_index = socket.if_nametoindex(device)
-            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_NONBLOCK, IPPROTO_IPIP)
-        except BaseException:
-            os.close(tun_fd)
-            raise
-        return tun_fd, raw, tun_index
-
     def from_tun(self) -> None:
         for _ in range(PACKET_BURST):
             try:
