@@ -100,14 +100,15 @@ def test_refused_rules_leave_the_previous_rules_in_force(lab, tmp_path, monkeypa
     real = enforce.ENFORCERS["kube-router"]
 
     def broken(topology, version):
-        rules = real.compile(topology, version)
-        if not any(p.name == "y-to-a-80" for p in topology.policies):
-            return rules
-        table = rules["node3"].tables[0]
-        bad = replace(table, rules=table.rules + ("-A KUBE-ROUTER-INPUT -m nosuchmatch",))
-        return {**rules, "node3": replace(rules["node3"], tables=(bad,))}
+        poisoned = any(p.name == "y-to-a-80" for p in topology.policies)
+        for node, rules in real.nodes(topology, version):
+            if poisoned and node == "node3":
+                table = rules.tables[0]
+                bad = replace(table, rules=table.rules + ("-A KUBE-ROUTER-INPUT -m nosuchmatch",))
+                rules = replace(rules, tables=(bad,))
+            yield node, rules
 
-    monkeypatch.setitem(enforce.ENFORCERS, "kube-router", replace(real, compile=broken))
+    monkeypatch.setitem(enforce.ENFORCERS, "kube-router", replace(real, nodes=broken))
     path = tmp_path / "allow.yaml"
     path.write_text(Y_TO_XA_TCP80)
     manifests = read_manifests(str(path))
