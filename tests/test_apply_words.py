@@ -50,22 +50,21 @@ def _apply(lab: str, tmp_path: Path, text: str, verb: str = "apply") -> str:
     return run_lab(verb, "--lab", lab, "-f", str(path)).stdout
 
 
-@pytest.fixture(scope="module")
-def policy_lab(tmp_path_factory):
-    name = "tw-netpol"
-    path = renamed_copy("netpol-xyz-kuberouter", name, tmp_path_factory.mktemp("tw"))
-    run_lab("up", str(path))
+def _lab_up(tmp_path_factory, topology: str, name: str):
+    """A renamed copy of a shipped topology, up for the module, always taken down."""
+    run_lab("up", str(renamed_copy(topology, name, tmp_path_factory.mktemp("tw"))))
     yield name
     run_lab("down", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def policy_lab(tmp_path_factory):
+    yield from _lab_up(tmp_path_factory, "netpol-xyz-kuberouter", "tw-netpol")
 
 
 @pytest.fixture(scope="module")
 def calico_lab(tmp_path_factory):
-    name = "tr2-calico"
-    path = renamed_copy("calico-bgp-mesh", name, tmp_path_factory.mktemp("tw"))
-    run_lab("up", str(path))
-    yield name
-    run_lab("down", name, check=False)
+    yield from _lab_up(tmp_path_factory, "calico-bgp-mesh", "tr2-calico")
 
 
 def test_network_policy_created_unchanged_configured_deleted(policy_lab, tmp_path):
