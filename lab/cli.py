@@ -417,7 +417,7 @@ def cmd_ping(lab: Lab, args: argparse.Namespace) -> int:
 
 def cmd_apply(lab: Lab, args: argparse.Namespace) -> int:
     from lab import live
-    from lab.policy import manifest as policy_manifest
+    from lab.topology import policy_manifest
     manifests = live.read_manifests(args.filename)
     _warn(w for document in manifests.documents for w in policy_manifest.warnings_of(document))
     change = lab.change(args.lab, lambda state, old: live.with_file(state, manifests))

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lab.errors import LabError, TopologyError
-from lab.policy import enforce, manifest as policy_manifest
-from lab.topology import calico_conf, labels, loader
+from lab.model import labels
+from lab.policy import enforce
+from lab.topology import calico_conf, loader, policy_manifest
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 

@@ -22,10 +22,10 @@ import yaml
 
 from lab.policy import felix, felix_names, felix_policy
 from lab.policy.felix_policy import CalicoRule
-from lab.policy.manifest import network_policy
 from lab.policy.rules import NodeRules
 from lab.topology.loader import load_text
 from lab.topology.model import Topology
+from lab.topology.policy_manifest import network_policy
 
 TOPOLOGY = """
 name: fx-rules

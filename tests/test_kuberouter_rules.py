@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from lab.policy import kuberouter
-from lab.policy.manifest import network_policy
 from lab.policy.rules import IpSet, NodeRules
 from lab.topology.loader import load_text
+from lab.topology.policy_manifest import network_policy
 from lab.topology.model import Topology
 
 VERSION = "1755000000000000000"

@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from lab.policy import evaluator, manifest
-from lab.topology import loader
+from lab.policy import evaluator
+from lab.topology import loader, policy_manifest
 
 XYZ = """
 name: tev
@@ -39,7 +39,7 @@ def base():
 
 
 def with_policies(topology, *texts):
-    return replace(topology, policies=tuple(manifest.network_policy(yaml.safe_load(t), (), fail) for t in texts))
+    return replace(topology, policies=tuple(policy_manifest.network_policy(yaml.safe_load(t), (), fail) for t in texts))
 
 
 def ok(topology, src, dst, port=80, protocol="TCP"):

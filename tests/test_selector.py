@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.bgp.selector import And, Compare, Has, InSet, Not, Or, SelectorError, parse
+from lab.model.calico_selector import And, Compare, Has, InSet, Not, Or, SelectorError, parse
 
 NODE = {"kubernetes.io/hostname": "k8s-node01", "route-reflector": "true", "zone": "a", "rack": "r1"}
 

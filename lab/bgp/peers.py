@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from lab.bgp import selector
+from lab.model import calico_selector
 from lab.topology.model import BGPPeer, CalicoConfig, CalicoNode, Topology
 
 IPv4Address = ipaddress.IPv4Address
@@ -90,12 +90,12 @@ class _Matcher:
     def __init__(self, topology: Topology, calico: CalicoConfig) -> None:
         self.by_name = {n.name: n for n in calico.nodes}
         self.labels = {n.name: topology.node(n.name).labels for n in calico.nodes}
-        self.parsed: dict[str, selector.Selector] = {}
+        self.parsed: dict[str, calico_selector.Selector] = {}
 
     def nodes(self, text: str) -> list[str]:
         """Names of the Calico nodes the selector matches (confd's nodesMatching)."""
         if text not in self.parsed:
-            self.parsed[text] = selector.parse(text)
+            self.parsed[text] = calico_selector.parse(text)
         return [name for name, labels in self.labels.items() if self.parsed[text].matches(labels)]
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from lab.errors import ApplyError, LabError, TopologyError
+from lab.model.network_policy import NetworkPolicy
 from lab.netns import namespace, names
 from lab.netns.render import TextSink
-from lab.policy.model import NetworkPolicy
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import Topology
 

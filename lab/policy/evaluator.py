@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Union
 
-from lab.policy.model import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicyPort, Requirement, Rule
+from lab.model.network_policy import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicyPort, Requirement, Rule
 from lab.topology.model import Pod, Topology
 
 IPv4Address = ipaddress.IPv4Address

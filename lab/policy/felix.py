@@ -24,6 +24,7 @@ from itertools import groupby
 from typing import Iterable, Iterator
 
 from lab.cni.calico_workload import host_veth_name
+from lab.model.network_policy import NetworkPolicy
 from lab.policy import felix_names
 from lab.policy.felix_iptables import (ACCEPT, ALL_MARKS, DENY_WORD, DROP, MARK_ACCEPT, MARK_PASS, MASQUERADE,
                                        RETURN, Chain, Rule, clear_mark, goto, hook_lines, jump, mark_clear,
@@ -31,7 +32,6 @@ from lab.policy.felix_iptables import (ACCEPT, ALL_MARKS, DENY_WORD, DROP, MARK_
 from lab.policy.felix_policy import (SERVICE_ACCOUNT, IpSetData, calico_rules, endpoint_labels, policy_chain,
                                      policy_id,
                                      profile_chain, set_members)
-from lab.policy.model import NetworkPolicy
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import IPPool, Pod, Topology
 

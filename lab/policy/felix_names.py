@@ -13,7 +13,7 @@ Selectors (libcalico-go k8s/conversion and syncersv1/updateprocessors): a pod se
 `projectcalico.org/orchestrator == 'k8s' && <terms>`, a namespace selector's keys get the `pcns.`
 prefix (an empty one becomes `has(projectcalico.org/namespace)`), and a namespaced rule is limited
 to its namespace with `projectcalico.org/namespace == '<ns>'`. Felix hashes and matches the selector
-in its normal form, which lab.bgp.selector prints exactly as libcalico-go's parser does.
+in its normal form, which lab.model.calico_selector prints exactly as libcalico-go's parser does.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import functools
 import hashlib
 import re
 
-from lab.bgp import selector as calico_selector
-from lab.policy.model import LabelSelector, NetworkPolicy, Peer
+from lab.model import calico_selector
+from lab.model.network_policy import LabelSelector, NetworkPolicy, Peer
 
 MAX_CHAIN_NAME = 28
 MAX_IPSET_NAME = 31

@@ -21,12 +21,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from lab.model.network_policy import NetworkPolicy, Peer, PolicyPort
+from lab.model.network_policy import Rule as PolicyRule
 from lab.policy import felix_names
 from lab.policy.felix_iptables import (MARK_ACCEPT, MARK_SCRATCH0, MARK_SCRATCH1, RETURN, Chain, Rule,
                                        clear_mark, dest_ports, mark_clear, mark_set, match_set, set_mark,
                                        set_masked_mark)
-from lab.policy.model import NetworkPolicy, Peer, PolicyPort
-from lab.policy.model import Rule as PolicyRule
 from lab.topology.model import Pod, Topology
 
 PortRange = tuple[int, int]

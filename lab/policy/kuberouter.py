@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from lab.model.network_policy import NetworkPolicy
 from lab.policy import kuberouter_names as names
 from lab.policy.kuberouter_policy import CompiledPolicy, compile_policy
-from lab.policy.model import NetworkPolicy
 from lab.policy.rules import NodeRules, TableRules
 from lab.topology.model import Pod, Topology
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.model.network_policy import IPBlock, NetworkPolicy, PolicyPort, Rule
 from lab.policy import kuberouter_names as names
 from lab.policy import selection
-from lab.policy.model import IPBlock, NetworkPolicy, PolicyPort, Rule
 from lab.policy.rules import IpSet
 from lab.topology.model import Pod, Topology
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from lab.policy.model import LabelSelector, NetworkPolicy, Peer, Requirement
+from lab.model.network_policy import LabelSelector, NetworkPolicy, Peer, Requirement
 from lab.topology.model import Namespace, Pod, Topology
 
 

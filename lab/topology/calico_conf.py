@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable
 
-from lab.bgp import selector
 from lab.errors import TopologyError
+from lab.model import calico_selector
 from lab.topology import cidr as cidrs
 from lab.topology.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool
 
@@ -211,8 +211,8 @@ def _selector(text: Any, path: tuple, fail: Fail) -> str:
     if not isinstance(text, str):
         raise fail(path, f"a selector must be a string, not {text!r}", "e.g. route-reflector == 'true'")
     try:
-        selector.parse(text)
-    except selector.SelectorError as exc:
+        calico_selector.parse(text)
+    except calico_selector.SelectorError as exc:
         raise fail(path, exc.message, exc.hint) from None
     return text
 

@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from lab.bgp import selector
+from lab.model import calico_selector
 from lab.topology.model import IPPool, Node
 
 IPv4Address = ipaddress.IPv4Address
@@ -50,7 +50,7 @@ class Allocation:
 def pool_for(node: Node, pools: Sequence[IPPool]) -> IPPool | None:
     """The first enabled pool whose nodeSelector selects the node."""
     for pool in pools:
-        if not pool.disabled and selector.parse(pool.node_selector).matches(node.labels):
+        if not pool.disabled and calico_selector.parse(pool.node_selector).matches(node.labels):
             return pool
     return None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any, Callable
 
-from lab.bgp import selector
 from lab.errors import TopologyError
+from lab.model import calico_selector
 from lab.topology import calico_conf, calico_ipam, cidr as cidrs
 from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
                                 frozen_labels)
@@ -193,7 +193,7 @@ class CalicoBuilder:
                     raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, which is disabled: Calico "
                                             "IPAM never allocates from a disabled pool",
                                             "name a block of an enabled pool, or leave podCIDR out")
-                if labels is not None and not selector.parse(pool.node_selector).matches(labels):
+                if labels is not None and not calico_selector.parse(pool.node_selector).matches(labels):
                     raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, whose nodeSelector "
                                             f"{pool.node_selector!r} does not select this node, so Calico IPAM "
                                             "never gives it a block there",

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lab.errors import TopologyError
-from lab.policy import manifest as policy_manifest
-from lab.policy.model import NetworkPolicy
-from lab.topology import calico_conf, cidr as cidrs, flannel_conf, impair, ipam, labels, manifests, schema
+from lab.model import labels
+from lab.model.network_policy import NetworkPolicy
+from lab.topology import (calico_conf, cidr as cidrs, flannel_conf, impair, ipam, manifests, policy_manifest,
+                          schema)
 from lab.topology.calico_loader import CalicoBuilder
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, TypeVar
 
-from lab.policy.model import NetworkPolicy
+from lab.model.network_policy import NetworkPolicy
 from lab.topology.impair import ImpairSpec
 
 IPv4Network = ipaddress.IPv4Network

@@ -11,9 +11,10 @@ import re
 from typing import Any, Callable
 
 from lab.errors import TopologyError
-from lab.policy.model import (EGRESS, INGRESS, OPERATORS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy, Peer,
-                              PolicyPort, Requirement, Rule)
-from lab.topology import cidr as cidrs, labels
+from lab.model import labels
+from lab.model.network_policy import (EGRESS, INGRESS, OPERATORS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy,
+                                      Peer, PolicyPort, Requirement, Rule)
+from lab.topology import cidr as cidrs
 
 KIND = "NetworkPolicy"
 API_VERSIONS = ("networking.k8s.io/v1", "extensions/v1beta1")
