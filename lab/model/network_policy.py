@@ -14,42 +14,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from lab.model.labels import LabelSelector
+
 IPv4Network = ipaddress.IPv4Network
 
 INGRESS, EGRESS = "Ingress", "Egress"
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """One matchExpressions entry."""
-
-    key: str
-    operator: str                 # In | NotIn | Exists | DoesNotExist
-    values: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LabelSelector:
-    """metav1.LabelSelector: matchLabels AND every matchExpressions requirement; empty selects everything."""
-
-    match_labels: tuple[tuple[str, str], ...] = ()
-    match_expressions: tuple[Requirement, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.match_labels and not self.match_expressions
-
-    def text(self) -> str:
-        """kubectl's rendering (as in `kubectl get networkpolicy`'s POD-SELECTOR column)."""
-        parts = [f"{k}={v}" for k, v in self.match_labels]
-        for req in self.match_expressions:
-            if req.operator in ("In", "NotIn"):
-                parts.append(f"{req.key} {req.operator.lower()} ({','.join(req.values)})")
-            else:
-                parts.append(req.key if req.operator == "Exists" else f"!{req.key}")
-        return ",".join(parts) or "<none>"
 
 
 @dataclass(frozen=True)

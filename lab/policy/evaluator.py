@@ -20,7 +20,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Union
 
-from lab.model.network_policy import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicyPort, Requirement, Rule
+from lab.model.labels import LabelSelector, Requirement
+from lab.model.network_policy import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from lab.topology.model import Pod, Topology
 
 IPv4Address = ipaddress.IPv4Address

@@ -25,7 +25,8 @@ import hashlib
 import re
 
 from lab.model import calico_selector
-from lab.model.network_policy import LabelSelector, NetworkPolicy, Peer
+from lab.model.labels import LabelSelector
+from lab.model.network_policy import NetworkPolicy, Peer
 
 MAX_CHAIN_NAME = 28
 MAX_IPSET_NAME = 31

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from lab.model.network_policy import LabelSelector, NetworkPolicy, Peer, Requirement
+from lab.model.labels import LabelSelector, Requirement
+from lab.model.network_policy import NetworkPolicy, Peer
 from lab.topology.model import Namespace, Pod, Topology
 
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from lab.errors import TopologyError
 from lab.model import labels
-from lab.model.network_policy import (EGRESS, INGRESS, OPERATORS, PROTOCOLS, IPBlock, LabelSelector, NetworkPolicy,
-                                      Peer, PolicyPort, Requirement, Rule)
+from lab.model.labels import OPERATORS, LabelSelector, Requirement
+from lab.model.network_policy import EGRESS, INGRESS, PROTOCOLS, IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from lab.topology import cidr as cidrs
 
 KIND = "NetworkPolicy"
