@@ -550,14 +550,14 @@ def _live_graph(lab: Lab, name: str) -> Any:
 
 
 def cmd_capture(lab: Lab, args: argparse.Namespace) -> int:
-    from lab.netns import capabilities
+    from lab.netns import capabilities, interfaces
     from lab.trace import capture
     target, iface = capture.split_target(args.target)
     iface = iface or "eth0"
     argv = capture.tcpdump_argv("-", iface, args.write, args.filter, args.count)   # argument checks first
     capabilities.require_root()
     netns = lab.resolve_target(target, args.lab)
-    capture.require_interface(netns, iface, target, allow_any=True)
+    interfaces.require(netns, iface, target, allow_any=True)
     if args.filter:
         capture.check_filter(args.filter)
     argv[3] = netns

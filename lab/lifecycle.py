@@ -53,11 +53,12 @@ class Lab:
         """The CNI's plan with the topology's link impairments, plus static neighbours when the host's shared
         ARP table is too small for it."""
         from lab import cni
+        from lab.cni import impairment_plan
         from lab.netns import impairments, neighbours
         from lab.policy import enforce
         enforce.check_size(topology)
-        plan = impairments.with_impairments(cni.plan(topology, caps), topology,
-                                            impairments.netem_assumed() if netem is None else netem)
+        plan = impairment_plan.with_impairments(cni.plan(topology, caps), topology,
+                                                impairments.netem_assumed() if netem is None else netem)
         where = neighbours.Where(
             file=topology.source, option=topology.sources.get("options.staticNeighbours", ""),
             networks={n.name: topology.sources.get(f"networks.{n.name}", "") for n in topology.networks},
@@ -84,6 +85,7 @@ class Lab:
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
         from lab import cni
+        from lab.cni import impairment_plan
         from lab.netns import apply, impairments
         from lab.netns.plan import with_fresh_links
         from lab.probe import servers
@@ -113,7 +115,7 @@ class Lab:
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
                                  | {"runtime": runtime, "netem": netem,
-                                    "impairments": impairments.describe(topology, netem)})
+                                    "impairments": impairment_plan.describe(topology, netem)})
                 self.store.save(state)
             except BaseException:
                 self._teardown(topology.name, state)
@@ -360,8 +362,8 @@ class Lab:
                impairment: "Impairment | None") -> builtins.list[dict[str, Any]]:
         """Set (or with `impairment` None, clear) a live impairment; `target` None clears every one.
         Checks the target and interface, and netem for delay, before anything changes; returns the rows in force."""
-        from lab.netns import impairments
-        from lab.trace.capture import require_interface
+        from lab.cni import impairment_plan
+        from lab.netns import impairments, interfaces
         with self._locked_up(lab) as state:
             lab = state.lab
             rows = list(state.summary.get("impairments", []))
@@ -373,7 +375,7 @@ class Lab:
             else:
                 netns = self.resolve_target(target, lab)
                 dev = iface or "eth0"
-                require_interface(netns, dev, target)
+                interfaces.require(netns, dev, target)
                 if impairment is None:
                     impairments.live_clear(netns, dev)
                 else:
@@ -381,11 +383,12 @@ class Lab:
                     if not netem and (impairment.delay_ms is not None or impairment.jitter_ms is not None):
                         netem = impairments.netem_available(names.probe_netns(lab))
                         state.summary["netem"] = netem
-                    impairments.live_set(netns, dev, impairment, bool(netem))
+                    impairments.live_set(netns, dev, impairment_plan.qdisc_for(dev, impairment, bool(netem)),
+                                         impairment_plan.loss_rule(dev, impairment, bool(netem)))
                 rows = [r for r in rows if (r["netns"], r["interface"]) != (netns, dev)]
                 if impairment is not None:
-                    rows.append(impairments.row(f"live {target}", netns, dev, impairment,
-                                                bool(state.summary.get("netem"))))
+                    rows.append(impairment_plan.row(f"live {target}", netns, dev, impairment,
+                                                    bool(state.summary.get("netem"))))
             state.summary["impairments"] = rows
             self.store.save(state)
             return rows

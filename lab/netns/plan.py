@@ -178,7 +178,7 @@ class NamespacePlan:
     bpf_filters: tuple[BpfFilter, ...] = ()
     iptables: tuple[IptablesRules, ...] = ()
     notes: tuple[str, ...] = ()
-    root_qdiscs: tuple[RootQdisc, ...] = ()   # link impairments (lab/netns/impairments.py)
+    root_qdiscs: tuple[RootQdisc, ...] = ()   # link impairments (lab/cni/impairment_plan.py)
 
     def link(self, name: str) -> Link:
         return next(link for link in self.links if link.name == name)

@@ -1,4 +1,5 @@
-"""tcpdump in a lab's namespaces: the argv of `lab capture`, and interface checks before anything runs."""
+"""tcpdump in a lab's namespaces: the argv of `lab capture`, and its checks before anything runs
+(interfaces: lab/netns/interfaces.py)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,6 @@ def split_target(text: str) -> tuple[str, str | None]:
     if not target or (_ and not iface):
         raise LabError(f"{text!r}: expected <node|namespace/pod>[:interface]", "e.g. `lab capture k8s-node01:eth0`")
     return target, iface or None
-
-
-def interfaces(netns: str) -> list[str]:
-    """The interface names of a namespace, as `ip -o link` lists them."""
-    result = subprocess.run(["ip", "-n", netns, "-o", "link", "show"], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LabError(f"cannot list the interfaces of {netns}: {result.stderr.strip()}",
-                       "is the lab still up? `lab status` says")
-    return [line.split(": ", 2)[1].split("@", 1)[0] for line in result.stdout.splitlines() if ": " in line]
-
-
-def require_interface(netns: str, iface: str, target: str, allow_any: bool = False) -> None:
-    """`iface` must be one of the namespace's interfaces (or tcpdump's pseudo-device `any`, where allowed)."""
-    known = interfaces(netns)
-    if (iface == "any" and not allow_any) or (iface != "any" and iface not in known):
-        raise LabError(f"{target}: no interface {iface!r} in {netns}", f"its interfaces are: {', '.join(known)}"
-                       + (" (or `any`)" if allow_any else ""))
 
 
 def check_output(path: str) -> None:
