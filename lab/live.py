@@ -16,7 +16,7 @@ from typing import Any
 from lab.errors import LabError, TopologyError
 from lab.model import labels
 from lab.policy import enforce
-from lab.topology import calico_conf, loader, policy_manifest
+from lab.topology import calico_conf, entries, loader, policy_manifest
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
@@ -86,13 +86,13 @@ def check_live_kind(document: Document) -> None:
                              "projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node")
 
 
-def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> loader.Overlay:
+def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> entries.Overlay:
     """The overlay a lab's recorded changes make (documents re-parsed from their saved texts)."""
     documents = tuple(d for entry in live.get("files", []) for d in parse_manifests(entry["text"], entry["path"]))
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
     held_tunnels = dict(topology.cluster.calico.ipam.tunnel_ips) if topology and topology.cluster.calico else {}
     held_pools = {p.name: p for p in topology.cluster.calico.pools} if topology and topology.cluster.calico else {}
-    return loader.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
+    return entries.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
                           node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
                           held_pools=held_pools,
                           pod_labels=live.get("pod_labels", {}), namespace_labels=live.get("namespace_labels", {}))

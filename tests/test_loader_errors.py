@@ -16,7 +16,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.policy import evaluator
-from lab.topology import loader
+from lab.topology import entries, loader
 from lab.topology.model import Topology
 
 FLANNEL = """\
@@ -517,7 +517,7 @@ def test_a_running_pools_cidr_and_block_size_cannot_change(tmp_path, change, fie
     held = {p.name: p for p in running.cluster.calico.pools}
     applied = yamlsource.parse(APPLIED_POOL.replace("spec: {cidr: 10.244.0.0/16, ipipMode: Always}", change), "m.yaml")
     with pytest.raises(LabError) as caught:
-        loader.load(str(tmp_path / "topo.yaml"), loader.Overlay(documents=tuple(applied), held_pools=held))
+        loader.load(str(tmp_path / "topo.yaml"), entries.Overlay(documents=tuple(applied), held_pools=held))
     assert str(caught.value).startswith(f"m.yaml:4: {field}: {words}: IPPool pool has "), str(caught.value)
     assert "create a new IPPool" in str(caught.value)
 
@@ -528,10 +528,10 @@ def test_other_pool_fields_may_change_and_a_new_pool_is_free(tmp_path):
     held = {p.name: p for p in running.cluster.calico.pools}
     changed = APPLIED_POOL.replace("ipipMode: Always}", "ipipMode: Always, natOutgoing: true}")
     topology = loader.load(str(tmp_path / "topo.yaml"),
-                           loader.Overlay(documents=tuple(yamlsource.parse(changed, "m.yaml")), held_pools=held))
+                           entries.Overlay(documents=tuple(yamlsource.parse(changed, "m.yaml")), held_pools=held))
     assert topology.cluster.calico.pools[0].nat_outgoing
     other = APPLIED_POOL.replace("{name: pool}", "{name: other}").replace("10.244.", "10.99.")
-    assert loader.load(str(tmp_path / "topo.yaml"), loader.Overlay(
+    assert loader.load(str(tmp_path / "topo.yaml"), entries.Overlay(
         documents=tuple(yamlsource.parse(other, "m.yaml")), held_pools=held)).cluster.calico.pools[1].name == "other"
 
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from lab import live
 from lab.errors import LabError
-from lab.topology import loader
+from lab.topology import entries, loader
 from lab.topology.model import Topology
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def _check(content: bytes, host: dict | None = None) -> None:
                 lab = os.path.join(tmp, "lab.yaml")
                 Path(lab).write_text(yaml.safe_dump(host, sort_keys=False))
                 documents = tuple(live.read_manifests(path).documents)
-                result = loader.load(lab, loader.Overlay(documents=documents))
+                result = loader.load(lab, entries.Overlay(documents=documents))
         except LabError as exc:
             text = str(exc)
             if any(part in text for part in WHOLE_FILE):

@@ -19,7 +19,7 @@ import subprocess
 
 from lab.errors import ApplyError
 from lab.netns import namespace
-from lab.netns.plan import NamespacePlan, RootQdisc
+from lab.netns.plan import LabPlan, NamespacePlan, RootQdisc
 
 CHAIN = "LAB-IMPAIR"
 TABLE = "mangle"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import calico_conf, calico_ipam, cidr as cidrs
+from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
 from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
                                 frozen_labels)
-
-if TYPE_CHECKING:
-    from lab.topology.loader import Item, _Builder
 
 BACKENDS = ("bird", "vxlan")
 # calico/node's startup environment (manifests/calico.yaml defaults) for the pool it creates when none exists.
@@ -29,11 +27,14 @@ POOL_SPEC_ENV = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_B
 class CalicoBuilder:
     """Reads Calico's resources from a topology; `build` then runs IPAM over nodes and pods."""
 
-    def __init__(self, builder: "_Builder", items: list["Item"], networks: tuple[Network, ...]) -> None:
-        self.builder = builder
+    def __init__(self, data: dict, overlay: Overlay, fail: Fail, items: list[Item], networks: tuple[Network, ...]
+                 ) -> None:
+        self.data = data            # the topology document
+        self.overlay = overlay
+        self.fail = fail
         self.items = [it for it in items if calico_conf.is_calico(it.data)]
         self.networks = networks
-        settings = builder.data["cluster"].get("calico") or {}
+        settings = data["cluster"].get("calico") or {}
         self.backend = settings.get("backend", "bird")
         self.pools = self._pools(settings)
         self.bgp = self._bgp_configuration()
@@ -43,7 +44,7 @@ class CalicoBuilder:
                             if (item.data.get("metadata") or {}).get("labels")}
 
     # -- resources -------------------------------------------------------------------------------
-    def _of_kind(self, kind: str) -> list["Item"]:
+    def _of_kind(self, kind: str) -> list[Item]:
         return [it for it in self.items if it.data.get("kind") == kind]
 
     def _pools(self, settings: dict) -> tuple[IPPool, ...]:
@@ -59,7 +60,7 @@ class CalicoBuilder:
                                               f"{pool.cidr} overlaps IPPool {other.name!r} ({other.cidr})")
             self._check_against_underlay(pool, lambda m, h=None, it=item: it.document.error(
                 it.path + ("spec", "cidr"), m, h), [p.cidr for p in pools])
-            running = self.builder.overlay.held_pools.get(pool.name)
+            running = self.overlay.held_pools.get(pool.name)
             if running is not None:
                 calico_conf.check_pool_unchanged(pool, running, item.path, item.document.error)
             pools.append(pool)
@@ -77,7 +78,7 @@ class CalicoBuilder:
         value = given["CALICO_IPV4POOL_BLOCK_SIZE"]
         number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
         if not isinstance(number, int) or isinstance(number, bool) or not 20 <= number <= 32:
-            raise self.builder.fail(("cluster", "calico", "env", "CALICO_IPV4POOL_BLOCK_SIZE"),
+            raise self.fail(("cluster", "calico", "env", "CALICO_IPV4POOL_BLOCK_SIZE"),
                                     f"{value!r} is not a block size from 20 to 32: calico/node checks this variable "
                                     "at start-up, before it looks at the IP pools, and exits",
                                     'write a number from 20 to 32 (calico.yaml writes "26"), or remove the variable')
@@ -97,7 +98,7 @@ class CalicoBuilder:
         def fail(where: tuple, message: str, hint: str | None = None):
             variable = POOL_SPEC_ENV.get(where[-1]) if where else None
             at: tuple[str, ...] = (variable,) if variable is not None and variable in given else ()
-            return self.builder.fail(path + at, message, hint)
+            return self.fail(path + at, message, hint)
 
         manifest = {"apiVersion": calico_conf.API_VERSION, "kind": "IPPool",
                     "metadata": {"name": "default-ipv4-ippool"}, "spec": spec}
@@ -118,13 +119,13 @@ class CalicoBuilder:
 
     def _check_backend(self, pools: list[IPPool]) -> None:
         if self.backend not in BACKENDS:
-            raise self.builder.fail(("cluster", "calico", "backend"), f"backend {self.backend!r} is not one of "
+            raise self.fail(("cluster", "calico", "backend"), f"backend {self.backend!r} is not one of "
                                     f"{', '.join(BACKENDS)}", "bird runs BGP (calico.yaml); vxlan is "
                                     "calico-vxlan.yaml's Felix-only mode")
         if self.backend == "vxlan":
             for pool in pools:
                 if pool.ipip_mode != "Never":
-                    raise self.builder.fail(("cluster", "calico", "backend"), f"IP pool {pool.name} has ipipMode "
+                    raise self.fail(("cluster", "calico", "backend"), f"IP pool {pool.name} has ipipMode "
                                             f"{pool.ipip_mode}, which needs BIRD (calico_backend: bird)",
                                             "set backend: bird, or the pool's ipipMode to Never")
 
@@ -142,15 +143,15 @@ class CalicoBuilder:
             peer = calico_conf.bgp_peer(item.data, item.path, item.document.error)
             if any(p.name == peer.name for p in peers):
                 raise item.document.error(item.path + ("metadata", "name"), f"duplicate BGPPeer {peer.name!r}")
-            known = {n["name"] for n in self.builder.data["nodes"]}
+            known = {n["name"] for n in self.data["nodes"]}
             if peer.node is not None and peer.node not in known:
                 raise item.document.error(item.path + ("spec", "node"), f"no node named {peer.node!r}",
                                           f"nodes are: {', '.join(sorted(known))}")
             peers.append(peer)
         return tuple(peers)
 
-    def _node_items(self) -> dict[str, "Item"]:
-        known = {n["name"] for n in self.builder.data["nodes"]}
+    def _node_items(self) -> dict[str, Item]:
+        known = {n["name"] for n in self.data["nodes"]}
         found: dict[str, Item] = {}
         for item in self._of_kind("Node"):
             name = calico_conf.name_of(item.data, item.path, item.document.error)
@@ -162,11 +163,9 @@ class CalicoBuilder:
             found[name] = item
         return found
 
-    def _manifest_labels(self, item: "Item") -> dict[str, str]:
-        from lab.topology.loader import Source
+    def _manifest_labels(self, item: Item) -> dict[str, str]:
         renames = {("labels",): ("metadata", "labels")}
-        return dict(self.builder._labels({"labels": item.data["metadata"]["labels"]},
-                                         Source(item.document, item.path, renames)))
+        return dict(labels_of({"labels": item.data["metadata"]["labels"]}, Source(item.document, item.path, renames)))
 
     def _calico_nodes(self, nodes: tuple[Node, ...]) -> tuple[CalicoNode, ...]:
         result = []
@@ -186,25 +185,25 @@ class CalicoBuilder:
         for pool in self.pools:
             if cidr.subnet_of(pool.cidr):
                 if cidr.prefixlen != pool.block_size:
-                    raise self.builder.fail(path, f"{cidr} is not a /{pool.block_size} block of IP pool "
+                    raise self.fail(path, f"{cidr} is not a /{pool.block_size} block of IP pool "
                                             f"{pool.name} ({pool.cidr})", "with Calico, podCIDR names the "
                                             "node's first affine block")
                 if pool.disabled:
-                    raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, which is disabled: Calico "
+                    raise self.fail(path, f"{cidr} is in IP pool {pool.name}, which is disabled: Calico "
                                             "IPAM never allocates from a disabled pool",
                                             "name a block of an enabled pool, or leave podCIDR out")
                 if labels is not None and not calico_selector.parse(pool.node_selector).matches(labels):
-                    raise self.builder.fail(path, f"{cidr} is in IP pool {pool.name}, whose nodeSelector "
+                    raise self.fail(path, f"{cidr} is in IP pool {pool.name}, whose nodeSelector "
                                             f"{pool.node_selector!r} does not select this node, so Calico IPAM "
                                             "never gives it a block there",
                                             "label the node so that the selector matches, or name a block of a "
                                             "pool that selects it")
                 return
-        raise self.builder.fail(path, f"{cidr} is in no IP pool ({', '.join(str(p.cidr) for p in self.pools)})")
+        raise self.fail(path, f"{cidr} is in no IP pool ({', '.join(str(p.cidr) for p in self.pools)})")
 
     def build(self, nodes: tuple[Node, ...], pods: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                          CalicoConfig]:
-        held = self.builder.overlay.held_pods
+        held = self.overlay.held_pods
         requests = [calico_ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"],
                                            ip=self._fixed_ip(entry, source) if "ip" in entry
                                            else held.get(f"{namespace}/{entry['name']}"),
@@ -212,14 +211,14 @@ class CalicoBuilder:
                     for entry, source, namespace, _ in pods]
         first = {n.name: n.pod_cidr for n in nodes if n.pod_cidr is not None}
         try:
-            allocation = calico_ipam.allocate(nodes, self.pools, requests, first, self.builder.overlay.held_tunnels)
+            allocation = calico_ipam.allocate(nodes, self.pools, requests, first, self.overlay.held_tunnels)
         except calico_ipam.IpamError as exc:
             if exc.where is not None:
                 raise exc.where.error((exc.field,), str(exc)) from None
-            raise self.builder.fail(("nodes",), str(exc), "use a larger pool or blockSize, or fewer nodes") from None
+            raise self.fail(("nodes",), str(exc), "use a larger pool or blockSize, or fewer nodes") from None
         nodes = tuple(_with_first_block(n, allocation.blocks.get(n.name, ())) for n in nodes)
         result = tuple(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
-                           labels=self.builder._labels(entry, source), container_ports=ports,
+                           labels=labels_of(entry, source), container_ports=ports,
                            ip=allocation.pod_ips[f"{namespace}/{entry['name']}"])
                        for entry, source, namespace, ports in pods)
         config = CalicoConfig(backend=self.backend, pools=self.pools, bgp=self.bgp, peers=self.peers,

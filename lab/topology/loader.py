@@ -6,15 +6,15 @@ import functools
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from lab.errors import TopologyError
-from lab.model import labels
 from lab.model.network_policy import NetworkPolicy
 from lab.topology import (calico_conf, cidr as cidrs, flannel_conf, impair, ipam, manifests, policy_manifest,
                           schema)
 from lab.topology.calico_loader import CalicoBuilder
+from lab.topology.entries import Item, Overlay, Source, labels_of
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
@@ -28,53 +28,6 @@ IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonS
 BUILTIN_NAMESPACES = ("default", "kube-system")
 DEFAULT_MAX_PODS = 110   # kubelet --max-pods
 ENFORCERS = {"flannel": ("none", "kube-router"), "calico": ("calico",)}
-
-
-@dataclass(frozen=True)
-class Item:
-    """One resource with the document it came from, so errors can point into that file."""
-
-    data: Any
-    document: Document
-    path: Path
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where an entry's fields live: a topology path, or the fields of a real manifest.
-
-    `renames` maps a topology key path (e.g. ("node",)) to the manifest path holding it
-    (e.g. ("spec", "nodeName")), so errors about a Pod manifest name the manifest's own field.
-    """
-
-    document: Document
-    base: Path
-    renames: dict | None = None
-
-    def path(self, keys: Path) -> Path:
-        renames = self.renames or {}
-        for size in range(len(keys), 0, -1):
-            if keys[:size] in renames:
-                return self.base + renames[keys[:size]] + keys[size:]
-        return self.base + keys
-
-    def error(self, keys: Path, message: str, hint: str | None = None) -> TopologyError:
-        return self.document.error(self.path(keys), message, hint)
-
-
-@dataclass(frozen=True)
-class Overlay:
-    """Changes made to a running lab: applied manifests (later ones replace earlier ones of the same kind
-    and name), deleted resources, node label edits, and the addresses IPAM already handed out."""
-
-    documents: tuple[Document, ...] = ()
-    deleted: frozenset = frozenset()                 # {(kind, name)}
-    node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
-    held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
-    held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
-    held_pools: dict = field(default_factory=dict)    # IPPool name -> IPPool of the running lab (cidr, blockSize fixed)
-    pod_labels: dict = field(default_factory=dict)   # "ns/pod" -> {key: value or None to remove}
-    namespace_labels: dict = field(default_factory=dict)  # namespace -> {key: value or None}
 
 
 def resource_key(data: Any) -> tuple[str, str] | None:
@@ -135,7 +88,7 @@ class _Builder:
         networks = self._networks()
         cni = self.data["cluster"]["cni"]
         if cni == "calico":
-            calico = CalicoBuilder(self, items, networks)
+            calico = CalicoBuilder(self.data, self.overlay, self.fail, items, networks)
             nodes = self._nodes(networks, calico.check_pod_cidr, calico.node_labels)
             namespaces = self._namespaces(items)
             requests = self._pods(items, nodes, namespaces)
@@ -416,7 +369,7 @@ class _Builder:
             for other in nodes:
                 if other.ip == ip:
                     raise self.fail(path + ("ip",), f"duplicate IP {ip}: node {other.name!r} has it too")
-            own_labels = self._labels(entry, Source(self.doc, path))
+            own_labels = labels_of(entry, Source(self.doc, path))
             if extra_labels and name in extra_labels:
                 own_labels = frozen_labels({**own_labels, **extra_labels[name]})
             if name in self.overlay.node_labels:
@@ -465,7 +418,7 @@ class _Builder:
                                    "a namespace name is a DNS label: lower-case letters, digits and '-'")
             if name in namespaces:
                 raise source.error(("name",), f"duplicate namespace {name!r}")
-            own = _edited(dict(self._labels(entry, source)), self.overlay.namespace_labels.get(name))
+            own = _edited(dict(labels_of(entry, source)), self.overlay.namespace_labels.get(name))
             own["kubernetes.io/metadata.name"] = name
             namespaces[name] = Namespace(name=name, labels=frozen_labels(own))
         for name in BUILTIN_NAMESPACES:
@@ -553,7 +506,7 @@ class _Builder:
         result = []
         for (entry, source, namespace, ports), request in zip(pods, requests):
             result.append(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
-                              labels=self._labels(entry, source), container_ports=ports,
+                              labels=labels_of(entry, source), container_ports=ports,
                               ip=addresses[request.key]))
         return nodes, tuple(result)
 
@@ -596,23 +549,6 @@ class _Builder:
     def _unique(self, name: str, existing: list[str], path: Path, what: str) -> None:
         if name in existing:
             raise self.fail(path, f"duplicate {what} name {name!r}", f"each {what} needs its own name")
-
-    def _labels(self, entry: dict, source: Source):
-        found = entry.get("labels") or {}
-        if not isinstance(found, dict):
-            raise source.error(("labels",), "labels must be a mapping of key: value",
-                               "write them as `labels: {app: web}`")
-        result = {}
-        for key, value in found.items():
-            if not isinstance(value, str):  # live label edits and Calico's own labels come as text too
-                raise source.error(("labels", key), f"label value {short(value)} is not a string",
-                                   "quote it, as kubectl wants: key: \"value\"")
-            problem = labels.key_problem(key) or labels.value_problem(value)
-            if problem:
-                raise source.error(("labels", key), problem)
-            result[key] = value
-        return frozen_labels(result)
-
 
 def _edited(labels_: dict, edits: dict | None) -> dict:
     """`labels_` after `kubectl label` edits (a None value removes the key)."""

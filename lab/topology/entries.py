@@ -1,0 +1,84 @@
+"""What the topology builders read: resources with their documents, where an entry's fields live, the
+changes a running lab overlays, and the labels of an entry. Shared by lab/topology/loader.py and the data
+planes' loaders (lab/topology/calico_loader.py), so that neither imports the other's internals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from lab.errors import TopologyError
+from lab.model import labels
+from lab.topology.model import frozen_labels
+from lab.topology.yamlsource import Document, Path, short
+
+
+class Fail(Protocol):
+    """The error to raise for a field of the topology file: `fail(path, message, hint)`."""
+
+    def __call__(self, path: Path, message: str, hint: str | None = None) -> TopologyError: ...
+
+
+@dataclass(frozen=True)
+class Item:
+    """One resource with the document it came from, so errors can point into that file."""
+
+    data: Any
+    document: Document
+    path: Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an entry's fields live: a topology path, or the fields of a real manifest.
+
+    `renames` maps a topology key path (e.g. ("node",)) to the manifest path holding it
+    (e.g. ("spec", "nodeName")), so errors about a Pod manifest name the manifest's own field.
+    """
+
+    document: Document
+    base: Path
+    renames: dict | None = None
+
+    def path(self, keys: Path) -> Path:
+        renames = self.renames or {}
+        for size in range(len(keys), 0, -1):
+            if keys[:size] in renames:
+                return self.base + renames[keys[:size]] + keys[size:]
+        return self.base + keys
+
+    def error(self, keys: Path, message: str, hint: str | None = None) -> TopologyError:
+        return self.document.error(self.path(keys), message, hint)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Changes made to a running lab: applied manifests (later ones replace earlier ones of the same kind
+    and name), deleted resources, node label edits, and the addresses IPAM already handed out."""
+
+    documents: tuple[Document, ...] = ()
+    deleted: frozenset = frozenset()                 # {(kind, name)}
+    node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
+    held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
+    held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
+    held_pools: dict = field(default_factory=dict)    # IPPool name -> IPPool of the running lab (cidr, blockSize fixed)
+    pod_labels: dict = field(default_factory=dict)   # "ns/pod" -> {key: value or None to remove}
+    namespace_labels: dict = field(default_factory=dict)  # namespace -> {key: value or None}
+
+
+def labels_of(entry: dict, source: Source) -> Mapping[str, str]:
+    """The entry's `labels`, checked as the API server checks them (errors name the field where `source` says)."""
+    found = entry.get("labels") or {}
+    if not isinstance(found, dict):
+        raise source.error(("labels",), "labels must be a mapping of key: value",
+                           "write them as `labels: {app: web}`")
+    result = {}
+    for key, value in found.items():
+        if not isinstance(value, str):  # live label edits and Calico's own labels come as text too
+            raise source.error(("labels", key), f"label value {short(value)} is not a string",
+                               "quote it, as kubectl wants: key: \"value\"")
+        problem = labels.key_problem(key) or labels.value_problem(value)
+        if problem:
+            raise source.error(("labels", key), problem)
+        result[key] = value
+    return frozen_labels(result)
