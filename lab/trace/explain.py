@@ -10,13 +10,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from lab.trace.kernel import Link, Netns, RouteAnswer
-from lab.trace.model import Hop, Packet
+from lab.topology.model import Topology
+from lab.trace.kernel import Kernel, Link, Netns, RouteAnswer
+from lab.trace.model import Hop, Packet, Trace
+from lab.trace.view import LabView
 
-if TYPE_CHECKING:
-    from lab.trace.path import Walker
+
+class Walker(Protocol):
+    """What an explanation reads of the path walker (lab/trace/path.py), which calls it."""
+
+    view: LabView
+    topology: Topology
+    kernel: Kernel
+    trace: Trace
+
+    def cmd(self, netns: str, *words: str) -> str: ...
+
+    def lab_cmd(self, *words: str) -> str: ...
 
 
 def exits(ns: Netns, iif: Link | None) -> list[tuple[str, str]]:
@@ -27,7 +39,7 @@ def exits(ns: Netns, iif: Link | None) -> list[tuple[str, str]]:
             if link.index in addressed and link.up and link.name != "lo" and (iif is None or link.index != iif.index)]
 
 
-def no_route(walker: "Walker", netns: str, packet: Packet, answer: RouteAnswer | None = None) -> list[str]:
+def no_route(walker: Walker, netns: str, packet: Packet, answer: RouteAnswer | None = None) -> list[str]:
     view = walker.view
     lines: list[str] = []
     if answer is not None and answer.type == "blackhole":
@@ -51,17 +63,17 @@ def no_route(walker: "Walker", netns: str, packet: Packet, answer: RouteAnswer |
     return lines
 
 
-def _left_by_default(walker: "Walker", last: Hop, packet: Packet, pod_node: str) -> list[str]:
+def _left_by_default(walker: Walker, last: Hop, packet: Packet, pod_node: str) -> list[str]:
     used = next((s.data.get("route") for s in last.steps if s.kind == "route"), "")
     return [f"{last.where} sent {packet.dst} (a pod on {pod_node}) by `{used}`, not by a route for {pod_node}'s "
             "pod subnet, so it left towards the underlay router, which knows no pod subnets"]
 
 
-def _node_row(walker: "Walker", name: str) -> dict:
+def _node_row(walker: Walker, name: str) -> dict:
     return next((n for n in walker.view.summary.get("nodes", []) if n["name"] == name), {})
 
 
-def _hostgw_refused(walker: "Walker", last: Hop, pod_node: str) -> list[str]:
+def _hostgw_refused(walker: Walker, last: Hop, pod_node: str) -> list[str]:
     """flannel host-gw: is the far node on this node's link? The kernel's own answers."""
     row = _node_row(walker, pod_node)
     if not row.get("ip") or not row.get("subnet"):
@@ -90,7 +102,7 @@ def _hostgw_refused(walker: "Walker", last: Hop, pod_node: str) -> list[str]:
     return lines
 
 
-def _bgp(walker: "Walker", last: Hop, packet: Packet) -> list[str]:
+def _bgp(walker: Walker, last: Hop, packet: Packet) -> list[str]:
     """Calico: what the node's BIRD says about its sessions and the destination's route."""
     from lab.bgp import birdc, peers
     node = last.where[len("node "):]

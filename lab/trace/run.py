@@ -10,6 +10,7 @@ from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.trace import path, render
 from lab.trace.model import Packet, Trace
+from lab.trace.view import LabView
 
 DEFAULT_PORT = 80
 
@@ -35,7 +36,7 @@ def run(lab: Lab, src: str, dst: str, port: int | None, protocol: str | None, la
     if state.status != "up":
         raise LabError(f"lab {state.lab} is {state.status}", f"bring it up with `lab up {state.topology}`")
     bird = state.summary.get("runtime", {}).get("bird")
-    view = path.LabView(state.lab, state.summary, list(state.namespaces),
+    view = LabView(state.lab, state.summary, list(state.namespaces),
                         bird_socket=(lambda node: lab.bird_socket(node, state.lab)) if bird else None)
     source = view.endpoint(src, "source")
     destination = view.endpoint(dst, "destination")
