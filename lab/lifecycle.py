@@ -89,8 +89,10 @@ class Lab:
         from lab.netns import apply, impairments
         from lab.netns.plan import with_fresh_links
         from lab.probe import servers
-        capabilities.require_root()
-        topology = self.load(name_or_path)
+        topology = self.load(name_or_path)  # the loader is pure: bad input is reported without root
+        if not capabilities.has_root():
+            self.plan(topology)  # the plan's own refusals (sizes, static neighbours) too, then "needs root"
+            capabilities.require_root()
         fingerprint = _fingerprint(topology)
         with self.store.locked(topology.name):
             existing = self.store.load(topology.name)

@@ -61,14 +61,17 @@ class Capabilities:
 
 
 
-def require_root() -> None:
-    """Fail clearly unless this process may create namespaces and links."""
+def has_root() -> bool:
+    """Whether this process may create namespaces and links (CAP_NET_ADMIN and CAP_SYS_ADMIN)."""
     effective = _effective_caps()
     if effective is None:
-        ok = os.geteuid() == 0
-    else:
-        ok = bool(effective >> CAP_NET_ADMIN & 1) and bool(effective >> CAP_SYS_ADMIN & 1)
-    if not ok:
+        return os.geteuid() == 0
+    return bool(effective >> CAP_NET_ADMIN & 1) and bool(effective >> CAP_SYS_ADMIN & 1)
+
+
+def require_root() -> None:
+    """Fail clearly unless this process may create namespaces and links."""
+    if not has_root():
         raise NotRootError("lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces",
                            "run it with sudo, e.g. `sudo lab up flannel-vxlan`, or inside the Vagrant VM: "
                            "`vagrant up && vagrant ssh -c 'sudo lab up flannel-vxlan'`")
