@@ -2,8 +2,11 @@
 #   make demo   install; flannel-vxlan: show it, ping pod to pod across nodes; then NetworkPolicy with
 #               kube-router: isolate namespace x and print the probe truth table; take both down; then
 #               compare the modes: the quick modes-latency-throughput experiment and its HTML report
-#   make test   install (with test tools), run the test suite (the loader fuzzing: fixed seed, a few
-#               hundred examples)
+#   make test   install (with test tools), run the test suite: first the part that needs no root (golden
+#               dry-runs and CLI help, bad-input tables, loader, plans; a broken loader fails here), then
+#               the kernel round-trips (tests marked needs_root). The loader fuzzing: fixed seed, a few
+#               hundred examples. Regenerate the golden files after an intended change with
+#               LAB_GOLDEN_UPDATE=1 .venv/bin/python -m pytest tests/golden (then review git diff)
 #   make fuzz   the loader fuzzing's long profile: thousands of random inputs (LAB_FUZZ_PROFILE=long)
 LAB := .venv/bin/lab
 PY := .venv/bin/python
@@ -24,7 +27,8 @@ demo: deps
 	$(LAB) report results/modes-latency-throughput
 
 test: test-deps
-	$(PY) -m pytest -v -rs tests
+	$(PY) -m pytest -v -rs -m "not needs_root" tests/golden tests
+	$(PY) -m pytest -v -rs -m needs_root tests
 
 fuzz: test-deps
 	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py

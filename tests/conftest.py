@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import subprocess
@@ -23,6 +25,20 @@ def run_lab(*args: str, check: bool = True, env: dict | None = None) -> subproce
     return result
 
 
+def run_lab_unprivileged(monkeypatch: pytest.MonkeyPatch, *args: str) -> subprocess.CompletedProcess:
+    """`lab <args>` through the CLI's main in this process, as a user without CAP_NET_ADMIN would run it
+    (capabilities.has_root() is False, so `lab up` stops at the root check at the latest): for the
+    root-free bad-input tables. The exit code and both streams come back as from a child."""
+    from lab import cli
+    from lab.netns import capabilities
+
+    monkeypatch.setattr(capabilities, "has_root", lambda: False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(args))
+    return subprocess.CompletedProcess(["lab", *args], code, out.getvalue(), err.getvalue())
+
+
 def netns_list() -> set[str]:
     try:
         return set(os.listdir("/run/netns"))
@@ -30,7 +46,20 @@ def netns_list() -> set[str]:
         return set()
 
 
+# Fixtures that build labs or namespaces: a test that uses one needs root, marked or not.
+ROOT_FIXTURES = frozenset({"labs", "scratch_netns"})
+
+
 def pytest_collection_modifyitems(config, items):
+    """Mark needs_root where a root fixture is used; without root, skip what needs it.
+
+    The suite splits in two on this mark (what `make test` runs, in this order):
+      python -m pytest -m "not needs_root" tests/golden tests   # root-free: loader, plans, golden files
+      python -m pytest -m needs_root tests                      # kernel round-trips
+    """
+    for item in items:
+        if "needs_root" not in item.keywords and ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_root)
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root: the tests build labs in network namespaces")
         for item in items:
@@ -39,7 +68,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "needs_root: builds network namespaces")
+    config.addinivalue_line("markers", "needs_root: builds network namespaces (the rest of the suite needs no root)")
 
 
 @pytest.fixture(scope="module")

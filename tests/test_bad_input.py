@@ -15,9 +15,7 @@ import sys
 from textwrap import dedent
 
 import pytest
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="`lab up` needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN) before it reads a topology")
+from conftest import run_lab_unprivileged
 
 LAB_NAME = "bad-input"  # every topology below that has a name uses this one
 NETNS_DIR = "/run/netns"
@@ -406,6 +404,37 @@ def _lab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=60)
 
 
+def assert_precise(up: subprocess.CompletedProcess, dry: subprocess.CompletedProcess, path: str, line: int | None,
+                   field: str | None, message: str) -> None:
+    shown = f"\n--- stderr ---\n{up.stderr}--- stdout ---\n{up.stdout}"
+    assert up.returncode == 2, f"exit {up.returncode}, expected 2{shown}"
+    assert "Traceback" not in up.stderr, shown
+    assert up.stderr.startswith("lab: error: "), shown
+    where = f"{path}:{line}: " if line is not None else f"{path}: "
+    header = f"{where}{field}: " if field else where
+    assert where in up.stderr, f"error does not name {where!r}{shown}"
+    assert header in up.stderr, f"error does not name the field as {header!r}{shown}"
+    assert message in up.stderr, f"error does not say {message!r}{shown}"
+    assert up.stdout == "", shown
+
+    assert dry.returncode == 2, f"--dry-run exit {dry.returncode}, expected 2\n{dry.stderr}{dry.stdout}"
+    assert dry.stderr == up.stderr, "--dry-run fails differently from up"
+    assert dry.stdout == "", "--dry-run printed a plan for a bad topology"
+
+
+@pytest.mark.parametrize("text, line, field, message", CASES)
+def test_bad_topology_is_refused_precisely_without_root(tmp_path, monkeypatch, text, line, field, message):
+    """The table without root (in this process): `lab up` reads and checks the topology before it asks
+    for root, so the loader's error comes first, and `lab up --dry-run` gives the same."""
+    path = str(tmp_path / "topo.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    up = run_lab_unprivileged(monkeypatch, "up", path)
+    dry = run_lab_unprivileged(monkeypatch, "up", "--dry-run", path)
+    assert_precise(up, dry, path, line, field, message)
+
+
+@pytest.mark.needs_root
 @pytest.mark.parametrize("text, line, field, message", CASES)
 def test_bad_topology_is_refused_precisely_and_creates_nothing(tmp_path, text, line, field, message):
     path = str(tmp_path / "topo.yaml")
@@ -421,17 +450,4 @@ def test_bad_topology_is_refused_precisely_and_creates_nothing(tmp_path, text, l
     assert _ours(_listdir(STATE_DIR) ^ state_before) == set(), "lab up left state behind under /run/lab"
     assert not os.path.exists(os.path.join(STATE_DIR, LAB_NAME))
 
-    shown = f"\n--- stderr ---\n{up.stderr}--- stdout ---\n{up.stdout}"
-    assert up.returncode == 2, f"exit {up.returncode}, expected 2{shown}"
-    assert "Traceback" not in up.stderr, shown
-    assert up.stderr.startswith("lab: error: "), shown
-    where = f"{path}:{line}: " if line is not None else f"{path}: "
-    header = f"{where}{field}: " if field else where
-    assert where in up.stderr, f"error does not name {where!r}{shown}"
-    assert header in up.stderr, f"error does not name the field as {header!r}{shown}"
-    assert message in up.stderr, f"error does not say {message!r}{shown}"
-    assert up.stdout == "", shown
-
-    assert dry.returncode == 2, f"--dry-run exit {dry.returncode}, expected 2\n{dry.stderr}{dry.stdout}"
-    assert dry.stderr == up.stderr, "--dry-run fails differently from up"
-    assert dry.stdout == "", "--dry-run printed a plan for a bad topology"
+    assert_precise(up, dry, path, line, field, message)

@@ -15,11 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from calico_kernel import bird_established, bird_pid, node_files, wait_sessions
 from calico_labs import lab_starter
-
-pytestmark = pytest.mark.needs_root
+from conftest import run_lab_unprivileged
 
 LAB_NAME = "bad-calico"
 
@@ -188,6 +186,19 @@ def assert_precise(result: subprocess.CompletedProcess, path: str, line: int | N
 
 
 @pytest.mark.parametrize("text, line, field, message", CASES)
+def test_bad_calico_topology_is_refused_precisely_without_root(tmp_path, monkeypatch, text, line, field, message):
+    """The table without root (in this process): the loader's error comes before `lab up` asks for root."""
+    path = str(tmp_path / "topo.yaml")
+    Path(path).write_text(text)
+    up = run_lab_unprivileged(monkeypatch, "up", path)
+    assert up.stdout == "", up.stdout
+    assert_precise(up, path, line, field, message)
+    dry = run_lab_unprivileged(monkeypatch, "up", "--dry-run", path)
+    assert dry.returncode == 2 and dry.stdout == "" and dry.stderr == up.stderr, dry.stderr
+
+
+@pytest.mark.needs_root
+@pytest.mark.parametrize("text, line, field, message", CASES)
 def test_bad_calico_topology_is_refused_precisely_and_creates_nothing(tmp_path, text, line, field, message):
     path = str(tmp_path / "topo.yaml")
     Path(path).write_text(text)
@@ -314,6 +325,7 @@ def _snapshot(spec) -> dict:
     }
 
 
+@pytest.mark.needs_root
 @pytest.mark.parametrize("name, text, line, field, message", LIVE_CASES)
 def test_bad_live_apply_is_refused_and_changes_nothing(live, tmp_path, name, text, line, field, message):
     before = _snapshot(live)

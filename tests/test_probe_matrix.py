@@ -58,6 +58,9 @@ def recorded_servers(lab: str) -> int | None:
     return ((state.summary.get("runtime") or {}).get("probe_servers") or {}).get("pid") if state else None
 
 
+needs_root = pytest.mark.needs_root  # the tests on the `lab` fixture
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A 2-node flannel lab with 3 pods and their probe servers; always taken down."""
@@ -93,6 +96,7 @@ def iptables(lab, pod: str, action: str, protocol: str, target: str) -> None:
                     "-p", protocol.lower(), "--dport", "80", "-j", target], check=True)
 
 
+@needs_root
 def test_servers_report_what_they_serve(lab):
     sctp = lab.runtime["sctp"]
     assert lab.runtime["served"] == 3 * (3 if sctp else 2)
@@ -104,6 +108,7 @@ def test_servers_report_what_they_serve(lab):
     assert ready["pods"] == {key: expected for key in ("x/a", "x/b", "x/c")}
 
 
+@needs_root
 def test_a_server_that_cannot_bind_says_why_and_where_to_look(lab, tmp_path):
     with pytest.raises(LabError) as caught:
         servers.start(lab.topology, str(tmp_path))     # the ports are taken by the running servers
@@ -111,6 +116,7 @@ def test_a_server_that_cannot_bind_says_why_and_where_to_look(lab, tmp_path):
     assert str(tmp_path / servers.LOG_FILE) in caught.value.hint
 
 
+@needs_root
 @pytest.mark.parametrize("protocol", ["TCP", "UDP"])
 def test_every_pair_is_allowed(lab, protocol):
     cases = matrix.cases_for(lab.topology, port=80, protocol=protocol)
@@ -119,6 +125,7 @@ def test_every_pair_is_allowed(lab, protocol):
     assert {c: o for c, o in seen.items() if o != matrix.ALLOWED} == {}
 
 
+@needs_root
 @pytest.mark.parametrize("protocol", ["TCP", "UDP"])
 @pytest.mark.parametrize("target, details", [("REJECT", {"refused", "unreachable"}), ("DROP", {"timeout"})])
 def test_a_forward_rule_denies_exactly_its_pairs(lab, protocol, target, details):
@@ -134,6 +141,7 @@ def test_a_forward_rule_denies_exactly_its_pairs(lab, protocol, target, details)
     assert all(o == matrix.ALLOWED for c, o in seen.items() if (c.src, c.dst) not in DENIED)
 
 
+@needs_root
 def test_sctp_is_unsupported_without_kernel_sctp(lab):
     if lab.runtime["sctp"]:
         pytest.skip("this kernel has SCTP: the probes would be real, not unsupported")
@@ -142,6 +150,7 @@ def test_sctp_is_unsupported_without_kernel_sctp(lab):
     assert len(seen) == 9 and set(seen.values()) == {matrix.UNSUPPORTED}
 
 
+@needs_root
 def test_whole_matrix_renders(lab):
     seen = matrix.observe(lab.topology, matrix.cases_for(lab.topology))
     grouped = matrix.verdicts(seen)
