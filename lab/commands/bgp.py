@@ -1,0 +1,59 @@
+"""BGP views: BIRD's own CLI and calicoctl's views."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from lab.errors import LabError
+
+if TYPE_CHECKING:
+    from lab.commands import Subparsers
+    from lab.lifecycle import Lab
+
+
+def add_birdc(sub: Subparsers) -> None:
+    bird = sub.add_parser("birdc", help="BIRD's own CLI on a node: lab birdc k8s-node01 show protocols")
+    bird.add_argument("node")
+    bird.add_argument("cmd", nargs=argparse.REMAINDER, help="a birdc command; none for birdc's prompt")
+    bird.add_argument("--lab")
+    bird.set_defaults(func=cmd_birdc)
+
+
+def add_calicoctl(sub: Subparsers) -> None:
+    calicoctl = sub.add_parser("calicoctl", help="calicoctl's views: node status <node>, get ippool|nodes|bgppeer")
+    calicoctl.add_argument("words", nargs="+", help="node status <node> | get ippool [-o wide] | get nodes | "
+                           "get bgppeer | get bgpconfig")
+    calicoctl.add_argument("--lab")
+    calicoctl.add_argument("-o", "--output", default="")
+    calicoctl.set_defaults(func=cmd_calicoctl)
+
+
+def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.netns import capabilities
+    capabilities.require_root()
+    words = list(args.cmd)
+    if "--lab" in words:  # `lab birdc node show protocols --lab X`
+        at = words.index("--lab")
+        args.lab, words = words[at + 1] if at + 1 < len(words) else None, words[:at] + words[at + 2:]
+    argv = ["birdc", "-s", lab.bird_socket(args.node, args.lab), *words]
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
+    from lab.bgp import calico_views
+    from lab.netns import capabilities
+    words = args.words
+    if words[:2] == ["node", "status"] and len(words) == 3:
+        capabilities.require_root()
+        sys.stdout.write(lab.calico_node_status(words[2], args.lab))
+        return 0
+    if words[0] == "get" and len(words) == 2:
+        sys.stdout.write(calico_views.get(lab.status(args.lab), words[1], args.output))
+        return 0
+    raise LabError(f"unsupported calicoctl command: {' '.join(words)}",
+                   "try `lab calicoctl node status <node>` or `lab calicoctl get ippool -o wide`")
