@@ -11,7 +11,7 @@
 LAB := .venv/bin/lab
 PY := .venv/bin/python
 
-.PHONY: demo test fuzz typecheck deps test-deps bench clean
+.PHONY: demo test fuzz typecheck lint deps test-deps bench clean
 
 demo: deps
 	$(LAB) up flannel-vxlan
@@ -33,8 +33,12 @@ test: test-deps
 fuzz: test-deps
 	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py
 
+# mypy and ruff as pyproject.toml configures them ([tool.mypy], [tool.ruff]); not in .ci/run yet
 typecheck: test-deps
-	$(PY) -m mypy --ignore-missing-imports lab/topology
+	$(PY) -m mypy
+
+lint: test-deps
+	$(PY) -m ruff check lab tests scripts
 
 deps:
 	bash scripts/install-deps.sh

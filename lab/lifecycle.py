@@ -10,12 +10,13 @@ from __future__ import annotations
 import builtins
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.netns import capabilities, namespace, names
+from lab.netns import capabilities, names, namespace
 from lab.netns.state import LabState, StateStore
 from lab.topology.model import Topology
 
@@ -361,7 +362,7 @@ class Lab:
 
     # -- link impairments -----------------------------------------------------------------------
     def impair(self, lab: str | None, target: str | None, iface: str | None,
-               impairment: "Impairment | None") -> builtins.list[dict[str, Any]]:
+               impairment: Impairment | None) -> builtins.list[dict[str, Any]]:
         """Set (or with `impairment` None, clear) a live impairment; `target` None clears every one.
         Checks the target and interface, and netem for delay, before anything changes; returns the rows in force."""
         from lab.cni import impairment_plan

@@ -34,7 +34,7 @@ class Capabilities:
     ebpf_reason: str = "not probed"
 
     @classmethod
-    def assumed(cls) -> "Capabilities":
+    def assumed(cls) -> Capabilities:
         """A guess made without privilege (for --dry-run): module directories only, nothing tried."""
         kinds = {kind: kind in ("veth", "bridge") or os.path.isdir(f"/sys/module/{kind}") for kind in SCRATCH_KINDS}
         built = bpfobj.buildable(IPIP_PROGRAM) and shutil.which("tc") is not None
@@ -115,7 +115,7 @@ def _probe_ebpf_ipip(scratch: str) -> tuple[bool, str]:
 
 def _fresh_links() -> dict[str, int]:
     """The devices a new namespace is born with besides lo (tunl0, gre0, sit0... when those modules are loaded)."""
-    from pyroute2 import IPRoute          # imported here: commands that only read a lab never load it
+    from pyroute2 import IPRoute  # imported here: commands that only read a lab never load it
     found = {}
     with IPRoute() as ipr:
         for link in ipr.get_links():
