@@ -216,11 +216,11 @@ def test_bad_calico_topology_is_refused_precisely_and_creates_nothing(tmp_path, 
             _lab("down", LAB_NAME)
 
 
-def test_good_calico_head_is_accepted(tmp_path):
+def test_good_calico_head_is_accepted(tmp_path, monkeypatch):
     """The shared head with its pool is itself valid, so every case above fails for its own reason."""
     path = tmp_path / "good.yaml"
     path.write_text(POOL)
-    dry = _lab("up", "--dry-run", str(path))
+    dry = run_lab_unprivileged(monkeypatch, "up", "--dry-run", str(path))
     assert dry.returncode == 0 and dry.stdout, dry.stderr
 
 
