@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lab.commands import bgp, changes, labs, nodes, policy, results, views
+from lab.commands import bgp, changes, faults, labs, nodes, policy, results, views
 from lab.errors import LabError
 
 # The commands, in the order `lab --help` lists them: each adds its parser and handler.
@@ -23,6 +23,7 @@ COMMANDS = (
     bgp.add_birdc, bgp.add_calicoctl,
     views.add_graph, views.add_capture, views.add_trace,
     changes.add_impair,
+    faults.add_fault,
     results.add_report,
     nodes.add_mininet,
     labs.add_topologies,

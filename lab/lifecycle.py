@@ -85,7 +85,7 @@ class Lab:
 
     def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
-        from lab import cni
+        from lab import cni, supervision
         from lab.cni import impairment_plan
         from lab.netns import apply, impairments
         from lab.netns.plan import with_fresh_links
@@ -115,6 +115,7 @@ class Lab:
                 runtime = cni.start(topology, caps, self.store)
                 runtime["policy"] = start_policy(topology)
                 runtime["probe_servers"] = servers.start(topology, self.store.lab_dir(topology.name))
+                runtime["supervisor"] = supervision.start(topology, self.store, runtime)
                 state.status = "up"
                 state.summary = (summarize(topology, plan, caps) | {"neighbours": decision.as_dict()}
                                  | {"runtime": runtime, "netem": netem,
@@ -166,10 +167,10 @@ class Lab:
         if state.status != "up":
             raise LabError(f"lab {state.lab} is {state.status}", f"bring it up with `lab up {state.topology}`")
         topology = loader.load(state.topology, live.overlay_of(state.live))
-        runtime = state.summary.get("runtime", {})
         dataplane_checks = cni.dataplane(topology).checks
 
         def checks() -> builtins.list[readiness.Check]:
+            runtime = self._runtime(state)      # a daemon the supervisor restarted has a new pid
             found = dataplane_checks(topology, self.store, runtime) if dataplane_checks else []
             return found + readiness.probe_servers(runtime)
         return readiness.wait(checks, timeout, on_progress)
@@ -182,7 +183,9 @@ class Lab:
             return self._teardown(lab, self.store.load(lab))
 
     def _teardown(self, lab: str, state: LabState | None) -> apply.Removal:
+        from lab import supervision
         from lab.netns import apply
+        supervision.stop(self.store, lab, state.summary.get("runtime") if state else None)  # first: no restarts
         recorded = set(state.namespaces) if state else set()
         found = {n for n in namespace.list_all() if names.is_lab_netns(n, lab)}
         removal = apply.remove_namespaces(sorted(recorded | found))
@@ -203,15 +206,39 @@ class Lab:
         return rows
 
     def status(self, lab: str | None = None) -> dict[str, Any]:
+        from lab import supervision
         state = self._state(lab)
         summary = dict(state.summary)
         missing = [n for n in state.namespaces if not namespace.exists(n)]
-        agent = route_agent_health(summary.get("runtime", {}))
-        healthy = not missing and (agent is None or agent["alive"])
-        summary.update(lab=state.lab, status=state.status if healthy else "degraded", topology=state.topology,
+        runtime = self._runtime(state)
+        agent = route_agent_health(runtime)
+        supervised = supervision.health(self.store, state.lab, runtime)
+        degraded = degraded_reasons(missing, agent, supervised, state.faults)
+        summary.update(lab=state.lab, status=state.status if not degraded else "degraded", topology=state.topology,
                        namespaces=len(state.namespaces), missing_namespaces=missing,
-                       daemons=self._daemons(state), route_agent=agent)
+                       daemons=self._daemons(state), route_agent=agent, supervisor=supervised,
+                       faults=state.faults, degraded=degraded)
         return summary
+
+    def _runtime(self, state: LabState) -> dict[str, Any]:
+        """The lab's runtime record with the pids its daemons have now (the supervisor may have restarted them)."""
+        from lab import supervision
+        runtime: dict[str, Any] = state.summary.get("runtime", {})
+        if not runtime.get("supervisor"):
+            return runtime
+        return supervision.with_current_pids(runtime, supervision.current_pids(self.store, state.lab))
+
+    # -- faults ----------------------------------------------------------------------------------
+    def fault(self, lab: str | None, action: str, target: str) -> Any:
+        """`lab fault <action> <target>` (lab/fault.py): apply or undo a fault, and record it in the lab's state."""
+        from lab import fault, live
+        from lab.topology import loader
+        with self._locked_up(lab) as state:
+            topology = loader.load(state.topology, live.overlay_of(state.live))
+            outcome = fault.run(self.store, state, topology, action, target)
+            if outcome.changed:
+                self.store.save(state)
+        return outcome
 
     def _daemons(self, state: LabState) -> builtins.list[dict[str, Any]]:
         inodes = {namespace.inode(n): n for n in state.namespaces if namespace.exists(n)}
@@ -345,7 +372,7 @@ class Lab:
             old = loader.load(state.topology, live.overlay_of(state.live))
             new_live = edit(state.live, old)
             new = loader.load(state.topology, live.overlay_of(new_live, old))
-            changes = live.reconfigure(old, new, self.store, state.summary.get("runtime", {}))
+            changes = live.reconfigure(old, new, self.store, self._runtime(state))
             plan = cni.plan(new)
             state.live = new_live
             runtime = state.summary.get("runtime", {})
@@ -471,6 +498,25 @@ AGENT_MODULE = "lab.bgp.routeagent"
 AGENT_ROLES = {"ebpf": "holds the tunnel device open (a TUN device has carrier only while attached: without it "
                        "the eBPF IPIP path carries nothing) and decapsulates fragmented IPIP",
                "userspace": "carries IPIP in userspace (the tunnel device's packets)"}
+
+
+def degraded_reasons(missing: list[str], agent: dict[str, Any] | None, supervised: dict[str, Any] | None,
+                     faults: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Why a lab is degraded: failures (a namespace gone, a daemon dead, restarting or in a crash loop, no
+    supervisor), and the faults in force (deliberate: `lab fault`). Empty when the lab is healthy."""
+    from lab.netns import supervisor as sv
+    reasons = [{"kind": "failure", "what": f"namespace {n} is missing"} for n in missing]
+    if supervised is not None and not supervised["alive"]:
+        reasons.append({"kind": "failure", "what": f"the lab's supervisor (pid {supervised['pid']}) is not running: "
+                                                   "nothing restarts the daemons"})
+    for row in (supervised or {}).get("daemons", []):
+        if row["state"] not in (sv.RUNNING, sv.STOPPED):
+            reasons.append({"kind": "failure", "what": f"{row['name']} is {row['state']}"})
+    if agent is not None and not agent["alive"] and not any(r["what"].startswith("route-agent ") for r in reasons):
+        reasons.append({"kind": "failure", "what": f"the route agent (pid {agent['pid']}) is not running"})
+    reasons += [{"kind": "fault", "what": f"lab fault {f['fault']} {f['target']} (undo: lab fault {f['undo']} "
+                                          f"{f['target']})"} for f in faults]
+    return reasons
 
 
 def route_agent_health(runtime: dict[str, Any]) -> dict[str, Any] | None:

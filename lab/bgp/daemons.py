@@ -61,11 +61,15 @@ def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen:
     logging to the node's bird.log (with no log target BIRD writes to syslog, here the console)."""
     os.makedirs(os.path.dirname(paths.socket), exist_ok=True)
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
-    argv = ["nsenter", f"--net={namespace.path(netns)}", "bird", "-R", "-s", paths.socket, "-d",
-            "-c", paths.config, "-P", paths.pid_file]
+    argv = ["nsenter", f"--net={namespace.path(netns)}", *bird_argv(paths)]
     with open(paths.log, "ab") as log:
         return subprocess.Popen(argv, cwd=paths.config_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
+
+
+def bird_argv(paths: NodePaths) -> list[str]:
+    """BIRD's command line (run from the node's config dir, in the node's namespace)."""
+    return ["bird", "-R", "-s", paths.socket, "-d", "-c", paths.config, "-P", paths.pid_file]
 
 
 def start_birds(nodes: dict[str, tuple[str, NodePaths]], timeout: float = 30.0) -> None:

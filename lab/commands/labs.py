@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from lab.commands.output import table, warn
@@ -187,6 +188,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for note in status["capabilities"]:
         print(f"capability: {note}")
+    _print_supervised(status)
     agent = status.get("route_agent")
     if agent and agent["alive"]:
         print(f"route agent: pid {agent['pid']}, running; it {agent['role']}")
@@ -195,7 +197,31 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
               f"`lab down {status['lab']}` and `lab up` again")
     if status["missing_namespaces"]:
         print(f"WARNING: missing namespaces: {', '.join(status['missing_namespaces'])}")
+    for active in status.get("faults", []):
+        since = time.strftime("%H:%M:%S", time.localtime(active["since"]))
+        print(f"FAULT: {active['fault']} {active['target']} since {since} "
+              f"(undo: lab fault {active['undo']} {active['target']})")
+    for reason in status.get("degraded", []):
+        if reason["kind"] == "failure":
+            print(f"DEGRADED: {reason['what']}")
     return healthy
+
+
+def _print_supervised(status: dict[str, Any]) -> None:
+    """The supervised daemons: state (running, starting, restarting, crash-loop, stopped-by-fault) and restarts."""
+    supervised = status.get("supervisor")
+    if not supervised:
+        return
+    state = "running" if supervised["alive"] else "NOT RUNNING"
+    print(f"supervisor: pid {supervised['pid']}, {state} (restarts daemons as kubelet does: at once, then after "
+          "10 s, 20 s, ... 300 s)")
+    rows = []
+    for row in supervised["daemons"]:
+        wait = f" (next try in {row['next_restart_in']:.0f} s)" if row.get("next_restart_in") is not None else ""
+        rows.append([row["name"], row["state"] + wait, row["pid"] or "-", row["restarts"], row["netns"],
+                     row["last_exit"] or "-"])
+    table(["DAEMON", "STATE", "PID", "RESTARTS", "NETNS", "LAST EXIT"], rows)
+    print()
 
 
 def _print_cni(status: dict[str, Any]) -> None:

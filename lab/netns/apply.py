@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from lab.errors import ApplyError
-from lab.netns import iptables, namespace, netlink, tc
+from lab.netns import iptables, namespace, netlink, supervisor, tc
 from lab.netns.plan import LabPlan
 
 
@@ -67,7 +67,8 @@ def remove_namespaces(names: Iterable[str], grace: float = 1.0) -> Removal:
     names = [n for n in names if namespace.exists(n)]
     inodes = {ino for n in names if (ino := namespace.inode(n)) is not None}
     pids = [pid for group in namespace.pids_by_namespace(inodes).values() for pid in group]
-    stopped = stop_processes(pids, grace)
+    supervisors = [pid for pid in pids if supervisor.is_supervisor(pid)]   # first, so nothing is restarted
+    stopped = stop_processes(supervisors, grace) + stop_processes([p for p in pids if p not in supervisors], grace)
     removed = sum(1 for n in names if namespace.remove(n))
     return Removal(namespaces=removed, processes=stopped)
 

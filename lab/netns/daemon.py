@@ -30,10 +30,10 @@ def start(netns: str, module: str, spec: dict, spec_path: str, what: str,
     write_spec(spec, spec_path)
     if os.path.exists(spec["ready"]):
         os.unlink(spec["ready"])
-    argv = ["nsenter", f"--net={namespace.path(netns)}", sys.executable, "-m", module, spec_path]
+    argv = ["nsenter", f"--net={namespace.path(netns)}", *python_argv(module, spec_path)]
     with open(spec["log"], "a", encoding="utf-8") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                   env={**os.environ, "PYTHONPATH": _package_root()})
+                                   env={**os.environ, **python_env()})
     deadline = time.monotonic() + timeout
     while not os.path.exists(spec["ready"]):
         if process.poll() is not None:
@@ -44,6 +44,16 @@ def start(netns: str, module: str, spec: dict, spec_path: str, what: str,
             raise LabError(f"{what} was not ready after {timeout:.0f} s", f"see {spec['log']}")
         time.sleep(0.01)
     return process
+
+
+def python_argv(module: str, spec_path: str) -> list[str]:
+    """How a lab daemon is run (inside its namespace): this Python, the module, its spec."""
+    return [sys.executable, "-m", module, spec_path]
+
+
+def python_env() -> dict[str, str]:
+    """What a lab daemon needs in its environment: the `lab` package on its path."""
+    return {"PYTHONPATH": _package_root()}
 
 
 def tail(path: str, lines: int = 1) -> str:

@@ -216,6 +216,30 @@ def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
     return batch
 
 
+def restore_objects(plan: NamespacePlan, indexes: dict[str, int]) -> list[Failure]:
+    """Send the plan's neighbours, fdb entries and routes again (they replace what exists) in a namespace
+    whose links exist, e.g. after its interfaces were down and the kernel flushed what used them. `indexes`
+    are the live interface indexes by name; objects on a device that is not there are left out. The
+    calling thread must be inside `plan.name`."""
+    batch = Batch()
+    for neighbour in plan.neighbours:
+        if neighbour.dev in indexes:
+            batch.add_bytes(_neighbour(neighbour, indexes, batch.next_seq), neighbour)
+    for entry in plan.fdb:
+        if entry.dev in indexes:
+            batch.add_bytes(_fdb(entry, indexes, batch.next_seq), entry)
+    for route in plan.routes:
+        if route.dev is None or route.dev in indexes:
+            batch.add_bytes(_route(route, indexes, batch.next_seq), route)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        _grow_receive_buffer(sock)
+        sock.bind((0, 0))
+        return _exchange(sock, plan.name, batch)
+    finally:
+        sock.close()
+
+
 def _existing_link(link: Link) -> ifinfmsg:
     msg = ifinfmsg()
     msg["index"] = link.index

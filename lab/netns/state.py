@@ -32,6 +32,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)   # changes made while up (lab/live.py)
+    faults: list[dict[str, Any]] = field(default_factory=list)   # `lab fault`s in force (lab/fault.py)
     started: float = field(default_factory=time.time)
 
 
