@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -150,51 +149,21 @@ def bird_pid(lab: str, node: str) -> int | None:
         return None
 
 
-def stop_bird(lab: str, node: str, timeout: float = 5.0) -> int:
-    """SIGTERM the node's BIRD (pid from its pid file) and wait until it is gone; returns the pid."""
+def stop_bird(lab: str, node: str) -> int:
+    """`lab fault bird-stop`: the lab's supervisor SIGTERMs the node's BIRD and, the stop being deliberate, does
+    not restart it (a BIRD killed any other way comes back, as kubelet restarts calico-node); returns its pid."""
     pid = bird_pid(lab, node)
     assert pid is not None, f"no BIRD running on {node}"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        except (OSError, IndexError):
-            return pid
-        if state == "Z":
-            return pid
-        time.sleep(0.02)
-    raise AssertionError(f"BIRD {pid} on {node} did not stop after SIGTERM")
+    run_lab("fault", "bird-stop", node, "--lab", lab)
+    assert bird_pid(lab, node) is None, f"BIRD {pid} on {node} still runs after `lab fault bird-stop`"
+    return pid
 
 
-def start_bird(lab: str, node: str, timeout: float = 10.0) -> None:
-    """Start BIRD again as calico/node runs it - `bird -R -s <ctl> -d -c <cfg>` (plus -P <pid file>) in the
-    node's namespace, from its config dir, logging to the node's bird.log - and wait for its control socket.
-
-    The foreground form (-d) matches how the lab starts BIRD since b518d25: a daemonized BIRD with no log
-    target logs through syslog to the console, which can block. `setsid -f` detaches it from the tests."""
-    root = node_files(lab, node)
-    config_dir = root / "etc/calico/confd/config"
-    sock, pid_file, log = root / "var/run/calico/bird.ctl", root / "var/run/calico/bird.pid", root / "var/log/calico/bird.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (sock, pid_file):
-        stale.unlink(missing_ok=True)
-    with open(log, "ab") as out:
-        subprocess.run(["setsid", "-f", "nsenter", f"--net=/run/netns/{lab}.{node}", "bird", "-R", "-s", str(sock), "-d",
-                        "-c", str(config_dir / "bird.cfg"), "-P", str(pid_file)], cwd=config_dir,
-                       stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=True, timeout=10)
-
-    def answers() -> bool:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(sock))
-            return True
-        except OSError:
-            return False
-        finally:
-            probe.close()
-    up = wait_for(lambda: answers() and bird_pid(lab, node) is not None, bool, timeout, 0.05)
-    assert up, f"BIRD on {node} did not open {sock} and write {pid_file}:\n{log.read_text()[-500:]}"
+def start_bird(lab: str, node: str) -> None:
+    """`lab fault bird-start`: the supervisor starts BIRD again as calico/node runs it (`bird -R -s <ctl> -d -c
+    <cfg> -P <pid file>` in the node's namespace, from its config dir) and answers once its control socket does."""
+    run_lab("fault", "bird-start", node, "--lab", lab)
+    assert bird_pid(lab, node) is not None, f"BIRD on {node} is not running after `lab fault bird-start`"
 
 
 def netns_exec(netns: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:

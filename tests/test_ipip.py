@@ -292,20 +292,24 @@ def test_transit_through_a_node_is_tunnelled_on(calico_ebpf):
 
 
 def test_status_shows_a_dead_route_agent(calico_ebpf):
-    """The eBPF path needs the route agent (it holds tunl0 open: carrier). Killed, `lab status` says so,
-    marks the lab degraded and exits non-zero. (Runs last but one: the lab has no agent afterwards.)"""
+    """The eBPF path needs the route agent (it holds tunl0 open: carrier). Killed, and with the lab's supervisor
+    killed first (else it starts the agent again: tests/test_faults.py), `lab status` says so, marks the lab
+    degraded and exits non-zero. (Runs last but one: the lab has no agent afterwards.)"""
     spec = calico_ebpf
     before = run_lab("status", spec.lab)
     assert "route agent: pid" in before.stdout and "running" in before.stdout, before.stdout
-    pid = json.loads(run_lab("status", spec.lab, "--json").stdout)["route_agent"]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.1)
+    status = json.loads(run_lab("status", spec.lab, "--json").stdout)
+    pid, supervisor = status["route_agent"]["pid"], status["supervisor"]["pid"]
+    for victim in (supervisor, pid):
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{victim}").exists():
+            time.sleep(0.1)
     result = run_lab("status", spec.lab, check=False)
     assert result.returncode != 0, result.stdout
     assert f"WARNING: the route agent (pid {pid}) is not running" in result.stdout, result.stdout
     assert f"lab {spec.lab} (degraded)" in result.stdout, result.stdout
+    assert f"DEGRADED: the lab's supervisor (pid {supervisor}) is not running" in result.stdout, result.stdout
     raw = run_lab("status", spec.lab, "--json", check=False)
     status = json.loads(raw.stdout)
     assert raw.returncode != 0 and status["status"] == "degraded" and status["route_agent"]["alive"] is False

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lab import supervision
 from lab.errors import LabError
 from lab.lifecycle import Lab
 from lab.netns import names
@@ -74,7 +75,8 @@ def lab(tmp_path_factory):
     try:
         lifecycle.up(str(path))
         topology = lifecycle.load(str(path))
-        servers.stop(recorded_servers(name))    # if `lab up` started them, this test starts its own
+        if recorded_servers(name):              # if `lab up` started them, this test starts its own; the
+            supervision.request(lifecycle.store, name, "stop", [supervision.PROBE_SERVERS])  # supervisor lets go
         runtime = servers.start(topology, state_dir)
         yield SimpleNamespace(name=name, topology=topology, runtime=runtime, state_dir=state_dir,
                               pods={p.key: p for p in topology.pods})

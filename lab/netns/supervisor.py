@@ -188,6 +188,7 @@ class Daemon:
     since: float = field(default_factory=time.time)   # wall time of the last state change
     last_exit: str = ""
     retry_at: float | None = None           # monotonic time of the next restart (crash-loop, restarting)
+    delay: float = 0.0                      # the back-off chosen at the last crash
     ready_by: float = 0.0
     backoff: Backoff = field(default_factory=Backoff)
     pidfd: int | None = None
@@ -198,7 +199,7 @@ class Daemon:
         return {"name": self.spec.name, "netns": self.spec.netns, "node": self.spec.node, "pid": self.pid,
                 "state": self.state, "restarts": self.restarts, "since": self.since, "last_exit": self.last_exit,
                 "next_restart_in": round(self.retry_at - now, 1) if self.retry_at is not None else None,
-                "backoff_s": self.backoff.current, "log": self.spec.log}
+                "delay_s": self.delay, "log": self.spec.log}
 
 
 class Supervisor:
@@ -279,9 +280,10 @@ class Supervisor:
             return
         ran_for = time.monotonic() - daemon.started
         daemon.last_exit = (f"exit code {code}" if code is not None and code >= 0 else
-                            f"killed by {signal.Signals(-code).name}" if code is not None else "exited (not our child)")
+                            f"killed by {signal.Signals(-code).name}" if code is not None else
+                            "exited (started by `lab up`: its exit status went to init)")
         daemon.last_exit += f" at {time.strftime('%H:%M:%S')} after {ran_for:.1f} s"
-        delay = daemon.backoff.next_delay(ran_for)
+        delay = daemon.delay = daemon.backoff.next_delay(ran_for)
         daemon.retry_at = time.monotonic() + delay
         daemon.pid = None
         self.log(f"{daemon.spec.name}: {daemon.last_exit}; restart in {delay:.0f} s")

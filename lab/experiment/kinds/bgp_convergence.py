@@ -20,11 +20,12 @@ A step that does not converge within `timeout` is a failure of the run (nothing 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from lab.bgp import birdc
-from lab.bgp.daemons import NodePaths, start_birds, stop_bird
+from lab.bgp.daemons import NodePaths
 from lab.errors import LabError
 from lab.experiment import bgpwatch
 from lab.experiment.kinds import Kind, LabContext, Value
@@ -140,15 +141,17 @@ class BgpConvergence(Kind):
         victim = scenario.victim()
         paths = scenario.paths(victim)
         others = [node for node in scenario.node_names if node != victim]
-        start = time.perf_counter()
-        if stop_bird(paths) is None:
+        from lab.lifecycle import Lab
+        if not os.path.exists(paths.pid_file):
             raise LabError(f"no running bird behind {paths.pid_file}")
+        start = time.perf_counter()
+        Lab().fault(scenario.lab, "bird-stop", victim)   # as a SIGTERM, but the lab's supervisor leaves it stopped
         withdraw = bgpwatch.wait_for(watcher, others, bgpwatch.lacks_blocks(scenario, victim), start,
                                      params["timeout"], params["interval"])
         if withdraw is None:
             raise LabError(f"{victim}'s block still present {params['timeout']:.0f} s after stopping its BIRD")
         start = time.perf_counter()
-        start_birds({victim: (scenario.netns(victim), paths)})
+        Lab().fault(scenario.lab, "bird-start", victim)
         relearn = bgpwatch.wait_for(watcher, others, bgpwatch.has_blocks(scenario, lambda _: [victim]), start,
                                     params["timeout"], params["interval"])
         if relearn is None:
