@@ -28,8 +28,20 @@ A thin caller of the bgp-convergence measurement kind (lab/experiment/kinds/bgp_
 each (variant, N) is one run of a one-mode experiment through lab.experiment.run, with the kind's
 generated topology; the table is read back from its samples. `lab up` is timed in-process here.
 
+Failover (issue 13; `--failover N`, a section of its own, below the table): on an N-node full mesh with
+BIRD's default timers (Calico's bird.cfg sets none: hold time 240 s, keepalive 80 s = hold/3, BIRD 1.6's
+graceful restart time 120 s; Calico's template turns `graceful restart` on and sets `connect retry time 5`,
+`error wait time 5,30`), the last node fails `--failover-repeat` times each way:
+  bird-stop   from `lab fault bird-stop` (in-process, SIGTERM to its BIRD) until no other node has a
+              `proto bird` route via the victim; then bird-start until every one has one again
+  link-down   from `lab fault link-down` (its switch port down: no Cease, the peers must notice) until
+              the same withdrawal; then link-up until the routes are back
+Targets: withdrawal <= 1 s after bird-stop (BIRD closes its sessions with a Cease at once) and <= hold
+time + 1 s after link-down.
+
 Usage (as root): .venv/bin/python scripts/bench_bgp.py [--nodes 3,10,50,100] [--variants mesh,rr]
                                                   [--large] [--interval 0.1] [--json out.json]
+                                                  [--failover 3 [--failover-repeat 2] [--failover-only]]
 """
 
 from __future__ import annotations
@@ -187,6 +199,135 @@ def memory_allows(nodes: int) -> bool:
     return available >= MEMORY_RESERVE_MB + nodes * MEMORY_PER_NODE_MB
 
 
+# -- failover (issue 13): `lab fault` on a full mesh with BIRD's default timers ----------------------------
+BIRD_HOLD_S = 240.0              # BIRD's default `hold time` (proto/bgp/config.Y); Calico's bird.cfg sets none
+BIRD_KEEPALIVE_S = 80.0          # default: a third of the hold time
+TARGET_AFTER_BIRD_STOP_S = 1.0
+FAILOVER_TIMEOUT_S = 600.0
+FAILOVER_TOPOLOGY = """\
+name: {name}
+description: bench_bgp failover - a plain full mesh, no encapsulation
+cluster: {{cni: calico}}
+networks:
+  - {{name: lan, cidr: 192.168.10.0/24, gateway: 192.168.10.1}}
+nodes:
+{nodes}
+resources:
+  - apiVersion: projectcalico.org/v3
+    kind: IPPool
+    metadata: {{name: default-ipv4-ippool}}
+    spec: {{cidr: 10.244.0.0/16, blockSize: 26, ipipMode: Never, vxlanMode: Never}}
+"""
+
+
+@dataclass
+class Failover:
+    """One failure and its recovery: seconds from the fault (and from its undo) until every peer saw it."""
+
+    fault: str
+    withdrawn_s: float | None
+    recovered_s: float | None
+
+
+def routes_via(netns: str, gateway: str) -> int:
+    """How many `proto bird` routes of the namespace's main table go via `gateway`."""
+    import subprocess
+    out = subprocess.run(["ip", "-n", netns, "-j", "route", "show", "proto", "bird"], capture_output=True,
+                         text=True, check=True).stdout
+    return sum(1 for route in json.loads(out or "[]") if route.get("gateway") == gateway)
+
+
+def watch(condition, started: float, timeout: float, interval: float) -> float | None:
+    """Seconds from `started` (perf_counter) until `condition()` holds, polled every `interval`; None on timeout."""
+    import time
+    while time.perf_counter() - started < timeout:
+        if condition():
+            return time.perf_counter() - started
+        time.sleep(interval)
+    return None
+
+
+def failover_once(lab, name: str, fault: str, victim: str, victim_ip: str, peers: list[str],
+                  interval: float) -> Failover:
+    """Apply `fault` to the victim while a thread watches the peers' tables, then undo it the same way."""
+    import threading
+    import time
+    undo = {"bird-stop": "bird-start", "link-down": "link-up"}[fault]
+    timings: dict[str, float | None] = {}
+
+    def run(action: str, wanted) -> None:
+        started = time.perf_counter()
+        watcher = threading.Thread(target=lambda: timings.__setitem__(
+            action, watch(wanted, started, FAILOVER_TIMEOUT_S, interval)))
+        watcher.start()
+        lab.fault(name, action, victim)
+        watcher.join()
+    run(fault, lambda: all(routes_via(f"{name}.{p}", victim_ip) == 0 for p in peers))
+    run(undo, lambda: all(routes_via(f"{name}.{p}", victim_ip) > 0 for p in peers))
+    return Failover(fault, timings[fault], timings[undo])
+
+
+def bench_failover(nodes: int, repeat: int, interval: float, workdir: Path) -> list[Failover]:
+    """Bring up an N-node mesh, fail its last node `repeat` times by bird-stop and by link-down, take it down."""
+    from lab.lifecycle import Lab
+    name = f"bench-failover-{os.getpid() % 100000}"
+    ips = [f"192.168.10.{10 + i}" for i in range(nodes)]
+    listed = "\n".join(f"  - {{name: node{i}, network: lan, ip: {ip}}}" for i, ip in enumerate(ips))
+    path = workdir / f"{name}.yaml"
+    path.write_text(FAILOVER_TOPOLOGY.format(name=name, nodes=listed))
+    lab = Lab()
+    results: list[Failover] = []
+    try:
+        lab.up(str(path))
+        lab.wait(name, 120.0)
+        victim, peers = f"node{nodes - 1}", [f"node{i}" for i in range(nodes - 1)]
+        for fault in ("bird-stop", "link-down"):
+            for _ in range(repeat):
+                result = failover_once(lab, name, fault, victim, ips[-1], peers, interval)
+                print(f"  failover {fault}: withdrawn {seconds(result.withdrawn_s)}, "
+                      f"recovered {seconds(result.recovered_s)}", file=sys.stderr, flush=True)
+                results.append(result)
+    finally:
+        lab.down(name)
+    return results
+
+
+def failover_table(nodes: int, results: list[Failover]) -> str:
+    """One row per fault: withdrawal and recovery as min / median / max over the repetitions."""
+    import statistics
+
+    def summary(values: list[float | None]) -> str:
+        done = [v for v in values if v is not None]
+        missing = len(values) - len(done)
+        if not done:
+            return "timeout"
+        text = f"{min(done):.2f} / {statistics.median(done):.2f} / {max(done):.2f} s"
+        return text + (f" ({missing} timed out)" if missing else "")
+    lines = [f"Failover on a {nodes}-node full mesh, BIRD's default timers (hold {BIRD_HOLD_S:.0f} s, keepalive "
+             f"{BIRD_KEEPALIVE_S:.0f} s; graceful restart on, as in Calico's bird.cfg)", "",
+             "| fault | runs | withdrawn at every peer (min / median / max) | back after the undo | target |",
+             "|---|---|---|---|---|"]
+    for fault, target in (("bird-stop", f"<= {TARGET_AFTER_BIRD_STOP_S:.0f} s"),
+                          ("link-down", f"<= hold + 1 = {BIRD_HOLD_S + 1:.0f} s")):
+        rows = [r for r in results if r.fault == fault]
+        if rows:
+            lines.append(f"| {fault} | {len(rows)} | {summary([r.withdrawn_s for r in rows])} | "
+                         f"{summary([r.recovered_s for r in rows])} | {target} |")
+    return "\n".join(lines)
+
+
+def failover_targets(results: list[Failover]) -> list[str]:
+    out = []
+    for fault, limit in (("bird-stop", TARGET_AFTER_BIRD_STOP_S), ("link-down", BIRD_HOLD_S + 1)):
+        values = [r.withdrawn_s for r in results if r.fault == fault]
+        if values:
+            worst = max((v for v in values if v is not None), default=None)
+            ok = worst is not None and None not in values and worst <= limit
+            out.append(f"  failover after {fault} <= {limit:.0f} s: {'MET' if ok else 'MISSED'} "
+                       f"(worst {seconds(worst)})")
+    return out
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default=DEFAULT_NODES, help=f"comma-separated node counts (default {DEFAULT_NODES})")
@@ -196,6 +337,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.1, help="route poll interval in seconds (default 0.1)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each convergence")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--failover", type=int, metavar="N", help="also measure failover on an N-node mesh (issue 13)")
+    parser.add_argument("--failover-repeat", type=int, default=2, help="repetitions of each fault (default 2)")
+    parser.add_argument("--failover-only", action="store_true", help="only the failover section")
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(args.variants) - set(VARIANTS)
@@ -211,9 +355,12 @@ def main() -> int:
         raise SystemExit("bench_bgp: run as root (a root shell, or sudo); it builds labs in network namespaces")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: labs come down
     results: list[Result] = []
+    failovers: list[Failover] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-bgp-") as tmp:
-            for nodes in args.nodes:
+            if args.failover:
+                failovers = bench_failover(args.failover, args.failover_repeat, args.interval, Path(tmp))
+            for nodes in ([] if args.failover_only else args.nodes):
                 if nodes in LARGE_NODES and not memory_allows(nodes):
                     print(f"bench_bgp: skipping {nodes} nodes: not enough memory available", file=sys.stderr)
                     continue
@@ -223,10 +370,17 @@ def main() -> int:
                     print("  " + " | ".join(row_cells(result)), file=sys.stderr, flush=True)
     except KeyboardInterrupt:     # the runner took its lab down
         print("bench_bgp: interrupted", file=sys.stderr)
-    print(markdown_table(results))
-    print()
-    print("Targets:")
-    print("\n".join(targets(results)))
+    if results:
+        print(markdown_table(results))
+        print()
+        print("Targets:")
+        print("\n".join(targets(results)))
+    if failovers:
+        print()
+        print(failover_table(args.failover, failovers))
+        print()
+        print("Failover targets:")
+        print("\n".join(failover_targets(failovers)))
     found = list(notes(results))
     if found:
         print()
@@ -234,7 +388,10 @@ def main() -> int:
         print("\n".join(found))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 0 if results and not found else 1
+        if failovers:
+            data = json.loads(Path(args.json).read_text())
+            Path(args.json).write_text(json.dumps({"bgp": data, "failover": [asdict(f) for f in failovers]}, indent=2))
+    return 0 if (results or failovers) and not found else 1
 
 
 if __name__ == "__main__":
