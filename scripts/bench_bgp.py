@@ -238,11 +238,16 @@ def routes_via(netns: str, gateway: str) -> int:
 
 
 def watch(condition, started: float, timeout: float, interval: float) -> float | None:
-    """Seconds from `started` (perf_counter) until `condition()` holds, polled every `interval`; None on timeout."""
+    """Seconds from `started` (perf_counter) until `condition()` holds, polled every `interval`; None on timeout
+    or when the lab went away under the benchmark (`ip -n` fails)."""
+    import subprocess
     import time
     while time.perf_counter() - started < timeout:
-        if condition():
-            return time.perf_counter() - started
+        try:
+            if condition():
+                return time.perf_counter() - started
+        except subprocess.CalledProcessError:
+            return None
         time.sleep(interval)
     return None
 
@@ -270,7 +275,7 @@ def failover_once(lab, name: str, fault: str, victim: str, victim_ip: str, peers
 def bench_failover(nodes: int, repeat: int, interval: float, workdir: Path) -> list[Failover]:
     """Bring up an N-node mesh, fail its last node `repeat` times by bird-stop and by link-down, take it down."""
     from lab.lifecycle import Lab
-    name = f"bench-failover-{os.getpid() % 100000}"
+    name = f"fo13-{os.getpid() % 100000}"      # not bench-*: other benchmarks sweep their leftovers by that prefix
     ips = [f"192.168.10.{10 + i}" for i in range(nodes)]
     listed = "\n".join(f"  - {{name: node{i}, network: lan, ip: {ip}}}" for i, ip in enumerate(ips))
     path = workdir / f"{name}.yaml"
