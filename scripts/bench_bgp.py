@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -275,7 +276,7 @@ def failover_once(lab, name: str, fault: str, victim: str, victim_ip: str, peers
 def bench_failover(nodes: int, repeat: int, interval: float, workdir: Path) -> list[Failover]:
     """Bring up an N-node mesh, fail its last node `repeat` times by bird-stop and by link-down, take it down."""
     from lab.lifecycle import Lab
-    name = f"fo13-{os.getpid() % 100000}"      # not bench-*: other benchmarks sweep their leftovers by that prefix
+    name = f"failover-{secrets.token_hex(3)}"
     ips = [f"192.168.10.{10 + i}" for i in range(nodes)]
     listed = "\n".join(f"  - {{name: node{i}, network: lan, ip: {ip}}}" for i, ip in enumerate(ips))
     path = workdir / f"{name}.yaml"
