@@ -19,7 +19,7 @@ from lab import cli
 SNAPSHOTS = Path(__file__).resolve().parent / "help"
 UPDATE = os.environ.get("LAB_GOLDEN_UPDATE") == "1"
 COMMANDS = ["up", "wait", "down", "list", "status", "exec", "shell", "ping", "apply", "delete", "label", "probe",
-            "policy", "birdc", "calicoctl", "graph", "capture", "trace", "impair", "report", "mininet",
+            "policy", "birdc", "calicoctl", "graph", "capture", "trace", "impair", "fault", "report", "mininet",
             "topologies", "experiment", "cleanup"]
 CASES = {"lab": ["--help"]} | {f"lab-{c}": [c, "--help"] for c in COMMANDS} | {
     "lab-experiment-run": ["experiment", "run", "--help"],
@@ -32,6 +32,7 @@ CASES = {"lab": ["--help"]} | {f"lab-{c}": [c, "--help"] for c in COMMANDS} | {
     "error-probe-bad-protocol": ["probe", "--protocol", "icmp"],
     "error-experiment-no-action": ["experiment"],
     "error-ping-bad-count": ["ping", "a", "b", "-c", "many"],
+    "error-fault-bad-action": ["fault", "crash", "n1"],
 }
 
 
