@@ -15,9 +15,10 @@ For each (variant, N) it measures, as a user would see them:
               from each node's `show protocols` on its BIRD control socket
   routes      `proto bird` routes in each node's main table (the blocks plus its own blackhole)
   RSS         VmRSS of every bird (avg/max) and of the lab's route agent, after convergence
-  withdraw    SIGTERM to one non-reflector node's bird until its block has left every other node's
+  withdraw    `lab fault bird-stop` (the lab's supervisor SIGTERMs it and leaves it stopped) on one
+              non-reflector node's bird until its block has left every other node's
               main table
-  re-learn    restarting that bird (as `lab up` starts it) until its block is back everywhere
+  re-learn    `lab fault bird-start` on that node until its block is back everywhere
   down        `lab down`, then leftovers: namespaces with the lab's prefix, bird and route-agent
               processes of the lab, /run/lab/<lab>
 It also checks each converged route's next hop (the owning node's address) and reports the route

@@ -10,8 +10,9 @@ waiting for BGP, like `lab up --no-wait`) and measures, per repetition:
   bird_rss_avg/max  VmRSS of the nodes' BIRDs (MB)
   routes_per_node_min/max, agent_rss (MB), agent_write_errors, route_problems (converged routes whose
                     next hop is not the owning node, or an own block that is not a blackhole)
-  withdraw_s        SIGTERM to the last node's BIRD until its block has left every other node
-  relearn_s         restarting that BIRD until its block is back everywhere
+  withdraw_s        `lab fault bird-stop` (SIGTERM, not restarted) on the last node until its block has
+                    left every other node
+  relearn_s         `lab fault bird-start` until its block is back everywhere
   down_s, leftovers `lab down`, then namespaces, BIRD and route-agent processes and state it left
 with param nodes=N, and timelines: routes per node and sessions Established per node over time
 from `lab up` (series `routes:<node>`, `sessions_established:<node>`).
