@@ -307,7 +307,8 @@ class Lab:
 
     def calico_node_status(self, target: str, lab: str | None = None) -> str:
         """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
-        from lab.bgp import birdc, calicoctl
+        from lab.bgp import birdc
+        from lab.cni.calico import calicoctl
         state = self._state(lab)
         if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
             self.node_name(target, state.lab)
@@ -494,7 +495,7 @@ def _fingerprint(topology: Topology) -> str:
     return hashlib.sha256(repr(topology).encode()).hexdigest()[:16]
 
 
-AGENT_MODULE = "lab.bgp.routeagent"
+AGENT_MODULE = "lab.cni.routeagent"
 AGENT_ROLES = {"ebpf": "holds the tunnel device open (a TUN device has carrier only while attached: without it "
                        "the eBPF IPIP path carries nothing) and decapsulates fragmented IPIP",
                "userspace": "carries IPIP in userspace (the tunnel device's packets)"}

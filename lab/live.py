@@ -16,7 +16,8 @@ from typing import Any
 from lab.errors import LabError, TopologyError
 from lab.model import labels
 from lab.policy import enforce
-from lab.topology import calico_conf, entries, loader, policy_manifest
+from lab.topology import entries, loader, policy_manifest
+from lab.cni.calico import config as calico_conf
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.bgp.birdc import BirdError, ProtocolRow, command, established, parse_row, show_protocols
-from lab.bgp.calicoctl import node_status
+from lab.cni.calico.calicoctl import node_status
 
 PEER = "Mesh_10_255_0_2"
 CONFIG = f"""\

@@ -1,4 +1,4 @@
-"""BIRD configuration as confd renders it (lab.bgp.birdcfg); pure, no root, parsed by the real BIRD.
+"""BIRD configuration as confd renders it (lab.cni.calico.birdcfg); pure, no root, parsed by the real BIRD.
 
 Literal expectations are copied from the reference (dataplane-fidelity.md §4.2-§4.6), which uses the lab
 of §0.1: k8s-node1..3 on 192.168.10.71..73/24 with blocks 10.244.36.64/26, 10.244.169.128/26 and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.bgp.birdcfg import render, render_all
+from lab.cni.calico.birdcfg import render, render_all
 from lab.topology.model import (BGPConfiguration, BGPPeer, CalicoConfig, CalicoIpam, CalicoNode, Cluster, IPPool,
                                 Network, Node, Topology, frozen_labels)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lab.bgp.birdc import ProtocolRow
-from lab.bgp.calicoctl import node_status
+from lab.cni.calico.calicoctl import node_status
 
 
 def bgp(name: str, state: str, since: str, info: str) -> ProtocolRow:

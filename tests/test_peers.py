@@ -1,4 +1,4 @@
-"""Which BGP sessions confd gives each node (lab.bgp.peers); pure, no root.
+"""Which BGP sessions confd gives each node (lab.cni.calico.peers); pure, no root.
 
 Expected values come from the reference (dataplane-fidelity.md §4.3, §4.4) and from the topologies
 built here, never from the code under test.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from itertools import combinations
 
-from lab.bgp.peers import peerings
+from lab.cni.calico.peers import peerings
 from lab.topology.model import (BGPConfiguration, BGPPeer, CalicoConfig, CalicoIpam, CalicoNode, Cluster, IPPool,
                                 Network, Node, Topology, frozen_labels)
 

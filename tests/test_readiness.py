@@ -18,7 +18,7 @@ import expect_calico
 from calico_kernel import main_routes, node_files, route_diff, stop_bird
 from calico_labs import renamed_copy
 from conftest import TOPOLOGIES, netns_list, run_lab
-from lab.bgp import propagation
+from lab.cni.calico import propagation
 from lab.topology import loader
 
 

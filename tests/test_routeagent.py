@@ -16,7 +16,7 @@ from typing import Callable
 import pytest
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from lab.bgp.mirror import Mirror
+from lab.cni.calico.mirror import Mirror
 from lab.bgp.route import Route
 from lab.netns.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK
 from lab.netns import namespace, tun
@@ -126,7 +126,7 @@ class Agent:
         """Start the agent and wait for its ready file (written once the first reconcile is done)."""
         if self.proc is not None:
             self.stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "lab.bgp.routeagent", str(self.spec_path)], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "lab.cni.routeagent", str(self.spec_path)], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
         def ready() -> dict | None:

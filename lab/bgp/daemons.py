@@ -1,7 +1,7 @@
 """The processes a Calico BGP lab runs: BIRD in every node namespace, and one route agent per lab.
 
 Files live under the lab's state directory, per node as on a real node:
-  files/<node>/etc/calico/confd/config/bird.cfg (+ bird_aggr.cfg, bird_ipam.cfg)   rendered by lab/bgp/birdcfg
+  files/<node>/etc/calico/confd/config/bird.cfg (+ bird_aggr.cfg, bird_ipam.cfg)   rendered by lab/cni/calico/birdcfg
   files/<node>/var/run/calico/bird.ctl                                              BIRD's control socket
   files/<node>/var/log/calico/bird.log                                              BIRD's log (-d: foreground)
 The route agent runs inside the lab's underlay namespace, so `lab down` finds and stops it with
@@ -138,7 +138,7 @@ def agent_spec(lab: str, table: int | None, state_dir: str, nodes: list[dict]) -
 
 def start_agent(underlay_netns: str, spec: dict, spec_path: str) -> int:
     """Write the spec, start the agent in the underlay namespace, wait for it to be ready; returns its pid."""
-    return daemon.start(underlay_netns, "lab.bgp.routeagent", spec, spec_path, "the route agent",
+    return daemon.start(underlay_netns, "lab.cni.routeagent", spec, spec_path, "the route agent",
                         AGENT_READY_TIMEOUT).pid
 
 

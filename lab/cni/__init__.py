@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.cni import calico, calico_ready, calico_runtime, flannel, flannel_runtime
+from lab.cni.calico import plan as calico
+from lab.cni.calico import ready as calico_ready
+from lab.cni.calico import runtime as calico_runtime
+from lab.cni.flannel import plan as flannel
+from lab.cni.flannel import runtime as flannel_runtime
 from lab.errors import LabError
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan

@@ -4,7 +4,7 @@ In order of preference (`options.ipipImplementation: auto`):
   kernel     the ipip module's device (`ipip remote any local any|<ip> ttl inherit nopmtudisc`);
   ebpf       a TUN device that nobody reads, with the lab's eBPF programs (bpf/ipip.c) on tc:
              encapsulation on the device's egress, decapsulation on eth0's ingress;
-  userspace  a TUN device served by the lab's route agent (lab/bgp/tunnel.py).
+  userspace  a TUN device served by the lab's route agent (lab/cni/tunnel.py).
 A topology may force one; forcing one the kernel lacks fails before anything is touched.
 """
 

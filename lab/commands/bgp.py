@@ -45,7 +45,7 @@ def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
-    from lab.bgp import calico_views
+    from lab.cni.calico import views as calico_views
     from lab.netns import capabilities
     words = args.words
     if words[:2] == ["node", "status"] and len(words) == 3:

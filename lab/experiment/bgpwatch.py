@@ -413,7 +413,7 @@ def lab_processes(lab: str) -> dict[str, list[int]]:
             continue
         if os.path.basename(argv[0]) == b"bird":
             found["bird"].append(int(entry))
-        elif b"lab.bgp.routeagent" in argv:
+        elif b"lab.cni.routeagent" in argv:
             found["agent"].append(int(entry))
     return found
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lab.bgp import birdc, peers
+from lab.bgp import birdc
+from lab.cni.calico import peers
 from lab.graph.model import Edge
 from lab.topology.model import Topology
 

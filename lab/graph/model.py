@@ -148,7 +148,7 @@ def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
 
 
 def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
-    from lab.bgp import peers           # the BGP peer computation (pure; imports only the model)
+    from lab.cni.calico import peers    # the BGP peer computation (pure; imports only the model)
     calico = topology.cluster.calico
     assert calico is not None
     edges: list[Edge] = []

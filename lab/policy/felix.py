@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Iterable, Iterator
 
-from lab.cni.calico_workload import host_veth_name
+from lab.cni.calico.workload import host_veth_name
 from lab.model.network_policy import NetworkPolicy
 from lab.policy import felix_names
 from lab.policy.felix_iptables import (ACCEPT, ALL_MARKS, DENY_WORD, DROP, MARK_ACCEPT, MARK_PASS, MASQUERADE,

@@ -1,6 +1,6 @@
 """What the topology builders read: resources with their documents, where an entry's fields live, the
 changes a running lab overlays, and the labels of an entry. Shared by lab/topology/loader.py and the data
-planes' loaders (lab/topology/calico_loader.py), so that neither imports the other's internals."""
+planes' loaders (lab/cni/calico/loader.py), so that neither imports the other's internals."""
 
 from __future__ import annotations
 

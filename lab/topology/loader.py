@@ -11,9 +11,10 @@ from typing import Any
 
 from lab.errors import TopologyError
 from lab.model.network_policy import NetworkPolicy
-from lab.topology import (calico_conf, cidr as cidrs, flannel_conf, impair, ipam, manifests, policy_manifest,
-                          schema)
-from lab.topology.calico_loader import CalicoBuilder
+from lab.topology import cidr as cidrs, impair, ipam, manifests, policy_manifest, schema
+from lab.cni.calico import config as calico_conf
+from lab.cni.flannel import config as flannel_conf
+from lab.cni.calico.loader import CalicoBuilder
 from lab.topology.entries import Item, Overlay, Source, labels_of
 from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
                                 Topology, frozen_labels)

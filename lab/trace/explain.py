@@ -104,7 +104,8 @@ def _hostgw_refused(walker: Walker, last: Hop, pod_node: str) -> list[str]:
 
 def _bgp(walker: Walker, last: Hop, packet: Packet) -> list[str]:
     """Calico: what the node's BIRD says about its sessions and the destination's route."""
-    from lab.bgp import birdc, peers
+    from lab.bgp import birdc
+    from lab.cni.calico import peers
     node = last.where[len("node "):]
     if walker.view.bird_socket is None:
         return []

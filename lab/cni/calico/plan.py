@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lab.bgp import birdcfg, daemons
-from lab.cni import calico_workload, ipip, underlay
+from lab.bgp import daemons
+from lab.cni.calico import birdcfg
+from lab.cni import ipip, underlay
+from lab.cni.calico import workload as calico_workload
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
-from lab.topology import calico_ipam
+from lab.cni.calico import ipam as calico_ipam
 from lab.topology.model import CalicoConfig, IPPool, Node, Topology
 
 IPIP_OVERHEAD = 20

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from lab.bgp import peers
+from lab.cni.calico import peers
 from lab.topology.model import Topology
 
 

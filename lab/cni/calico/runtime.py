@@ -8,7 +8,8 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from lab.bgp import birdc, daemons
-from lab.cni import calico, ipip
+from lab.cni import ipip
+from lab.cni.calico import plan as calico
 from lab.errors import LabError
 from lab.netns import namespace, names, tc, tun
 from lab.netns.builder import NamespaceBuilder

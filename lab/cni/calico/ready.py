@@ -2,7 +2,7 @@
 
 Both are read from the running lab, never assumed: the sessions from each node's BIRD (`show
 protocols`), the routes from each node's main table. The expectation comes from the configuration:
-lab/bgp/propagation.py says which sessions exist and which nodes learn whose blocks. Felix-only labs
+lab/cni/calico/propagation.py says which sessions exist and which nodes learn whose blocks. Felix-only labs
 (calico_backend vxlan) have their routes in the plan, so they are ready as soon as they are up.
 """
 
@@ -12,10 +12,11 @@ import socket
 from ipaddress import IPv4Network
 from typing import Any
 
-from lab.bgp import birdc, propagation
+from lab.bgp import birdc
+from lab.cni.calico import propagation
 from lab.bgp.channel import Channel
 from lab.bgp.route import Route, route_dump_request
-from lab.cni.calico_runtime import node_paths
+from lab.cni.calico.runtime import node_paths
 from lab.netns import namespace, names
 from lab.netns.rtnl import RT_TABLE_MAIN, RTA_DST
 from lab.netns.state import StateStore

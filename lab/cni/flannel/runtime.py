@@ -8,7 +8,8 @@ import os
 from typing import Any
 
 from lab.bgp import daemons
-from lab.cni import flannel, ipip
+from lab.cni import ipip
+from lab.cni.flannel import plan as flannel
 from lab.netns import names
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore

@@ -7,7 +7,7 @@ for nodes whose tunnel device is a TUN device, carries IPIP in userspace ("users
 the device open so that it has carrier while the lab's eBPF programs carry IPIP ("ebpf"). With
 "table": null (flannel's ipip backend) it mirrors nothing and only serves the tunnels.
 
-    python -m lab.bgp.routeagent <spec.json>
+    python -m lab.cni.routeagent <spec.json>
 
 Spec: {"lab": "x", "table": 201 | null, "log": "agent.log", "stats": "agent-stats.json",
        "ready": "agent.ready", "nodes": [{"name": "n1", "netns": "x.n1",
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from lab.bgp.channel import Channel, Overrun
-from lab.bgp.mirror import Mirror
+from lab.cni.calico.mirror import Mirror
 from lab.bgp.route import Key, Route, link_dump_request, parse_link, route_dump_request
-from lab.bgp.tunnel import TUNNEL_DEVICE, Counters, Holder, Tunnel, Verdict
+from lab.cni.tunnel import TUNNEL_DEVICE, Counters, Holder, Tunnel, Verdict
 from lab.netns import namespace
 from lab.netns.rtnl import (RT_TABLE_COMPAT, RT_TABLE_MAIN, RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_NEWADDR,
                             RTM_NEWLINK, RTM_NEWROUTE)
@@ -611,7 +611,7 @@ class Agent:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m lab.bgp.routeagent <spec.json>", file=sys.stderr)
+        print("usage: python -m lab.cni.routeagent <spec.json>", file=sys.stderr)
         return 2
     try:
         spec = Spec.load(args[0])

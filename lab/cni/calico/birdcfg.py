@@ -25,8 +25,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
-from lab.bgp import peers
-from lab.bgp.peers import Entry, PeerKeys, Peering
+from lab.cni.calico import peers
+from lab.cni.calico.peers import Entry, PeerKeys, Peering
 from lab.topology.model import CalicoConfig, CalicoNode, IPPool, Topology
 
 KERNEL_TABLE = 201
