@@ -249,6 +249,10 @@ class Lab:
                 rows.append({"netns": inodes[ino], "pid": pid, "command": _command_of(pid)})
         return sorted(rows, key=lambda r: (r["netns"], r["pid"]))
 
+    def state(self, lab: str | None = None) -> LabState:
+        """The recorded state of a lab (of the only lab up when `lab` is None)."""
+        return self._state(lab)
+
     def _state(self, lab: str | None) -> LabState:
         lab = lab or self.only_lab()
         state = self.store.load(lab)
@@ -304,21 +308,6 @@ class Lab:
             raise LabError(f"lab {state.lab} runs no BIRD", "BIRD runs in Calico labs with backend bird "
                            "(calico-bgp-mesh, calico-rr, calico-ipip, ...)")
         return daemons.NodePaths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
-
-    def calico_node_status(self, target: str, lab: str | None = None) -> str:
-        """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
-        from lab.bgp import birdc
-        from lab.cni.calico import calicoctl
-        state = self._state(lab)
-        if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
-            self.node_name(target, state.lab)
-            return calicoctl.node_status(None)
-        sock = self.bird_socket(target, lab)
-        try:
-            rows = birdc.show_protocols(sock)
-        except (OSError, birdc.BirdError):
-            rows = None
-        return calicoctl.node_status(rows)
 
     def _pod(self, target: str, lab: str | None) -> dict[str, Any]:
         """The recorded pod a target names; anything else is an error."""

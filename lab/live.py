@@ -16,12 +16,12 @@ from typing import Any
 from lab.errors import LabError, TopologyError
 from lab.model import labels
 from lab.policy import enforce
-from lab.topology import entries, loader, policy_manifest
+from lab.topology import dataplanes, entries, loader, policy_manifest
 from lab.cni.calico import config as calico_conf
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
-LIVE_KINDS = set(calico_conf.KINDS)
+LIVE_KINDS = dataplanes.live_kinds()   # the kinds data planes take live, besides NetworkPolicy
 
 
 @dataclass(frozen=True)
@@ -81,18 +81,20 @@ def check_live_kind(document: Document) -> None:
     if data.get("kind") in ("Pod", "Namespace"):
         raise document.error(("kind",), f"a {data['kind']} cannot be added to a running lab",
                              "pods and namespaces are part of the topology: change it and run `lab down` / `lab up`")
-    if not calico_conf.is_calico(data) and not policy_manifest.is_network_policy(data):
+    planes = dataplanes.registry().values()
+    if not policy_manifest.is_network_policy(data) and not any(plane.live(data) for plane in planes):
         raise document.error(("kind",), f"{data.get('apiVersion')}/{data.get('kind')} cannot be applied live",
                              "lab apply takes NetworkPolicy (networking.k8s.io/v1, extensions/v1beta1) and "
-                             "projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node")
+                             + " and ".join(plane.live_help for plane in planes if plane.live_help))
 
 
 def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> entries.Overlay:
     """The overlay a lab's recorded changes make (documents re-parsed from their saved texts)."""
     documents = tuple(d for entry in live.get("files", []) for d in parse_manifests(entry["text"], entry["path"]))
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
-    held_tunnels = dict(topology.cluster.calico.ipam.tunnel_ips) if topology and topology.cluster.calico else {}
-    held_pools = {p.name: p for p in topology.cluster.calico.pools} if topology and topology.cluster.calico else {}
+    calico = calico_conf.find(topology) if topology else None
+    held_tunnels = dict(calico.ipam.tunnel_ips) if calico else {}
+    held_pools = {p.name: p for p in calico.pools} if calico else {}
     return entries.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
                           node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
                           held_pools=held_pools,
@@ -114,7 +116,7 @@ def _view(topology: Topology, key: tuple[str, str]) -> Any:
     kind, name = key
     if kind == "NetworkPolicy":
         return next((replace(p, source="") for p in topology.policies if p.key == name), None)
-    calico = topology.cluster.calico
+    calico = calico_conf.find(topology)
     if calico is None:
         return None
     if kind == "BGPConfiguration":

@@ -18,7 +18,7 @@ def topology(name_or_path: str):
 
 def route_programming_words(name_or_path: str) -> list[str]:
     cluster = topology(name_or_path).cluster
-    if cluster.cni == "calico" and cluster.calico.backend == "bird":
+    if cluster.cni == "calico" and cluster.config.backend == "bird":
         return ["BIRD", "table 201", "route agent", "main"]
     return ["static plan"]
 
@@ -26,10 +26,10 @@ def route_programming_words(name_or_path: str) -> list[str]:
 def datapath_words(name_or_path: str, ipip: str | None) -> list[str]:
     cluster = topology(name_or_path).cluster
     if cluster.cni == "flannel":
-        backend = cluster.flannel.backend
+        backend = cluster.config.backend
         return [f"flannel.{backend.vni}", "(kernel)"] if backend.type == "vxlan" else ["routing via eth0 (kernel)"]
     words = []
-    for pool in cluster.calico.pools:
+    for pool in cluster.config.pools:
         if pool.ipip_mode != "Never":
             words.append(f"tunl0 IPIP: {ipip}")
         elif pool.vxlan_mode != "Never":

@@ -152,7 +152,7 @@ def lab(pool: IPPool | None = None, mesh: bool = True, peers: tuple[BGPPeer, ...
     calico = CalicoConfig(pools=(pool,), peers=peers, nodes=tuple(calico_nodes),
                           bgp=BGPConfiguration(node_to_node_mesh=mesh, log_severity=log_severity),
                           ipam=CalicoIpam(blocks=frozen_labels(blocks), tunnel_ips=frozen_labels({})))
-    return Topology(name="calico-test", source="<test>", cluster=Cluster(cni="calico", calico=calico),
+    return Topology(name="calico-test", source="<test>", cluster=Cluster(cni="calico", config=calico),
                     networks=tuple(networks.values()), nodes=tuple(nodes), namespaces=(), pods=())
 
 

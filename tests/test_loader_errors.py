@@ -328,7 +328,7 @@ def test_harmless_metadata_lists_and_env_strings_are_accepted(tmp_path):
     calico = calico[:calico.index("resources:")] + "resources:\n" + """\
   - {apiVersion: projectcalico.org/v3, kind: BGPConfiguration, metadata: {name: default}, spec: {asNumber: "1.10"}}
 """
-    config = load(tmp_path, calico).cluster.calico
+    config = load(tmp_path, calico).cluster.config
     assert (str(config.pools[0].cidr), config.pools[0].block_size, config.pools[0].nat_outgoing) == \
         ("10.96.0.0/16", 24, False)
     assert config.bgp.as_number == 65536 + 10
@@ -514,7 +514,7 @@ spec: {cidr: 10.244.0.0/16, ipipMode: Always}
 def test_a_running_pools_cidr_and_block_size_cannot_change(tmp_path, change, field, words):
     from lab.topology import yamlsource
     running = load(tmp_path, CALICO)
-    held = {p.name: p for p in running.cluster.calico.pools}
+    held = {p.name: p for p in running.cluster.config.pools}
     applied = yamlsource.parse(APPLIED_POOL.replace("spec: {cidr: 10.244.0.0/16, ipipMode: Always}", change), "m.yaml")
     with pytest.raises(LabError) as caught:
         loader.load(str(tmp_path / "topo.yaml"), entries.Overlay(documents=tuple(applied), held_pools=held))
@@ -525,14 +525,14 @@ def test_a_running_pools_cidr_and_block_size_cannot_change(tmp_path, change, fie
 def test_other_pool_fields_may_change_and_a_new_pool_is_free(tmp_path):
     from lab.topology import yamlsource
     running = load(tmp_path, CALICO)
-    held = {p.name: p for p in running.cluster.calico.pools}
+    held = {p.name: p for p in running.cluster.config.pools}
     changed = APPLIED_POOL.replace("ipipMode: Always}", "ipipMode: Always, natOutgoing: true}")
     topology = loader.load(str(tmp_path / "topo.yaml"),
                            entries.Overlay(documents=tuple(yamlsource.parse(changed, "m.yaml")), held_pools=held))
-    assert topology.cluster.calico.pools[0].nat_outgoing
+    assert topology.cluster.config.pools[0].nat_outgoing
     other = APPLIED_POOL.replace("{name: pool}", "{name: other}").replace("10.244.", "10.99.")
     assert loader.load(str(tmp_path / "topo.yaml"), entries.Overlay(
-        documents=tuple(yamlsource.parse(other, "m.yaml")), held_pools=held)).cluster.calico.pools[1].name == "other"
+        documents=tuple(yamlsource.parse(other, "m.yaml")), held_pools=held)).cluster.config.pools[1].name == "other"
 
 
 def test_a_free_range_overlaps_no_segment_or_pool():

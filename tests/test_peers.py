@@ -32,7 +32,7 @@ def lab(nodes: list[tuple], mesh: bool = True, peers: tuple[BGPPeer, ...] = (), 
     calico = CalicoConfig(pools=(POOL,), bgp=BGPConfiguration(node_to_node_mesh=mesh, as_number=as_number),
                           peers=peers, nodes=tuple(calico_nodes),
                           ipam=CalicoIpam(blocks=frozen_labels({}), tunnel_ips=frozen_labels({})))
-    return Topology(name="calico-test", source="<test>", cluster=Cluster(cni="calico", calico=calico),
+    return Topology(name="calico-test", source="<test>", cluster=Cluster(cni="calico", config=calico),
                     networks=(network,), nodes=tuple(topo_nodes), namespaces=(), pods=())
 
 

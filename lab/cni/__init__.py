@@ -1,50 +1,54 @@
-"""Dataplane modules, one per CNI: each turns a Topology into a LabPlan."""
+"""The data planes' runtime half: each CNI's plan builder, daemons, live changes, readiness and status
+lines, found through the registry (lab/topology/dataplanes.py) and imported when first used.
+
+Each data plane is a folder here (lab/cni/flannel/, lab/cni/calico/) whose `__init__.py` registers it;
+the modules beside them are shared: underlay.py (switches and router), bridge_plugin.py (the CNI bridge +
+host-local plugins), ipip.py (IPIP devices on the implementation the kernel allows), tunnel.py and
+routeagent.py (the userspace tunnel and the agent that serves it), identity.py (derived MACs and names)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable
 
-from lab.cni.calico import plan as calico
-from lab.cni.calico import ready as calico_ready
-from lab.cni.calico import runtime as calico_runtime
-from lab.cni.flannel import plan as flannel
-from lab.cni.flannel import runtime as flannel_runtime
-from lab.errors import LabError
-from lab.netns.capabilities import Capabilities
-from lab.netns.plan import LabPlan
-from lab.netns.state import StateStore
-from lab.readiness import DataplaneChecks
+from lab.topology import dataplanes
 from lab.topology.model import Topology
+
+if TYPE_CHECKING:
+    from lab.netns.capabilities import Capabilities
+    from lab.netns.plan import LabPlan
+    from lab.netns.state import StateStore
+    from lab.readiness import DataplaneChecks
 
 
 @dataclass(frozen=True)
 class Dataplane:
-    """A CNI's two entry points: its plan, and what `lab status` says about its settings."""
+    """A CNI's runtime entry points, as its registration names them."""
 
-    plan: Callable[[Topology, Capabilities | None], LabPlan]
-    describe: Callable[[Topology, Capabilities | None], dict[str, Any]]
-    tools: Callable[[Topology], list[str]] = lambda topology: []
-    start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
-    reconfigure: Callable[[Topology, Topology, StateStore, dict[str, Any]], list[str]] | None = None  # live changes
-    checks: DataplaneChecks | None = None     # what `lab up` / `lab wait` wait for, beyond the plan
+    plan: Callable[[Topology, "Capabilities | None"], "LabPlan"]
+    describe: Callable[[Topology, "Capabilities | None"], dict[str, Any]]
+    tools: Callable[[Topology], list[str]]
+    status_lines: Callable[[dict[str, Any]], list[str]]                # `lab status` lines about the data plane
+    start: Callable[[Topology, "Capabilities", "StateStore"], dict[str, Any]] | None = None   # daemons after apply
+    reconfigure: Callable[[Topology, Topology, "StateStore", dict[str, Any]], list[str]] | None = None  # live
+    checks: "DataplaneChecks | None" = None     # what `lab up` / `lab wait` wait for, beyond the plan
 
 
-DATAPLANES: dict[str, Dataplane] = {
-    "flannel": Dataplane(plan=flannel.plan, describe=flannel.describe, tools=flannel_runtime.tools,
-                         start=flannel_runtime.start),
-    "calico": Dataplane(plan=calico.plan, describe=calico.describe, tools=calico_runtime.tools,
-                        start=calico_runtime.start, reconfigure=calico_runtime.reconfigure,
-                        checks=calico_ready.checks),
-}
+@lru_cache(maxsize=None)
+def resolve(name: str) -> Dataplane:
+    """The runtime hooks of the data plane registered as `name` (imports its plan, runtime, ready, status)."""
+    record = dataplanes.get(name)
+    planner = record.module(record.plan)
+    runtime = record.module(record.runtime)
+    ready = record.module(record.ready) if record.ready else None
+    return Dataplane(plan=planner.plan, describe=planner.describe, tools=getattr(runtime, "tools", lambda t: []),
+                     status_lines=record.module(record.status).lines, start=getattr(runtime, "start", None),
+                     reconfigure=getattr(runtime, "reconfigure", None), checks=ready.checks if ready else None)
 
 
 def dataplane(topology: Topology) -> Dataplane:
-    try:
-        return DATAPLANES[topology.cluster.cni]
-    except KeyError:
-        raise LabError(f"no dataplane for CNI {topology.cluster.cni!r}",
-                       f"supported: {', '.join(sorted(DATAPLANES))}") from None
+    return resolve(topology.cluster.cni)
 
 
 def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
@@ -56,3 +60,8 @@ def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str
     """Start the CNI's daemons once the plan is applied; what they are goes into `lab status`."""
     hook = dataplane(topology).start
     return hook(topology, caps, store) if hook else {}
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """The `lab status` lines about a lab's data plane, from its recorded status."""
+    return resolve(status["cni"]).status_lines(status)

@@ -45,12 +45,12 @@ def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
-    from lab.cni.calico import views as calico_views
+    from lab.cni.calico import status as calico_status, views as calico_views
     from lab.netns import capabilities
     words = args.words
     if words[:2] == ["node", "status"] and len(words) == 3:
         capabilities.require_root()
-        sys.stdout.write(lab.calico_node_status(words[2], args.lab))
+        sys.stdout.write(calico_status.node_status(lab, words[2], args.lab))
         return 0
     if words[0] == "get" and len(words) == 2:
         sys.stdout.write(calico_views.get(lab.status(args.lab), words[1], args.output))

@@ -225,24 +225,9 @@ def _print_supervised(status: dict[str, Any]) -> None:
 
 
 def _print_cni(status: dict[str, Any]) -> None:
-    if status["cni"] == "flannel":
-        port = f", VNI {status['vni']}, UDP port {status['port']}" if status.get("vni") else ""
-        ipip_impl = (f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation")
-                     else "")
-        print(f"cni: flannel {status['mode']}, pod network {status['network']}, SubnetLen {status['subnet_len']}{port}"
-              f"{ipip_impl}")
-        return
-    print(f"cni: calico {status['mode']} (calico_backend {status['backend']})"
-          + (f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation") else ""))
-    for pool in status["pools"]:
-        print(f"  IPPool {pool['name']}: {pool['cidr']} blockSize {pool['blockSize']} ipipMode {pool['ipipMode']} "
-              f"vxlanMode {pool['vxlanMode']} natOutgoing {str(pool['natOutgoing']).lower()}")
-    if status.get("bgp"):
-        bgp = status["bgp"]
-        print(f"  BGPConfiguration default: nodeToNodeMeshEnabled {str(bgp['nodeToNodeMeshEnabled']).lower()}, "
-              f"asNumber {bgp['asNumber']}")
-    for peer in status.get("bgp_peers", []):
-        print(f"  BGPPeer {peer['name']}: " + ", ".join(f"{k} {v}" for k, v in peer.items() if k != "name" and v))
+    from lab import cni
+    for line in cni.status_lines(status):
+        print(line)
 
 
 def _print_policy(status: dict[str, Any]) -> None:

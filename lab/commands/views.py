@@ -79,7 +79,9 @@ def _live_graph(lab: Lab, name: str) -> Any:
     state = lab.store.load(name)
     assert state is not None
     sessions = None
-    if topology.cluster.calico is not None and topology.cluster.calico.backend == "bird":
+    from lab.cni.calico import config as calico_config
+    calico = calico_config.find(topology)
+    if calico is not None and calico.backend == "bird":
         sessions = graph_live.sessions(topology, lambda node: lab.bird_socket(node, name))
     return model.build(topology, sessions, kernel=graph_live.kernel_edges(state.summary))
 

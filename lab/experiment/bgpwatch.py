@@ -21,6 +21,7 @@ from lab.bgp.daemons import NodePaths
 from lab.netns import namespace
 from lab.topology import loader
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
 
 LAB_PREFIX = "bgpbench"
 VARIANTS = ("mesh", "rr")
@@ -138,7 +139,7 @@ def make_scenario(variant: str, nodes: int, workdir: Path) -> Scenario:
 
 def scenario_from(topology: Topology, lab: str, variant: str, path: Path | None) -> Scenario:
     """A Calico topology brought up as `lab`: each node's address and blocks, from the model."""
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     if calico is None:
         raise ValueError(f"topology {topology.name} is not a Calico topology")
     blocks = calico.ipam.blocks

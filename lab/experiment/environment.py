@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.experiment.spec import Experiment
-from lab.topology.model import Topology
+from lab.topology.model import CalicoConfig, FlannelConfig, Topology
 
 VERSION_FLAGS = {"iperf3": ["--version"], "sockperf": ["--version"], "ping": ["-V"], "tcpdump": ["--version"],
                  "bird": ["--version"], "ip": ["-V"], "iptables": ["--version"], "ipset": ["--version"]}
@@ -91,12 +91,13 @@ def initial(experiment: Experiment, results: Path) -> dict[str, Any]:
 def route_programming(topology: Topology) -> str:
     """Who writes the pod routes of the mode's nodes in the lab (the caption of every figure of the mode)."""
     cluster = topology.cluster
-    if cluster.cni == "flannel" and cluster.flannel is not None:
-        kind = cluster.flannel.backend.type + (" + DirectRouting" if cluster.flannel.backend.direct_routing else "")
+    config = cluster.config
+    if isinstance(config, FlannelConfig):
+        kind = config.backend.type + (" + DirectRouting" if config.backend.direct_routing else "")
         return f"static plan (flannel {kind}: the routes, ARP and FDB entries flanneld writes, applied by `lab up`)"
-    if cluster.calico is not None and cluster.calico.backend == "bird":
+    if isinstance(config, CalicoConfig) and config.backend == "bird":
         return "BIRD -> table 201 -> lab route agent -> main"
-    if cluster.calico is not None:
+    if isinstance(config, CalicoConfig):
         return "static plan (Calico VXLAN backend: the routes, ARP and FDB entries Felix writes, applied by `lab up`)"
     return f"static plan ({cluster.cni})"
 
@@ -107,8 +108,9 @@ IPIP_PATH = {"kernel": "kernel", "ebpf": "ebpf", "userspace": "userspace (the la
 def datapath(topology: Topology, ipip: str | None) -> str:
     """The kernel path pod-to-pod packets take across nodes (and on one node) in the mode."""
     cluster = topology.cluster
-    if cluster.cni == "flannel" and cluster.flannel is not None:
-        backend = cluster.flannel.backend
+    config = cluster.config
+    if isinstance(config, FlannelConfig):
+        backend = config.backend
         device = f"flannel.{backend.vni}"
         if backend.type == "vxlan" and backend.direct_routing:
             cross = f"routing via eth0 (kernel) within a subnet, vxlan device {device} (kernel) across subnets"
@@ -117,9 +119,9 @@ def datapath(topology: Topology, ipip: str | None) -> str:
         else:
             cross = "routing via eth0 (kernel)"
         return f"cross node: {cross}; same node: cni0 bridge (kernel)"
-    if cluster.calico is not None:
+    if isinstance(config, CalicoConfig):
         parts = []
-        for pool in cluster.calico.pools:
+        for pool in config.pools:
             if pool.disabled:
                 continue
             if pool.ipip_mode != "Never":

@@ -10,11 +10,12 @@ from lab.bgp import birdc
 from lab.cni.calico import peers
 from lab.graph.model import Edge
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
 
 
 def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[str, str], str]:
     """(node, peer node) -> BGP state as the node's BIRD reports it ('Down' when BIRD does not answer)."""
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     if calico is None or calico.backend != "bird":
         return {}
     by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
+from lab.cni.flannel import config as flannel_config
 
 SESSION_STATES_UNKNOWN = "configured"
 
@@ -106,7 +108,7 @@ def _from_kernel(implied: list[Edge], kernel: list[Edge]) -> list[Edge]:
 
 
 def _pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     if calico is not None:
         return tuple(str(b) for b in calico.ipam.blocks.get(node, ()))
     cidr = topology.node(node).pod_cidr
@@ -114,7 +116,7 @@ def _pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
 
 
 def _role(topology: Topology, node: str) -> str:
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     if calico is None:
         return ""
     found = [n for n in calico.nodes if n.name == node]
@@ -130,7 +132,7 @@ def _pairs(topology: Topology) -> list[tuple[str, str]]:
 
 
 def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
-    config = topology.cluster.flannel
+    config = flannel_config.find(topology)
     assert config is not None
     backend = config.backend
     mode = backend.type + ("+DirectRouting" if backend.direct_routing else "")
@@ -149,7 +151,7 @@ def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
 
 def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
     from lab.cni.calico import peers    # the BGP peer computation (pure; imports only the model)
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     assert calico is not None
     edges: list[Edge] = []
     encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]

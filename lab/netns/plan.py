@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-NamespaceRole = Literal["underlay", "node", "pod"]
+NamespaceRole = Literal["underlay", "node", "pod", "external"]
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from lab.policy.felix_policy import (SERVICE_ACCOUNT, IpSetData, calico_rules, e
                                      profile_chain, set_members)
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import IPPool, Pod, Topology
+from lab.cni.calico import config as calico_config
 
 ENFORCER = "calico"
 FELIX_VERSION = "v3.28"
@@ -137,12 +138,13 @@ def _endpoint(pod: Pod, labels: dict[str, str], policies: list[NetworkPolicy]) -
 
 def _pools(topology: Topology) -> tuple[IPPool, ...]:
     """The Calico IP pools (none outside a Calico cluster)."""
-    return topology.cluster.calico.pools if topology.cluster.calico else ()
+    calico = calico_config.find(topology)
+    return calico.pools if calico else ()
 
 
 def _encapsulation(topology: Topology, node: str) -> _Encap:
     """IPIPEnabled / VXLANEnabled as Felix's encapsulation calculator derives them from the pools."""
-    calico = topology.cluster.calico
+    calico = calico_config.find(topology)
     pools = _pools(topology)
     tunnel = calico.ipam.tunnel_ips.get(node) if calico else None
     return _Encap(ipip=any(p.ipip_mode != "Never" for p in pools), vxlan=any(p.vxlan_mode != "Never" for p in pools),

@@ -6,18 +6,13 @@ import functools
 import ipaddress
 import os
 import re
-from dataclasses import replace
 from typing import Any
 
 from lab.errors import TopologyError
 from lab.model.network_policy import NetworkPolicy
-from lab.topology import cidr as cidrs, impair, ipam, manifests, policy_manifest, schema
-from lab.cni.calico import config as calico_conf
-from lab.cni.flannel import config as flannel_conf
-from lab.cni.calico.loader import CalicoBuilder
+from lab.topology import cidr as cidrs, dataplanes, impair, manifests, policy_manifest, schema
 from lab.topology.entries import Item, Overlay, Source, labels_of
-from lab.topology.model import (Cluster, ContainerPort, External, FlannelConfig, Namespace, Network, Node, Pod,
-                                Topology, frozen_labels)
+from lab.topology.model import (Cluster, ContainerPort, External, Namespace, Network, Node, Topology, frozen_labels)
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15
@@ -28,7 +23,8 @@ IGNORED_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonS
                  "Role", "RoleBinding"}
 BUILTIN_NAMESPACES = ("default", "kube-system")
 DEFAULT_MAX_PODS = 110   # kubelet --max-pods
-ENFORCERS = {"flannel": ("none", "kube-router"), "calico": ("calico",)}
+# "resource kind X is not supported": the kinds every topology takes, and each data plane's (resource_help)
+SUPPORTED_HELP = "{0}, Namespace, Pod, NetworkPolicy, and {1}"
 
 
 def resource_key(data: Any) -> tuple[str, str] | None:
@@ -88,21 +84,14 @@ class _Builder:
         items = self._resource_items()
         networks = self._networks()
         cni = self.data["cluster"]["cni"]
-        if cni == "calico":
-            calico = CalicoBuilder(self.data, self.overlay, self.fail, items, networks)
-            nodes = self._nodes(networks, calico.check_pod_cidr, calico.node_labels)
-            namespaces = self._namespaces(items)
-            requests = self._pods(items, nodes, namespaces)
-            nodes, pods, config = calico.build(nodes, requests)
-            cluster = Cluster(cni=cni, calico=config)
-        else:
-            flannel = self._flannel(items, networks)
-            nodes = self._nodes(networks, lambda cidr, path, _: self._flannel_pod_cidr(cidr, path, flannel))
-            namespaces = self._namespaces(items)
-            requests = self._pods(items, nodes, namespaces)
-            nodes, pods = self._allocate(nodes, requests, flannel, items)
-            cluster = Cluster(cni=cni, flannel=flannel)
-        cluster = replace(cluster, enforcer=self._enforcer(cni))
+        plane = dataplanes.get(cni)
+        builder = plane.builder(self.data, self.overlay, self.fail, items, networks)
+        self.notes += builder.notes
+        nodes = self._nodes(networks, builder.check_pod_cidr, builder.node_labels)
+        namespaces = self._namespaces(items)
+        requests = self._pods(items, nodes, namespaces)
+        nodes, pods, config = builder.build(nodes, requests)
+        cluster = Cluster(cni=cni, config=config, enforcer=self._enforcer(plane))
         policies = self._policies(items, namespaces)
         if policies and cluster.enforcer == "none":
             self.notes.append(f"{len(policies)} NetworkPolicies are NOT enforced: cni {cni} with networkPolicy: none "
@@ -127,17 +116,9 @@ class _Builder:
         Calico pool may turn IPIP on later (`lab apply`), and a shared options block may set it for all."""
         if "ipipImplementation" not in self.data.get("options", {}) or ipip == "auto":
             return
-        if cluster.calico is not None:
-            if any(p.ipip_mode != "Never" and not p.disabled for p in cluster.calico.pools):
-                return
-            why = ("no IPPool has ipipMode Always or CrossSubnet, so there is no tunl0 (it applies if `lab apply` "
-                   "turns ipipMode on in a pool)")
-        elif cluster.flannel is not None:
-            if cluster.flannel.backend.type == "ipip":
-                return
-            why = f"flannel's {cluster.flannel.backend.type} backend uses no IPIP (only Backend.Type ipip does)"
-        else:
-            why = f"cni {cluster.cni} uses no IPIP"
+        why = dataplanes.get(cluster.cni).ipip_unused(cluster.config)
+        if why is None:
+            return
         self.warn(self.doc, ("options", "ipipImplementation"), f"{ipip} has no effect: {why}")
 
     def _sources(self) -> dict[str, str]:
@@ -176,15 +157,14 @@ class _Builder:
         return tuple(externals)
 
     # -- network policy --------------------------------------------------------------------------
-    def _enforcer(self, cni: str) -> str:
-        """cluster.networkPolicy: what enforces NetworkPolicy; Calico's Felix always does, flannel never."""
-        allowed = ENFORCERS[cni]
+    def _enforcer(self, plane: dataplanes.DataPlane) -> str:
+        """cluster.networkPolicy: what enforces NetworkPolicy; the data plane says which may (the first is
+        the default): Calico's Felix always does, flannel never (kube-router may)."""
+        allowed = plane.enforcers
         given = self.data["cluster"].get("networkPolicy", allowed[0])
         if given not in allowed:
-            hint = ("Calico enforces policy itself (Felix): leave networkPolicy out or set it to calico"
-                    if cni == "calico" else "flannel enforces nothing; add kube-router's firewall with "
-                    "networkPolicy: kube-router (as seed 001 does), or use cni: calico")
-            raise self.fail(("cluster", "networkPolicy"), f"networkPolicy {given!r} cannot run with cni {cni}", hint)
+            raise self.fail(("cluster", "networkPolicy"), f"networkPolicy {given!r} cannot run with cni {plane.name}",
+                            plane.enforcer_hint)
         return given
 
     def _policies(self, items: list[Item], namespaces: tuple[Namespace, ...]) -> tuple[NetworkPolicy, ...]:
@@ -267,30 +247,23 @@ class _Builder:
 
     def _check_kind(self, item: Item) -> None:
         data = item.data
-        if flannel_conf.is_net_conf(data):
+        planes = dataplanes.registry().values()
+        if any(plane.kindless(data) for plane in planes):
             return
         if not isinstance(data, dict) or "kind" not in data:
             raise item.document.error(item.path, "a resource must be a Kubernetes manifest (with `kind`), "
                                       "flannel's net-conf.json map (with `Network`), or `file: <path>`")
         schema.check_manifest(item.document, item.path, data)
         kind = data["kind"]
-        if kind in ("Namespace", "Pod", "NetworkPolicy") or kind in IGNORED_KINDS or flannel_conf.is_flannel_config_map(data):
+        if kind in ("Namespace", "Pod", "NetworkPolicy") or kind in IGNORED_KINDS:
             return
-        if calico_conf.is_calico(data):
-            if self.data["cluster"]["cni"] != "calico":
-                raise item.document.error(item.path + ("kind",), f"a Calico {kind} needs `cluster: {{cni: calico}}`",
-                                          "this topology's CNI is " + str(self.data["cluster"]["cni"]))
+        cni = self.data["cluster"]["cni"]
+        if any(plane.resource(item, cni) for plane in planes):   # raises for its own kinds it cannot take
             return
         if kind == "ConfigMap":
-            name = (data.get("metadata") or {}).get("name")
-            if name == "kube-flannel-cfg":
-                raise item.document.error(item.path + ("data",), "the kube-flannel-cfg ConfigMap has no "
-                                          "net-conf.json key", "put flannel's net-conf.json under data:")
             return  # other ConfigMaps do not configure the network
         raise item.document.error(item.path + ("kind",), f"resource kind {short(kind)} is not supported",
-                                  "supported: the kube-flannel-cfg ConfigMap, flannel's net-conf.json map, "
-                                  "Namespace, Pod, NetworkPolicy, and Calico's IPPool, BGPConfiguration, BGPPeer and Node "
-                                  "(apiVersion projectcalico.org/v3)")
+                                  "supported: " + SUPPORTED_HELP.format(*(p.resource_help for p in planes)))
 
     # -- networks --------------------------------------------------------------------------------
     def _networks(self) -> tuple[Network, ...]:
@@ -314,38 +287,6 @@ class _Builder:
             gateway = self._host_in(entry.get("gateway", str(next(cidr.hosts()))), cidr, path + ("gateway",))
             networks.append(Network(name=name, cidr=cidr, gateway=gateway, mtu=entry.get("mtu", 1500)))
         return tuple(networks)
-
-    # -- flannel ---------------------------------------------------------------------------------
-    def _flannel(self, items: list[Item], networks: tuple[Network, ...]) -> FlannelConfig:
-        ip_masq = self.data["cluster"].get("ipMasq", True)
-        configs: list[tuple[FlannelConfig, Item]] = []
-        for item in items:
-            fail = item.document.error
-            source = f"{item.document.file}:{item.document.line(item.path) or 1}"
-            if flannel_conf.is_net_conf(item.data):
-                configs.append((flannel_conf.from_map(item.data, item.path, fail, ip_masq, source), item))
-            elif flannel_conf.is_flannel_config_map(item.data):
-                configs.append((flannel_conf.from_config_map(item.data, item.path, fail, ip_masq, source), item))
-        if len(configs) > 1:
-            second = configs[1][1]
-            raise second.document.error(second.path, "a second flannel net-conf.json; give exactly one")
-        if configs:
-            config, item = configs[0]
-            where = (item.document, item.path + ("Network",) if flannel_conf.is_net_conf(item.data)
-                     else item.path + ("data", "net-conf.json"))
-        else:
-            config = flannel_conf.from_map(flannel_conf.DEFAULT_NET_CONF, ("cluster",), self.doc.error,
-                                           ip_masq, "default (kube-flannel.yml)")
-            where = (self.doc, ("cluster",))
-            self.notes.append(f"no net-conf.json given: using flannel's manifest default "
-                              f"Network {config.network}, Backend vxlan")
-        for network in networks:
-            if config.network.overlaps(network.cidr):
-                free = cidrs.example(config.network.prefixlen, [n.cidr for n in networks])
-                raise where[0].error(where[1], f"the pod network {config.network} overlaps the underlay "
-                                     f"network {network.name!r} ({network.cidr})",
-                                     f"pick a pod Network that no node segment uses{free}")
-        return config
 
     # -- nodes -----------------------------------------------------------------------------------
     def _nodes(self, networks: tuple[Network, ...], check_pod_cidr, extra_labels=None) -> tuple[Node, ...]:
@@ -400,11 +341,6 @@ class _Builder:
             if other.pod_cidr == cidr:
                 raise self.fail(path + ("podCIDR",), f"duplicate podCIDR {cidr}: node {other.name!r} has it too")
         return cidr
-
-    def _flannel_pod_cidr(self, cidr: ipaddress.IPv4Network, path: Path, flannel: FlannelConfig) -> None:
-        if not cidr.subnet_of(flannel.network) or cidr.prefixlen != flannel.subnet_len:
-            raise self.fail(path, f"{cidr} must be a /{flannel.subnet_len} inside the pod "
-                            f"network {flannel.network}", "match net-conf.json Network and SubnetLen")
 
     # -- namespaces and pods ---------------------------------------------------------------------
     def _namespaces(self, items: list[Item]) -> tuple[Namespace, ...]:
@@ -484,41 +420,6 @@ class _Builder:
                 raise source.error(where, f"duplicate port {cp.port}/{cp.protocol}")
             ports.append(cp)
         return tuple(ports)
-
-    def _allocate(self, nodes: tuple[Node, ...], pods: list[tuple], flannel: FlannelConfig,
-                  items: list[Item]) -> tuple[tuple[Node, ...], tuple[Pod, ...]]:
-        try:
-            nodes = ipam.assign_pod_cidrs(nodes, flannel.network, flannel.subnet_len)
-        except ipam.PoolExhausted as exc:
-            raise self.fail(("nodes",), str(exc), "use a larger Network or a longer SubnetLen in "
-                            "net-conf.json, or fewer nodes") from None
-        by_node = {n.name: n for n in nodes}
-        requests = []
-        for entry, source, namespace, ports in pods:
-            ip = None
-            if "ip" in entry:
-                ip = self._pod_ip(entry, by_node[entry["node"]], source)
-            requests.append(ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"], ip=ip,
-                                            where=source))
-        try:
-            addresses = ipam.host_local(requests, by_node)
-        except ipam.AddressConflict as exc:
-            raise exc.request.where.error(("ip",), str(exc)) from None
-        result = []
-        for (entry, source, namespace, ports), request in zip(pods, requests):
-            result.append(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
-                              labels=labels_of(entry, source), container_ports=ports,
-                              ip=addresses[request.key]))
-        return nodes, tuple(result)
-
-    def _pod_ip(self, entry: dict, node: Node, source: Source) -> ipaddress.IPv4Address:
-        try:
-            ip = ipaddress.IPv4Address(str(entry["ip"]))
-        except ValueError:
-            raise source.error(("ip",), f"{entry['ip']!r} is not an IPv4 address") from None
-        assert node.pod_cidr is not None, "assign_pod_cidrs gave every node a podCIDR"
-        ipam.check_pod_ip(ip, node.pod_cidr, lambda m: source.error(("ip",), m))
-        return ip
 
     # -- small checks ----------------------------------------------------------------------------
     def _cidr(self, value: Any, path: Path, what: str) -> ipaddress.IPv4Network:

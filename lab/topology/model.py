@@ -7,7 +7,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, TypeVar
+from typing import Literal, Mapping, TypeVar
 
 from lab.model.network_policy import NetworkPolicy
 from lab.topology.impair import ImpairSpec
@@ -114,6 +114,7 @@ class FlannelConfig:
     backend: FlannelBackend = field(default_factory=FlannelBackend)
     ip_masq: bool = True
     source: str = "default"
+    kind: Literal["flannel"] = "flannel"      # the tag of DataPlaneConfig
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,15 @@ class CalicoConfig:
     peers: tuple[BGPPeer, ...] = ()
     nodes: tuple[CalicoNode, ...] = ()
     ipam: CalicoIpam = field(default_factory=CalicoIpam)
+    kind: Literal["calico"] = "calico"        # the tag of DataPlaneConfig
 
     def node(self, name: str) -> CalicoNode:
         return next(n for n in self.nodes if n.name == name)
+
+
+# A cluster's data-plane settings, tagged by `kind` (the `cluster.cni` value). A new data plane adds its
+# config type here (lab/topology/dataplanes.py registers the rest).
+DataPlaneConfig = FlannelConfig | CalicoConfig
 
 
 @dataclass(frozen=True)
@@ -189,9 +196,8 @@ class Cluster:
     """The cluster's CNI, its settings, and what enforces NetworkPolicy (none | kube-router | calico)."""
 
     cni: str
+    config: DataPlaneConfig
     enforcer: str = "none"
-    flannel: FlannelConfig | None = None
-    calico: CalicoConfig | None = None
 
 
 @dataclass(frozen=True)

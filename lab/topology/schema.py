@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 
 from lab.errors import TopologyError
+from lab.topology import dataplanes
 from lab.topology.yamlsource import Document, Path, short
 
 YAML_TYPES = {bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
@@ -19,8 +20,16 @@ YAML_TYPES = {bool: "a boolean", int: "a number", float: "a number", type(None):
 
 @lru_cache(maxsize=1)
 def topology_schema() -> dict[str, Any]:
-    """The topology JSON schema shipped with the package."""
-    return _load("topology.schema.json")
+    """The topology JSON schema shipped with the package, completed from the data-plane registry: the
+    `cluster.cni` enum, each data plane's `cluster.<cni>` settings and `cluster.networkPolicy`'s enum."""
+    whole = _load("topology.schema.json")
+    cluster = whole["properties"]["cluster"]["properties"]
+    planes = dataplanes.registry().values()
+    fragments = {plane.name: dict(plane.schema) for plane in planes if plane.schema is not None}
+    cluster_props = {"cni": {**cluster.pop("cni"), "enum": [plane.name for plane in planes]}, **fragments, **cluster}
+    cluster_props["networkPolicy"] = {"enum": dataplanes.enforcers(), **cluster_props["networkPolicy"]}
+    whole["properties"]["cluster"]["properties"] = cluster_props
+    return whole
 
 
 @lru_cache(maxsize=1)

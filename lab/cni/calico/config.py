@@ -13,7 +13,7 @@ from typing import Any, Callable
 from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
-from lab.topology.model import BGPConfiguration, BGPPeer, CalicoNode, IPPool
+from lab.topology.model import BGPConfiguration, BGPPeer, CalicoConfig, CalicoNode, Cluster, IPPool, Topology
 
 API_VERSION = "projectcalico.org/v3"
 KINDS = ("IPPool", "BGPConfiguration", "BGPPeer", "Node")
@@ -29,6 +29,43 @@ MAX_AS = 4294967295
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
+
+# The topology's `cluster.calico` settings (JSON schema; lab/topology/schema.py adds it to the topology's).
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "backend": {"enum": ["bird", "vxlan"],
+                    "description": "calico_backend: bird runs BGP; vxlan is calico-vxlan.yaml (Felix only)"},
+        "env": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "calico/node's CALICO_IPV4POOL_* settings for the pool it creates when no IPPool is given",
+            "properties": {
+                "CALICO_IPV4POOL_CIDR": {"type": "string"},
+                "CALICO_IPV4POOL_IPIP": {"enum": ["Always", "CrossSubnet", "Never"]},
+                "CALICO_IPV4POOL_VXLAN": {"enum": ["Always", "CrossSubnet", "Never"]},
+                "CALICO_IPV4POOL_BLOCK_SIZE": {"type": ["integer", "string"]},
+                "CALICO_IPV4POOL_NAT_OUTGOING": {"type": ["boolean", "string"]},
+                "CALICO_IPV4POOL_NODE_SELECTOR": {"type": "string"},
+            },
+        },
+    },
+}
+
+def find(where: Topology | Cluster) -> CalicoConfig | None:
+    """The calico config of a topology or cluster, or None when its CNI is another."""
+    cluster = where.cluster if isinstance(where, Topology) else where
+    return cluster.config if isinstance(cluster.config, CalicoConfig) else None
+
+
+def of(where: Topology | Cluster) -> CalicoConfig:
+    """The calico config of a topology or cluster whose CNI is calico (anything else is the caller's bug)."""
+    config = find(where)
+    if config is None:
+        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not calico")
+    return config
+
 
 
 def is_calico(item: Any) -> bool:

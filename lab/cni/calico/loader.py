@@ -34,6 +34,7 @@ class CalicoBuilder:
         self.data = data            # the topology document
         self.overlay = overlay
         self.fail = fail
+        self.notes: list[str] = []  # what `lab up` prints about choices made for the topology
         self.items = [it for it in items if calico_conf.is_calico(it.data)]
         self.networks = networks
         settings = data["cluster"].get("calico") or {}

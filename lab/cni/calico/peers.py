@@ -22,6 +22,7 @@ from typing import Mapping
 
 from lab.model import calico_selector
 from lab.topology.model import BGPPeer, CalicoConfig, CalicoNode, Topology
+from lab.cni.calico import config as calico_config
 
 IPv4Address = ipaddress.IPv4Address
 
@@ -155,7 +156,7 @@ def _nodes_with_ip_and_as(calico: CalicoConfig, peer: BGPPeer) -> list[str]:
 
 def peer_keys(topology: Topology) -> PeerKeys:
     """confd's updatePeersV1: every peer_v4 key and its value."""
-    calico = topology.cluster.calico
+    calico = calico_config.of(topology)
     match = _Matcher(topology, calico)
     emitter = _Emitter()
     bgp_peers = sorted(calico.peers, key=lambda p: p.name)
@@ -229,7 +230,7 @@ def _explicit_entry(calico: CalicoConfig, me: CalicoNode, kind: str, key: str, v
 
 def entries(topology: Topology, node: str, keys: PeerKeys | None = None) -> dict[str, tuple[Entry, ...]]:
     """The template's walk for one node: kind (mesh, global, node) -> its entries in order."""
-    calico = topology.cluster.calico
+    calico = calico_config.of(topology)
     keys = keys if keys is not None else peer_keys(topology)
     me = calico.node(node)
     return {
@@ -245,7 +246,7 @@ def peerings(topology: Topology) -> dict[str, tuple[Peering, ...]]:
     """Node name -> its BGP sessions, in bird.cfg order (mesh, global, node-specific)."""
     keys = peer_keys(topology)
     result = {}
-    for calico_node in topology.cluster.calico.nodes:
+    for calico_node in calico_config.of(topology).nodes:
         walk = entries(topology, calico_node.name, keys)
         result[calico_node.name] = tuple(e.peering for kind in KINDS for e in walk[kind] if e.peering)
     return result

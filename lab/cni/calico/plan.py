@@ -20,6 +20,7 @@ from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.cni.calico import ipam as calico_ipam
 from lab.topology.model import CalicoConfig, IPPool, Node, Topology
+from lab.cni.calico import config as calico_config
 
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50
@@ -33,7 +34,7 @@ BIRD_TABLE = 201          # the kernel table stock BIRD programs; the route agen
 
 
 def pool_of(topology: Topology, node: Node) -> IPPool | None:
-    return calico_ipam.pool_for(node, topology.cluster.calico.pools)
+    return calico_ipam.pool_for(node, calico_config.of(topology).pools)
 
 
 def ipip_enabled(config: CalicoConfig) -> bool:
@@ -68,7 +69,7 @@ def ipip_implementation(topology: Topology, caps: Capabilities) -> str:
 def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     """The whole lab: underlay, then every node with its tunnel device and pods, then the pods."""
     caps = caps or Capabilities.assumed()
-    config = topology.cluster.calico
+    config = calico_config.of(topology)
     implementation = ipip_implementation(topology, caps) if ipip_enabled(config) else None
     under = underlay.underlay_builder(topology)
     nodes: list[NamespaceBuilder] = []
@@ -91,7 +92,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
 
 def bird_files(topology: Topology) -> dict[str, str]:
     """Every node's bird.cfg, bird_aggr.cfg and bird_ipam.cfg, keyed by path under the lab's files."""
-    if topology.cluster.calico.backend != "bird":
+    if calico_config.of(topology).backend != "bird":
         return {}
     files: dict[str, str] = {}
     for node in topology.nodes:
@@ -115,13 +116,13 @@ def _tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: 
         # Felix's "Allow IPIP packets from Calico hosts": every node of the cluster may send it IPIP
         peers = [str(other.ip) for other in topology.nodes if other.name != node.name]
         ipip.tun_device(builder, IPIP_DEVICE, mtu, implementation, peers)
-    tunnel_ip = topology.cluster.calico.ipam.tunnel_ips[node.name]
+    tunnel_ip = calico_config.of(topology).ipam.tunnel_ips[node.name]
     builder.address(IPIP_DEVICE, f"{tunnel_ip}/32", broadcast=False)
 
 
 def _vxlan(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: int) -> None:
     """vxlan.calico and what Felix's vxlan manager writes for every remote VTEP (reference §6)."""
-    config = topology.cluster.calico
+    config = calico_config.of(topology)
     ipam = config.ipam
     builder.vxlan(VXLAN_DEVICE, Vxlan(vni=VXLAN_VNI, local=str(node.ip), dev=PARENT_IFACE, port=VXLAN_PORT),
                   mtu=host_mtu - VXLAN_OVERHEAD, mac=vtep_mac(node.name))
@@ -158,7 +159,7 @@ def mode(config: CalicoConfig) -> str:
 
 def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, Any]:
     """Mode, pools, BGP settings and per-node blocks for `lab status`."""
-    config = topology.cluster.calico
+    config = calico_config.of(topology)
     caps = caps or Capabilities.assumed()
     host_mtu = {n.name: topology.network(n.network).mtu for n in topology.nodes}
     node_env = {}
@@ -187,7 +188,7 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
 
 
 def _notes(topology: Topology, implementation: str | None) -> tuple[str, ...]:
-    config = topology.cluster.calico
+    config = calico_config.of(topology)
     notes = [f"calico {mode(config)}: pools " + ", ".join(
         f"{p.name} {p.cidr} /{p.block_size} ipip={p.ipip_mode} vxlan={p.vxlan_mode}" for p in config.pools)]
     if config.backend == "bird":

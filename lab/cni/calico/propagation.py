@@ -19,6 +19,7 @@ from ipaddress import IPv4Address
 
 from lab.cni.calico import peers
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ State = tuple[str, "str | None", frozenset[str], frozenset[int]]   # node, learn
 
 def learners(topology: Topology) -> dict[str, set[str]]:
     """Origin node -> the other nodes that learn its routes."""
-    calico = topology.cluster.calico
+    calico = calico_config.of(topology)
     assert calico is not None, "BGP propagation is a Calico question"
     graph = sessions(topology)
     as_of = {n.name: peers.node_as(calico, n) for n in calico.nodes}

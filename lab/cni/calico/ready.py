@@ -22,6 +22,7 @@ from lab.netns.rtnl import RT_TABLE_MAIN, RTA_DST
 from lab.netns.state import StateStore
 from lab.readiness import Check
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
 
 
 def checks(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[Check]:
@@ -51,7 +52,7 @@ def _bird_states(socket_path: str) -> dict[str, str]:
 
 
 def _routes(topology: Topology) -> Check:
-    calico = topology.cluster.calico
+    calico = calico_config.of(topology)
     assert calico is not None
     blocks = calico.ipam.blocks
     wanted: dict[str, set[IPv4Network]] = {n.name: set() for n in topology.nodes}

@@ -16,12 +16,13 @@ from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
+from lab.cni.calico import config as calico_config
 
 IFF_MULTICAST = 0x1000
 
 
 def tools(topology: Topology) -> list[str]:
-    return ["bird", "birdc", "nsenter"] if topology.cluster.calico.backend == "bird" else []
+    return ["bird", "birdc", "nsenter"] if calico_config.of(topology).backend == "bird" else []
 
 
 def node_paths(store: StateStore, lab: str, node: str) -> daemons.NodePaths:
@@ -47,7 +48,7 @@ def agent_spec(topology: Topology, store: StateStore, implementation: str) -> di
 
 def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str, Any]:
     """Start the route agent and every node's BIRD (nothing for the Felix-only vxlan backend)."""
-    if topology.cluster.calico.backend != "bird":
+    if calico_config.of(topology).backend != "bird":
         return {"bird": False}
     lab = topology.name
     spec_path = os.path.join(store.lab_dir(lab), "routeagent.json")
@@ -58,14 +59,14 @@ def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str
                          for n in topology.nodes})
     return {"bird": True, "ipip": implementation,
             "route_agent": {"pid": pid, "spec": spec_path, "stats": spec["stats"]},
-            "ipip_implementation": ipip.label(implementation) if calico.ipip_enabled(topology.cluster.calico)
+            "ipip_implementation": ipip.label(implementation) if calico.ipip_enabled(calico_config.of(topology))
             else None}
 
 
 def reconfigure(old: Topology, new: Topology, store: StateStore, runtime: dict[str, Any]) -> list[str]:
     """Bring a running Calico lab from `old` to `new`, as calico/node and Felix react to datastore changes."""
     _check_reconfigurable(old, new)
-    if new.cluster.calico.backend != "bird":
+    if calico_config.of(new).backend != "bird":
         return ["nothing runs to reconfigure (calico_backend vxlan)"]
     implementation = runtime.get("ipip") or (ipip.KERNEL if runtime.get("kernel_ipip") else ipip.USERSPACE)
     changes = _bring_up_tunnels(old, new, store, runtime, implementation)
@@ -74,7 +75,7 @@ def reconfigure(old: Topology, new: Topology, store: StateStore, runtime: dict[s
 
 
 def _check_reconfigurable(old: Topology, new: Topology) -> None:
-    if old.cluster.calico.backend != new.cluster.calico.backend:
+    if calico_config.of(old).backend != calico_config.of(new).backend:
         raise LabError("calico_backend cannot change on a running lab", "`lab down`, edit, `lab up`")
 
     def vxlan_modes(topology: Topology) -> list[str | None]:
@@ -94,7 +95,7 @@ def _bring_up_tunnels(old: Topology, new: Topology, store: StateStore, runtime: 
     if added and runtime.get("route_agent"):
         agent = runtime["route_agent"]
         daemons.reload_agent(agent["pid"], agent_spec(new, store, implementation), agent["spec"])
-    return [f"{node}: tunl0 up with {new.cluster.calico.ipam.tunnel_ips[node]}/32" for node in added]
+    return [f"{node}: tunl0 up with {calico_config.of(new).ipam.tunnel_ips[node]}/32" for node in added]
 
 
 def _reload_bird(topology: Topology, store: StateStore) -> list[str]:
@@ -126,7 +127,7 @@ def _add_tunl0(topology: Topology, node: str, implementation: str) -> None:
     """What Felix does when IPIP becomes enabled for a node: tunl0 up, MTU, the tunnel address (and, for
     eBPF IPIP, the tc programs)."""
     host_mtu = topology.network(topology.node(node).network).mtu
-    address = str(topology.cluster.calico.ipam.tunnel_ips[node])
+    address = str(calico_config.of(topology).ipam.tunnel_ips[node])
     netns = names.node_netns(topology.name, node)
 
     def configure() -> None:

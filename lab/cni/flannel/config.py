@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
-from lab.topology.model import FlannelBackend, FlannelConfig
+from lab.topology.model import Cluster, FlannelBackend, FlannelConfig, Topology
 
 BACKEND_TYPES = ("vxlan", "host-gw", "ipip")
 NET_CONF_KEYS = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableNFTables",
@@ -20,6 +20,20 @@ MAX_JSON_DEPTH = 100
 DEFAULT_NET_CONF = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
 
 Fail = Callable[[tuple, str, str | None], TopologyError]
+
+def find(where: Topology | Cluster) -> FlannelConfig | None:
+    """The flannel config of a topology or cluster, or None when its CNI is another."""
+    cluster = where.cluster if isinstance(where, Topology) else where
+    return cluster.config if isinstance(cluster.config, FlannelConfig) else None
+
+
+def of(where: Topology | Cluster) -> FlannelConfig:
+    """The flannel config of a topology or cluster whose CNI is flannel (anything else is the caller's bug)."""
+    config = find(where)
+    if config is None:
+        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not flannel")
+    return config
+
 
 
 def is_net_conf(item: Any) -> bool:

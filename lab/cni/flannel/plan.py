@@ -22,6 +22,7 @@ from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
+from lab.cni.flannel import config as flannel_config
 
 VXLAN_OVERHEAD = 50
 EXTERNAL_IFACE = "eth0"
@@ -52,7 +53,7 @@ def mtu(config: FlannelConfig, external_mtu: int) -> int:
 
 
 def leases(topology: Topology) -> list[Lease]:
-    config = topology.cluster.flannel
+    config = flannel_config.of(topology)
     vxlan = config.backend.type == "vxlan"
     return [Lease(node=n.name, subnet=n.pod_cidr, public_ip=n.ip,
                   vtep_mac=identity.local_mac(topology.name, n.name, "vtep") if vxlan else None)
@@ -69,7 +70,7 @@ def subnet_env(config: FlannelConfig, lease: Lease, external_mtu: int) -> str:
 
 def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     """The whole lab: underlay, then every node, then every pod."""
-    config = topology.cluster.flannel
+    config = flannel_config.of(topology)
     caps = caps or Capabilities.assumed()
     implementation = ipip.choose(topology, caps) if config.backend.type == "ipip" else None
     all_leases = leases(topology)
@@ -103,7 +104,7 @@ def mode(config: FlannelConfig) -> str:
 
 def describe(topology: Topology, caps: Capabilities | None = None) -> dict:
     """Mode and settings for `lab status`, each node's FLANNEL_MTU and its subnet.env values."""
-    config = topology.cluster.flannel
+    config = flannel_config.of(topology)
     vxlan = config.backend.type == "vxlan"
     env = {lease.node: subnet_env(config, lease, topology.network(topology.node(lease.node).network).mtu)
            for lease in leases(topology)}

@@ -14,14 +14,15 @@ from lab.netns import names
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
+from lab.cni.flannel import config as flannel_config
 
 
 def tools(topology: Topology) -> list[str]:
-    return ["nsenter"] if topology.cluster.flannel.backend.type == "ipip" else []
+    return ["nsenter"] if flannel_config.of(topology).backend.type == "ipip" else []
 
 
 def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str, Any]:
-    if topology.cluster.flannel.backend.type != "ipip":
+    if flannel_config.of(topology).backend.type != "ipip":
         return {}
     implementation = ipip.choose(topology, caps)
     runtime: dict[str, Any] = {"ipip": implementation, "ipip_implementation": ipip.label(implementation)}

@@ -30,6 +30,7 @@ from lab.bgp.daemons import NodePaths
 from lab.errors import LabError
 from lab.experiment import bgpwatch
 from lab.experiment.kinds import Kind, LabContext, Value
+from lab.cni.calico import config as calico_config
 
 
 class BgpConvergence(Kind):
@@ -49,7 +50,7 @@ class BgpConvergence(Kind):
     }
 
     def check_topology(self, topology: Any, params: dict[str, Any]) -> str | None:
-        if topology.cluster.calico is None or topology.cluster.calico.backend != "bird":
+        if (calico := calico_config.find(topology)) is None or calico.backend != "bird":
             return (f"topology {topology.name} runs no BIRD; use a Calico BGP topology "
                     "(or `generate: {template: calico-bgp, nodes: N}`)")
         return None
@@ -62,7 +63,7 @@ class BgpConvergence(Kind):
 
     def measure(self, ctx: LabContext, params: dict[str, Any]) -> list[Value]:
         problem = self.check_topology(ctx.topology, params)
-        calico = ctx.topology.cluster.calico
+        calico = calico_config.find(ctx.topology)
         if problem or calico is None:
             raise LabError(f"bgp-convergence: {problem}")
         scenario = scenario_of(ctx)

@@ -45,6 +45,7 @@ from lab.experiment import bgpwatch, proc
 from lab.experiment.kinds import Kind, LabContext, Value
 from lab.experiment.kinds.bgp_convergence import scenario_of
 from lab.lifecycle import Lab
+from lab.cni.calico import config as calico_config
 
 PORT = 11130
 MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "calico"
@@ -75,7 +76,7 @@ class RrMigration(Kind):
               "table itself)")
 
     def check_topology(self, topology: Any, params: dict[str, Any]) -> str | None:
-        calico = topology.cluster.calico if topology.cluster.cni == "calico" else None
+        calico = calico_config.find(topology)
         if calico is None or calico.backend != "bird" or not calico.bgp.node_to_node_mesh:
             return f"topology {topology.name} is not a Calico BGP full mesh (the migration starts from one)"
         if params["reflector"] not in [n.name for n in topology.nodes]:
