@@ -14,7 +14,6 @@ from lab.netns import tun
 from lab.netns.rtnl import SO_RCVBUFFORCE
 
 IPPROTO_IPIP = 4
-TUNNEL_DEVICE = "tunl0"
 OUTER_IP = struct.Struct("!BBHHHBBH4s4s")
 PACKET_MAX = 1 << 16
 PACKET_BURST = 64
@@ -49,7 +48,7 @@ class Tunnel:
         self.failure: str | None = None
 
     @staticmethod
-    def open_here(device: str = TUNNEL_DEVICE) -> tuple[int, socket.socket, int]:
+    def open_here(device: str) -> tuple[int, socket.socket, int]:
         """Attach the tunnel device and open the raw socket, in the calling thread's namespace."""
         tun_fd = tun.open_tun(device)
         try:

@@ -11,6 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lab.cni.bridge_plugin import BRIDGE
+from lab.cni.calico import devices as calico_devices
+from lab.cni.flannel import devices as flannel_devices
 from lab.experiment.spec import Experiment
 from lab.topology.model import CalicoConfig, FlannelConfig, Topology
 
@@ -111,14 +114,14 @@ def datapath(topology: Topology, ipip: str | None) -> str:
     config = cluster.config
     if isinstance(config, FlannelConfig):
         backend = config.backend
-        device = f"flannel.{backend.vni}"
+        device = flannel_devices.vxlan_device(backend.vni)
         if backend.type == "vxlan" and backend.direct_routing:
             cross = f"routing via eth0 (kernel) within a subnet, vxlan device {device} (kernel) across subnets"
         elif backend.type == "vxlan":
             cross = f"vxlan device {device} (kernel)"
         else:
             cross = "routing via eth0 (kernel)"
-        return f"cross node: {cross}; same node: cni0 bridge (kernel)"
+        return f"cross node: {cross}; same node: {BRIDGE} bridge (kernel)"
     if isinstance(config, CalicoConfig):
         parts = []
         for pool in config.pools:
@@ -126,10 +129,10 @@ def datapath(topology: Topology, ipip: str | None) -> str:
                 continue
             if pool.ipip_mode != "Never":
                 where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.ipip_mode == "CrossSubnet" else ""
-                parts.append(f"tunl0 IPIP: {IPIP_PATH.get(ipip or '', ipip or 'unknown')}{where}")
+                parts.append(f"{calico_devices.IPIP_DEVICE} IPIP: {IPIP_PATH.get(ipip or '', ipip or 'unknown')}{where}")
             elif pool.vxlan_mode != "Never":
                 where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.vxlan_mode == "CrossSubnet" else ""
-                parts.append(f"vxlan device vxlan.calico (kernel){where}")
+                parts.append(f"vxlan device {calico_devices.VXLAN_DEVICE} (kernel){where}")
             else:
                 parts.append("routing via eth0 (kernel)")
         cross = "; ".join(dict.fromkeys(parts)) or "routing via eth0 (kernel)"

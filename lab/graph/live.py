@@ -11,6 +11,7 @@ from lab.cni.calico import peers
 from lab.graph.model import Edge
 from lab.topology.model import Topology
 from lab.cni.calico import config as calico_config
+from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
 
 
 def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[str, str], str]:
@@ -80,7 +81,7 @@ def _node_edges(ns: Any, by_ip: dict[str, str]) -> list[tuple[str, str, str]]:
         link = links.get(oif) if oif is not None else None
         if gateway not in by_ip or link is None:
             continue
-        if link.name == "tunl0":
+        if link.name == CALICO_IPIP:
             found.append((by_ip[gateway], "ipip", "IP proto 4"))
         elif link.name == "eth0":
             found.append((by_ip[gateway], "direct", f"via eth0, proto {proto}"))

@@ -112,6 +112,27 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int]) -> list[Fail
         sock.close()
 
 
+def apply_to_running(plan: NamespacePlan) -> list[Failure]:
+    """Add a plan fragment to a namespace that already runs (a live change), as `apply_namespace` applies a
+    whole plan: links, TUN devices, sysctls, then addresses and routes. The fragment's link indexes were
+    assigned for a fresh namespace and mean nothing here, so devices are found by name ('existing') or
+    created with an index the kernel picks. The calling thread must already be inside `plan.name`."""
+    links = tuple(replace(link, index=socket.if_nametoindex(link.name) if link.kind == "existing" else 0)
+                  for link in plan.links)
+    fragment = replace(plan, links=links)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        failures = _exchange(sock, plan.name, _link_batch(fragment, {}, {}))
+        indexes = {link.name: socket.if_nametoindex(link.name) for link in links if link.kind != "tun"}
+        failures += _tun_devices(sock, fragment, indexes)
+        failures += [f for s in plan.sysctls if (f := _write_sysctl(plan.name, s))]
+        failures += _exchange(sock, plan.name, _object_batch(fragment, indexes))
+        return failures
+    finally:
+        sock.close()
+
+
 def _grow_receive_buffer(sock: socket.socket) -> None:
     """Room for a chunk's ACKs (error ACKs echo the request); FORCE passes rmem_max as root."""
     try:

@@ -51,7 +51,7 @@ def _set_iff(fd: int, name: str) -> bytes:
         raise OSError(exc.errno, f"TUNSETIFF {name}: {reason}") from None
 
 
-def create_persistent_tun(name: str = "tunl0") -> None:
+def create_persistent_tun(name: str) -> None:
     """Create (or keep) a persistent TUN device `name` in the current thread's namespace."""
     fd = _open_device()
     try:
@@ -64,7 +64,7 @@ def create_persistent_tun(name: str = "tunl0") -> None:
         os.close(fd)
 
 
-def open_tun(name: str = "tunl0") -> int:
+def open_tun(name: str) -> int:
     """Attach to the existing persistent TUN device `name`; return a non-blocking fd for its packets."""
     try:
         socket.if_nametoindex(name)

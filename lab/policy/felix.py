@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Iterable, Iterator
 
+from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 from lab.cni.calico.workload import host_veth_name
 from lab.model.network_policy import NetworkPolicy
 from lab.policy import felix_names
@@ -337,8 +338,8 @@ def _profile_chains(namespace: str) -> list[Chain]:
 def _nat_table(pools: tuple[IPPool, ...], encap: _Encap) -> TableRules:
     """StaticNATTableChains and the masquerade manager's cali-nat-outgoing."""
     postrouting = [Rule(action=jump("cali-fip-snat")), Rule(action=jump("cali-nat-outgoing"))]
-    tunnels = ["tunl0"] if encap.ipip and encap.tunnel_ip else []
-    tunnels += ["vxlan.calico"] if encap.vxlan and encap.tunnel_ip else []
+    tunnels = [IPIP_DEVICE] if encap.ipip and encap.tunnel_ip else []
+    tunnels += [VXLAN_DEVICE] if encap.vxlan and encap.tunnel_ip else []
     postrouting += [Rule((f"--out-interface {tunnel}", "-m addrtype ! --src-type LOCAL --limit-iface-out",
                           "-m addrtype --src-type LOCAL"), MASQUERADE) for tunnel in tunnels]
     outgoing = [Rule((match_set(MASQ_POOLS, "src"), match_set(ALL_POOLS, "dst", negated=True)), MASQUERADE)]

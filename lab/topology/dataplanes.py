@@ -41,7 +41,9 @@ class ClusterBuilder(Protocol):
 
     notes: list[str]     # what `lab up` prints about choices made (e.g. a default configuration)
 
-    node_labels: Mapping[str, Mapping[str, str]] | None     # labels the data plane's own manifests add to nodes
+    @property
+    def node_labels(self) -> Mapping[str, Mapping[str, str]] | None:
+        """Labels the data plane's own manifests give nodes (Calico's Node), by node name."""
 
     def check_pod_cidr(self, cidr: Any, path: tuple, labels: Mapping[str, str]) -> None:
         """Refuse a node's `podCIDR` this data plane cannot use (TopologyError naming `path`)."""

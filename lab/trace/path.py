@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
+from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
+from lab.cni.flannel.devices import IPIP_DEVICE as FLANNEL_IPIP
 from lab.policy import evaluator
 from lab.topology.model import Topology
 from lab.trace import explain, nat, policy
@@ -24,7 +26,7 @@ from lab.trace.view import LabView
 
 MAX_HOPS = 24
 IPIP = "IPIP"
-IPIP_DEVICES = ("tunl0", "flannel.ipip")   # Calico's and flannel's IPIP tunnels
+IPIP_DEVICES = (CALICO_IPIP, FLANNEL_IPIP)   # Calico's and flannel's IPIP tunnels
 
 
 @dataclass

@@ -26,6 +26,7 @@ import ipaddress
 from typing import Callable
 
 from lab.cni.calico import peers
+from lab.cni.calico.devices import IPIP_DEVICE
 from lab.cni.calico.peers import Entry, PeerKeys, Peering
 from lab.topology.model import CalicoConfig, CalicoNode, IPPool, Topology
 from lab.cni.calico import config as calico_config
@@ -251,9 +252,9 @@ def _kernel_programming(pool: IPPool, network: ipaddress.IPv4Network) -> list[st
         lines += [f"    # if defined(bgp_next_hop) && ( bgp_next_hop ~ {network} ) then",
                   f'    #   krt_tunnel = "";  {NO_TUNNEL_COMMENT}',
                   "    # else",
-                  f'    #   krt_tunnel = "tunl0";  {TUNNEL_COMMENT}']
+                  f'    #   krt_tunnel = "{IPIP_DEVICE}";  {TUNNEL_COMMENT}']
     elif pool.ipip_mode == "Always":
-        lines.append(f'    # krt_tunnel = "tunl0";  {TUNNEL_COMMENT}')
+        lines.append(f'    # krt_tunnel = "{IPIP_DEVICE}";  {TUNNEL_COMMENT}')
     else:
         lines.append(f'    # krt_tunnel = "";  {NO_TUNNEL_COMMENT}')
     return lines + ["    accept;", "  }"]
@@ -296,9 +297,9 @@ def bird_ipam_cfg(topology: Topology, node: str) -> str:
     hops = tunnel_next_hops(topology, node)
     if hops:
         lines += ["", "# lab: not in Calico's templates. Next hops whose routes Calico's fork would program",
-                  '# with krt_tunnel = "tunl0": BGP routes via them resolve through tunl0 (gateway recursive).',
+                  f'# with krt_tunnel = "{IPIP_DEVICE}": BGP routes via them resolve through {IPIP_DEVICE} (gateway recursive).',
                   "protocol static calico_tunnel_next_hops {",
-                  *(f'  route {ip}/32 via "tunl0";' for ip in hops), "}"]
+                  *(f'  route {ip}/32 via "{IPIP_DEVICE}";' for ip in hops), "}"]
     return "\n".join(lines) + "\n"
 
 

@@ -21,13 +21,12 @@ from lab.netns.plan import LabPlan, Vxlan
 from lab.cni.calico import ipam as calico_ipam
 from lab.topology.model import CalicoConfig, IPPool, Node, Topology
 from lab.cni.calico import config as calico_config
+from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50
-VXLAN_DEVICE = "vxlan.calico"
 VXLAN_VNI = 4096
 VXLAN_PORT = 4789
-IPIP_DEVICE = "tunl0"
 FELIX_PROTO = 80          # Felix's route protocol for blackholes and no-encap routes it owns
 PARENT_IFACE = "eth0"
 BIRD_TABLE = 201          # the kernel table stock BIRD programs; the route agent mirrors it into main
@@ -82,7 +81,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         if pool is not None and pool.vxlan_mode != "Never":
             _vxlan(builder, topology, node, host_mtu)
         if config.backend == "bird" and implementation:
-            _tunl0(builder, topology, node, host_mtu, caps, implementation)
+            tunl0(builder, topology, node, host_mtu, caps.fresh_links.get(IPIP_DEVICE), implementation)
         nodes.append(builder)
     hosts = underlay.external_builders(topology, under, {n: list(b) for n, b in config.ipam.blocks.items()})
     namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
@@ -100,16 +99,23 @@ def bird_files(topology: Topology) -> dict[str, str]:
     return files
 
 
-def _tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: int, caps: Capabilities,
-           implementation: str) -> None:
-    """tunl0 with the node's IPIP tunnel address, where an IPIP pool applies (Felix's ipip manager)."""
+def needs_ipip(topology: Topology, node: Node) -> bool:
+    """Whether an IPIP pool applies to the node (Felix then brings tunl0 up with the tunnel address)."""
     pool = pool_of(topology, node)
-    if pool is None or pool.ipip_mode == "Never":
+    return pool is not None and pool.ipip_mode != "Never"
+
+
+def tunl0(builder: NamespaceBuilder, topology: Topology, node: Node, host_mtu: int, fallback: int | None,
+          implementation: str) -> None:
+    """tunl0 with the node's IPIP tunnel address, where an IPIP pool applies (Felix's ipip manager). The one
+    place that says what tunl0 is: `lab up` plans it, and a live change (runtime.py) applies the same.
+    `fallback` is the index of the ipip module's fallback tunl0 in the node's namespace (None: none)."""
+    if not needs_ipip(topology, node):
         return
     mtu = host_mtu - IPIP_OVERHEAD
     if implementation == ipip.KERNEL:
-        if IPIP_DEVICE in caps.fresh_links:      # the module's fallback device, in every namespace
-            builder.existing(IPIP_DEVICE, caps.fresh_links[IPIP_DEVICE], mtu=mtu)
+        if fallback is not None:                  # the module's fallback device, in every namespace
+            builder.existing(IPIP_DEVICE, fallback, mtu=mtu)
         else:                                     # fb_tunnels_only_for_init_net: Felix adds it
             builder.ipip(IPIP_DEVICE, mtu)
     else:

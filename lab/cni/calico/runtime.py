@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from lab.bgp import birdc, daemons
 from lab.cni import ipip
 from lab.cni.calico import plan as calico
-from lab.errors import LabError
-from lab.netns import namespace, names, tc, tun
+from lab.errors import ApplyError, LabError
+from lab.netns import namespace, names, netlink, tc
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
+from lab.netns.plan import NamespacePlan
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
 from lab.cni.calico import config as calico_config
-
-IFF_MULTICAST = 0x1000
 
 
 def tools(topology: Topology) -> list[str]:
@@ -30,9 +28,7 @@ def node_paths(store: StateStore, lab: str, node: str) -> daemons.NodePaths:
 
 
 def needs_ipip(topology: Topology, node_name: str) -> bool:
-    """Whether an IPIP pool applies to the node (Felix then brings tunl0 up with the tunnel address)."""
-    pool = calico.pool_of(topology, topology.node(node_name))
-    return pool is not None and pool.ipip_mode != "Never"
+    return calico.needs_ipip(topology, topology.node(node_name))
 
 
 def agent_nodes(topology: Topology, implementation: str) -> list[dict[str, Any]]:
@@ -124,28 +120,24 @@ def _write_if_changed(path: str, text: str) -> bool:
 
 
 def _add_tunl0(topology: Topology, node: str, implementation: str) -> None:
-    """What Felix does when IPIP becomes enabled for a node: tunl0 up, MTU, the tunnel address (and, for
-    eBPF IPIP, the tc programs)."""
-    host_mtu = topology.network(topology.node(node).network).mtu
-    address = str(calico_config.of(topology).ipam.tunnel_ips[node])
+    """What Felix does when IPIP becomes enabled for a node: the plan's tunl0 (plan.tunl0: device, MTU, the
+    tunnel address and, for eBPF IPIP, the tc programs), added to the running node."""
     netns = names.node_netns(topology.name, node)
+    host_mtu = topology.network(topology.node(node).network).mtu
 
-    def configure() -> None:
-        if implementation != ipip.KERNEL:
-            tun.create_persistent_tun(calico.IPIP_DEVICE)
-            with open(f"/proc/sys/net/ipv6/conf/{calico.IPIP_DEVICE}/disable_ipv6", "w") as handle:
-                handle.write("1")
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=calico.IPIP_DEVICE)[0]
-            ipr.link("set", index=index, mtu=host_mtu - calico.IPIP_OVERHEAD, state="up")
-            if implementation != ipip.KERNEL:  # as the plan makes it (lab/cni/ipip.py: tun_device)
-                ipr.link("set", index=index, txqlen=1000)
-                ipr.link("set", index=index, flags=0, change=IFF_MULTICAST)
-            ipr.addr("replace", index=index, address=address, prefixlen=32)
-
-    namespace.run_in(netns, configure)
-    if implementation == ipip.EBPF:
+    def configure() -> NamespacePlan:
+        try:                                      # the ipip module's fallback tunl0, if this namespace has it
+            fallback: int | None = socket.if_nametoindex(calico.IPIP_DEVICE)
+        except OSError:
+            fallback = None
         builder = NamespaceBuilder(netns, "node", node)
-        builder.qdisc(calico.IPIP_DEVICE, "noqueue")
-        ipip.attach(builder, calico.IPIP_DEVICE, [str(n.ip) for n in topology.nodes if n.name != node])
-        tc.apply_namespaces([builder.freeze()])
+        calico.tunl0(builder, topology, topology.node(node), host_mtu, fallback, implementation)
+        fragment = builder.freeze()
+        failures = netlink.apply_to_running(fragment)
+        if failures:
+            raise ApplyError(f"the kernel refused {failures[0]} on {node}", "`lab status` shows the lab's state")
+        return fragment
+
+    fragment = namespace.run_in(netns, configure)
+    if fragment.qdiscs or fragment.bpf_filters:
+        tc.apply_namespaces([fragment])

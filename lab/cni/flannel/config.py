@@ -6,6 +6,7 @@ import ipaddress
 import json
 from typing import Any, Callable
 
+from lab.cni.flannel.devices import vxlan_device
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
 from lab.topology.model import Cluster, FlannelBackend, FlannelConfig, Topology
@@ -146,8 +147,8 @@ def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:
         key = "Learning" if value.get("Learning") else "GBP"
         raise fail(path + (key,), f"{key}=true is not supported by the lab", f"remove {key}")
     vni = _int(value, "VNI", 1, 1, 16777215, path, fail)
-    if len(f"flannel.{vni}") > 15:
-        raise fail(path + ("VNI",), f"VNI {vni} makes the device name 'flannel.{vni}' longer than the "
+    if len(vxlan_device(vni)) > 15:
+        raise fail(path + ("VNI",), f"VNI {vni} makes the device name '{vxlan_device(vni)}' longer than the "
                    "15-character interface name limit", "use a VNI below 10000000")
     port = _int(value, "Port", 0, 0, 65535, path, fail)
     mtu = _int(value, "MTU", 0, 0, 65535, path, fail)

@@ -23,10 +23,10 @@ from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
 from lab.cni.flannel import config as flannel_config
+from lab.cni.flannel.devices import IPIP_DEVICE, vxlan_device
 
 VXLAN_OVERHEAD = 50
 EXTERNAL_IFACE = "eth0"
-IPIP_DEVICE = "flannel.ipip"      # pkg/backend/ipip: tunnelName
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Lease:
 
 
 def device_name(config: FlannelConfig) -> str:
-    return f"flannel.{config.backend.vni}"
+    return vxlan_device(config.backend.vni)
 
 
 def mtu(config: FlannelConfig, external_mtu: int) -> int:
