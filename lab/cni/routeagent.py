@@ -227,7 +227,7 @@ class Node:
                  else f"no table to mirror ({self.spec.device})")
         writes = self._write(self.mirror.keys())
         elapsed = (time.perf_counter() - started) * 1000
-        summary = {}
+        summary: dict[str, int] = {}
         for op, route in writes:
             where = "main" if route.table == RT_TABLE_MAIN else "table"
             sign = "+" if op == RTM_NEWROUTE else "-"

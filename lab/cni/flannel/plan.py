@@ -55,9 +55,19 @@ def mtu(config: FlannelConfig, external_mtu: int) -> int:
 def leases(topology: Topology) -> list[Lease]:
     config = flannel_config.of(topology)
     vxlan = config.backend.type == "vxlan"
-    return [Lease(node=n.name, subnet=n.pod_cidr, public_ip=n.ip,
+    return [Lease(node=n.name, subnet=_pod_cidr(n), public_ip=n.ip,
                   vtep_mac=identity.local_mac(topology.name, n.name, "vtep") if vxlan else None)
             for n in topology.nodes]
+
+
+def _pod_cidr(node: Node) -> ipaddress.IPv4Network:
+    assert node.pod_cidr is not None, "the loader gives every flannel node a podCIDR (flannel/loader.py)"
+    return node.pod_cidr
+
+
+def _vtep_mac(lease: Lease) -> str:
+    assert lease.vtep_mac is not None, "vxlan leases carry a VTEP MAC (leases())"
+    return lease.vtep_mac
 
 
 def subnet_env(config: FlannelConfig, lease: Lease, external_mtu: int) -> str:
@@ -136,7 +146,7 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
     dev = device_name(config)
     backend = config.backend
     builder.vxlan(dev, Vxlan(vni=backend.vni, local=str(node.ip), dev=EXTERNAL_IFACE, port=backend.port),
-                  mtu=mtu(config, external_mtu), mac=lease.vtep_mac)
+                  mtu=mtu(config, external_mtu), mac=_vtep_mac(lease))
     builder.sysctl(f"net/ipv6/conf/{dev}/accept_ra", 0)
     # A /32 so that no connected route appears; it is the source for host-to-pod traffic.
     builder.address(dev, f"{lease.subnet.network_address}/32", broadcast=False)
@@ -145,8 +155,8 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
             builder.route(str(remote.subnet), gateway=str(remote.public_ip))
             continue
         vtep_ip = str(remote.subnet.network_address)
-        builder.neighbour(dev, vtep_ip, remote.vtep_mac)
-        builder.fdb_entry(dev, remote.vtep_mac, str(remote.public_ip))
+        builder.neighbour(dev, vtep_ip, _vtep_mac(remote))
+        builder.fdb_entry(dev, _vtep_mac(remote), str(remote.public_ip))
         builder.route(str(remote.subnet), gateway=vtep_ip, dev=dev, onlink=True)
 
 
