@@ -73,6 +73,7 @@ class DataPlane:
     live_kinds: frozenset[str] = frozenset()    # the kinds of those manifests
     live_help: str = ""                         # the same, for "cannot be applied live"
     ipip_unused: Callable[[Any], str | None] = lambda config: "it makes no IPIP device"
+    ipip_devices: tuple[str, ...] = ()          # its IPIP tunnel devices (what `lab trace` follows as IPIP)
     """Why options.ipipImplementation has no effect on a cluster config, or None when IPIP is in use."""
     # The runtime half: module names under `package`, imported when first used.
     plan: str = "plan"          # plan(topology, caps) -> LabPlan; describe(topology, caps) -> dict
@@ -112,6 +113,11 @@ def enforcers() -> list[str]:
     for record in registry().values():
         seen += [e for e in record.enforcers if e not in seen]
     return seen
+
+
+def ipip_devices() -> tuple[str, ...]:
+    """Every data plane's IPIP tunnel devices."""
+    return tuple(device for record in registry().values() for device in record.ipip_devices)
 
 
 def live_kinds() -> set[str]:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
-from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
-from lab.cni.flannel.devices import IPIP_DEVICE as FLANNEL_IPIP
 from lab.policy import evaluator
+from lab.topology import dataplanes
 from lab.topology.model import Topology
 from lab.trace import explain, nat, policy
 from lab.trace.kernel import Kernel, Link, Netns, RouteAnswer
@@ -26,7 +25,7 @@ from lab.trace.view import LabView
 
 MAX_HOPS = 24
 IPIP = "IPIP"
-IPIP_DEVICES = (CALICO_IPIP, FLANNEL_IPIP)   # Calico's and flannel's IPIP tunnels
+IPIP_DEVICES = dataplanes.ipip_devices()   # Calico's tunl0 and flannel's flannel.ipip
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.cni.calico import config, loader
+from lab.cni.calico import config, devices, loader
 from lab.topology.dataplanes import DataPlane
 from lab.topology.model import CalicoConfig
 
@@ -42,5 +42,5 @@ DATAPLANE = DataPlane(
     resource_help="Calico's IPPool, BGPConfiguration, BGPPeer and Node (apiVersion projectcalico.org/v3)",
     live=config.is_calico, live_kinds=frozenset(config.KINDS),
     live_help="projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node",
-    ipip_unused=_ipip_unused,
+    ipip_unused=_ipip_unused, ipip_devices=(devices.IPIP_DEVICE,),
     ready="ready")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.cni.flannel import config, loader
+from lab.cni.flannel import config, devices, loader
 from lab.topology.dataplanes import DataPlane
 from lab.topology.model import FlannelConfig
 
@@ -36,4 +36,4 @@ DATAPLANE = DataPlane(
                   "001 does), or use cni: calico",
     kindless=config.is_net_conf, resource=_resource,
     resource_help="the kube-flannel-cfg ConfigMap, flannel's net-conf.json map",
-    ipip_unused=_ipip_unused)
+    ipip_unused=_ipip_unused, ipip_devices=(devices.IPIP_DEVICE,))
