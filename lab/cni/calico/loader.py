@@ -9,8 +9,8 @@ from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
 from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
-from lab.cni.calico import config as calico_conf
-from lab.cni.calico import ipam as calico_ipam
+import lab.cni.calico.config as calico_conf
+import lab.cni.calico.ipam as calico_ipam
 from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
                                 frozen_labels)
 

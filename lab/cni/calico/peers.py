@@ -22,7 +22,7 @@ from typing import Mapping
 
 from lab.model import calico_selector
 from lab.topology.model import BGPPeer, CalicoConfig, CalicoNode, Topology
-from lab.cni.calico import config as calico_config
+import lab.cni.calico.config as calico_config
 
 IPv4Address = ipaddress.IPv4Address
 

@@ -12,15 +12,15 @@ import hashlib
 from typing import Any
 
 from lab.bgp import daemons
-from lab.cni.calico import birdcfg
+import lab.cni.calico.birdcfg as birdcfg
 from lab.cni import ipip, underlay
-from lab.cni.calico import workload as calico_workload
+import lab.cni.calico.workload as calico_workload
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
-from lab.cni.calico import ipam as calico_ipam
+import lab.cni.calico.ipam as calico_ipam
 from lab.topology.model import CalicoConfig, IPPool, Node, Topology
-from lab.cni.calico import config as calico_config
+import lab.cni.calico.config as calico_config
 from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 
 IPIP_OVERHEAD = 20

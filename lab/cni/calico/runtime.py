@@ -8,7 +8,7 @@ from typing import Any
 
 from lab.bgp import birdc, daemons
 from lab.cni import ipip
-from lab.cni.calico import plan as calico
+import lab.cni.calico.plan as calico
 from lab.errors import ApplyError, LabError
 from lab.netns import namespace, names, netlink, tc
 from lab.netns.builder import NamespaceBuilder
@@ -16,7 +16,7 @@ from lab.netns.capabilities import Capabilities
 from lab.netns.plan import NamespacePlan
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
-from lab.cni.calico import config as calico_config
+import lab.cni.calico.config as calico_config
 
 
 def tools(topology: Topology) -> list[str]:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from lab.lifecycle import Lab
+
+class RunningLabs(Protocol):
+    """What `node_status` asks of lifecycle.Lab (a protocol: the data plane does not import the lifecycle)."""
+
+    def state(self, lab: str | None = None) -> Any: ...
+
+    def node_name(self, target: str, lab: str | None = None) -> str: ...
+
+    def bird_socket(self, target: str, lab: str | None = None) -> str: ...
 
 
 def lines(status: dict[str, Any]) -> list[str]:
@@ -23,10 +30,10 @@ def lines(status: dict[str, Any]) -> list[str]:
     return out
 
 
-def node_status(lab: Lab, target: str, lab_name: str | None = None) -> str:
+def node_status(lab: RunningLabs, target: str, lab_name: str | None = None) -> str:
     """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
     from lab.bgp import birdc
-    from lab.cni.calico import calicoctl
+    import lab.cni.calico.calicoctl as calicoctl
     state = lab.state(lab_name)
     if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
         lab.node_name(target, state.lab)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from lab.cni.flannel import config as flannel_conf
+import lab.cni.flannel.config as flannel_conf
 from lab.topology import cidr as cidrs, ipam
 from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
 from lab.topology.model import FlannelConfig, Network, Node, Pod

@@ -22,7 +22,7 @@ from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
-from lab.cni.flannel import config as flannel_config
+import lab.cni.flannel.config as flannel_config
 from lab.cni.flannel.devices import IPIP_DEVICE, vxlan_device
 
 VXLAN_OVERHEAD = 50

@@ -9,12 +9,12 @@ from typing import Any
 
 from lab.bgp import daemons
 from lab.cni import ipip
-from lab.cni.flannel import plan as flannel
+import lab.cni.flannel.plan as flannel
 from lab.netns import names
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
-from lab.cni.flannel import config as flannel_config
+import lab.cni.flannel.config as flannel_config
 
 
 def tools(topology: Topology) -> list[str]:
