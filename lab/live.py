@@ -13,11 +13,11 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lab.cni.calico import config as calico_conf
 from lab.errors import LabError, TopologyError
 from lab.model import labels
 from lab.policy import enforce
 from lab.topology import dataplanes, entries, loader, policy_manifest
-from lab.cni.calico import config as calico_conf
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
@@ -203,7 +203,7 @@ def reconfigure(old: Topology, new: Topology, store, runtime: dict[str, Any]) ->
     """Bring the running lab from `old` to `new` (CNI daemons, then policy rules); returns what changed."""
     check_same_cluster(old, new)
     changes: list[str] = []
-    from lab import cni                 # the data planes load only when a change reaches them
+    from lab import cni  # the data planes load only when a change reaches them
     hook = cni.dataplane(new).reconfigure
     if hook is not None and (old.cluster != new.cluster or [n.labels for n in old.nodes] != [n.labels for n in new.nodes]):
         changes += hook(old, new, store, runtime)

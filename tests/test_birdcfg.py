@@ -16,8 +16,19 @@ from pathlib import Path
 import pytest
 
 from lab.cni.calico.birdcfg import render, render_all
-from lab.topology.model import (BGPConfiguration, BGPPeer, CalicoConfig, CalicoIpam, CalicoNode, Cluster, IPPool,
-                                Network, Node, Topology, frozen_labels)
+from lab.topology.model import (
+    BGPConfiguration,
+    BGPPeer,
+    CalicoConfig,
+    CalicoIpam,
+    CalicoNode,
+    Cluster,
+    IPPool,
+    Network,
+    Node,
+    Topology,
+    frozen_labels,
+)
 
 BLOCKS = {"k8s-node1": "10.244.36.64/26", "k8s-node2": "10.244.169.128/26", "k8s-node3": "10.244.107.192/26"}
 RR_PEER = BGPPeer(name="peer-with-route-reflectors", node_selector="all()", peer_selector="route-reflector == 'true'")

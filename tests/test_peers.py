@@ -10,8 +10,19 @@ import ipaddress
 from itertools import combinations
 
 from lab.cni.calico.peers import peerings
-from lab.topology.model import (BGPConfiguration, BGPPeer, CalicoConfig, CalicoIpam, CalicoNode, Cluster, IPPool,
-                                Network, Node, Topology, frozen_labels)
+from lab.topology.model import (
+    BGPConfiguration,
+    BGPPeer,
+    CalicoConfig,
+    CalicoIpam,
+    CalicoNode,
+    Cluster,
+    IPPool,
+    Network,
+    Node,
+    Topology,
+    frozen_labels,
+)
 
 POOL = IPPool(name="default-ipv4-ippool", cidr=ipaddress.IPv4Network("10.244.0.0/16"), ipip_mode="Always")
 RR_LABEL = {"route-reflector": "true"}

@@ -12,12 +12,12 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import expect_calico
+import pytest
 from calico_kernel import main_routes, node_files, route_diff, stop_bird
 from calico_labs import renamed_copy
 from conftest import TOPOLOGIES, netns_list, run_lab
+
 from lab.cni.calico import propagation
 from lab.topology import loader
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from capture import tcpdump
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from lab.cni.calico.mirror import Mirror
 from lab.bgp.route import Route
-from lab.netns.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK
+from lab.cni.calico.mirror import Mirror
 from lab.netns import namespace, tun
-from capture import tcpdump
+from lab.netns.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "201"

@@ -9,8 +9,9 @@ routeagent.py (the userspace tunnel and the agent that serves it), identity.py (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable
+from functools import lru_cache, cache
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 from lab.topology import dataplanes
 from lab.topology.model import Topology
@@ -26,16 +27,16 @@ if TYPE_CHECKING:
 class Dataplane:
     """A CNI's runtime entry points, as its registration names them."""
 
-    plan: Callable[[Topology, "Capabilities | None"], "LabPlan"]
-    describe: Callable[[Topology, "Capabilities | None"], dict[str, Any]]
+    plan: Callable[[Topology, Capabilities | None], LabPlan]
+    describe: Callable[[Topology, Capabilities | None], dict[str, Any]]
     tools: Callable[[Topology], list[str]]
     status_lines: Callable[[dict[str, Any]], list[str]]                # `lab status` lines about the data plane
-    start: Callable[[Topology, "Capabilities", "StateStore"], dict[str, Any]] | None = None   # daemons after apply
-    reconfigure: Callable[[Topology, Topology, "StateStore", dict[str, Any]], list[str]] | None = None  # live
-    checks: "DataplaneChecks | None" = None     # what `lab up` / `lab wait` wait for, beyond the plan
+    start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
+    reconfigure: Callable[[Topology, Topology, StateStore, dict[str, Any]], list[str]] | None = None  # live
+    checks: DataplaneChecks | None = None     # what `lab up` / `lab wait` wait for, beyond the plan
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolve(name: str) -> Dataplane:
     """The runtime hooks of the data plane registered as `name` (imports its plan, runtime, ready, status)."""
     record = dataplanes.get(name)

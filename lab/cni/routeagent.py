@@ -32,13 +32,21 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from lab.bgp.channel import Channel, Overrun
-from lab.cni.calico.mirror import Mirror
 from lab.bgp.route import Key, Route, link_dump_request, parse_link, route_dump_request
-from lab.cni.calico.devices import IPIP_DEVICE as TUNNEL_DEVICE   # a spec entry's default device
+from lab.cni.calico.devices import IPIP_DEVICE as TUNNEL_DEVICE  # a spec entry's default device
+from lab.cni.calico.mirror import Mirror
 from lab.cni.tunnel import Counters, Holder, Tunnel, Verdict
 from lab.netns import namespace
-from lab.netns.rtnl import (RT_TABLE_COMPAT, RT_TABLE_MAIN, RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_NEWADDR,
-                            RTM_NEWLINK, RTM_NEWROUTE)
+from lab.netns.rtnl import (
+    RT_TABLE_COMPAT,
+    RT_TABLE_MAIN,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+)
 
 VERDICT_CACHE = 4096
 TICK = 1.0

@@ -45,7 +45,8 @@ def cmd_birdc(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def cmd_calicoctl(lab: Lab, args: argparse.Namespace) -> int:
-    from lab.cni.calico import status as calico_status, views as calico_views
+    from lab.cni.calico import status as calico_status
+    from lab.cni.calico import views as calico_views
     from lab.netns import capabilities
     words = args.words
     if words[:2] == ["node", "status"] and len(words) == 3:

@@ -18,10 +18,10 @@ from typing import Callable, NamedTuple
 
 from lab.bgp import birdc
 from lab.bgp.daemons import NodePaths
+from lab.cni.calico import config as calico_config
 from lab.netns import namespace
 from lab.topology import loader
 from lab.topology.model import Topology
-from lab.cni.calico import config as calico_config
 
 LAB_PREFIX = "bgpbench"
 VARIANTS = ("mesh", "rr")

@@ -129,7 +129,8 @@ def datapath(topology: Topology, ipip: str | None) -> str:
                 continue
             if pool.ipip_mode != "Never":
                 where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.ipip_mode == "CrossSubnet" else ""
-                parts.append(f"{calico_devices.IPIP_DEVICE} IPIP: {IPIP_PATH.get(ipip or '', ipip or 'unknown')}{where}")
+                implementation = IPIP_PATH.get(ipip or "", ipip or "unknown")
+                parts.append(f"{calico_devices.IPIP_DEVICE} IPIP: {implementation}{where}")
             elif pool.vxlan_mode != "Never":
                 where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.vxlan_mode == "CrossSubnet" else ""
                 parts.append(f"vxlan device {calico_devices.VXLAN_DEVICE} (kernel){where}")

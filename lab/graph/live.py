@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from lab.bgp import birdc
+from lab.cni.calico import config as calico_config
 from lab.cni.calico import peers
+from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
 from lab.graph.model import Edge
 from lab.topology.model import Topology
-from lab.cni.calico import config as calico_config
-from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
 
 
 def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[str, str], str]:
@@ -45,7 +45,7 @@ def kernel_edges(summary: dict[str, Any]) -> list[Edge]:
     """Node-to-node tunnels and routes as each node's kernel holds them: a VXLAN FDB entry whose dst is
     another node (`bridge fdb show dev flannel.1`), a route via tunl0 to another node (IPIP), or a route
     straight to another node's IP on eth0 (host-gw, Calico BGP). An edge held by one end only says so."""
-    from lab.trace.kernel import Kernel       # pyroute2: loaded only to graph a running lab
+    from lab.trace.kernel import Kernel  # pyroute2: loaded only to graph a running lab
     nodes = summary.get("nodes", [])
     by_ip = {row["ip"]: row["name"] for row in nodes}
     seen: dict[tuple[str, str, str], tuple[str, set[str]]] = {}     # (a, b, kind) sorted -> (label, holders)

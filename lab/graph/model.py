@@ -10,9 +10,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from lab.topology.model import Topology
 from lab.cni.calico import config as calico_config
 from lab.cni.flannel import config as flannel_config
+from lab.topology.model import Topology
 
 SESSION_STATES_UNKNOWN = "configured"
 
@@ -150,7 +150,7 @@ def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
 
 
 def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
-    from lab.cni.calico import peers    # the BGP peer computation (pure; imports only the model)
+    from lab.cni.calico import peers  # the BGP peer computation (pure; imports only the model)
     calico = calico_config.find(topology)
     assert calico is not None
     edges: list[Edge] = []

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
-from lab.netns.plan import (Address, BpfConstant, BpfFilter, FdbEntry, IptablesRules, Link, NamespacePlan,
-                            NamespaceRole, Neighbour, Qdisc, Route, Sysctl, VethPeer, Vxlan)
+from typing import Any
+
+from lab.netns.plan import (
+    Address,
+    BpfConstant,
+    BpfFilter,
+    FdbEntry,
+    IptablesRules,
+    Link,
+    LinkKind,
+    NamespacePlan,
+    NamespaceRole,
+    Neighbour,
+    Qdisc,
+    Route,
+    Sysctl,
+    VethPeer,
+    Vxlan,
+)
 
 LOOPBACK_INDEX = 1
 
@@ -32,7 +49,7 @@ class NamespaceBuilder:
         self._next_index += 1
         return index
 
-    def add_link(self, name: str, kind: str, **attrs) -> Link:
+    def add_link(self, name: str, kind: LinkKind, **attrs: Any) -> Link:
         link = Link(name=name, kind=kind, index=self.reserve_index(), **attrs)
         self.links.append(link)
         return link

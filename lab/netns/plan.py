@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 NamespaceRole = Literal["underlay", "node", "pod", "external"]
+LinkKind = Literal["veth", "bridge", "vxlan", "ipip", "tun", "existing"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Link:
     """A network device to create (or, for kind 'existing', to configure)."""
 
     name: str
-    kind: Literal["veth", "bridge", "vxlan", "ipip", "tun", "existing"]   # tun: a persistent TUN device (ioctl)
+    kind: LinkKind   # tun: a persistent TUN device (ioctl)
     index: int
     mtu: int | None = None
     mac: str | None = None

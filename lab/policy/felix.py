@@ -23,19 +23,44 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Iterable, Iterator
 
+from lab.cni.calico import config as calico_config
 from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 from lab.cni.calico.workload import host_veth_name
 from lab.model.network_policy import NetworkPolicy
 from lab.policy import felix_names
-from lab.policy.felix_iptables import (ACCEPT, ALL_MARKS, DENY_WORD, DROP, MARK_ACCEPT, MARK_PASS, MASQUERADE,
-                                       RETURN, Chain, Rule, clear_mark, goto, hook_lines, jump, mark_clear,
-                                       mark_not_clear, mark_set, match_set, set_mark)
-from lab.policy.felix_policy import (SERVICE_ACCOUNT, IpSetData, calico_rules, endpoint_labels, policy_chain,
-                                     policy_id,
-                                     profile_chain, set_members)
+from lab.policy.felix_iptables import (
+    ACCEPT,
+    ALL_MARKS,
+    DENY_WORD,
+    DROP,
+    MARK_ACCEPT,
+    MARK_PASS,
+    MASQUERADE,
+    RETURN,
+    Chain,
+    Rule,
+    clear_mark,
+    goto,
+    hook_lines,
+    jump,
+    mark_clear,
+    mark_not_clear,
+    mark_set,
+    match_set,
+    set_mark,
+)
+from lab.policy.felix_policy import (
+    SERVICE_ACCOUNT,
+    IpSetData,
+    calico_rules,
+    endpoint_labels,
+    policy_chain,
+    policy_id,
+    profile_chain,
+    set_members,
+)
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import IPPool, Pod, Topology
-from lab.cni.calico import config as calico_config
 
 ENFORCER = "calico"
 FELIX_VERSION = "v3.28"

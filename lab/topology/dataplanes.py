@@ -22,7 +22,8 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
 
 from lab.errors import LabError
 

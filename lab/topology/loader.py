@@ -10,9 +10,10 @@ from typing import Any
 
 from lab.errors import TopologyError
 from lab.model.network_policy import NetworkPolicy
-from lab.topology import cidr as cidrs, dataplanes, impair, manifests, policy_manifest, schema
+from lab.topology import cidr as cidrs
+from lab.topology import dataplanes, impair, manifests, policy_manifest, schema
 from lab.topology.entries import Item, Overlay, Source, labels_of
-from lab.topology.model import (Cluster, ContainerPort, External, Namespace, Network, Node, Topology, frozen_labels)
+from lab.topology.model import Cluster, ContainerPort, External, Namespace, Network, Node, Topology, frozen_labels
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType

@@ -25,11 +25,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
+import lab.cni.calico.config as calico_config
 import lab.cni.calico.peers as peers
 from lab.cni.calico.devices import IPIP_DEVICE
-from lab.cni.calico.peers import Entry, PeerKeys, Peering
+from lab.cni.calico.peers import Entry, Peering, PeerKeys
 from lab.topology.model import CalicoConfig, CalicoNode, IPPool, Topology
-import lab.cni.calico.config as calico_config
 
 KERNEL_TABLE = 201
 FILES = ("bird.cfg", "bird_aggr.cfg", "bird_ipam.cfg")

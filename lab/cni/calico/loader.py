@@ -5,14 +5,24 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Callable
 
+import lab.cni.calico.config as calico_conf
+import lab.cni.calico.ipam as calico_ipam
 from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
 from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
-import lab.cni.calico.config as calico_conf
-import lab.cni.calico.ipam as calico_ipam
-from lab.topology.model import (BGPConfiguration, CalicoConfig, CalicoIpam, CalicoNode, IPPool, Network, Node, Pod,
-                                frozen_labels)
+from lab.topology.model import (
+    BGPConfiguration,
+    BGPPeer,
+    CalicoConfig,
+    CalicoIpam,
+    CalicoNode,
+    IPPool,
+    Network,
+    Node,
+    Pod,
+    frozen_labels,
+)
 
 BACKENDS = ("bird", "vxlan")
 # calico/node's startup environment (manifests/calico.yaml defaults) for the pool it creates when none exists.
@@ -140,8 +150,8 @@ class CalicoBuilder:
             return BGPConfiguration()
         return calico_conf.bgp_configuration(found[0].data, found[0].path, found[0].document.error)
 
-    def _peers(self):
-        peers = []
+    def _peers(self) -> tuple[BGPPeer, ...]:
+        peers: list[BGPPeer] = []
         for item in self._of_kind("BGPPeer"):
             peer = calico_conf.bgp_peer(item.data, item.path, item.document.error)
             if any(p.name == peer.name for p in peers):

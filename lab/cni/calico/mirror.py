@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from lab.bgp.route import Key, Route
-from lab.netns.rtnl import (RT_TABLE_MAIN, RTA_MULTIPATH, RTM_DELROUTE, RTM_NEWROUTE, RTNH_F_ONLINK, RTPROT_BIRD,
-                            RTPROT_KERNEL)
+from lab.netns.rtnl import (
+    RT_TABLE_MAIN,
+    RTA_MULTIPATH,
+    RTM_DELROUTE,
+    RTM_NEWROUTE,
+    RTNH_F_ONLINK,
+    RTPROT_BIRD,
+    RTPROT_KERNEL,
+)
 
 
 class Mirror:

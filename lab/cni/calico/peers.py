@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+import lab.cni.calico.config as calico_config
 from lab.model import calico_selector
 from lab.topology.model import BGPPeer, CalicoConfig, CalicoNode, Topology
-import lab.cni.calico.config as calico_config
 
 IPv4Address = ipaddress.IPv4Address
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lab.bgp import daemons
 import lab.cni.calico.birdcfg as birdcfg
-from lab.cni import ipip, underlay
+import lab.cni.calico.config as calico_config
+import lab.cni.calico.ipam as calico_ipam
 import lab.cni.calico.workload as calico_workload
+from lab.bgp import daemons
+from lab.cni import ipip, underlay
+from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
-import lab.cni.calico.ipam as calico_ipam
 from lab.topology.model import CalicoConfig, IPPool, Node, Topology
-import lab.cni.calico.config as calico_config
-from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 
 IPIP_OVERHEAD = 20
 VXLAN_OVERHEAD = 50

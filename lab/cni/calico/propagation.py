@@ -17,9 +17,9 @@ from collections import deque
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+import lab.cni.calico.config as calico_config
 import lab.cni.calico.peers as peers
 from lab.topology.model import Topology
-import lab.cni.calico.config as calico_config
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,17 @@ import socket
 from ipaddress import IPv4Network
 from typing import Any
 
-from lab.bgp import birdc
+import lab.cni.calico.config as calico_config
 import lab.cni.calico.propagation as propagation
+from lab.bgp import birdc
 from lab.bgp.channel import Channel
 from lab.bgp.route import Route, route_dump_request
 from lab.cni.calico.runtime import node_paths
-from lab.netns import namespace, names
+from lab.netns import names, namespace
 from lab.netns.rtnl import RT_TABLE_MAIN, RTA_DST
 from lab.netns.state import StateStore
 from lab.readiness import Check
 from lab.topology.model import Topology
-import lab.cni.calico.config as calico_config
 
 
 def checks(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[Check]:

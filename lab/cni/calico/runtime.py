@@ -6,17 +6,17 @@ import os
 import socket
 from typing import Any
 
+import lab.cni.calico.config as calico_config
+import lab.cni.calico.plan as calico
 from lab.bgp import birdc, daemons
 from lab.cni import ipip
-import lab.cni.calico.plan as calico
 from lab.errors import ApplyError, LabError
-from lab.netns import namespace, names, netlink, tc
+from lab.netns import names, namespace, netlink, tc
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import NamespacePlan
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
-import lab.cni.calico.config as calico_config
 
 
 def tools(topology: Topology) -> list[str]:

@@ -32,8 +32,8 @@ def lines(status: dict[str, Any]) -> list[str]:
 
 def node_status(lab: RunningLabs, target: str, lab_name: str | None = None) -> str:
     """`calicoctl node status` on a node, from its BIRD's `show protocols` (none with calico_backend vxlan)."""
-    from lab.bgp import birdc
     import lab.cni.calico.calicoctl as calicoctl
+    from lab.bgp import birdc
     state = lab.state(lab_name)
     if state.summary.get("cni") == "calico" and not state.summary.get("runtime", {}).get("bird"):
         lab.node_name(target, state.lab)

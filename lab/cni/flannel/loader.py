@@ -6,7 +6,8 @@ import ipaddress
 from typing import Any
 
 import lab.cni.flannel.config as flannel_conf
-from lab.topology import cidr as cidrs, ipam
+from lab.topology import cidr as cidrs
+from lab.topology import ipam
 from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
 from lab.topology.model import FlannelConfig, Network, Node, Pod
 from lab.topology.yamlsource import Path
@@ -28,12 +29,12 @@ class FlannelBuilder:
         ip_masq = self.data["cluster"].get("ipMasq", True)
         configs: list[tuple[FlannelConfig, Item]] = []
         for item in items:
-            fail = item.document.error
+            error = item.document.error
             source = f"{item.document.file}:{item.document.line(item.path) or 1}"
             if flannel_conf.is_net_conf(item.data):
-                configs.append((flannel_conf.from_map(item.data, item.path, fail, ip_masq, source), item))
+                configs.append((flannel_conf.from_map(item.data, item.path, error, ip_masq, source), item))
             elif flannel_conf.is_flannel_config_map(item.data):
-                configs.append((flannel_conf.from_config_map(item.data, item.path, fail, ip_masq, source), item))
+                configs.append((flannel_conf.from_config_map(item.data, item.path, error, ip_masq, source), item))
         if len(configs) > 1:
             second = configs[1][1]
             raise second.document.error(second.path, "a second flannel net-conf.json; give exactly one")

@@ -17,13 +17,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+import lab.cni.flannel.config as flannel_config
 from lab.cni import bridge_plugin, identity, ipip, underlay
+from lab.cni.flannel.devices import IPIP_DEVICE, vxlan_device
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
 from lab.netns.plan import LabPlan, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
-import lab.cni.flannel.config as flannel_config
-from lab.cni.flannel.devices import IPIP_DEVICE, vxlan_device
 
 VXLAN_OVERHEAD = 50
 EXTERNAL_IFACE = "eth0"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import lab.cni.flannel.config as flannel_config
+import lab.cni.flannel.plan as flannel
 from lab.bgp import daemons
 from lab.cni import ipip
-import lab.cni.flannel.plan as flannel
 from lab.netns import names
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
-import lab.cni.flannel.config as flannel_config
 
 
 def tools(topology: Topology) -> list[str]:

@@ -27,10 +27,10 @@ from typing import Any
 
 from lab.bgp import birdc
 from lab.bgp.daemons import NodePaths
+from lab.cni.calico import config as calico_config
 from lab.errors import LabError
 from lab.experiment import bgpwatch
 from lab.experiment.kinds import Kind, LabContext, Value
-from lab.cni.calico import config as calico_config
 
 
 class BgpConvergence(Kind):

@@ -40,12 +40,12 @@ from typing import Any
 
 from lab import live
 from lab.bgp import birdc
+from lab.cni.calico import config as calico_config
 from lab.errors import LabError
 from lab.experiment import bgpwatch, proc
 from lab.experiment.kinds import Kind, LabContext, Value
 from lab.experiment.kinds.bgp_convergence import scenario_of
 from lab.lifecycle import Lab
-from lab.cni.calico import config as calico_config
 
 PORT = 11130
 MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "calico"
