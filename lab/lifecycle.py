@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lab.bgp.daemons import AGENT_MODULE
 from lab.errors import LabError
 from lab.netns import capabilities, names, namespace
 from lab.netns.state import LabState, StateStore
@@ -484,7 +485,6 @@ def _fingerprint(topology: Topology) -> str:
     return hashlib.sha256(repr(topology).encode()).hexdigest()[:16]
 
 
-AGENT_MODULE = "lab.cni.routeagent"
 AGENT_ROLES = {"ebpf": "holds the tunnel device open (a TUN device has carrier only while attached: without it "
                        "the eBPF IPIP path carries nothing) and decapsulates fragmented IPIP",
                "userspace": "carries IPIP in userspace (the tunnel device's packets)"}

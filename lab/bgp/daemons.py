@@ -22,6 +22,7 @@ from lab.netns import apply, daemon, namespace
 CONFIG_DIR = "etc/calico/confd/config"
 RUN_DIR = "var/run/calico"
 AGENT_READY_TIMEOUT = 30.0
+AGENT_MODULE = "lab.cni.routeagent"   # `python -m` of the route agent: how its process is started and found
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def agent_spec(lab: str, table: int | None, state_dir: str, nodes: list[dict]) -
 
 def start_agent(underlay_netns: str, spec: dict, spec_path: str) -> int:
     """Write the spec, start the agent in the underlay namespace, wait for it to be ready; returns its pid."""
-    return daemon.start(underlay_netns, "lab.cni.routeagent", spec, spec_path, "the route agent",
+    return daemon.start(underlay_netns, AGENT_MODULE, spec, spec_path, "the route agent",
                         AGENT_READY_TIMEOUT).pid
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from lab.bgp import birdc
-from lab.bgp.daemons import NodePaths
+from lab.bgp.daemons import AGENT_MODULE, NodePaths
 from lab.cni.calico import config as calico_config
 from lab.netns import namespace
 from lab.topology import loader
@@ -414,7 +414,7 @@ def lab_processes(lab: str) -> dict[str, list[int]]:
             continue
         if os.path.basename(argv[0]) == b"bird":
             found["bird"].append(int(entry))
-        elif b"lab.cni.routeagent" in argv:
+        elif AGENT_MODULE.encode() in argv:
             found["agent"].append(int(entry))
     return found
 
