@@ -44,6 +44,7 @@ def bird_daemons(topology: Topology, store: StateStore, runtime: dict[str, Any])
 
 def route_agent_daemons(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[sv.DaemonSpec]:
     """The lab's route agent (Calico BGP; IPIP without the kernel module), in the underlay namespace."""
+    from lab.bgp.daemons import AGENT_MODULE
     agent = runtime.get("route_agent")
     if not agent:
         return []
@@ -51,7 +52,7 @@ def route_agent_daemons(topology: Topology, store: StateStore, runtime: dict[str
     ready = os.path.join(state_dir, "routeagent.ready")
     return [sv.DaemonSpec(
         name=ROUTE_AGENT, netns=names.underlay_netns(topology.name),
-        argv=tuple(daemon.python_argv("lab.bgp.routeagent", agent["spec"])),
+        argv=tuple(daemon.python_argv(AGENT_MODULE, agent["spec"])),
         log=os.path.join(state_dir, "routeagent.log"), ready=("file", ready), env=daemon.python_env(),
         clean=(ready,), pid=int(agent["pid"]))]
 
