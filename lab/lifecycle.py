@@ -23,7 +23,7 @@ from lab.topology.model import Topology
 
 if TYPE_CHECKING:
     from lab import live, readiness
-    from lab.netns import apply, neighbours, render
+    from lab.netns import apply, neighbours, render, workers
     from lab.netns.plan import LabPlan
     from lab.probe.sourceports import SourcePorts
     from lab.topology.impair import Impairment
@@ -84,11 +84,13 @@ class Lab:
         enforce.write_script(topology, out)
         return ""
 
-    def up(self, name_or_path: str, fail_after: int | None = None) -> UpResult:
-        """Build the lab; idempotent when the same topology is already up; rolls back on failure."""
+    def up(self, name_or_path: str, fail_after: int | None = None,
+           parallelism: workers.Parallelism | None = None) -> UpResult:
+        """Build the lab; idempotent when the same topology is already up; rolls back on failure.
+        `fail_after` and `parallelism` are seams for tests (lab.netns.apply.apply_plan)."""
         from lab import cni, supervision
         from lab.cni import impairment_plan
-        from lab.netns import apply, impairments
+        from lab.netns import apply, impairments, workers
         from lab.netns.plan import with_fresh_links
         from lab.probe import servers
         topology = self.load(name_or_path)  # the loader is pure: bad input is reported without root
@@ -110,7 +112,8 @@ class Lab:
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
             try:
-                apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after)
+                apply.apply_plan(with_fresh_links(plan, caps.fresh_links), fail_after=fail_after,
+                                 parallelism=parallelism or workers.Parallelism())
                 impairments.apply(plan)
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)

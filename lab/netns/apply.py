@@ -10,7 +10,8 @@ from typing import Iterable
 
 from lab.errors import ApplyError
 from lab.netns import iptables, namespace, netlink, supervisor, tc
-from lab.netns.plan import LabPlan
+from lab.netns import workers as workers_
+from lab.netns.plan import LabPlan, NamespacePlan
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,14 @@ class FaultInjected(RuntimeError):
     """Raised on purpose by `apply_plan(fail_after=...)`, to test rollback."""
 
 
-def apply_plan(plan: LabPlan, fail_after: int | None = None) -> None:
-    """Create every namespace, then configure them in plan order.
+def apply_plan(plan: LabPlan, fail_after: int | None = None,
+               parallelism: workers_.Parallelism = workers_.Parallelism()) -> None:
+    """Create every namespace, then configure them (on every CPU, lab.netns.workers), then load tc and
+    iptables.
 
-    On failure the caller rolls back (removes the plan's namespaces). `fail_after=N` raises after
-    N namespaces have been configured: a seam for rollback tests.
+    On failure the caller rolls back (removes the plan's namespaces). `fail_after=N` raises
+    FaultInjected on reaching the namespace at position N of the plan (whichever worker configures
+    it): a seam for rollback tests. `parallelism` sets the worker count (default: the CPUs available).
     """
     names = [ns.name for ns in plan.namespaces]
     try:
@@ -37,29 +41,38 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None) -> None:
     except OSError as exc:
         raise ApplyError(f"could not create network namespace: {exc.strerror or exc}",
                          "run `lab cleanup` to remove what an earlier lab left behind") from None
-    fds = netlink.open_netns_fds(names)
-    configured = 0
-
-    def configure(name: str) -> list[netlink.Failure]:
-        nonlocal configured
-        if fail_after is not None and configured >= fail_after:
-            raise FaultInjected(f"fault injected after {configured} namespaces")
-        configured += 1
-        try:
-            return netlink.apply_namespace(plan.namespace(name), fds)
-        except OSError as exc:
-            return [netlink.Failure(name, "the netlink exchange", exc.errno or 1)]
-
-    try:
-        failures = [f for result in namespace.run_in_each(names, configure) for f in result]
-    finally:
-        netlink.close_fds(fds)
+    failures = configure_all(plan, fail_after, parallelism)
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ApplyError(f"the kernel refused {failures[0]}{more}",
                          "the lab was rolled back; `lab up --dry-run` shows the commands it tried")
     tc.apply_all(plan)
     iptables.apply_all(plan)
+
+
+def configure_all(plan: LabPlan, fail_after: int | None = None,
+                  parallelism: workers_.Parallelism = workers_.Parallelism()) -> list[netlink.Failure]:
+    """Every namespace's devices, sysctls, addresses, neighbours, fdb entries and routes; the refusals."""
+    fds = netlink.open_netns_fds([ns.name for ns in plan.namespaces])
+    position = {ns.name: i for i, ns in enumerate(plan.namespaces)}
+
+    def configure(ns: NamespacePlan) -> list[netlink.Failure]:
+        if fail_after is not None and position[ns.name] == fail_after:
+            raise FaultInjected(f"fault injected after {fail_after} namespaces")
+        try:
+            return netlink.apply_namespace(ns, fds)
+        except OSError as exc:
+            return [netlink.Failure(ns.name, "the netlink exchange", exc.errno or 1)]
+
+    try:
+        return workers_.configure_waves(plan, configure, parallelism)
+    except workers_.WorkerFault as exc:
+        if exc.kind == FaultInjected.__name__:
+            raise FaultInjected(str(exc)) from None
+        raise ApplyError(f"a worker configuring the namespaces failed: {exc.kind}: {exc}",
+                         "the lab was rolled back; this is a bug in lab, please report it") from None
+    finally:
+        netlink.close_fds(fds)
 
 
 def remove_namespaces(names: Iterable[str], grace: float = 1.0) -> Removal:

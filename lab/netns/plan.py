@@ -9,6 +9,7 @@ last iptables rules.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -195,7 +196,12 @@ class LabPlan:
     notes: tuple[str, ...] = ()
 
     def namespace(self, name: str) -> NamespacePlan:
-        return next(ns for ns in self.namespaces if ns.name == name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, NamespacePlan]:
+        """Namespaces by name (built once: a lookup per namespace stays linear in a big lab)."""
+        return {ns.name: ns for ns in self.namespaces}
 
     @property
     def object_count(self) -> int:
