@@ -150,3 +150,26 @@ def test_waves_put_every_device_creator_first():
             if link.peer:
                 assert wave_of[link.peer.netns] == wave_of[ns.name] + 1
     assert sum(len(w) for w in workers.waves(plan)) == len(plan.namespaces)
+
+
+def test_sysctls_through_a_private_procfs_land_in_the_thread_s_namespace():
+    """lab/netns/procfs.py: written through its own (renewed) procfs instance, read back through /proc."""
+    from lab.netns import procfs
+    names = [f"pw-sysctl.{i}" for i in range(3)]
+    namespace.create_many(names)
+    try:
+        writer = procfs.SysctlWriter(renew=2)
+
+        def write(name: str) -> None:
+            writer.begin_namespace()
+            writer.write("net/ipv4/ip_forward", "1" if name.endswith("1") else "0")
+            writer.write("net/ipv4/conf/lo/arp_notify", "1")
+        namespace.run_in_each(names, write)
+        writer.close()
+        assert writer.private, "the kernel here has the mount API (fsopen, fsmount)"
+        read = [namespace.run_in(n, lambda: (Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+                                             Path("/proc/sys/net/ipv4/conf/lo/arp_notify").read_text().strip()))
+                for n in names]
+        assert read == [("0", "1"), ("1", "1"), ("0", "1")]
+    finally:
+        apply.remove_namespaces(names)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from lab.errors import ApplyError
-from lab.netns import iptables, namespace, netlink, supervisor, tc
+from lab.netns import iptables, namespace, netlink, procfs, supervisor, tc
 from lab.netns import workers as workers_
 from lab.netns.plan import LabPlan, NamespacePlan
 
@@ -35,6 +38,24 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None,
     FaultInjected on reaching the namespace at position N of the plan (whichever worker configures
     it): a seam for rollback tests. `parallelism` sets the worker count (default: the CPUs available).
     """
+    with _collector_paused():
+        _apply(plan, fail_after, parallelism)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while applying: a big plan is millions of long-lived objects, and each
+    collection would walk them all again (a few % of a 1000-node `up`). Apply makes little cyclic garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallelism) -> None:
     names = [ns.name for ns in plan.namespaces]
     try:
         namespace.create_many(names)
@@ -55,12 +76,15 @@ def configure_all(plan: LabPlan, fail_after: int | None = None,
     """Every namespace's devices, sysctls, addresses, neighbours, fdb entries and routes; the refusals."""
     fds = netlink.open_netns_fds([ns.name for ns in plan.namespaces])
     position = {ns.name: i for i, ns in enumerate(plan.namespaces)}
+    writers = threading.local()   # each worker thread writes sysctls through a procfs of its own
 
     def configure(ns: NamespacePlan) -> list[netlink.Failure]:
         if fail_after is not None and position[ns.name] == fail_after:
             raise FaultInjected(f"fault injected after {fail_after} namespaces")
+        if not hasattr(writers, "sysctls"):
+            writers.sysctls = procfs.SysctlWriter()
         try:
-            return netlink.apply_namespace(ns, fds)
+            return netlink.apply_namespace(ns, fds, writers.sysctls)
         except OSError as exc:
             return [netlink.Failure(ns.name, "the netlink exchange", exc.errno or 1)]
 

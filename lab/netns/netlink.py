@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from lab.netns import fastmsg, namespace, tun
+from lab.netns import fastmsg, namespace, procfs, tun
 from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Sysctl
 
 NETLINK_ROUTE = 0
@@ -95,8 +95,13 @@ class Batch:
         self.sources.append(source)
 
 
-def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int]) -> list[Failure]:
-    """Apply `plan`; the calling thread must already be inside `plan.name`."""
+def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int],
+                    sysctls: procfs.SysctlWriter | None = None) -> list[Failure]:
+    """Apply `plan`; the calling thread must already be inside `plan.name`. `sysctls` is the thread's
+    writer (lab/netns/procfs.py); without one, sysctls go through /proc."""
+    writer = sysctls or procfs.SysctlWriter(private=False)
+    if plan.sysctls:
+        writer.begin_namespace()
     indexes = {link.name: link.index for link in plan.links}
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
@@ -104,7 +109,7 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int]) -> list[Fail
         sock.bind((0, 0))
         failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds))
         failures += _tun_devices(sock, plan, indexes)
-        failures += [f for s in plan.sysctls if (f := _write_sysctl(plan.name, s))]
+        failures += [f for s in plan.sysctls if (f := _write_sysctl(writer, plan.name, s))]
         failures += _exchange(sock, plan.name, _object_batch(plan, indexes))
         return failures
     finally:
@@ -183,10 +188,9 @@ def _read_acks(sock: socket.socket, netns: str, batch: Batch, pending: int) -> l
     return failures
 
 
-def _write_sysctl(netns: str, sysctl: Sysctl) -> Failure | None:
+def _write_sysctl(writer: procfs.SysctlWriter, netns: str, sysctl: Sysctl) -> Failure | None:
     try:
-        with open(f"/proc/sys/{sysctl.key}", "w") as handle:
-            handle.write(sysctl.value)
+        writer.write(sysctl.key, sysctl.value)
     except OSError as exc:
         return Failure(netns, sysctl, exc.errno or 1)
     return None
