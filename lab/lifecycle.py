@@ -23,7 +23,7 @@ from lab.topology.model import Topology
 
 if TYPE_CHECKING:
     from lab import live, readiness
-    from lab.netns import apply, neighbours, render, workers
+    from lab.netns import apply, memory, neighbours, render, workers
     from lab.netns.plan import LabPlan
     from lab.probe.sourceports import SourcePorts
     from lab.topology.impair import Impairment
@@ -44,6 +44,7 @@ class Lab:
     """Operations on labs, over one state store."""
 
     store: StateStore = field(default_factory=StateStore)
+    meminfo: str = "/proc/meminfo"   # where MemAvailable is read (tests give a file of their own)
 
     # -- up --------------------------------------------------------------------------------------
     def load(self, name_or_path: str) -> Topology:
@@ -66,7 +67,7 @@ class Lab:
             networks={n.name: topology.sources.get(f"networks.{n.name}", "") for n in topology.networks},
             nodes={n.name: topology.sources.get(f"nodes.{n.name}", "") for n in topology.nodes})
         decision = neighbours.decide(plan, topology.static_neighbours, neighbours.host_limit(),
-                                     neighbours.available_memory(), where)
+                                     neighbours.available_memory(self.meminfo), where)
         if decision.mode == "static":
             plan = neighbours.with_static_neighbours(plan)
         return replace(plan, notes=plan.notes + (f"neighbours: {decision.mode}: {decision.reason}",)), decision
@@ -132,8 +133,9 @@ class Lab:
                         notes=tuple(plan.notes) + topology.notes, warnings=topology.warnings)
 
     def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> None:
-        """Everything checked before the kernel is touched: free names, link kinds, tools."""
+        """Everything checked before the kernel is touched: memory, free names, link kinds, tools."""
         from lab import cni
+        self.check_memory(topology, plan)
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
@@ -141,6 +143,20 @@ class Lab:
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
         if topology.cluster.enforcer != "none":
             capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)
+
+    def check_memory(self, topology: Topology, plan: LabPlan) -> memory.Estimate:
+        """Refuse a lab that would not fit in this machine's available memory (lab/netns/memory.py)."""
+        from lab.netns import memory, neighbours, workers
+        calico = topology.cluster.calico
+        birds = len(topology.nodes) if topology.cluster.cni == "calico" and calico and calico.backend == "bird" else 0
+        # BIRD learns (and the route agent installs) at least one block of every other node on each node
+        found = memory.estimate(plan, daemons=birds, workers=workers.cpus(),
+                                learned_routes=birds * max(0, birds - 1))
+        first = topology.sources.get(f"nodes.{topology.nodes[0].name}", "") if topology.nodes else ""
+        line = first.rpartition(":")[2]
+        memory.check(found, neighbours.available_memory(self.meminfo), topology.source, "nodes",
+                     int(line) if line.isdigit() else None)
+        return found
 
     def _already_up(self, existing: LabState, topology: Topology, fingerprint: str, plan: LabPlan) -> UpResult:
         if existing.fingerprint != fingerprint or existing.topology != topology.source:

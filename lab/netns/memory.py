@@ -1,0 +1,94 @@
+"""How much memory a lab will take, estimated from its plan before anything is created.
+
+A network namespace costs the kernel about 200 KiB before it holds anything (its per-namespace
+tables, sysctl trees, loopback; Slab + Percpu of /proc/meminfo, measured by creating 1,000 empty
+namespaces on kernel 6.18), each network device some 60 KiB more (netdev, queues, the IPv4 and IPv6
+per-device sysctl tables, sysfs), and each neighbour, fdb entry, route or address a few hundred
+bytes (scripts/bench_neighbours.py measured a permanent neighbour at 512). The lab process holds
+the plan (a few hundred bytes per object) and forks a worker per CPU while applying it. BIRD, where
+a data plane runs it, is one process per node.
+
+`check` refuses a lab whose estimate exceeds what the machine has available (MemAvailable), before
+the kernel is touched, instead of letting `lab up` drive the machine into swap or the OOM killer.
+The figures are per kernel and per machine: scripts/bench_up.py prints the measured kernel memory
+and peak RSS next to this estimate, so they can be checked and recalibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.errors import TopologyError
+from lab.netns.plan import LabPlan
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+NAMESPACE_BYTES = 200 * KIB      # an empty network namespace (Slab + Percpu)
+DEVICE_BYTES = 62 * KIB          # a network device (each end of a veth pair is one)
+NEIGHBOUR_BYTES = 512            # a permanent neighbour or fdb entry (scripts/bench_neighbours.py)
+ROUTE_BYTES = 256                # a route or an address (fib alias, fib_info share, nexthop)
+PLAN_BYTES_PER_OBJECT = 400      # the plan's objects in the lab process (and what a worker copies on write)
+PROCESS_BYTES = 100 * MIB        # the lab process before its plan (Python, pyroute2, the model)
+BIRD_BYTES = 6 * MIB             # one BIRD with a full-mesh table of a few hundred routes
+HEADROOM = 0.9                   # use at most this share of MemAvailable
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A lab's expected memory, by where it goes (bytes)."""
+
+    namespaces: int
+    devices: int
+    entries: int            # neighbours + fdb entries
+    routes: int             # routes + addresses
+    objects: int
+    daemons: int            # processes the data plane runs (BIRD)
+    kernel: int
+    process: int
+    daemon_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.kernel + self.process + self.daemon_bytes
+
+    def describe(self) -> str:
+        return (f"about {_size(self.total)}: kernel {_size(self.kernel)} ({self.namespaces:,} namespaces, "
+                f"{self.devices:,} devices, {self.entries:,} neighbour/fdb entries, {self.routes:,} routes and "
+                f"addresses), the lab process {_size(self.process)}"
+                + (f", {self.daemons:,} BIRD daemons {_size(self.daemon_bytes)}" if self.daemons else ""))
+
+
+def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: int = 0) -> Estimate:
+    """The memory `plan` needs once applied, with `daemons` BIRD processes, `workers` apply workers, and
+    `learned_routes` routes that daemons will install (BGP), beyond the plan's."""
+    namespaces = len(plan.namespaces)
+    devices = entries = routes = objects = 0
+    for ns in plan.namespaces:
+        for link in ns.links:
+            if link.kind != "existing":
+                devices += 2 if link.kind == "veth" else 1
+        entries += len(ns.neighbours) + len(ns.fdb)
+        routes += len(ns.routes) + len(ns.addresses)
+        objects += len(ns.links) + len(ns.sysctls) + len(ns.neighbours) + len(ns.fdb) + len(ns.routes) \
+            + len(ns.addresses)
+    routes += learned_routes
+    kernel = (namespaces * NAMESPACE_BYTES + devices * DEVICE_BYTES + entries * NEIGHBOUR_BYTES
+              + routes * ROUTE_BYTES)
+    process = PROCESS_BYTES + objects * PLAN_BYTES_PER_OBJECT * max(1, workers)
+    return Estimate(namespaces, devices, entries, routes, objects, daemons, kernel, process, daemons * BIRD_BYTES)
+
+
+def check(found: Estimate, available: int | None, file: str, what: str, line: int | None = None) -> None:
+    """Refuse (TopologyError naming `file` and `what`, the topology's nodes or pods) a lab whose estimate
+    exceeds HEADROOM of `available` bytes; None (MemAvailable unknown) lets it through."""
+    if available is None or found.total <= available * HEADROOM:
+        return
+    raise TopologyError(file, what, f"this lab would need {found.describe()}, but this machine has "
+                        f"{_size(available)} available (MemAvailable; the lab uses at most "
+                        f"{HEADROOM:.0%} of it): it would drive the machine into swap or the OOM killer",
+                        line, "bring up fewer nodes or pods (routes and neighbours grow with the square of the "
+                        "nodes), take other labs down to free memory, or spread the lab over several hosts "
+                        "(docs/design.md, \"Beyond one machine\")")
+
+
+def _size(count: int) -> str:
+    return f"{count / GIB:,.1f} GiB" if count >= GIB else f"{count / MIB:,.0f} MiB"
