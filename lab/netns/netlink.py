@@ -36,9 +36,14 @@ BRIDGE_MODE_HAIRPIN = 1
 CHUNK = 60_000
 SO_RCVBUFFORCE = 33
 
-CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-MODIFY = NLM_F_REQUEST | NLM_F_ACK
+# No NLM_F_ACK: the kernel answers every failed request anyway (netlink_rcv_skb), and handles a send's
+# messages before the send returns; only the last message of each send asks for an ACK, which tells
+# the reader it has seen every answer to that send. One ACK per send instead of one per message: at
+# 1000 nodes that is 4 million fewer answers to queue, receive and parse.
+CREATE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
+REPLACE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+MODIFY = NLM_F_REQUEST
+FLAGS_OFFSET = 6   # nlmsg_flags in struct nlmsghdr
 
 
 @dataclass(frozen=True)
@@ -146,46 +151,55 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
 
 
 def _chunks(messages: list[bytes]) -> list[tuple[int, bytes]]:
-    """Consecutive messages joined into sends of at most CHUNK bytes: (message count, payload)."""
+    """Consecutive messages joined into sends of at most CHUNK bytes, the last of each asking for an
+    ACK: (sequence number of that last message, payload)."""
     chunks: list[tuple[int, bytes]] = []
     current: list[bytes] = []
     size = 0
-    for data in messages:
+    for seq, data in enumerate(messages, 1):
         if current and size + len(data) > CHUNK:
-            chunks.append((len(current), b"".join(current)))
+            chunks.append(_acked(seq - 1, current))
             current, size = [], 0
         current.append(data)
         size += len(data)
     if current:
-        chunks.append((len(current), b"".join(current)))
+        chunks.append(_acked(len(messages), current))
     return chunks
 
 
+def _acked(last_seq: int, messages: list[bytes]) -> tuple[int, bytes]:
+    last = bytearray(messages[-1])
+    (flags,) = struct.unpack_from("=H", last, FLAGS_OFFSET)
+    struct.pack_into("=H", last, FLAGS_OFFSET, flags | NLM_F_ACK)
+    return last_seq, b"".join(messages[:-1]) + bytes(last)
+
+
 def _exchange(sock: socket.socket, netns: str, batch: Batch) -> list[Failure]:
-    """Send the batch a chunk at a time, reading each chunk's ACKs before the next send."""
+    """Send the batch a chunk at a time; after each send, read the refusals up to the chunk's ACK."""
     failures: list[Failure] = []
-    for count, payload in _chunks(batch.messages):
+    for last_seq, payload in _chunks(batch.messages):
         sock.send(payload)
-        failures += _read_acks(sock, netns, batch, count)
+        failures += _read_answers(sock, netns, batch, last_seq)
     return failures
 
 
-def _read_acks(sock: socket.socket, netns: str, batch: Batch, pending: int) -> list[Failure]:
+def _read_answers(sock: socket.socket, netns: str, batch: Batch, last_seq: int) -> list[Failure]:
+    """NLMSG_ERROR answers until the one to `last_seq` (an ACK, or its own refusal)."""
     failures: list[Failure] = []
-    while pending:
-        data = sock.recv(1 << 20)
+    while True:
+        data = sock.recv(1 << 16)   # below malloc's mmap threshold: no mmap/munmap per receive
         offset = 0
         while offset + 16 <= len(data):
             length, msg_type, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
             if msg_type == NLMSG_ERROR:
                 (code,) = struct.unpack_from("=i", data, offset + 16)
-                pending -= 1
                 if code:
                     failures.append(Failure(netns, batch.sources[seq - 1], -code))
+                if seq == last_seq:
+                    return failures
             offset += (length + 3) & ~3
             if length == 0:
                 break
-    return failures
 
 
 def _write_sysctl(writer: procfs.SysctlWriter, netns: str, sysctl: Sysctl) -> Failure | None:
