@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark `lab up` / `lab down` on generated flannel-vxlan labs of N nodes x 10 pods.
+"""Benchmark `lab up` / `lab down` on generated labs of N nodes x 10 pods, against a floor.
 
-For each N it measures, as a user would see them:
-  up+reach   from starting `lab up` until one pod on every node has reached one pod on every other
-             node (N x (N-1) ICMP probes, all answered)
-  down       `lab down`
-  peak RSS   of the `lab up` process
-  leftovers  namespaces, state files and processes of the lab after `lab down`
-  floor      the same plan replayed with `ip -batch` (one batch per namespace; `bridge -batch` for
-             the fdb entries; one iptables-restore per node; sysctls written directly), then the same
-             probes
-and prints the ratio lab / floor. Targets (issue 2): 100 x 10 up in at most 2x the floor and at most
-10 s; down in at most 5 s; zero leftovers.
+For each size it measures, as a user would see them:
+  up        from starting `lab up` (which waits until the lab is ready) until one pod on every node has
+            reached one pod on the next node (a ring of N ICMP probes, all answered)
+  floor     `ip -batch` creating the same namespaces and veth pairs, and nothing else (issue 17's floor)
+  ratio     up / floor
+  down      `lab down`, and the leftovers after it (namespaces, state, processes)
+  peak RSS  of the `lab up` process (the largest of it and its worker processes, from wait4)
+  kernel    Slab + Percpu of /proc/meminfo, lab up minus before (other agents' labs add noise)
+  estimate  what `lab up` estimated it would need (lab/netns/memory.py), against MemAvailable
+Every figure is printed per run; with --repeat, the median row follows.
 
-Usage (as root): .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--pods 10] [--json out.json]
+Sizes: by default 3, 10, 50 and 100 nodes of flannel-vxlan. Flags add the big ones:
+  --big      300 nodes (about 5 GB)          --huge   1000 nodes (about 15 GB: checked against
+  --calico   a calico-bgp-mesh row, 300 nodes            MemAvailable before it starts)
+Targets (issues 2 and 17): 100 x 10 up <= 10 s; 300 x 10 <= 1.3x the floor; 1000 x 10 <= 90 s and
+<= 1.6x the floor, down <= 10 s; no leftovers. The kernel and the machine are shared: run big sizes a
+few times (--repeat) and quote the median.
+
+Usage (as root): .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--big] [--huge] [--calico]
+                 [--pods 10] [--repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,51 +36,88 @@ import time
 from pathlib import Path
 
 from lab.lifecycle import Lab
-from lab.netns import apply, iptables, namespace, names, render
+from lab.netns import apply, namespace, names
 from lab.probe.icmp import Pair, reachability
 from lab.topology import loader
 
 LAB = [sys.executable, "-m", "lab.cli"]
+MEMINFO = "/proc/meminfo"
+FLOOR_BATCH = 4000   # lines per `ip -batch` of the floor
 
 
-def topology_yaml(name: str, nodes: int, pods: int) -> str:
-    lines = [f"name: {name}", "cluster: {cni: flannel}",
+def topology_yaml(name: str, nodes: int, pods: int, cni: str = "flannel") -> str:
+    """N nodes x `pods` pods on one /16 underlay; flannel-vxlan, or Calico BGP full mesh (calico-bgp-mesh)."""
+    lines = [f"name: {name}", f"cluster: {{cni: {cni}}}",
              "networks:", "  - {name: lan, cidr: 192.168.0.0/16, gateway: 192.168.0.1}", "nodes:"]
     for i in range(nodes):
-        lines.append(f"  - {{name: node{i:03d}, ip: 192.168.{1 + i // 250}.{1 + i % 250}}}")
+        lines.append(f"  - {{name: node{i:04d}, ip: 192.168.{1 + i // 250}.{1 + i % 250}}}")
     lines.append("pods:")
     for i in range(nodes):
         for j in range(pods):
-            lines.append(f"  - {{name: p{i:03d}-{j}, node: node{i:03d}}}")
-    lines += ["resources:", "  - {Network: 10.244.0.0/16, Backend: {Type: vxlan}}"]
+            lines.append(f"  - {{name: p{i:04d}-{j}, node: node{i:04d}}}")
+    if cni == "calico":
+        lines += ["resources:", "  - apiVersion: projectcalico.org/v3", "    kind: IPPool",
+                  "    metadata: {name: default-ipv4-ippool}",
+                  "    spec: {cidr: 10.0.0.0/12, blockSize: 26, ipipMode: Never, vxlanMode: Never, natOutgoing: true}"]
+    else:
+        lines += ["resources:", "  - {Network: 10.0.0.0/12, Backend: {Type: vxlan}}"]
     return "\n".join(lines) + "\n"
 
 
 def probe_pairs(topology) -> list[Pair]:
-    """One pod on each node to one pod on every other node."""
+    """The first pod of each node to the first pod of the next node (a ring: N probes)."""
     first = {}
     for pod in topology.pods:
         first.setdefault(pod.node, pod)
+    ring = list(first.values())
     return [Pair(names.pod_netns(topology.name, a.namespace, a.name), str(b.ip))
-            for a in first.values() for b in first.values() if a is not b]
+            for a, b in zip(ring, ring[1:] + ring[:1]) if a is not b]
 
 
-def run_timed(argv: list[str]) -> tuple[float, int, subprocess.CompletedProcess | None]:
-    """Run a command; return (seconds, peak RSS in KiB, result)."""
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo in bytes."""
+    found = {}
+    with open(MEMINFO, encoding="ascii") as handle:
+        for line in handle:
+            key, value = line.split(":", 1)
+            found[key] = int(value.split()[0]) * 1024
+    return found
+
+
+def kernel_bytes() -> int:
+    info = meminfo()
+    return info["Slab"] + info.get("Percpu", 0)
+
+
+def settle(limit: float = 60.0) -> float:
+    """Wait until the kernel has finished freeing namespaces removed earlier (network namespaces are freed
+    asynchronously, after `lab down` returns): Slab + Percpu no longer falls for 3 s. Returns the wait."""
+    start = time.monotonic()
+    last, stable_since = kernel_bytes(), time.monotonic()
+    while time.monotonic() - start < limit:
+        time.sleep(0.5)
+        now = kernel_bytes()
+        if now < last - (4 << 20):
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= 3.0:
+            break
+    return time.monotonic() - start
+
+
+def run_measured(argv: list[str]) -> tuple[float, int, str]:
+    """Like run_timed, with the peak RSS from wait4 (ru_maxrss covers the waited children too)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({code}):\n{out.decode()}\n{err.decode()}")
-    return elapsed, usage.ru_maxrss, None
-
-
-def wait_reachable(pairs: list[Pair], timeout: float = 30.0) -> int:
-    results = reachability(pairs, timeout=timeout)
-    return sum(1 for rtt in results.values() if rtt is not None)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, error = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{text}\n{error}")
+    return elapsed, usage.ru_maxrss, text
 
 
 def leftovers(lab: str) -> dict[str, int]:
@@ -82,96 +127,113 @@ def leftovers(lab: str) -> dict[str, int]:
     return {"namespaces": len(ns), "state": int(os.path.exists(f"/run/lab/{lab}")), "processes": procs}
 
 
-def floor(plan, pairs: list[Pair], workdir: Path) -> tuple[float, float, int]:
-    """Replay the plan with `ip -batch`: returns (apply seconds, apply+reach seconds, pairs answered)."""
-    batches: list[tuple[str, Path, Path | None]] = []
-    sysctls: dict[str, list] = {}
-    rules: dict[str, str] = {}
+def floor(plan, workdir: Path) -> float:
+    """`ip -batch` creating the plan's namespaces and veth pairs (each end straight in its namespace),
+    nothing else; returns its seconds. The namespaces are removed afterwards."""
+    lines = [f"netns add {ns.name}" for ns in plan.namespaces]
     for ns in plan.namespaces:
-        commands = render.namespace_commands(ns)
-        ip_lines = [" ".join(c.args) for c in commands if c.tool == "ip"]
-        br_lines = [" ".join(c.args) for c in commands if c.tool == "bridge"]
-        ip_file = workdir / f"{ns.name}.ip"
-        ip_file.write_text("\n".join(ip_lines) + "\n")
-        br_file = None
-        if br_lines:
-            br_file = workdir / f"{ns.name}.bridge"
-            br_file.write_text("\n".join(br_lines) + "\n")
-        batches.append((ns.name, ip_file, br_file))
-        sysctls[ns.name] = list(ns.sysctls)
-        rules[ns.name] = iptables.restore_text(ns.iptables) if ns.iptables else ""
-    create = workdir / "netns.ip"
-    create.write_text("\n".join(f"netns add {ns.name}" for ns in plan.namespaces) + "\n")
+        for link in ns.links:
+            if link.kind == "veth" and link.peer:
+                lines.append(f"link add name {link.name} netns {ns.name} type veth peer name {link.peer.name} "
+                             f"netns {link.peer.netns}")
+    batches = []
+    for i in range(0, len(lines), FLOOR_BATCH):   # `ip -batch` keeps a descriptor open per `netns NAME`
+        batches.append(workdir / f"floor{i}.ip")
+        batches[-1].write_text("\n".join(lines[i:i + FLOOR_BATCH]) + "\n")
     start = time.perf_counter()
-    subprocess.run(["ip", "-batch", str(create)], check=True)
-    for name, ip_file, br_file in batches:
-        # without -force, ip stops at the first refused command and check=True fails the run;
-        # stderr only carries iproute2's "vxlan: destination port not specified" advice
-        subprocess.run(["ip", "-n", name, "-batch", str(ip_file)], check=True, stderr=subprocess.DEVNULL)
-        if sysctls[name]:
-            namespace.run_in(name, lambda s=sysctls[name]: [open(f"/proc/sys/{x.key}", "w").write(x.value) for x in s])
-        if br_file:
-            subprocess.run(["bridge", "-n", name, "-batch", str(br_file)], check=True)
-        if rules[name]:
-            subprocess.run(iptables.restore_argv(name), input=rules[name], text=True, check=True)
-    applied = time.perf_counter() - start
-    answered = wait_reachable(pairs)
-    total = time.perf_counter() - start
-    apply.remove_namespaces([ns.name for ns in plan.namespaces])
-    return applied, total, answered
+    try:
+        for batch in batches:
+            subprocess.run(["ip", "-batch", str(batch)], check=True)
+        return time.perf_counter() - start
+    finally:
+        apply.remove_namespaces([ns.name for ns in plan.namespaces])
 
 
-def bench(nodes: int, pods: int, workdir: Path) -> dict:
-    name = f"bench{nodes}"
+def estimate_line(output: str) -> str:
+    return next((line.strip() for line in output.splitlines() if "memory:" in line), "")
+
+
+def bench(nodes: int, pods: int, cni: str, workdir: Path, run: int) -> dict:
+    name = f"bench{cni[0]}{nodes}"
     path = workdir / f"{name}.yaml"
-    path.write_text(topology_yaml(name, nodes, pods))
+    path.write_text(topology_yaml(name, nodes, pods, cni))
     topology = loader.load(str(path))
-    plan, _ = Lab().plan(topology)  # the same plan `lab up` applies, static neighbours included
+    plan, _ = Lab().plan(topology)
     pairs = probe_pairs(topology)
+    settled = settle()
 
+    kernel_before = kernel_bytes()
     start = time.perf_counter()
-    up_seconds, peak_kib, _ = run_timed(LAB + ["up", "--no-wait", str(path)])
-    answered = wait_reachable(pairs)
-    up_reach = time.perf_counter() - start
-    down_seconds, _, _ = run_timed(LAB + ["down", name])
+    _, peak_kib, output = run_measured(LAB + ["up", "--timeout", "600", str(path)])
+    answered = sum(1 for rtt in reachability(pairs, timeout=60).values() if rtt is not None)
+    up = time.perf_counter() - start
+    kernel = kernel_bytes() - kernel_before
+    down, _, _ = run_measured(LAB + ["down", name])
     left = leftovers(name)
+    print(f"        {cni} {nodes}: up {up:.2f} s ({answered}/{len(pairs)} answered), down {down:.2f} s, "
+          f"peak RSS {peak_kib / 1024:.0f} MiB, kernel {kernel / 2**20:.0f} MiB; now the floor", flush=True)
 
-    floor_apply, floor_reach, floor_answered = floor(plan, pairs, workdir)
-    return {"nodes": nodes, "pods": nodes * pods, "namespaces": len(plan.namespaces), "objects": plan.object_count,
-            "probes": len(pairs), "answered": answered, "up_s": round(up_seconds, 3), "up_reach_s": round(up_reach, 3),
-            "down_s": round(down_seconds, 3), "peak_rss_mib": round(peak_kib / 1024, 1),
-            "leftovers": left, "floor_apply_s": round(floor_apply, 3), "floor_reach_s": round(floor_reach, 3),
-            "floor_answered": floor_answered, "ratio": round(up_reach / floor_reach, 2)}
+    settle()
+    floor_s = floor(plan, workdir)
+    return {"cni": cni, "nodes": nodes, "pods": nodes * pods, "run": run, "namespaces": len(plan.namespaces),
+            "objects": plan.object_count, "probes": len(pairs), "answered": answered, "up_s": round(up, 2),
+            "floor_s": round(floor_s, 2), "ratio": round(up / floor_s, 2), "down_s": round(down, 2),
+            "peak_rss_mib": round(peak_kib / 1024), "kernel_mib": round(kernel / 2**20),
+            "kernel_kib_per_netns": round(kernel / 1024 / len(plan.namespaces), 1),
+            "settled_s": round(settled, 1), "estimate": estimate_line(output), "leftovers": left}
+
+
+HEADER = (f"{'cni':<7} {'nodes':>5} {'netns':>6} {'probes':>6} {'ok':>6} {'up':>7} {'floor':>7} {'ratio':>5} "
+          f"{'down':>6} {'RSS MiB':>7} {'kern MiB':>8} {'KiB/ns':>6}  leftovers")
+
+
+def line(row: dict) -> str:
+    left = row["leftovers"]
+    return (f"{row['cni']:<7} {row['nodes']:>5} {row['namespaces']:>6} {row['probes']:>6} {row['answered']:>6} "
+            f"{row['up_s']:>7.2f} {row['floor_s']:>7.2f} {row['ratio']:>5.2f} {row['down_s']:>6.2f} "
+            f"{row['peak_rss_mib']:>7} {row['kernel_mib']:>8} {row['kernel_kib_per_netns']:>6}  "
+            f"ns={left['namespaces']} state={left['state']} procs={left['processes']}")
+
+
+def median(rows: list[dict]) -> dict:
+    keys = ("up_s", "floor_s", "ratio", "down_s", "peak_rss_mib", "kernel_mib", "kernel_kib_per_netns")
+    merged = dict(rows[0]) | {k: round(statistics.median(r[k] for r in rows), 2) for k in keys}
+    merged["answered"] = min(r["answered"] for r in rows)
+    merged["leftovers"] = {k: max(r["leftovers"][k] for r in rows) for k in rows[0]["leftovers"]}
+    merged["run"] = "median"
+    return merged
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 10, 50, 100])
+    parser.add_argument("--nodes", type=int, nargs="*", default=[3, 10, 50, 100])
+    parser.add_argument("--big", action="store_true", help="add 300 nodes (flannel-vxlan)")
+    parser.add_argument("--huge", action="store_true", help="add 1000 nodes (flannel-vxlan; about 15 GB)")
+    parser.add_argument("--calico", type=int, nargs="?", const=300, metavar="N",
+                        help="add a calico-bgp-mesh row of N nodes (default 300)")
     parser.add_argument("--pods", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size (the median is printed too)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_up: run as root (a root shell, or sudo); it builds labs in network namespaces")
+    sizes = [("flannel", n) for n in args.nodes] + [("flannel", 300)] * args.big + [("flannel", 1000)] * args.huge
+    sizes += [("calico", args.calico)] if args.calico else []
     rows = []
-    header = (f"{'nodes':>5} {'pods':>5} {'netns':>5} {'probes':>6} {'ok':>6} {'up':>7} {'up+reach':>8} "
-              f"{'floor':>7} {'floor+r':>7} {'ratio':>5} {'down':>6} {'peakMiB':>7} leftovers")
-    print(header)
+    print(HEADER)
     with tempfile.TemporaryDirectory(prefix="bench-up-") as tmp:
-        for n in args.nodes:
-            row = bench(n, args.pods, Path(tmp))
-            rows.append(row)
-            left = row["leftovers"]
-            print(f"{row['nodes']:>5} {row['pods']:>5} {row['namespaces']:>5} {row['probes']:>6} {row['answered']:>6} "
-                  f"{row['up_s']:>7.2f} {row['up_reach_s']:>8.2f} {row['floor_apply_s']:>7.2f} "
-                  f"{row['floor_reach_s']:>7.2f} {row['ratio']:>5.2f} {row['down_s']:>6.2f} {row['peak_rss_mib']:>7.1f} "
-                  f"ns={left['namespaces']} state={left['state']} procs={left['processes']}", flush=True)
-    biggest = rows[-1]
-    print()
-    print(f"targets at {biggest['nodes']} x {args.pods}: up+reach {biggest['up_reach_s']:.2f} s (<= 10 s: "
-          f"{'met' if biggest['up_reach_s'] <= 10 else 'MISSED'}), ratio to floor {biggest['ratio']:.2f} (<= 2: "
-          f"{'met' if biggest['ratio'] <= 2 else 'MISSED'}), down {biggest['down_s']:.2f} s (<= 5 s: "
-          f"{'met' if biggest['down_s'] <= 5 else 'MISSED'}), leftovers "
-          f"{'none' if not any(biggest['leftovers'].values()) else biggest['leftovers']}")
+        for cni, n in sizes:
+            runs = []
+            for run in range(args.repeat):
+                row = bench(n, args.pods, cni, Path(tmp), run + 1)
+                runs.append(row)
+                print(line(row), flush=True)
+                if row["estimate"]:
+                    print(f"        {row['estimate']}", flush=True)
+            rows += runs
+            if args.repeat > 1:
+                rows.append(median(runs))
+                print(line(rows[-1]) + "   (median)", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
