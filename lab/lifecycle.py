@@ -108,7 +108,7 @@ class Lab:
             caps = capabilities.detect(names.probe_netns(topology.name))
             netem = bool(topology.impairments) and impairments.netem_available(names.probe_netns(topology.name))
             plan, decision = self.plan(topology, caps, netem)
-            self._preflight(topology, plan, caps)
+            needed = self._preflight(topology, plan, caps)
             state = LabState(lab=topology.name, topology=topology.source, fingerprint=fingerprint,
                              namespaces=[ns.name for ns in plan.namespaces])
             self.store.save(state)  # before anything exists, so a killed `up` can be cleaned up
@@ -130,12 +130,13 @@ class Lab:
                 self._teardown(topology.name, state)
                 raise
         return UpResult(lab=topology.name, created=True, namespaces=len(plan.namespaces), plan=plan,
-                        notes=tuple(plan.notes) + topology.notes, warnings=topology.warnings)
+                        notes=tuple(plan.notes) + topology.notes + (f"memory: estimated {needed.describe()}",),
+                        warnings=topology.warnings)
 
-    def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> None:
+    def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> memory.Estimate:
         """Everything checked before the kernel is touched: memory, free names, link kinds, tools."""
         from lab import cni
-        self.check_memory(topology, plan)
+        needed = self.check_memory(topology, plan)
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
@@ -143,6 +144,7 @@ class Lab:
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
         if topology.cluster.enforcer != "none":
             capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)
+        return needed
 
     def check_memory(self, topology: Topology, plan: LabPlan) -> memory.Estimate:
         """Refuse a lab that would not fit in this machine's available memory (lab/netns/memory.py)."""
