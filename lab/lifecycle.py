@@ -55,6 +55,12 @@ class Lab:
              ) -> tuple[LabPlan, neighbours.Decision]:
         """The CNI's plan with the topology's link impairments, plus static neighbours when the host's shared
         ARP table is too small for it."""
+        from lab.netns import workers
+        with workers.collector_paused():
+            return self._plan(topology, caps, netem)
+
+    def _plan(self, topology: Topology, caps: capabilities.Capabilities | None, netem: bool | None
+              ) -> tuple[LabPlan, neighbours.Decision]:
         from lab import cni
         from lab.cni import impairment_plan
         from lab.netns import impairments, neighbours

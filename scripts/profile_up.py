@@ -84,6 +84,7 @@ def main() -> int:
         spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--threads", "--subprocesses", "--rate", "50", "--format", "raw", "-o",
                                 args.py_spy, "--pid", str(os.getpid())])
         time.sleep(1.0)
+    bench_up.settle()   # let the kernel finish freeing earlier labs' namespaces first
     totals: dict[str, float] = defaultdict(float)
     instrument(totals)
     lab = Lab()

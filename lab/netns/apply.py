@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from lab.errors import ApplyError
 from lab.netns import iptables, namespace, netlink, procfs, supervisor, tc
@@ -38,21 +36,8 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None,
     FaultInjected on reaching the namespace at position N of the plan (whichever worker configures
     it): a seam for rollback tests. `parallelism` sets the worker count (default: the CPUs available).
     """
-    with _collector_paused():
+    with workers_.collector_paused():
         _apply(plan, fail_after, parallelism)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while applying: a big plan is millions of long-lived objects, and each
-    collection would walk them all again (a few % of a 1000-node `up`). Apply makes little cyclic garbage."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallelism) -> None:

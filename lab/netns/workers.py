@@ -15,12 +15,14 @@ whose order does not put creators first is configured serially, in one wave.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from lab.netns import namespace
 from lab.netns.plan import LabPlan, NamespacePlan
@@ -51,6 +53,20 @@ class Parallelism:
 
     workers: int | None = None
     min_share: int = 64
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the block: while a big plan is made or applied it is millions of
+    long-lived objects, and each collection would walk them all again (4% of a 300-node `up`'s CPU).
+    Planning and applying make little cyclic garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def cpus() -> int:
