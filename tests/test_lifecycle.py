@@ -145,11 +145,11 @@ def test_cleanup_after_a_killed_up():
         from lab.lifecycle import Lab
         from lab.netns import netlink
         real, count = netlink.apply_namespace, [0]
-        def dying(plan, fds):
+        def dying(plan, fds, *rest):
             count[0] += 1
             if count[0] == 5:
                 os._exit(9)
-            return real(plan, fds)
+            return real(plan, fds, *rest)
         netlink.apply_namespace = dying
         Lab().up("flannel-vxlan")
     """)

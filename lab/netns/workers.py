@@ -15,6 +15,7 @@ whose order does not put creators first is configured serially, in one wave.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import pickle
@@ -26,6 +27,8 @@ from typing import Callable, Iterator, Sequence
 
 from lab.netns import namespace
 from lab.netns.plan import LabPlan, NamespacePlan
+
+PR_SET_PDEATHSIG = 1
 
 # What configuring one namespace returns: the kernel's refusals (empty when all was accepted).
 Configure = Callable[[NamespacePlan], list]
@@ -173,6 +176,7 @@ def _fork(part: list[NamespacePlan], configure: Configure) -> tuple[int, int]:
     if pid == 0:  # the worker: never returns
         code = 0
         try:
+            _die_with_parent()
             os.close(reader)
             try:
                 outcome = Outcome(tuple(_configure_share(part, configure)))
@@ -188,6 +192,15 @@ def _fork(part: list[NamespacePlan], configure: Configure) -> tuple[int, int]:
             os._exit(code)
     os.close(writer)
     return pid, reader
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this worker if the lab process dies (killed `lab up`): nothing may go on configuring a lab
+    that `lab cleanup` is removing. Where prctl is missing, the worker finishes its share and exits."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _collect(pid: int, reader: int) -> Outcome:
