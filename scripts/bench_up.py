@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from lab.lifecycle import Lab
-from lab.netns import apply, namespace, names
+from lab.netns import apply, names, namespace
 from lab.probe.icmp import Pair, reachability
 from lab.topology import loader
 
@@ -71,7 +71,7 @@ def probe_pairs(topology) -> list[Pair]:
         first.setdefault(pod.node, pod)
     ring = list(first.values())
     return [Pair(names.pod_netns(topology.name, a.namespace, a.name), str(b.ip))
-            for a, b in zip(ring, ring[1:] + ring[:1]) if a is not b]
+            for a, b in zip(ring, ring[1:] + ring[:1], strict=True) if a is not b]
 
 
 def meminfo() -> dict[str, int]:

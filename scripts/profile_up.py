@@ -4,7 +4,8 @@ each phase, prints the breakdown, and takes the lab down.
 
 Phases are timed by wrapping the lab's own functions from the outside (nothing in lab/ knows it is
 being profiled). Work that runs on helper threads or in worker processes is timed as the wall time of
-the call that waits for it. `--py-spy FILE` also records py-spy's collapsed stacks (pip install py-spy; flamegraph.pl draws them).
+the call that waits for it. `--py-spy FILE` also records py-spy's collapsed stacks (pip install py-spy;
+flamegraph.pl draws them).
 
 Usage (as root): .venv/bin/python scripts/profile_up.py --nodes 300 [--pods 10] [--cni flannel|calico]
 """
@@ -81,8 +82,9 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("profile_up: run as root")
     if args.py_spy:
-        spy = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--threads", "--subprocesses", "--rate", "50", "--format", "raw", "-o",
-                                args.py_spy, "--pid", str(os.getpid())])
+        spy_bin = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        spy = subprocess.Popen([spy_bin, "record", "--threads", "--subprocesses", "--rate", "50", "--format", "raw",
+                                "-o", args.py_spy, "--pid", str(os.getpid())])
         time.sleep(1.0)
     bench_up.settle()   # let the kernel finish freeing earlier labs' namespaces first
     totals: dict[str, float] = defaultdict(float)

@@ -27,8 +27,8 @@ class FaultInjected(RuntimeError):
     """Raised on purpose by `apply_plan(fail_after=...)`, to test rollback."""
 
 
-def apply_plan(plan: LabPlan, fail_after: int | None = None,
-               parallelism: workers_.Parallelism = workers_.Parallelism()) -> None:
+def apply_plan(plan: LabPlan, fail_after: int | None = None, parallelism: workers_.Parallelism | None = None
+               ) -> None:
     """Create every namespace, then configure them (on every CPU, lab.netns.workers), then load tc and
     iptables.
 
@@ -40,7 +40,7 @@ def apply_plan(plan: LabPlan, fail_after: int | None = None,
         _apply(plan, fail_after, parallelism)
 
 
-def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallelism) -> None:
+def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallelism | None) -> None:
     names = [ns.name for ns in plan.namespaces]
     try:
         namespace.create_many(names)
@@ -56,8 +56,8 @@ def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallel
     iptables.apply_all(plan)
 
 
-def configure_all(plan: LabPlan, fail_after: int | None = None,
-                  parallelism: workers_.Parallelism = workers_.Parallelism()) -> list[netlink.Failure]:
+def configure_all(plan: LabPlan, fail_after: int | None = None, parallelism: workers_.Parallelism | None = None
+                  ) -> list[netlink.Failure]:
     """Every namespace's devices, sysctls, addresses, neighbours, fdb entries and routes; the refusals."""
     fds = netlink.open_netns_fds([ns.name for ns in plan.namespaces])
     position = {ns.name: i for i, ns in enumerate(plan.namespaces)}
@@ -74,7 +74,7 @@ def configure_all(plan: LabPlan, fail_after: int | None = None,
             return [netlink.Failure(ns.name, "the netlink exchange", exc.errno or 1)]
 
     try:
-        return workers_.configure_waves(plan, configure, parallelism)
+        return workers_.configure_waves(plan, configure, parallelism or workers_.Parallelism())
     except workers_.WorkerFault as exc:
         if exc.kind == FaultInjected.__name__:
             raise FaultInjected(str(exc)) from None

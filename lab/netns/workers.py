@@ -21,9 +21,9 @@ import os
 import pickle
 import signal
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 from lab.netns import namespace
 from lab.netns.plan import LabPlan, NamespacePlan
@@ -118,10 +118,11 @@ def shares(wave: Sequence[NamespacePlan], count: int) -> list[list[NamespacePlan
     return [share for share in result if share]
 
 
-def configure_waves(plan: LabPlan, configure: Configure, parallelism: Parallelism = Parallelism()) -> list:
+def configure_waves(plan: LabPlan, configure: Configure, parallelism: Parallelism | None = None) -> list:
     """Configure every namespace of `plan` with `configure` (called on a thread inside it); returns
     every refusal. Exceptions raised by `configure` (in this process or a worker) are re-raised here
     once all the wave's workers have stopped: as themselves in this process, as WorkerFault from a worker."""
+    parallelism = parallelism or Parallelism()
     count = cpus() if parallelism.workers is None else max(1, parallelism.workers)
     failures: list = []
     for wave in waves(plan):
@@ -141,8 +142,10 @@ def _run_wave(parts: list[list[NamespacePlan]], configure: Configure) -> list:
             local = _configure_share(parts[0], configure) if parts else []
         except Exception as exc:  # the workers are collected before it propagates
             error = exc
-        outcomes = [_collect(pid, reader) for pid, reader in children]
-        children = []
+        outcomes = []
+        while children:
+            outcomes.append(_collect(*children[0]))
+            children.pop(0)
     finally:
         _kill(children)   # interrupted (Ctrl-C): no worker may outlive the call and race the rollback
     if error is not None:
@@ -154,13 +157,17 @@ def _run_wave(parts: list[list[NamespacePlan]], configure: Configure) -> list:
 
 
 def _kill(children: list[tuple[int, int]]) -> None:
+    """Stop and reap workers not yet collected (their pipe may already be closed by an interrupted read)."""
     for pid, reader in children:
         try:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
             pass
-        os.waitpid(pid, 0)
-        os.close(reader)
+        try:
+            os.close(reader)
+        except OSError:
+            pass
 
 
 def _configure_share(part: list[NamespacePlan], configure: Configure) -> list:
