@@ -155,8 +155,9 @@ class Lab:
     def check_memory(self, topology: Topology, plan: LabPlan) -> memory.Estimate:
         """Refuse a lab that would not fit in this machine's available memory (lab/netns/memory.py)."""
         from lab.netns import memory, neighbours, workers
-        calico = topology.cluster.calico
-        birds = len(topology.nodes) if topology.cluster.cni == "calico" and calico and calico.backend == "bird" else 0
+        from lab.topology.model import CalicoConfig
+        config = topology.cluster.config
+        birds = len(topology.nodes) if isinstance(config, CalicoConfig) and config.backend == "bird" else 0
         # BIRD learns (and the route agent installs) at least one block of every other node on each node
         found = memory.estimate(plan, daemons=birds, workers=workers.cpus(),
                                 learned_routes=birds * max(0, birds - 1))

@@ -72,3 +72,15 @@ def test_the_same_lab_fits_when_memory_is_available(tmp_path):
     assert lab.check_memory(topology, plan).total < 20 * 2**30
     with pytest.raises(TopologyError):
         Lab(meminfo=meminfo(tmp_path, 1024)).check_memory(topology, plan)
+
+
+def test_a_calico_bgp_lab_counts_a_bird_per_node_and_the_routes_it_will_learn(tmp_path):
+    path = tmp_path / "est-calico.yaml"
+    path.write_text(bench_up.topology_yaml("est-calico", 4, 1, "calico"))
+    lab = Lab(meminfo=meminfo(tmp_path, 20 * 1024 * 1024))
+    topology = loader.load(str(path))
+    plan = lab.plan(topology)[0]
+    found = lab.check_memory(topology, plan)
+    assert found.daemons == 4 and found.daemon_bytes == 4 * memory.BIRD_BYTES
+    planned = sum(len(ns.routes) + len(ns.addresses) for ns in plan.namespaces)
+    assert found.routes == planned + 4 * 3   # each node learns the other three nodes' blocks
