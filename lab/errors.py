@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 
 class LabError(Exception):
     """An error with a message for the user and an optional hint on what to do next."""
@@ -35,7 +37,11 @@ class TopologyError(LabError):
 MAX_MESSAGE = 400  # characters: an error quotes values, and a value may be huge
 
 
-def _cut(text, limit: int):
+@overload
+def _cut(text: str, limit: int) -> str: ...
+@overload
+def _cut(text: None, limit: int) -> None: ...
+def _cut(text: str | None, limit: int) -> str | None:
     """`text` cut to `limit` characters, with '...' where it was cut (None stays None)."""
     if text is None or len(text) <= limit:
         return text

@@ -90,7 +90,7 @@ class NamespaceBuilder:
     def address(self, dev: str, cidr: str, broadcast: bool = True) -> None:
         self.addresses.append(Address(dev=dev, cidr=cidr, broadcast=broadcast))
 
-    def route(self, dst: str, **attrs) -> None:
+    def route(self, dst: str, **attrs: Any) -> None:
         self.routes.append(Route(dst=dst, **attrs))
 
     def neighbour(self, dev: str, ip: str, mac: str) -> None:

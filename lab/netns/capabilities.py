@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError, NotRootError
 from lab.netns import bpfobj, ipip_probe, namespace
@@ -136,7 +136,7 @@ def _probe_kernel() -> tuple[dict[str, bool], bool]:
 
 def _try_kind(ipr: IPRoute, kind: str) -> bool:
     name = f"probe-{kind}"[:15]
-    spec: dict = {"ifname": name, "kind": kind}
+    spec: dict[str, Any] = {"ifname": name, "kind": kind}
     if kind == "veth":
         spec["peer"] = "probe-peer"
     elif kind == "vxlan":

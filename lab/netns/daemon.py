@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 from lab.errors import LabError
 from lab.netns import apply, namespace
@@ -19,13 +20,13 @@ from lab.netns import apply, namespace
 READY_TIMEOUT = 30.0
 
 
-def write_spec(spec: dict, spec_path: str) -> None:
+def write_spec(spec: dict[str, Any], spec_path: str) -> None:
     with open(spec_path, "w", encoding="utf-8") as handle:
         json.dump(spec, handle, indent=1)
 
 
-def start(netns: str, module: str, spec: dict, spec_path: str, what: str,
-          timeout: float = READY_TIMEOUT) -> subprocess.Popen:
+def start(netns: str, module: str, spec: dict[str, Any], spec_path: str, what: str,
+          timeout: float = READY_TIMEOUT) -> subprocess.Popen[bytes]:
     """Write the spec, start the daemon in `netns` and wait for its ready file; `what` names it in errors."""
     write_spec(spec, spec_path)
     if os.path.exists(spec["ready"]):

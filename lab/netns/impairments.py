@@ -66,7 +66,7 @@ def _run(argv: list[str], what: str) -> str:
 
 
 # -- live changes (`lab impair`) ---------------------------------------------------------------------
-def _iptables(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _iptables(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     argv = ["ip", "netns", "exec", netns, "iptables", "-w", "-t", TABLE, *args]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lab.errors import LabError, TopologyError
 from lab.netns import names
@@ -51,7 +52,7 @@ class Decision:
     limit: int         # the host's gc_thresh3
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "demand": self.demand, "host_gc_thresh3": self.limit, "reason": self.reason}
 
 

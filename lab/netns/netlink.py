@@ -45,6 +45,8 @@ REPLACE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
 MODIFY = NLM_F_REQUEST
 FLAGS_OFFSET = 6   # nlmsg_flags in struct nlmsghdr
 
+Attr = tuple[str, Any]   # a netlink attribute as pyroute2 takes it: (NLA name, value)
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -281,7 +283,7 @@ def restore_objects(plan: NamespacePlan, indexes: dict[str, int]) -> list[Failur
 def _existing_link(link: Link) -> ifinfmsg:
     msg = ifinfmsg()
     msg["index"] = link.index
-    attrs: list[tuple] = []
+    attrs: list[Attr] = []
     if link.mtu:
         attrs.append(("IFLA_MTU", link.mtu))
     if link.txqueuelen is not None:
@@ -298,8 +300,8 @@ def _existing_link(link: Link) -> ifinfmsg:
     return msg
 
 
-def _common_attrs(name: str, mtu: int | None, mac: str | None) -> list[tuple]:
-    attrs: list[tuple] = [("IFLA_IFNAME", name)]
+def _common_attrs(name: str, mtu: int | None, mac: str | None) -> list[Attr]:
+    attrs: list[Attr] = [("IFLA_IFNAME", name)]
     if mtu:
         attrs.append(("IFLA_MTU", mtu))
     if mac:
@@ -316,9 +318,10 @@ def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int]) ->
     attrs = _common_attrs(link.name, link.mtu, link.mac)
     if link.master:
         attrs.append(("IFLA_MASTER", indexes[link.master]))
-    info: list[tuple] = [("IFLA_INFO_KIND", link.kind)]
+    info: list[Attr] = [("IFLA_INFO_KIND", link.kind)]
     if link.kind == "veth":
         peer = link.peer
+        assert peer is not None, "a veth has a peer"
         peer_attrs = _common_attrs(peer.name, peer.mtu, peer.mac) + [("IFLA_NET_NS_FD", netns_fds[peer.netns])]
         info.append(("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"index": peer.index, "attrs": peer_attrs})]}))
     elif link.kind == "vxlan":
@@ -332,13 +335,15 @@ def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int]) ->
     return msg
 
 
-def _vxlan_attrs(link: Link, indexes: dict[str, int]) -> list[tuple]:
+def _vxlan_attrs(link: Link, indexes: dict[str, int]) -> list[Attr]:
     """The attributes vishvananda/netlink sends for flannel's Vxlan (addVxlanAttrs)."""
     vx = link.vxlan
-    attrs = [("IFLA_VXLAN_ID", vx.vni), ("IFLA_VXLAN_LINK", indexes[vx.dev]), ("IFLA_VXLAN_LOCAL", vx.local),
-             ("IFLA_VXLAN_TTL", 0), ("IFLA_VXLAN_TOS", 0), ("IFLA_VXLAN_LEARNING", int(vx.learning)),
-             ("IFLA_VXLAN_PROXY", 0), ("IFLA_VXLAN_RSC", 0), ("IFLA_VXLAN_L2MISS", 0), ("IFLA_VXLAN_L3MISS", 0),
-             ("IFLA_VXLAN_UDP_ZERO_CSUM6_TX", 0), ("IFLA_VXLAN_UDP_ZERO_CSUM6_RX", 0)]
+    assert vx is not None, "a vxlan link has its attributes"
+    attrs: list[Attr] = [
+        ("IFLA_VXLAN_ID", vx.vni), ("IFLA_VXLAN_LINK", indexes[vx.dev]), ("IFLA_VXLAN_LOCAL", vx.local),
+        ("IFLA_VXLAN_TTL", 0), ("IFLA_VXLAN_TOS", 0), ("IFLA_VXLAN_LEARNING", int(vx.learning)),
+        ("IFLA_VXLAN_PROXY", 0), ("IFLA_VXLAN_RSC", 0), ("IFLA_VXLAN_L2MISS", 0), ("IFLA_VXLAN_L3MISS", 0),
+        ("IFLA_VXLAN_UDP_ZERO_CSUM6_TX", 0), ("IFLA_VXLAN_UDP_ZERO_CSUM6_RX", 0)]
     if vx.port:
         attrs.append(("IFLA_VXLAN_PORT", vx.port))
     return attrs

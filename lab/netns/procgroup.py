@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 
-def signal_group(process: subprocess.Popen, signum: int) -> None:
+def signal_group(process: subprocess.Popen[Any], signum: int) -> None:
     """Send `signum` to the process group led by `process`, if it still runs."""
     if process.poll() is None:
         try:
@@ -17,7 +18,7 @@ def signal_group(process: subprocess.Popen, signum: int) -> None:
             pass
 
 
-def stop_groups(processes: list[subprocess.Popen], first: int = signal.SIGTERM, grace: float = 2.0) -> None:
+def stop_groups(processes: list[subprocess.Popen[Any]], first: int = signal.SIGTERM, grace: float = 2.0) -> None:
     """Send `first` to every group, give them `grace` seconds together, then SIGKILL; reap all and close stderr."""
     for process in processes:
         signal_group(process, first)

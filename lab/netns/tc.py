@@ -78,7 +78,7 @@ def apply_namespaces(targets: Sequence[NamespacePlan]) -> None:
     if not targets:
         return
     workdir = tempfile.mkdtemp(prefix="lab-bpf-")
-    running: list[tuple[str, subprocess.Popen]] = []
+    running: list[tuple[str, subprocess.Popen[str]]] = []
     try:
         inputs = {ns.name: batch(ns.name, ns.qdiscs, ns.bpf_filters, os.path.join(workdir, ns.name))
                   for ns in targets}
