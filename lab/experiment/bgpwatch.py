@@ -383,7 +383,8 @@ def agent_pid(lab: str) -> int | None:
     """The route agent's pid as `lab up` recorded it in the lab's state."""
     try:
         with open(os.path.join(STATE_ROOT, lab, "state.json"), encoding="utf-8") as handle:
-            return json.load(handle)["summary"]["runtime"]["route_agent"]["pid"]
+            pid: int | None = json.load(handle)["summary"]["runtime"]["route_agent"]["pid"]
+            return pid
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -393,7 +394,8 @@ def agent_write_errors(lab: str) -> int | None:
     try:
         with open(os.path.join(STATE_ROOT, lab, "routeagent-stats.json"), encoding="utf-8") as handle:
             stats = json.load(handle)
-        return sum(node.get("write_errors", 0) for node in stats["nodes"].values())
+        errors: int = sum(node.get("write_errors", 0) for node in stats["nodes"].values())
+        return errors
     except (OSError, ValueError, KeyError, AttributeError):
         return None
 

@@ -19,6 +19,7 @@ import json
 import socket
 import sys
 import time
+from typing import Any
 
 TIMEOUT = 2.0
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             serve_tcp(args.port, args.size)
         return 0
     if args.role == "rr":
-        result: dict = rr(args.proto, args.host, args.port, args.duration, args.size)
+        result: dict[str, Any] = rr(args.proto, args.host, args.port, args.duration, args.size)
     else:
         result = crr(args.host, args.port, args.duration)
     json.dump(result, sys.stdout)

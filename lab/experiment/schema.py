@@ -29,7 +29,8 @@ COMMON = ("kind", "name", "placements")
 
 def stored() -> dict[str, Any]:
     """The schema file as shipped."""
-    return json.loads(resources.files("lab.experiment").joinpath(FILE).read_text())
+    schema: dict[str, Any] = json.loads(resources.files("lab.experiment").joinpath(FILE).read_text())
+    return schema
 
 
 def without_kinds(schema: dict[str, Any]) -> dict[str, Any]:

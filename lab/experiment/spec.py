@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -217,7 +218,7 @@ class _Builder:
             if "generate" in entry:
                 where = os.path.join(self.base, f"generated-{generate.default_name(entry['generate'])}.yaml")
                 text = generate.topology_text(entry["generate"], "generated")
-                load = lambda: loader.load_text(text, where)  # noqa: E731
+                load: Callable[[], Topology] = lambda: loader.load_text(text, where)  # noqa: E731
             else:
                 where = self._topology_file(entry["topology"], path + ("topology",))
                 text = ""

@@ -27,7 +27,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 from lab.experiment.results import Sample, parse_param_value
 
@@ -198,7 +198,7 @@ def group_key(s: Sample) -> GroupKey:
 
 def group_key_of(group: dict[str, Any]) -> GroupKey:
     """The key of a summary.json group (the inverse of writing KEY_FIELDS)."""
-    return tuple(group[f] for f in KEY_FIELDS)  # type: ignore[return-value]
+    return cast(GroupKey, tuple(group[f] for f in KEY_FIELDS))
 
 
 def comparison_key(key: GroupKey) -> tuple[Any, ...]:

@@ -19,7 +19,7 @@ import sys
 import time
 
 
-def probe(host: str, port: int, interval: float, duration: float) -> dict:
+def probe(host: str, port: int, interval: float, duration: float) -> dict[str, float | list[float] | list[int]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     sent: list[float] = []

@@ -31,7 +31,8 @@ class ConnRate(Kind):
         return ["ss"]
 
     def estimate(self, params: dict[str, Any]) -> float:
-        return params["duration"] + 0.2
+        duration: float = params["duration"]
+        return duration + 0.2
 
     def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
         ctx.implementations["connrate_tool"] = "builtin-python"

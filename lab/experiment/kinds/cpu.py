@@ -75,7 +75,9 @@ class Cpu(Kind):
         return ["iperf3", "ss"]
 
     def estimate(self, params: dict[str, Any]) -> float:
-        return params["duration"] + params["baseline"] + 0.2
+        duration: float = params["duration"]
+        baseline: float = params["baseline"]
+        return duration + baseline + 0.2
 
     def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
         return self._serve(ctx)

@@ -71,9 +71,10 @@ class Latency(Kind):
         return ["sockperf"] if params["tool"] == "auto" else []
 
     def estimate(self, params: dict[str, Any]) -> float:
-        icmp = params["count"] * params["interval"] + 0.1 if "icmp" in params["protocols"] else 0
+        icmp: float = params["count"] * params["interval"] + 0.1 if "icmp" in params["protocols"] else 0
         setup = SOCKPERF_SETUP_S if params["tool"] != "builtin" else 0.3
-        return icmp + sum(params["duration"] + setup for p in params["protocols"] if p != "icmp")
+        duration: float = params["duration"]
+        return icmp + sum(duration + setup for p in params["protocols"] if p != "icmp")
 
     def _tool(self, ctx: PairContext, params: dict[str, Any]) -> str:
         if params["tool"] == "builtin" or (params["tool"] == "auto" and not ctx.has("sockperf")):

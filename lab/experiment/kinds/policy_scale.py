@@ -56,7 +56,9 @@ class PolicyScale(Kind):
         return ["sockperf"] if params["tool"] == "auto" else []
 
     def estimate(self, params: dict[str, Any]) -> float:
-        return sum(2 * params["duration"] + 3 + count / 200 for count in params["policies"])
+        duration: float = params["duration"]
+        policies: list[int] = params["policies"]
+        return sum(2 * duration + 3 + count / 200 for count in policies)
 
     def _tool(self, ctx: PairContext, params: dict[str, Any]) -> str:
         return "builtin" if params["tool"] == "builtin" or (params["tool"] == "auto" and not ctx.has("sockperf")) \

@@ -88,7 +88,8 @@ class RrMigration(Kind):
 
     def estimate(self, params: dict[str, Any]) -> float:
         # the safe order waits for the BGPPeer sessions (5-17 s measured here); the seed order for routes back
-        return 8.0 + 4 * params["step_gap"] + 10.0
+        step_gap: float = params["step_gap"]
+        return 8.0 + 4 * step_gap + 10.0
 
     def measure(self, ctx: LabContext, params: dict[str, Any]) -> list[Value]:
         if ctx.endpoints is None:

@@ -34,7 +34,8 @@ class Throughput(Kind):
         return ["iperf3", "ss"]
 
     def estimate(self, params: dict[str, Any]) -> float:
-        return len(params["tests"]) * (params["duration"] + 0.2)
+        duration: float = params["duration"]
+        return len(params["tests"]) * (duration + 0.2)
 
     def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
         ctx.implementations["throughput_tool"] = "iperf3"
