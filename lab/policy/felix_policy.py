@@ -106,8 +106,8 @@ def _ports_by_protocol(ports: tuple[PolicyPort, ...]) -> dict[str, list[CalicoPo
             result[port.protocol] = None
         elif port.protocol not in result:
             result[port.protocol] = [_calico_port(port)]
-        elif result[port.protocol]:
-            result[port.protocol] = [*result[port.protocol], _calico_port(port)]
+        elif existing := result[port.protocol]:
+            result[port.protocol] = [*existing, _calico_port(port)]
     return result
 
 
@@ -115,6 +115,7 @@ def _calico_port(port: PolicyPort) -> CalicoPort:
     """k8sPortToCalico: a number, a range (port:endPort) or a name."""
     if isinstance(port.port, str):
         return (0, 0, port.port)
+    assert port.port is not None, "every port (None) has no Calico port: _ports_by_protocol keeps it None"
     return (port.port, port.end_port or port.port, "")
 
 

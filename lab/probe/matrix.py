@@ -352,7 +352,8 @@ def queued_error(sock: socket.socket) -> int | None:
         return exc.errno
     for level, kind, data in ancillary:
         if level == socket.IPPROTO_IP and kind == IP_RECVERR and len(data) >= 4:
-            return struct.unpack_from("=I", data)[0]   # struct sock_extended_err: ee_errno first
+            code: int = struct.unpack_from("=I", data)[0]   # struct sock_extended_err: ee_errno first
+            return code
     return None
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from lab.policy import evaluator
 from lab.probe import matrix, table
 from lab.probe.sourceports import SourcePorts
-from lab.topology.model import Topology
+from lab.topology.model import Pod, Topology
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Result:
     def mismatch(self) -> bool:
         return self.observed is not None and self.observed != self.expected
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"from": self.case.src, "to": self.case.dst, "expected": self.expected, "observed": self.observed,
                 "detail": self.detail}
 
@@ -71,7 +72,7 @@ def expected(topology: Topology, case: matrix.Case) -> bool:
                              case.port, case.protocol)
 
 
-def _endpoint(topology: Topology, key: str):
+def _endpoint(topology: Topology, key: str) -> Pod | ipaddress.IPv4Address:
     if "/" in key:
         return topology.pod(key)
     return ipaddress.IPv4Address(str(next(e.ip for e in topology.externals if e.name == key)))

@@ -32,7 +32,7 @@ READY_FILE = "probe-servers.ready"
 
 
 # -- the caller's side -------------------------------------------------------------------------------
-def spec(topology: Topology, state_dir: str) -> dict:
+def spec(topology: Topology, state_dir: str) -> dict[str, Any]:
     """The daemon's spec: where it logs and signals readiness, and every pod's namespace and ports."""
     pods = [{"key": pod.key, "netns": pod.netns,
              "ports": [{"port": cp.port, "protocol": cp.protocol} for cp in pod.container_ports]}
@@ -41,7 +41,7 @@ def spec(topology: Topology, state_dir: str) -> dict:
             "log": os.path.join(state_dir, LOG_FILE), "ready": os.path.join(state_dir, READY_FILE), "pods": pods}
 
 
-def start(topology: Topology, state_dir: str) -> dict:
+def start(topology: Topology, state_dir: str) -> dict[str, Any]:
     """Start the lab's probe servers and wait until every socket is bound; returns their runtime record."""
     data = spec(topology, state_dir)
     os.makedirs(state_dir, exist_ok=True)
@@ -96,7 +96,7 @@ def listen(port: int, protocol: str) -> socket.socket:
     return sock
 
 
-def open_pod(pod: dict) -> PodSockets:
+def open_pod(pod: dict[str, Any]) -> PodSockets:
     """Bind every declared port of one pod (call inside its namespace); SCTP without kernel support is skipped."""
     endpoints: list[Endpoint] = []
     served: list[str] = []
@@ -188,7 +188,7 @@ def status(opened: list[PodSockets]) -> dict[str, Any]:
             "pods": {p.key: {"served": list(p.served), "unsupported": list(p.unsupported)} for p in opened}}
 
 
-def _write_atomically(path: str, data: dict) -> None:
+def _write_atomically(path: str, data: dict[str, Any]) -> None:
     """Write JSON to a temporary file and rename it, so a reader never sees half of it."""
     temporary = f"{path}.tmp"
     with open(temporary, "w", encoding="utf-8") as handle:

@@ -8,11 +8,13 @@ tablewriter draws them; pod keys are kept as they are (tablewriter would upper-c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 MARKS = {True: ".", False: "X", None: "?"}
 NOT_PROBED = "-"
 
 
-def mark(verdicts: dict[tuple[str, str], bool | None], src: str, dst: str) -> str:
+def mark(verdicts: Mapping[tuple[str, str], bool | None], src: str, dst: str) -> str:
     """The cell for one ordered pair."""
     if (src, dst) not in verdicts:
         return NOT_PROBED
@@ -31,7 +33,7 @@ def _row(cells: list[str], widths: list[int], centred: bool = False) -> str:
     return "| " + " | ".join(padded) + " |"
 
 
-def render(pods: list[str], verdicts: dict[tuple[str, str], bool | None], title: str = "") -> str:
+def render(pods: list[str], verdicts: Mapping[tuple[str, str], bool | None], title: str = "") -> str:
     """The truth table of `verdicts` ({(src, dst): allowed}) over `pods`, one row per source."""
     header = [title, *pods]
     rows = [[src, *(mark(verdicts, src, dst) for dst in pods)] for src in pods]

@@ -181,12 +181,14 @@ def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str, st
 
 def _lo(g: dict[str, Any]) -> float:
     ci = g.get("ci95")
-    return ci[0] if ci and ci[0] is not None else g["mean"]
+    low: float = ci[0] if ci and ci[0] is not None else g["mean"]
+    return low
 
 
 def _hi(g: dict[str, Any]) -> float:
     ci = g.get("ci95")
-    return ci[1] if ci and ci[1] is not None else g["mean"]
+    high: float = ci[1] if ci and ci[1] is not None else g["mean"]
+    return high
 
 
 # ---- MTU dominates encapsulated throughput ----------------------------------------------------------

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from lab.topology.model import Topology
 from lab.trace.kernel import Kernel, Link, Netns, RouteAnswer
@@ -69,7 +69,7 @@ def _left_by_default(walker: Walker, last: Hop, packet: Packet, pod_node: str) -
             "pod subnet, so it left towards the underlay router, which knows no pod subnets"]
 
 
-def _node_row(walker: Walker, name: str) -> dict:
+def _node_row(walker: Walker, name: str) -> dict[str, Any]:
     return next((n for n in walker.view.summary.get("nodes", []) if n["name"] == name), {})
 
 

@@ -98,13 +98,13 @@ def _vxlan_ports(trace: Trace) -> set[int]:
     return found
 
 
-def _start(netns: str, iface: str, path: str, bpf: str) -> subprocess.Popen:
+def _start(netns: str, iface: str, path: str, bpf: str) -> subprocess.Popen[bytes]:
     argv = ["ip", "netns", "exec", netns, "timeout", "-k", "1", str(TCPDUMP_LIMIT),
             "tcpdump", "-nn", "-U", "--immediate-mode", "-s", "262144", "-i", iface, "-w", path, bpf]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _wait_listening(procs: list[subprocess.Popen]) -> None:
+def _wait_listening(procs: list[subprocess.Popen[bytes]]) -> None:
     pending = {p.stderr.fileno(): p for p in procs if p.stderr}
     banners: dict[int, bytes] = {fd: b"" for fd in pending}
     deadline = time.monotonic() + START_TIMEOUT
@@ -124,7 +124,7 @@ def _wait_listening(procs: list[subprocess.Popen]) -> None:
                                "check the interface with `lab capture`")
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """Stop every tcpdump (SIGTERM, then SIGKILL) and reap it: none may outlive the trace."""
     procgroup.stop_groups(procs)
 
@@ -179,7 +179,7 @@ def capture(trace: Trace, workdir: str, write: str | None) -> None:
     started = time.monotonic()
     with SignalGuard() as guard, tempfile.TemporaryDirectory(prefix="trace-", dir=workdir) as tmp:
         files = [os.path.join(tmp, f"{i}.pcap") for i in range(len(watched))]
-        procs: list[subprocess.Popen] = []
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             for (netns, iface), path in zip(watched, files):
                 procs.append(_start(netns, iface, path, bpf))
