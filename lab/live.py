@@ -16,6 +16,7 @@ from typing import Any
 from lab.cni.calico import config as calico_conf
 from lab.errors import LabError, TopologyError
 from lab.model import labels
+from lab.netns.state import StateStore
 from lab.policy import enforce
 from lab.topology import dataplanes, entries, loader, policy_manifest
 from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
@@ -199,7 +200,7 @@ def check_same_cluster(old: Topology, new: Topology) -> None:
                        "change the topology file, then `lab down` and `lab up`")
 
 
-def reconfigure(old: Topology, new: Topology, store, runtime: dict[str, Any]) -> list[str]:
+def reconfigure(old: Topology, new: Topology, store: StateStore, runtime: dict[str, Any]) -> list[str]:
     """Bring the running lab from `old` to `new` (CNI daemons, then policy rules); returns what changed."""
     check_same_cluster(old, new)
     changes: list[str] = []
@@ -229,6 +230,6 @@ def reconfigure_policy(old: Topology, new: Topology, runtime: dict[str, Any]) ->
             f"({min(counts.values(), default=0)}-{max(counts.values(), default=0)} iptables rules per node)"]
 
 
-def _policy_inputs(topology: Topology) -> tuple:
+def _policy_inputs(topology: Topology) -> tuple[Any, ...]:
     return (topology.policies, [(p.key, p.labels) for p in topology.pods],
             [(n.name, n.labels) for n in topology.namespaces])

@@ -38,7 +38,7 @@ class LabCLI(CLI):
     prompt = "mininet> "
 
     def getLocals(self) -> dict[str, Any]:  # noqa: N802 (Mininet's name)
-        found = super().getLocals()
+        found: dict[str, Any] = super().getLocals()
         found.update({py_alias(name): self.mn[name] for name in self.mn})
         return found
 

@@ -60,7 +60,8 @@ class LabHost(Host):
         # the machine; here it reaches only the iperf processes this node's shell started.
         if args and " ".join(str(a) for a in args) == "killall -9 iperf":
             args = (f"pkill -9 -x -P {self.pid} iperf",)
-        return super().cmd(*args, **kwargs)
+        output: str = super().cmd(*args, **kwargs)
+        return output
 
     def attach(self, port: Port) -> Intf:
         """Add an interface object for an existing kernel interface, without configuring it."""
