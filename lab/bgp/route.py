@@ -68,7 +68,7 @@ class Route:
         oif = self.attrs.get(RTA_OIF)
         return U32.unpack(oif)[0] if oif else None
 
-    def content(self) -> tuple:
+    def content(self) -> tuple[object, ...]:
         """What makes two routes with the same key the same route."""
         return (self.type, self.scope, self.protocol, self.flags & KEEP_NH_FLAGS,
                 tuple(sorted((kind, _normal(kind, value)) for kind, value in self.attrs.items()

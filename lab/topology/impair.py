@@ -132,7 +132,7 @@ def parse(values: dict[str, Any]) -> Impairment:
 
 
 def from_topology(data: dict[str, Any], fail: Callable[..., Exception],
-                  where: Callable[[tuple], str] = lambda path: "") -> tuple[ImpairSpec, ...]:
+                  where: Callable[[tuple[str | int, ...]], str] = lambda path: "") -> tuple[ImpairSpec, ...]:
     """Every `impair:` of the topology's networks and nodes; `fail(path, message, hint)` builds the error,
     `where(path)` names the file and line."""
     specs: list[ImpairSpec] = []

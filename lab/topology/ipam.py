@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from lab.topology.model import Node
 
@@ -93,6 +93,6 @@ def host_local(requests: list[PodRequest], nodes: dict[str, Node]) -> dict[str, 
     return result
 
 
-def _free_hosts(subnet: IPv4Network):
+def _free_hosts(subnet: IPv4Network) -> Iterator[IPv4Address]:
     first = gateway(subnet)
     return (ip for ip in subnet.hosts() if ip != first)

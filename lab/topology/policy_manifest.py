@@ -15,6 +15,7 @@ from lab.model import labels
 from lab.model.labels import OPERATORS, LabelSelector, Requirement
 from lab.model.network_policy import EGRESS, INGRESS, PROTOCOLS, IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from lab.topology import cidr as cidrs
+from lab.topology.yamlsource import Path
 
 KIND = "NetworkPolicy"
 API_VERSIONS = ("networking.k8s.io/v1", "extensions/v1beta1")
@@ -31,11 +32,11 @@ PORT_KEYS = {"protocol", "port", "endPort"}
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
 
-Fail = Callable[[tuple, str, str | None], TopologyError]
-Warn = Callable[[tuple, str], None]
+Fail = Callable[[Path, str, str | None], TopologyError]
+Warn = Callable[[Path, str], None]
 
 
-def _no_warnings(path: tuple, message: str) -> None:
+def _no_warnings(path: Path, message: str) -> None:
     return None
 
 
@@ -43,7 +44,7 @@ def is_network_policy(item: Any) -> bool:
     return isinstance(item, dict) and item.get("kind") == KIND
 
 
-def network_policy(item: Any, path: tuple, fail: Fail, source: str = "", warn: Warn = _no_warnings) -> NetworkPolicy:
+def network_policy(item: Any, path: Path, fail: Fail, source: str = "", warn: Warn = _no_warnings) -> NetworkPolicy:
     """The policy a manifest describes, or the error of its first invalid field; `warn(path, text)`
     hears the warnings the API server would return (non-canonical ipBlock CIDRs)."""
     if not isinstance(item, dict) or item.get("kind") != KIND:
@@ -79,7 +80,7 @@ def network_policy(item: Any, path: tuple, fail: Fail, source: str = "", warn: W
                          ingress=ingress, egress=egress, api_version=version, source=source)
 
 
-def _policy_types(spec: dict, where: tuple, fail: Fail) -> tuple[str, ...]:
+def _policy_types(spec: dict[str, Any], where: Path, fail: Fail) -> tuple[str, ...]:
     """spec.policyTypes, defaulted as the API server does: Ingress, plus Egress when egress rules exist."""
     given = spec.get("policyTypes")
     if given is None or given == []:
@@ -96,7 +97,7 @@ def _policy_types(spec: dict, where: tuple, fail: Fail) -> tuple[str, ...]:
     return tuple(types)
 
 
-def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail, warn: Warn) -> tuple[Rule, ...]:
+def _rules(spec: dict[str, Any], field: str, peers_field: str, where: Path, fail: Fail, warn: Warn) -> tuple[Rule, ...]:
     value = spec.get(field)
     if value is None:
         return ()
@@ -114,7 +115,7 @@ def _rules(spec: dict, field: str, peers_field: str, where: tuple, fail: Fail, w
     return tuple(rules)
 
 
-def _peer(value: Any, at: tuple, fail: Fail, warn: Warn) -> Peer:
+def _peer(value: Any, at: Path, fail: Fail, warn: Warn) -> Peer:
     peer = _mapping(value, at, fail, "a peer")
     _known(peer, PEER_KEYS, at, fail, "a peer")
     if not peer:
@@ -130,7 +131,7 @@ def _peer(value: Any, at: tuple, fail: Fail, warn: Warn) -> Peer:
     return Peer(pod_selector=pods, namespace_selector=spaces)
 
 
-def _ip_block(value: Any, at: tuple, fail: Fail, warn: Warn) -> IPBlock:
+def _ip_block(value: Any, at: Path, fail: Fail, warn: Warn) -> IPBlock:
     """cidr and except as the API server reads them: host bits allowed, meaning the masked network
     (ValidateIPBlock: each except inside cidr, with a longer prefix), with its warnings."""
     block = _mapping(value, at, fail, "ipBlock", required=True)
@@ -154,7 +155,7 @@ def _shown(block: cidrs.Block) -> str:
     return block.written if block.written == str(block.network) else f"{block.written} (that is {block.network})"
 
 
-def _cidr(value: Any, at: tuple, fail: Fail, warn: Warn) -> cidrs.Block:
+def _cidr(value: Any, at: Path, fail: Fail, warn: Warn) -> cidrs.Block:
     try:
         block = cidrs.block(value)
     except cidrs.CidrError as exc:
@@ -164,7 +165,7 @@ def _cidr(value: Any, at: tuple, fail: Fail, warn: Warn) -> cidrs.Block:
     return block
 
 
-def _port(value: Any, at: tuple, fail: Fail) -> PolicyPort:
+def _port(value: Any, at: Path, fail: Fail) -> PolicyPort:
     entry = _mapping(value, at, fail, "a port")
     _known(entry, PORT_KEYS, at, fail, "a port")
     protocol = entry.get("protocol", "TCP")
@@ -195,7 +196,7 @@ def _service_name(name: str) -> bool:
             and any(c.isalpha() for c in name))
 
 
-def label_selector(value: Any, at: tuple, fail: Fail) -> LabelSelector:
+def label_selector(value: Any, at: Path, fail: Fail) -> LabelSelector:
     """A metav1.LabelSelector; None and {} are both the empty selector."""
     selector = _mapping(value, at, fail, "a label selector")
     _known(selector, SELECTOR_KEYS, at, fail, "a label selector")
@@ -215,7 +216,7 @@ def label_selector(value: Any, at: tuple, fail: Fail) -> LabelSelector:
     return LabelSelector(match_labels=tuple(match_labels), match_expressions=expressions)
 
 
-def _requirement(value: Any, at: tuple, fail: Fail) -> Requirement:
+def _requirement(value: Any, at: Path, fail: Fail) -> Requirement:
     entry = _mapping(value, at, fail, "a match expression", required=True)
     _known(entry, EXPRESSION_KEYS, at, fail, "a match expression")
     key, operator = entry.get("key"), entry.get("operator")
@@ -244,7 +245,7 @@ def _requirement(value: Any, at: tuple, fail: Fail) -> Requirement:
 
 
 # -- small shape checks ------------------------------------------------------------------------------
-def _mapping(value: Any, at: tuple, fail: Fail, what: str, required: bool = False) -> dict:
+def _mapping(value: Any, at: Path, fail: Fail, what: str, required: bool = False) -> dict[str, Any]:
     if value is None and not required:
         return {}
     if not isinstance(value, dict):
@@ -252,7 +253,7 @@ def _mapping(value: Any, at: tuple, fail: Fail, what: str, required: bool = Fals
     return value
 
 
-def _list(entry: dict, key: str, at: tuple, fail: Fail) -> list:
+def _list(entry: dict[str, Any], key: str, at: Path, fail: Fail) -> list[Any]:
     value = entry.get(key)
     if value is None:
         return []
@@ -261,7 +262,7 @@ def _list(entry: dict, key: str, at: tuple, fail: Fail) -> list:
     return value
 
 
-def _known(entry: dict, allowed: set[str], at: tuple, fail: Fail, what: str) -> None:
+def _known(entry: dict[str, Any], allowed: set[str], at: Path, fail: Fail, what: str) -> None:
     for key in entry:
         if key not in allowed:
             raise fail(at + (key,), f"unknown field {key!r} in {what}", f"{what} takes: {', '.join(sorted(allowed))}")

@@ -261,7 +261,7 @@ class _Frame:
     key_line: int = 0
     expecting_key: bool = True
     merging: bool = False          # the pending key is `<<`
-    merged: dict = field(default_factory=dict)
+    merged: dict[Any, Any] = field(default_factory=dict)
 
 
 class _Composer:
@@ -365,7 +365,8 @@ class _Composer:
         if tag in (None, "!"):
             if tag == "!" or not event.implicit[0]:
                 return event.value                       # quoted, or the non-specific tag: a string
-            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+            # types-PyYAML leaves Resolver.resolve unannotated
+            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
             if tag == TAG + "str" or ":" in event.value and tag in (TAG + "int", TAG + "float"):
                 return event.value                       # go-yaml has no base-60 numbers
             if tag == TAG + "timestamp" or tag not in SCALAR_TAGS:
