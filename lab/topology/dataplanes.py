@@ -28,7 +28,9 @@ from collections.abc import Callable, Mapping
 from lab.errors import LabError
 
 if TYPE_CHECKING:
+    from lab.topology.entries import PodEntry
     from lab.topology.model import DataPlaneConfig, Node, Pod
+    from lab.topology.yamlsource import Path
 
 # The data planes, in the order the schema lists them. One line per data plane.
 PACKAGES = (
@@ -46,10 +48,10 @@ class ClusterBuilder(Protocol):
     def node_labels(self) -> Mapping[str, Mapping[str, str]] | None:
         """Labels the data plane's own manifests give nodes (Calico's Node), by node name."""
 
-    def check_pod_cidr(self, cidr: Any, path: tuple, labels: Mapping[str, str]) -> None:
+    def check_pod_cidr(self, cidr: Any, path: Path, labels: Mapping[str, str]) -> None:
         """Refuse a node's `podCIDR` this data plane cannot use (TopologyError naming `path`)."""
 
-    def build(self, nodes: tuple[Node, ...], requests: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
+    def build(self, nodes: tuple[Node, ...], requests: list[PodEntry]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                              DataPlaneConfig]:
         """Nodes (with pod CIDRs), pods (with addresses) and the cluster's data-plane config."""
 

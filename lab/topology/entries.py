@@ -5,11 +5,12 @@ planes' loaders (lab/cni/calico/loader.py), so that neither imports the other's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any, Mapping, Protocol
 
 from lab.errors import TopologyError
 from lab.model import labels
-from lab.topology.model import frozen_labels
+from lab.topology.model import ContainerPort, IPPool, frozen_labels
 from lab.topology.yamlsource import Document, Path, short
 
 
@@ -38,7 +39,7 @@ class Source:
 
     document: Document
     base: Path
-    renames: dict | None = None
+    renames: Mapping[Path, Path] | None = None
 
     def path(self, keys: Path) -> Path:
         renames = self.renames or {}
@@ -51,22 +52,26 @@ class Source:
         return self.document.error(self.path(keys), message, hint)
 
 
+# A pod the loader accepted, for a data plane's IPAM: (its entry, where it was written, namespace, ports)
+PodEntry = tuple[dict[str, Any], Source, str, tuple[ContainerPort, ...]]
+LabelEdits = dict[str, str | None]   # `kubectl label` edits: key -> value, None to remove the key
+
 @dataclass(frozen=True)
 class Overlay:
     """Changes made to a running lab: applied manifests (later ones replace earlier ones of the same kind
     and name), deleted resources, node label edits, and the addresses IPAM already handed out."""
 
     documents: tuple[Document, ...] = ()
-    deleted: frozenset = frozenset()                 # {(kind, name)}
-    node_labels: dict = field(default_factory=dict)  # node -> {key: value or None to remove}
-    held_pods: dict = field(default_factory=dict)    # "ns/pod" -> IPv4Address
-    held_tunnels: dict = field(default_factory=dict)  # node -> IPv4Address
-    held_pools: dict = field(default_factory=dict)    # IPPool name -> IPPool of the running lab (cidr, blockSize fixed)
-    pod_labels: dict = field(default_factory=dict)   # "ns/pod" -> {key: value or None to remove}
-    namespace_labels: dict = field(default_factory=dict)  # namespace -> {key: value or None}
+    deleted: frozenset[tuple[str, str]] = frozenset()                          # {(kind, name)}
+    node_labels: dict[str, LabelEdits] = field(default_factory=dict)          # node -> its label edits
+    held_pods: dict[str, IPv4Address | None] = field(default_factory=dict)    # "ns/pod" -> its address
+    held_tunnels: dict[str, IPv4Address] = field(default_factory=dict)        # node -> its tunnel address
+    held_pools: dict[str, IPPool] = field(default_factory=dict)     # name -> running pool (cidr, blockSize fixed)
+    pod_labels: dict[str, LabelEdits] = field(default_factory=dict)           # "ns/pod" -> its label edits
+    namespace_labels: dict[str, LabelEdits] = field(default_factory=dict)     # namespace -> its label edits
 
 
-def labels_of(entry: dict, source: Source) -> Mapping[str, str]:
+def labels_of(entry: dict[str, Any], source: Source) -> Mapping[str, str]:
     """The entry's `labels`, checked as the API server checks them (errors name the field where `source` says)."""
     found = entry.get("labels") or {}
     if not isinstance(found, dict):

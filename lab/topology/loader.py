@@ -6,13 +6,14 @@ import functools
 import ipaddress
 import os
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lab.errors import TopologyError
 from lab.model.network_policy import NetworkPolicy
 from lab.topology import cidr as cidrs
 from lab.topology import dataplanes, impair, manifests, policy_manifest, schema
-from lab.topology.entries import Item, Overlay, Source, labels_of
+from lab.topology.entries import Item, Overlay, PodEntry, Source, labels_of
 from lab.topology.model import Cluster, ContainerPort, External, Namespace, Network, Node, Topology, frozen_labels
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
@@ -26,6 +27,10 @@ BUILTIN_NAMESPACES = ("default", "kube-system")
 DEFAULT_MAX_PODS = 110   # kubelet --max-pods
 # "resource kind X is not supported": the kinds every topology takes, and each data plane's (resource_help)
 SUPPORTED_HELP = "{0}, Namespace, Pod, NetworkPolicy, and {1}"
+
+
+# A data plane's check of a node's podCIDR: (cidr, path of the field, the node's labels)
+CheckPodCidr = Callable[[ipaddress.IPv4Network, Path, Mapping[str, str]], None]
 
 
 def resource_key(data: Any) -> tuple[str, str] | None:
@@ -162,7 +167,7 @@ class _Builder:
         """cluster.networkPolicy: what enforces NetworkPolicy; the data plane says which may (the first is
         the default): Calico's Felix always does, flannel never (kube-router may)."""
         allowed = plane.enforcers
-        given = self.data["cluster"].get("networkPolicy", allowed[0])
+        given: str = self.data["cluster"].get("networkPolicy", allowed[0])
         if given not in allowed:
             raise self.fail(("cluster", "networkPolicy"), f"networkPolicy {given!r} cannot run with cni {plane.name}",
                             plane.enforcer_hint)
@@ -201,7 +206,7 @@ class _Builder:
         items += [item for d in self.overlay.documents for item in manifests.expand(Item(d.data, d, ()))]
         for item in items:
             self._check_kind(item)
-        latest: dict = {}
+        latest: dict[tuple[str, str | int], Item] = {}
         for index, item in enumerate(items):
             key = resource_key(item.data)
             if index < own and key is not None and key in latest:
@@ -212,7 +217,7 @@ class _Builder:
             latest[key if key is not None else ("", index)] = item
         return [item for key, item in latest.items() if key not in self.overlay.deleted]
 
-    def _file_items(self, entry: dict, path: Path) -> list[Item]:
+    def _file_items(self, entry: dict[str, Any], path: Path) -> list[Item]:
         """The items of a `file:` resource. Errors about the file itself (missing, not a regular file, named
         twice, past the topology's budget) name the topology's `resources[i].file` line; errors inside it
         name the file's own line."""
@@ -290,7 +295,8 @@ class _Builder:
         return tuple(networks)
 
     # -- nodes -----------------------------------------------------------------------------------
-    def _nodes(self, networks: tuple[Network, ...], check_pod_cidr, extra_labels=None) -> tuple[Node, ...]:
+    def _nodes(self, networks: tuple[Network, ...], check_pod_cidr: CheckPodCidr,
+               extra_labels: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Node, ...]:
         nodes: list[Node] = []
         for index, entry in enumerate(self.data["nodes"]):
             path = ("nodes", index)
@@ -321,7 +327,7 @@ class _Builder:
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
-    def _node_network(self, entry: dict, networks: tuple[Network, ...], path: Path) -> Network:
+    def _node_network(self, entry: dict[str, Any], networks: tuple[Network, ...], path: Path) -> Network:
         if "network" not in entry:
             if len(networks) > 1:
                 raise self.fail(path, "missing key 'network'; the topology has several networks",
@@ -333,7 +339,8 @@ class _Builder:
         raise self.fail(path + ("network",), f"no network named {entry['network']!r}",
                         f"networks are: {', '.join(n.name for n in networks)}")
 
-    def _pod_cidr(self, entry: dict, check, nodes: list[Node], path: Path):
+    def _pod_cidr(self, entry: dict[str, Any], check: Callable[[ipaddress.IPv4Network, Path], None], nodes: list[Node],
+                  path: Path) -> ipaddress.IPv4Network | None:
         if "podCIDR" not in entry:
             return None
         cidr = self._cidr(entry["podCIDR"], path + ("podCIDR",), "a pod CIDR")
@@ -364,7 +371,7 @@ class _Builder:
             namespaces.setdefault(name, Namespace(name, frozen_labels({**own, "kubernetes.io/metadata.name": name})))
         return tuple(namespaces.values())
 
-    def _pods(self, items: list[Item], nodes: tuple[Node, ...], namespaces: tuple[Namespace, ...]) -> list[tuple]:
+    def _pods(self, items: list[Item], nodes: tuple[Node, ...], namespaces: tuple[Namespace, ...]) -> list[PodEntry]:
         entries = [(entry, Source(self.doc, ("pods", i))) for i, entry in enumerate(self.data.get("pods", []))]
         entries += [_pod_manifest(it) for it in items if isinstance(it.data, dict) and it.data.get("kind") == "Pod"]
         seen: set[tuple[str, str]] = set()
@@ -405,7 +412,7 @@ class _Builder:
             pods.append((entry, source, namespace, self._ports(entry, source)))
         return pods
 
-    def _ports(self, entry: dict, source: Source) -> tuple[ContainerPort, ...]:
+    def _ports(self, entry: dict[str, Any], source: Source) -> tuple[ContainerPort, ...]:
         ports: list[ContainerPort] = []
         for index, port in enumerate(entry.get("containerPorts", [])):
             where = ("containerPorts", index)
@@ -453,22 +460,22 @@ class _Builder:
         if name in existing:
             raise self.fail(path, f"duplicate {what} name {name!r}", f"each {what} needs its own name")
 
-def _edited(labels_: dict, edits: dict | None) -> dict:
+def _edited(labels_: dict[str, Any], edits: Mapping[str, Any] | None) -> dict[str, Any]:
     """`labels_` after `kubectl label` edits (a None value removes the key)."""
     merged = {**labels_, **(edits or {})}
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def _namespace_manifest(item: Item) -> tuple[dict, Source]:
+def _namespace_manifest(item: Item) -> tuple[dict[str, Any], Source]:
     meta = item.data.get("metadata") or {}
     if "name" not in meta:
         raise item.document.error(item.path + ("metadata",), "a Namespace needs metadata.name",
                                   "the lab has no generateName: set metadata.name" if "generateName" in meta else None)
-    renames = {("name",): ("metadata", "name"), ("labels",): ("metadata", "labels")}
+    renames: dict[Path, Path] = {("name",): ("metadata", "name"), ("labels",): ("metadata", "labels")}
     return {"name": meta["name"], "labels": meta.get("labels") or {}}, Source(item.document, item.path, renames)
 
 
-def _pod_manifest(item: Item) -> tuple[dict, Source]:
+def _pod_manifest(item: Item) -> tuple[dict[str, Any], Source]:
     """The topology's pod entry for a real `kind: Pod` manifest (spec.nodeName places it)."""
     data = item.data
     meta = data.get("metadata") or {}
@@ -480,7 +487,7 @@ def _pod_manifest(item: Item) -> tuple[dict, Source]:
     if "nodeName" not in spec:
         raise item.document.error(item.path + ("spec",), f"pod {meta['name']!r} has no spec.nodeName",
                                   "the lab has no scheduler: set spec.nodeName to a node of the topology")
-    renames: dict = {("name",): ("metadata", "name"), ("namespace",): ("metadata", "namespace"),
+    renames: dict[Path, Path] = {("name",): ("metadata", "name"), ("namespace",): ("metadata", "namespace"),
                      ("labels",): ("metadata", "labels"), ("node",): ("spec", "nodeName")}
     ports: list[dict[str, Any]] = []
     for c, container in enumerate(spec.get("containers") or []):

@@ -14,6 +14,7 @@ from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
 from lab.topology.model import BGPConfiguration, BGPPeer, CalicoConfig, CalicoNode, Cluster, IPPool, Topology
+from lab.topology.yamlsource import Path
 
 API_VERSION = "projectcalico.org/v3"
 KINDS = ("IPPool", "BGPConfiguration", "BGPPeer", "Node")
@@ -28,7 +29,7 @@ NODE_BGP_KEYS = {"ipv4Address", "asNumber", "routeReflectorClusterID"}
 MAX_AS = 4294967295
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 
-Fail = Callable[[tuple, str, str | None], TopologyError]
+Fail = Callable[[Path, str, str | None], TopologyError]
 
 # The topology's `cluster.calico` settings (JSON schema; lab/topology/schema.py adds it to the topology's).
 SCHEMA = {
@@ -73,14 +74,14 @@ def is_calico(item: Any) -> bool:
     return isinstance(item, dict) and item.get("apiVersion") == API_VERSION and item.get("kind") in KINDS
 
 
-def name_of(item: dict, path: tuple, fail: Fail) -> str:
+def name_of(item: dict[str, Any], path: Path, fail: Fail) -> str:
     name = (item.get("metadata") or {}).get("name")
     if not isinstance(name, str) or not name:
         raise fail(path + ("metadata",), f"a {item.get('kind')} needs metadata.name", None)
     return name
 
 
-def ip_pool(item: dict, path: tuple, fail: Fail) -> IPPool:
+def ip_pool(item: dict[str, Any], path: Path, fail: Fail) -> IPPool:
     spec = _spec(item, path, fail, POOL_KEYS)
     where = path + ("spec",)
     if "cidr" not in spec:
@@ -103,7 +104,7 @@ def ip_pool(item: dict, path: tuple, fail: Fail) -> IPPool:
                   disabled=_bool(spec, "disabled", False, where, fail))
 
 
-def bgp_configuration(item: dict, path: tuple, fail: Fail) -> BGPConfiguration:
+def bgp_configuration(item: dict[str, Any], path: Path, fail: Fail) -> BGPConfiguration:
     name = name_of(item, path, fail)
     if name != "default":
         raise fail(path + ("metadata", "name"), f"BGPConfiguration {name!r}: the lab models only the "
@@ -119,7 +120,7 @@ def bgp_configuration(item: dict, path: tuple, fail: Fail) -> BGPConfiguration:
                             log_severity=severity)
 
 
-def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
+def bgp_peer(item: dict[str, Any], path: Path, fail: Fail) -> BGPPeer:
     spec = _spec(item, path, fail, PEER_KEYS)
     where = path + ("spec",)
     peer_ip = None
@@ -154,7 +155,7 @@ def bgp_peer(item: dict, path: tuple, fail: Fail) -> BGPPeer:
                    if "peerSelector" in spec else None)
 
 
-def calico_node(item: dict, path: tuple, fail: Fail, node_ip: ipaddress.IPv4Address,
+def calico_node(item: dict[str, Any], path: Path, fail: Fail, node_ip: ipaddress.IPv4Address,
                 default_prefix: int) -> CalicoNode:
     """A Node resource; its spec.bgp.ipv4Address must be the node's own address (any prefix length)."""
     spec = _spec(item, path, fail, NODE_SPEC_KEYS)
@@ -187,7 +188,7 @@ def calico_node(item: dict, path: tuple, fail: Fail, node_ip: ipaddress.IPv4Addr
 
 
 # -- small checks ------------------------------------------------------------------------------------
-def _spec(item: dict, path: tuple, fail: Fail, allowed: set[str]) -> dict:
+def _spec(item: dict[str, Any], path: Path, fail: Fail, allowed: set[str]) -> dict[str, Any]:
     spec = item.get("spec") or {}
     if not isinstance(spec, dict):
         raise fail(path + ("spec",), "spec must be a mapping", None)
@@ -198,7 +199,7 @@ def _spec(item: dict, path: tuple, fail: Fail, allowed: set[str]) -> dict:
     return spec
 
 
-def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
+def _network(value: Any, path: Path, fail: Fail) -> ipaddress.IPv4Network:
     """An IPPool cidr: strictly masked and outside link-local space, as Calico's validation wants it."""
     try:
         network = cidrs.network(value)
@@ -216,21 +217,21 @@ def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
     return network
 
 
-def _mode(spec: dict, key: str, where: tuple, fail: Fail) -> str:
-    mode = spec.get(key, "Never")
+def _mode(spec: dict[str, Any], key: str, where: Path, fail: Fail) -> str:
+    mode: str = spec.get(key, "Never")
     if mode not in ENCAP_MODES:
         raise fail(where + (key,), f"{key} {mode!r} must be Always, CrossSubnet or Never", None)
     return mode
 
 
-def _bool(spec: dict, key: str, default: bool, where: tuple, fail: Fail) -> bool:
+def _bool(spec: dict[str, Any], key: str, default: bool, where: Path, fail: Fail) -> bool:
     value = spec.get(key, default)
     if not isinstance(value, bool):
         raise fail(where + (key,), f"{key} must be true or false, not {value!r}", None)
     return value
 
 
-def _as_number(value: Any, path: tuple, fail: Fail) -> int:
+def _as_number(value: Any, path: Path, fail: Fail) -> int:
     """An AS number: an integer, its decimal text, or asdot text `high.low` (numorstring.ASNumber)."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
@@ -244,7 +245,7 @@ def _as_number(value: Any, path: tuple, fail: Fail) -> int:
     return value
 
 
-def _selector(text: Any, path: tuple, fail: Fail) -> str:
+def _selector(text: Any, path: Path, fail: Fail) -> str:
     if not isinstance(text, str):
         raise fail(path, f"a selector must be a string, not {text!r}", "e.g. route-reflector == 'true'")
     try:
@@ -263,7 +264,7 @@ IMMUTABLE_POOL_FIELDS = (("cidr", "cidr", "IPPool CIDR cannot be modified"),
                          ("block_size", "blockSize", "IPPool BlockSize cannot be modified"))
 
 
-def check_pool_unchanged(pool: IPPool, previous: IPPool, path: tuple, fail: Fail) -> None:
+def check_pool_unchanged(pool: IPPool, previous: IPPool, path: Path, fail: Fail) -> None:
     """Refuse a live change of a running pool's cidr or blockSize, as libcalico-go's validateAndSetDefaults
     refuses it on update (`previous` is the pool of that name in the running lab)."""
     for attribute, key, words in IMMUTABLE_POOL_FIELDS:

@@ -10,7 +10,7 @@ import lab.cni.calico.ipam as calico_ipam
 from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
-from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
+from lab.topology.entries import Fail, Item, Overlay, PodEntry, Source, labels_of
 from lab.topology.model import (
     BGPConfiguration,
     BGPPeer,
@@ -23,6 +23,7 @@ from lab.topology.model import (
     Pod,
     frozen_labels,
 )
+from lab.topology.yamlsource import Path
 
 BACKENDS = ("bird", "vxlan")
 # calico/node's startup environment (manifests/calico.yaml defaults) for the pool it creates when none exists.
@@ -39,8 +40,8 @@ POOL_SPEC_ENV = {"cidr": "CALICO_IPV4POOL_CIDR", "blockSize": "CALICO_IPV4POOL_B
 class CalicoBuilder:
     """Reads Calico's resources from a topology; `build` then runs IPAM over nodes and pods."""
 
-    def __init__(self, data: dict, overlay: Overlay, fail: Fail, items: list[Item], networks: tuple[Network, ...]
-                 ) -> None:
+    def __init__(self, data: dict[str, Any], overlay: Overlay, fail: Fail, items: list[Item],
+                 networks: tuple[Network, ...]) -> None:
         self.data = data            # the topology document
         self.overlay = overlay
         self.fail = fail
@@ -60,7 +61,7 @@ class CalicoBuilder:
     def _of_kind(self, kind: str) -> list[Item]:
         return [it for it in self.items if it.data.get("kind") == kind]
 
-    def _pools(self, settings: dict) -> tuple[IPPool, ...]:
+    def _pools(self, settings: dict[str, Any]) -> tuple[IPPool, ...]:
         self._check_block_size_env(settings)
         pools: list[IPPool] = []
         for item in self._of_kind("IPPool"):
@@ -82,7 +83,7 @@ class CalicoBuilder:
         self._check_backend(pools)
         return tuple(pools)
 
-    def _check_block_size_env(self, settings: dict) -> None:
+    def _check_block_size_env(self, settings: dict[str, Any]) -> None:
         """calico/node reads CALICO_IPV4POOL_BLOCK_SIZE at start-up, before it lists the pools, and exits on
         a bad value: so a bad value is an error even when the topology declares its pools."""
         given = settings.get("env") or {}
@@ -96,7 +97,7 @@ class CalicoBuilder:
                                     "at start-up, before it looks at the IP pools, and exits",
                                     'write a number from 20 to 32 (calico.yaml writes "26"), or remove the variable')
 
-    def _default_pool(self, settings: dict) -> IPPool:
+    def _default_pool(self, settings: dict[str, Any]) -> IPPool:
         """The pool calico/node creates at start-up when none exists, from its CALICO_IPV4POOL_* env."""
         given = settings.get("env") or {}
         env = {**POOL_ENV_DEFAULTS, **given}
@@ -108,8 +109,9 @@ class CalicoBuilder:
         if isinstance(spec["natOutgoing"], str):
             spec["natOutgoing"] = PARSE_BOOL.get(spec["natOutgoing"], spec["natOutgoing"])
 
-        def fail(where: tuple, message: str, hint: str | None = None):
-            variable = POOL_SPEC_ENV.get(where[-1]) if where else None
+        def fail(where: Path, message: str, hint: str | None = None) -> TopologyError:
+            last = where[-1] if where else None
+            variable = POOL_SPEC_ENV.get(last) if isinstance(last, str) else None
             at: tuple[str, ...] = (variable,) if variable is not None and variable in given else ()
             return self.fail(path + at, message, hint)
 
@@ -177,7 +179,7 @@ class CalicoBuilder:
         return found
 
     def _manifest_labels(self, item: Item) -> dict[str, str]:
-        renames = {("labels",): ("metadata", "labels")}
+        renames: dict[Path, Path] = {("labels",): ("metadata", "labels")}
         return dict(labels_of({"labels": item.data["metadata"]["labels"]}, Source(item.document, item.path, renames)))
 
     def _calico_nodes(self, nodes: tuple[Node, ...]) -> tuple[CalicoNode, ...]:
@@ -192,7 +194,7 @@ class CalicoBuilder:
         return tuple(result)
 
     # -- IPAM ------------------------------------------------------------------------------------
-    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple, labels: Any = None) -> None:
+    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: Path, labels: Any = None) -> None:
         """A node's `podCIDR` names its first affine block: a whole block of an enabled pool that
         selects the node (Calico IPAM never allocates from any other)."""
         for pool in self.pools:
@@ -214,7 +216,7 @@ class CalicoBuilder:
                 return
         raise self.fail(path, f"{cidr} is in no IP pool ({', '.join(str(p.cidr) for p in self.pools)})")
 
-    def build(self, nodes: tuple[Node, ...], pods: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
+    def build(self, nodes: tuple[Node, ...], pods: list[PodEntry]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                          CalicoConfig]:
         held = self.overlay.held_pods
         requests = [calico_ipam.PodRequest(key=f"{namespace}/{entry['name']}", node=entry["node"],
@@ -240,7 +242,7 @@ class CalicoBuilder:
                                               tunnel_ips=frozen_labels(allocation.tunnel_ips)))
         return nodes, result, config
 
-    def _fixed_ip(self, entry: dict, source: Any) -> ipaddress.IPv4Address:
+    def _fixed_ip(self, entry: dict[str, Any], source: Any) -> ipaddress.IPv4Address:
         try:
             return ipaddress.IPv4Address(str(entry["ip"]))
         except ValueError:

@@ -10,6 +10,7 @@ from lab.cni.flannel.devices import vxlan_device
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
 from lab.topology.model import Cluster, FlannelBackend, FlannelConfig, Topology
+from lab.topology.yamlsource import Path
 
 BACKEND_TYPES = ("vxlan", "host-gw", "ipip")
 NET_CONF_KEYS = {"Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "EnableNFTables",
@@ -20,7 +21,7 @@ BACKEND_KEYS = {"vxlan": {"Type", "VNI", "Port", "DirectRouting", "Learning", "G
 MAX_JSON_DEPTH = 100
 DEFAULT_NET_CONF = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
 
-Fail = Callable[[tuple, str, str | None], TopologyError]
+Fail = Callable[[Path, str, str | None], TopologyError]
 
 def find(where: Topology | Cluster) -> FlannelConfig | None:
     """The flannel config of a topology or cluster, or None when its CNI is another."""
@@ -47,7 +48,7 @@ def is_flannel_config_map(item: Any) -> bool:
             and isinstance(item.get("data"), dict) and "net-conf.json" in item["data"])
 
 
-def from_config_map(item: dict, path: tuple, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
+def from_config_map(item: dict[str, Any], path: Path, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
     """Parse the `net-conf.json` key of a kube-flannel-cfg ConfigMap."""
     text = item["data"]["net-conf.json"]
     field = path + ("data", "net-conf.json")
@@ -90,7 +91,7 @@ def _json_depth(text: str) -> int:
     return deepest
 
 
-def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
+def from_map(conf: Any, path: Path, fail: Fail, ip_masq: bool, source: str) -> FlannelConfig:
     """Validate a net-conf.json map and fill in flanneld's defaults."""
     if not isinstance(conf, dict):
         raise fail(path, "net-conf.json must be a JSON object", None)
@@ -118,7 +119,7 @@ def from_map(conf: Any, path: tuple, fail: Fail, ip_masq: bool, source: str) -> 
     return FlannelConfig(network=network, subnet_len=subnet_len, backend=backend, ip_masq=ip_masq, source=source)
 
 
-def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
+def _network(value: Any, path: Path, fail: Fail) -> ipaddress.IPv4Network:
     if value is None:
         raise fail(path, "net-conf.json needs a Network", 'e.g. "Network": "10.244.0.0/16"')
     try:
@@ -132,7 +133,7 @@ def _network(value: Any, path: tuple, fail: Fail) -> ipaddress.IPv4Network:
     return network
 
 
-def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:
+def _backend(value: Any, path: Path, fail: Fail) -> FlannelBackend:
     if not isinstance(value, dict):
         raise fail(path, "Backend must be an object", '"Backend": {"Type": "vxlan"}')
     kind = value.get("Type")
@@ -161,7 +162,7 @@ def _backend(value: Any, path: tuple, fail: Fail) -> FlannelBackend:
     return FlannelBackend(type=kind, vni=vni, port=port, direct_routing=direct, mtu=mtu)
 
 
-def _int(conf: dict, key: str, default: int, low: int, high: int, path: tuple, fail: Fail) -> int:
+def _int(conf: dict[str, Any], key: str, default: int, low: int, high: int, path: Path, fail: Fail) -> int:
     value = conf.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise fail(path + (key,), f"{key} {value!r} must be an integer from {low} to {high}", None)

@@ -8,7 +8,7 @@ from typing import Any
 import lab.cni.flannel.config as flannel_conf
 from lab.topology import cidr as cidrs
 from lab.topology import ipam
-from lab.topology.entries import Fail, Item, Overlay, Source, labels_of
+from lab.topology.entries import Fail, Item, Overlay, PodEntry, Source, labels_of
 from lab.topology.model import FlannelConfig, Network, Node, Pod
 from lab.topology.yamlsource import Path
 
@@ -18,7 +18,7 @@ class FlannelBuilder:
 
     node_labels = None      # flannel adds no node labels
 
-    def __init__(self, data: dict, overlay: Overlay, fail: Fail, items: list[Item],
+    def __init__(self, data: dict[str, Any], overlay: Overlay, fail: Fail, items: list[Item],
                  networks: tuple[Network, ...]) -> None:
         self.data = data            # the topology document
         self.fail = fail
@@ -64,7 +64,7 @@ class FlannelBuilder:
             raise self.fail(path, f"{cidr} must be a /{flannel.subnet_len} inside the pod "
                                    f"network {flannel.network}", "match net-conf.json Network and SubnetLen")
 
-    def build(self, nodes: tuple[Node, ...], pods: list[tuple]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
+    def build(self, nodes: tuple[Node, ...], pods: list[PodEntry]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                          FlannelConfig]:
         """kube-controller-manager's podCIDRs, then host-local addresses for the pods."""
         flannel = self.config
@@ -92,7 +92,7 @@ class FlannelBuilder:
                               ip=addresses[request.key]))
         return nodes, tuple(result), flannel
 
-    def _pod_ip(self, entry: dict, node: Node, source: Source) -> ipaddress.IPv4Address:
+    def _pod_ip(self, entry: dict[str, Any], node: Node, source: Source) -> ipaddress.IPv4Address:
         try:
             ip = ipaddress.IPv4Address(str(entry["ip"]))
         except ValueError:
