@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from lab.errors import LabError
 from lab.netns import apply, daemon, namespace
@@ -57,7 +58,7 @@ def config_files(node: str, rendered: dict[str, str]) -> dict[str, str]:
     return {f"{node}/{CONFIG_DIR}/{name}": text for name, text in rendered.items()}
 
 
-def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen:
+def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen[bytes]:
     """Start BIRD in `netns` as calico/node runs it: `bird -R -s <ctl> -d -c <cfg>`, in the foreground,
     logging to the node's bird.log (with no log target BIRD writes to syslog, here the console)."""
     os.makedirs(os.path.dirname(paths.socket), exist_ok=True)
@@ -131,19 +132,19 @@ def stop_bird(paths: NodePaths, timeout: float = 5.0) -> int | None:
 
 
 # -- the route agent ---------------------------------------------------------------------------------
-def agent_spec(lab: str, table: int | None, state_dir: str, nodes: list[dict]) -> dict:
+def agent_spec(lab: str, table: int | None, state_dir: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"lab": lab, "table": table, "log": os.path.join(state_dir, "routeagent.log"),
             "stats": os.path.join(state_dir, "routeagent-stats.json"),
             "ready": os.path.join(state_dir, "routeagent.ready"), "nodes": nodes}
 
 
-def start_agent(underlay_netns: str, spec: dict, spec_path: str) -> int:
+def start_agent(underlay_netns: str, spec: dict[str, Any], spec_path: str) -> int:
     """Write the spec, start the agent in the underlay namespace, wait for it to be ready; returns its pid."""
     return daemon.start(underlay_netns, AGENT_MODULE, spec, spec_path, "the route agent",
                         AGENT_READY_TIMEOUT).pid
 
 
-def reload_agent(pid: int, spec: dict, spec_path: str) -> None:
+def reload_agent(pid: int, spec: dict[str, Any], spec_path: str) -> None:
     """Give the running agent a new spec (SIGHUP makes it re-read and reconcile)."""
     daemon.write_spec(spec, spec_path)
     os.kill(pid, 1)

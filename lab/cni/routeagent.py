@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from lab.bgp.channel import Channel, Overrun
 from lab.bgp.route import Key, Route, link_dump_request, parse_link, route_dump_request
@@ -382,7 +382,7 @@ class Node:
             return "loop"
         return route.gateway, socket.inet_ntoa(route.gateway)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         c = self.counters
         return {"netns": self.spec.netns, "tunnel": self.spec.tunnel,
                 "implementation": IMPLEMENTATIONS[self.spec.tunnel],
@@ -400,7 +400,7 @@ class Node:
 # The agent
 
 
-def write_json(path: str, data: dict) -> None:
+def write_json(path: str, data: dict[str, Any]) -> None:
     """Replace `path` atomically."""
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w") as handle:
@@ -418,7 +418,7 @@ class Agent:
         self.selector = selectors.DefaultSelector()
         self.nodes: dict[str, Node] = {}
         self.generation = 0
-        self.stats_written: dict | None = None
+        self.stats_written: dict[str, Any] | None = None
         self.stats_time = 0.0
         self.stop: str | None = None
         self.wake_read, self.wake_write = socket.socketpair()
@@ -471,7 +471,7 @@ class Agent:
 
     # -- files ------------------------------------------------------------------------------
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {"lab": self.spec.lab, "pid": os.getpid(), "table": self.spec.table,
                 "nodes": {name: node.stats() for name, node in sorted(self.nodes.items())}}
 

@@ -7,6 +7,8 @@ veth whose far end, named after the node, is a port of its segment's switch.
 
 from __future__ import annotations
 
+import ipaddress
+
 from lab.cni import identity
 from lab.netns import names
 from lab.netns.builder import NamespaceBuilder
@@ -36,7 +38,7 @@ def node_builder(topology: Topology, underlay: NamespaceBuilder, node_name: str)
 
 
 def external_builders(topology: Topology, underlay: NamespaceBuilder,
-                      pod_routes: dict[str, list]) -> list[NamespaceBuilder]:
+                      pod_routes: dict[str, list[ipaddress.IPv4Network]]) -> list[NamespaceBuilder]:
     """Hosts outside the cluster, each a namespace on its segment; with any, the router also learns
     every node's pod CIDRs via the node (as a cloud VPC route table does, e.g. ACK's flannel), so an
     external host reaches pod IPs and pods reach it without NAT."""

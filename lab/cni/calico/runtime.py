@@ -10,6 +10,7 @@ import lab.cni.calico.config as calico_config
 import lab.cni.calico.plan as calico
 from lab.bgp import birdc, daemons
 from lab.cni import ipip
+from lab.cni.calico.devices import IPIP_DEVICE
 from lab.errors import ApplyError, LabError
 from lab.netns import names, namespace, netlink, tc
 from lab.netns.builder import NamespaceBuilder
@@ -33,7 +34,7 @@ def needs_ipip(topology: Topology, node_name: str) -> bool:
 
 def agent_nodes(topology: Topology, implementation: str) -> list[dict[str, Any]]:
     """The route agent's view of the nodes: namespace and how tunl0 is implemented (None: no IPIP)."""
-    return [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "device": calico.IPIP_DEVICE,
+    return [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "device": IPIP_DEVICE,
              "tunnel": implementation if needs_ipip(topology, n.name) else None} for n in topology.nodes]
 
 
@@ -127,7 +128,7 @@ def _add_tunl0(topology: Topology, node: str, implementation: str) -> None:
 
     def configure() -> NamespacePlan:
         try:                                      # the ipip module's fallback tunl0, if this namespace has it
-            fallback: int | None = socket.if_nametoindex(calico.IPIP_DEVICE)
+            fallback: int | None = socket.if_nametoindex(IPIP_DEVICE)
         except OSError:
             fallback = None
         builder = NamespaceBuilder(netns, "node", node)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import lab.cni.flannel.config as flannel_config
 from lab.cni import bridge_plugin, identity, ipip, underlay
@@ -112,7 +113,7 @@ def mode(config: FlannelConfig) -> str:
     return config.backend.type + ("+DirectRouting" if config.backend.direct_routing else "")
 
 
-def describe(topology: Topology, caps: Capabilities | None = None) -> dict:
+def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, Any]:
     """Mode and settings for `lab status`, each node's FLANNEL_MTU and its subnet.env values."""
     config = flannel_config.of(topology)
     vxlan = config.backend.type == "vxlan"

@@ -8,9 +8,9 @@ import os
 from typing import Any
 
 import lab.cni.flannel.config as flannel_config
-import lab.cni.flannel.plan as flannel
 from lab.bgp import daemons
 from lab.cni import ipip
+from lab.cni.flannel.devices import IPIP_DEVICE
 from lab.netns import names
 from lab.netns.capabilities import Capabilities
 from lab.netns.state import StateStore
@@ -29,7 +29,7 @@ def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str
     if implementation == ipip.KERNEL:
         return runtime
     lab = topology.name
-    nodes = [{"name": n.name, "netns": names.node_netns(lab, n.name), "device": flannel.IPIP_DEVICE,
+    nodes = [{"name": n.name, "netns": names.node_netns(lab, n.name), "device": IPIP_DEVICE,
               "tunnel": implementation} for n in topology.nodes]
     spec = daemons.agent_spec(lab, None, store.lab_dir(lab), nodes)
     spec_path = os.path.join(store.lab_dir(lab), "routeagent.json")
