@@ -306,11 +306,13 @@ class Lab:
             return target
         for node in summary.get("nodes", []) + summary.get("externals", []):
             if node["name"] == target:
-                return node["netns"]
+                netns: str = node["netns"]
+                return netns
         pods = summary.get("pods", [])
         matches = [p for p in pods if p["key"] == target] or [p for p in pods if p["name"] == target]
         if len(matches) == 1:
-            return matches[0]["netns"]
+            pod_netns: str = matches[0]["netns"]
+            return pod_netns
         if len(matches) > 1:
             raise LabError(f"pod name {target!r} is ambiguous", "write it as namespace/pod")
         raise LabError(f"no node or pod {target!r} in lab {state.lab}",
@@ -327,7 +329,8 @@ class Lab:
         node = self._entry("nodes", target, lab)
         if node is None:
             raise LabError(f"{target!r} is not a node", "BIRD runs on nodes; `lab status` lists them")
-        return node["name"]
+        name: str = node["name"]
+        return name
 
     def bird_socket(self, target: str, lab: str | None = None) -> str:
         """The control socket of a node's BIRD (Calico BGP labs)."""
@@ -346,10 +349,12 @@ class Lab:
         return pod
 
     def pod_key(self, target: str, lab: str | None = None) -> str:
-        return self._pod(target, lab)["key"]
+        key: str = self._pod(target, lab)["key"]
+        return key
 
     def pod_ip(self, target: str, lab: str | None = None) -> str:
-        return self._pod(target, lab)["ip"]
+        ip: str = self._pod(target, lab)["ip"]
+        return ip
 
     def namespace_name(self, name: str, lab: str | None = None) -> str:
         known = [n["name"] for n in self._state(lab).summary.get("namespaces", [])]
