@@ -134,7 +134,8 @@ def _explain(document: Document, error: jsonschema.ValidationError, base: Path) 
     hint = f"{about} (see {DOCS})" if about else f"see {DOCS}"
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
+        given = error.instance if isinstance(error.instance, dict) else {}   # additionalProperties: an object
+        extra = sorted(set(given) - set(allowed))
         key = extra[0] if extra else "?"
         return document.error(path + (key,), f"unknown key '{key}'",
                               f"allowed keys here: {', '.join(allowed) or 'none'} (see {DOCS})")
@@ -145,8 +146,8 @@ def _explain(document: Document, error: jsonschema.ValidationError, base: Path) 
         return document.error(path, f"{error.instance!r} is not a valid name",
                               "use lower-case letters, digits and '-', starting and ending with a letter or digit")
     if error.validator == "enum":
-        return document.error(path, f"{error.instance!r} is not one of: "
-                              + ", ".join(str(c) for c in error.validator_value), hint)
+        listed = error.validator_value if isinstance(error.validator_value, list) else []   # enum: a list
+        return document.error(path, f"{error.instance!r} is not one of: " + ", ".join(str(c) for c in listed), hint)
     if error.validator == "type":
         return document.error(path, f"expected {error.validator_value}, got {type(error.instance).__name__}"
                               f" ({error.instance!r})", hint)

@@ -39,7 +39,8 @@ def manifests_schema() -> dict[str, Any]:
 
 
 def _load(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("lab.topology").joinpath(name).read_text())
+    schema: dict[str, Any] = json.loads(resources.files("lab.topology").joinpath(name).read_text())
+    return schema
 
 
 @lru_cache(maxsize=None)
@@ -75,7 +76,8 @@ def _explain(document: Document, error: jsonschema.ValidationError, base: Path) 
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
-        extra = sorted(str(k) for k in set(error.instance) - set(allowed))
+        given = error.instance if isinstance(error.instance, dict) else {}   # additionalProperties: an object
+        extra = sorted(str(k) for k in set(given) - set(allowed))
         key = extra[0] if extra else "?"
         return document.error(path + (key,), f"unknown key {short(key)}",
                               f"allowed keys here: {', '.join(allowed)} (see docs/topology.md)")
@@ -87,9 +89,10 @@ def _explain(document: Document, error: jsonschema.ValidationError, base: Path) 
                               _pattern_hint(path))
     if error.validator == "const":
         return document.error(path, f"{short(error.instance)} is not supported: only {_choice(error.validator_value)}",
-                              (error.schema or {}).get("description"))
+                              schema.get("description"))
     if error.validator == "enum":
-        choices = ", ".join(_choice(c) for c in error.validator_value)
+        listed = error.validator_value if isinstance(error.validator_value, list) else []   # enum: a list
+        choices = ", ".join(_choice(c) for c in listed)
         return document.error(path, f"{_as_read(document, path, error.instance)} is not one of: {choices}")
     if error.validator == "type":
         return _type_error(document, path, error)
