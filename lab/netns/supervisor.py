@@ -192,7 +192,7 @@ class Daemon:
     ready_by: float = 0.0
     backoff: Backoff = field(default_factory=Backoff)
     pidfd: int | None = None
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     def row(self) -> dict[str, Any]:
         now = time.monotonic()
