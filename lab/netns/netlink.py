@@ -137,7 +137,8 @@ def apply_to_running(plan: NamespacePlan) -> list[Failure]:
         failures = _exchange(sock, plan.name, _link_batch(fragment, {}, {}))
         indexes = {link.name: socket.if_nametoindex(link.name) for link in links if link.kind != "tun"}
         failures += _tun_devices(sock, fragment, indexes)
-        failures += [f for s in plan.sysctls if (f := _write_sysctl(plan.name, s))]
+        writer = procfs.SysctlWriter(private=False)   # a live change's few sysctls go through /proc
+        failures += [f for s in plan.sysctls if (f := _write_sysctl(writer, plan.name, s))]
         failures += _exchange(sock, plan.name, _object_batch(fragment, indexes))
         return failures
     finally:
