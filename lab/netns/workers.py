@@ -24,14 +24,18 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab.netns import namespace
 from lab.netns.plan import LabPlan, NamespacePlan
 
+if TYPE_CHECKING:
+    from lab.netns.netlink import Failure
+
 PR_SET_PDEATHSIG = 1
 
 # What configuring one namespace returns: the kernel's refusals (empty when all was accepted).
-Configure = Callable[[NamespacePlan], list]
+Configure = Callable[[NamespacePlan], list["Failure"]]
 
 
 class WorkerFault(RuntimeError):
@@ -46,7 +50,7 @@ class WorkerFault(RuntimeError):
 class Outcome:
     """What a share of namespaces produced: the refusals, or the exception that stopped it."""
 
-    failures: tuple
+    failures: tuple[Failure, ...]
     error: tuple[str, str] | None = None   # (exception class name, message)
 
 
@@ -118,25 +122,25 @@ def shares(wave: Sequence[NamespacePlan], count: int) -> list[list[NamespacePlan
     return [share for share in result if share]
 
 
-def configure_waves(plan: LabPlan, configure: Configure, parallelism: Parallelism | None = None) -> list:
+def configure_waves(plan: LabPlan, configure: Configure, parallelism: Parallelism | None = None) -> list[Failure]:
     """Configure every namespace of `plan` with `configure` (called on a thread inside it); returns
     every refusal. Exceptions raised by `configure` (in this process or a worker) are re-raised here
     once all the wave's workers have stopped: as themselves in this process, as WorkerFault from a worker."""
     parallelism = parallelism or Parallelism()
     count = cpus() if parallelism.workers is None else max(1, parallelism.workers)
-    failures: list = []
+    failures: list[Failure] = []
     for wave in waves(plan):
         parts = shares(wave, max(1, min(count, len(wave) // max(1, parallelism.min_share))))
         failures += _run_wave(parts, configure)
     return failures
 
 
-def _run_wave(parts: list[list[NamespacePlan]], configure: Configure) -> list:
+def _run_wave(parts: list[list[NamespacePlan]], configure: Configure) -> list[Failure]:
     children: list[tuple[int, int]] = []
     try:
         for part in parts[1:]:
             children.append(_fork(part, configure))
-        local: list = []
+        local: list[Failure] = []
         error: BaseException | None = None
         try:
             local = _configure_share(parts[0], configure) if parts else []
@@ -170,7 +174,7 @@ def _kill(children: list[tuple[int, int]]) -> None:
             pass
 
 
-def _configure_share(part: list[NamespacePlan], configure: Configure) -> list:
+def _configure_share(part: list[NamespacePlan], configure: Configure) -> list[Failure]:
     by_name = {ns.name: ns for ns in part}
     return [f for result in namespace.run_in_each(list(by_name), lambda name: configure(by_name[name]))
             for f in result]
@@ -222,6 +226,7 @@ def _collect(pid: int, reader: int) -> Outcome:
         return Outcome((), ("WorkerDied", f"a worker process exited with status {os.waitstatus_to_exitcode(status)} "
                                           "before reporting"))
     try:
-        return pickle.loads(b"".join(chunks))
+        outcome: Outcome = pickle.loads(b"".join(chunks))
+        return outcome
     except (pickle.UnpicklingError, EOFError, AttributeError) as exc:
         return Outcome((), ("WorkerDied", f"a worker's report was unreadable: {exc}"))
