@@ -27,13 +27,14 @@ demo: deps
 	$(LAB) report results/modes-latency-throughput
 
 test: test-deps
+	$(PY) -m mypy
 	$(PY) -m pytest -v -rs -m "not needs_root" tests/golden tests
 	$(PY) -m pytest -v -rs -m needs_root tests
 
 fuzz: test-deps
 	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py
 
-# mypy and ruff as pyproject.toml configures them ([tool.mypy], [tool.ruff]); not in .ci/run yet
+# mypy and ruff as pyproject.toml configures them ([tool.mypy], [tool.ruff]); `make test` (.ci/run) runs mypy first
 typecheck: test-deps
 	$(PY) -m mypy
 
