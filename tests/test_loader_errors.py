@@ -397,7 +397,7 @@ def test_static_neighbours_that_do_not_fit_in_memory_are_refused_before_planning
     from lab.lifecycle import Lab
     from lab.netns import neighbours
     topology = load(tmp_path, _many_pods(9, 250, 250))   # 9 x 251 x 250 = 564,750 entries on the bridges
-    monkeypatch.setattr(neighbours, "available_memory", lambda: 100 * 2**20)
+    monkeypatch.setattr(neighbours, "available_memory", lambda path=None: 100 * 2**20)
     _no_static_plan(monkeypatch)
     with pytest.raises(LabError) as caught:
         Lab().plan(topology)
@@ -417,7 +417,7 @@ def test_the_auto_refusal_names_the_biggest_segment_entry(tmp_path, monkeypatch)
     from lab.netns import neighbours
     text = ("name: wide\ncluster: {cni: flannel}\nnetworks:\n  - {name: lan, cidr: 192.168.0.0/16}\nnodes:\n"
             + "".join(f"  - {{name: n{i}, ip: 192.168.1.{10 + i}}}\n" for i in range(60)))
-    monkeypatch.setattr(neighbours, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(neighbours, "available_memory", lambda path=None: 2**20)
     monkeypatch.setattr(neighbours, "host_limit", lambda: 64)
     _no_static_plan(monkeypatch)
     with pytest.raises(LabError) as caught:
@@ -431,7 +431,7 @@ def test_static_neighbours_past_the_old_fixed_cap_are_planned_when_they_fit(tmp_
     """564,750 bridge entries (more than the former 500,000 cap) fit in 8 GiB: planned, every one."""
     from lab.lifecycle import Lab
     from lab.netns import neighbours
-    monkeypatch.setattr(neighbours, "available_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(neighbours, "available_memory", lambda path=None: 8 * 2**30)
     plan, decision = Lab().plan(load(tmp_path, _many_pods(9, 250, 250)))
     assert decision.mode == "static"
     assert sum(len(ns.neighbours) for ns in plan.namespaces) == 9 * 251 * 250 + 10 * 9 + 9 * 8
