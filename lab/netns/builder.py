@@ -17,6 +17,7 @@ from lab.netns.plan import (
     Neighbour,
     Qdisc,
     Route,
+    Rule,
     Sysctl,
     VethPeer,
     Vxlan,
@@ -37,6 +38,7 @@ class NamespaceBuilder:
         self.sysctls: list[Sysctl] = []
         self.addresses: list[Address] = []
         self.routes: list[Route] = []
+        self.rules: list[Rule] = []
         self.neighbours: list[Neighbour] = []
         self.fdb: list[FdbEntry] = []
         self.qdiscs: list[Qdisc] = []
@@ -79,10 +81,11 @@ class NamespaceBuilder:
 
     def veth(self, name: str, peer: "NamespaceBuilder", peer_name: str, *, mtu: int | None = None,
              master: str | None = None, hairpin: bool = False, peer_mac: str | None = None,
-             mac: str | None = None) -> Link:
+             mac: str | None = None, neigh_suppress: bool = False) -> Link:
         """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`."""
         peer_index = peer.reserve_index()
         link = self.add_link(name, "veth", mtu=mtu, mac=mac, master=master, hairpin=hairpin,
+                             neigh_suppress=neigh_suppress,
                              peer=VethPeer(name=peer_name, netns=peer.name, index=peer_index, mtu=mtu, mac=peer_mac))
         peer.links.append(Link(name=peer_name, kind="existing", index=peer_index))
         return link
@@ -93,11 +96,19 @@ class NamespaceBuilder:
     def route(self, dst: str, **attrs: Any) -> None:
         self.routes.append(Route(dst=dst, **attrs))
 
+    def rule(self, priority: int, table: int, src: str | None = None, dst: str | None = None) -> None:
+        """A policy-routing rule (`ip rule add priority P [from SRC] [to DST] lookup TABLE`)."""
+        self.rules.append(Rule(priority=priority, table=table, src=src, dst=dst))
+
     def neighbour(self, dev: str, ip: str, mac: str) -> None:
         self.neighbours.append(Neighbour(dev=dev, ip=ip, mac=mac))
 
     def fdb_entry(self, dev: str, mac: str, dst: str) -> None:
         self.fdb.append(FdbEntry(dev=dev, mac=mac, dst=dst))
+
+    def bridge_fdb_entry(self, port: str, mac: str) -> None:
+        """A static entry in the fdb of the bridge `port` belongs to: frames for `mac` leave by `port`."""
+        self.fdb.append(FdbEntry(dev=port, mac=mac, master=True))
 
     def sysctl(self, key: str, value: str | int) -> None:
         self.sysctls.append(Sysctl(key=key, value=str(value)))
@@ -119,6 +130,7 @@ class NamespaceBuilder:
     def freeze(self) -> NamespacePlan:
         return NamespacePlan(name=self.name, role=self.role, owner=self.owner, links=tuple(self.links),
                              sysctls=tuple(self.sysctls), addresses=tuple(self.addresses),
-                             routes=tuple(self.routes), neighbours=tuple(self.neighbours), fdb=tuple(self.fdb),
+                             routes=tuple(self.routes), rules=tuple(self.rules), neighbours=tuple(self.neighbours),
+                             fdb=tuple(self.fdb),
                              qdiscs=tuple(self.qdiscs), bpf_filters=tuple(self.bpf_filters),
                              iptables=tuple(self.iptables), notes=tuple(self.notes))

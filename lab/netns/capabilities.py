@@ -18,7 +18,7 @@ CAP_SYS_ADMIN = 21
 TOOLS = ("ip", "bridge", "tc", "iptables", "iptables-restore", "nsenter", "ipset", "tcpdump", "iperf3", "ping",
          "bird", "birdc")
 IPIP_PROGRAM = "ipip"
-SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy")
+SCRATCH_KINDS = ("veth", "bridge", "vxlan", "ipip", "dummy", "ipvlan")   # ipvlan last: its parent is the veth
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,11 @@ def _try_kind(ipr: IPRoute, kind: str) -> bool:
         spec.update(vxlan_id=1, vxlan_local="127.0.0.1")
     elif kind == "ipip":
         spec.update(ipip_local="127.0.0.1")
+    elif kind == "ipvlan":    # a slave of an Ethernet device: the veth tried first (lo is refused as a parent)
+        parents = ipr.link_lookup(ifname="probe-veth")
+        if not parents:
+            return False
+        spec.update(link=parents[0], ipvlan_mode=0)     # IPVLAN_MODE_L2, Terway's mode
     try:
         ipr.link("add", **spec)
     except Exception:  # any refusal means the kind is unusable here

@@ -34,7 +34,9 @@ def neighbour(msg_type: int, flags: int, seq: int, *, family: int, ifindex: int,
 def route(msg_type: int, flags: int, seq: int, *, dst: str, dst_len: int, table: int, protocol: int, scope: int,
           route_type: int, rtm_flags: int, gateway: str | None, oif: int | None) -> bytes:
     """An RTM_NEWROUTE for IPv4 with the attributes in the order lab.netns.netlink gives them."""
-    header = RTMSG.pack(socket.AF_INET, dst_len, 0, 0, table, protocol, scope, route_type, rtm_flags)
+    # rtm_table is 8 bits: a table past 255 travels in RTA_TABLE alone, with RT_TABLE_UNSPEC in the header
+    header = RTMSG.pack(socket.AF_INET, dst_len, 0, 0, table if table < 256 else 0, protocol, scope, route_type,
+                        rtm_flags)
     attrs = nla(RTA_TABLE, struct.pack("=I", table))
     if dst_len:
         attrs += nla(RTA_DST, socket.inet_aton(dst))

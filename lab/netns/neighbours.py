@@ -77,10 +77,22 @@ def segments(plan: LabPlan) -> list[list[Endpoint]]:
             members = [(ns.name, bridge.name, bridge.mac)]
             members += [(link.peer.netns, link.peer.name, link.peer.mac) for link in ns.links
                         if link.kind == "veth" and link.master == bridge.name and link.peer]
-            result.append([Endpoint(netns, dev, ipaddress.IPv4Interface(cidr), mac)
-                           for netns, dev, mac in members if mac
-                           for cidr in addresses.get((netns, dev), [])])
+            found = [Endpoint(netns, dev, ipaddress.IPv4Interface(cidr), mac)
+                     for netns, dev, mac in members if mac for cidr in addresses.get((netns, dev), [])]
+            result.append(_first_holders(found))
     return result
+
+
+def _first_holders(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """One endpoint per address: the first port that holds it answers for it (a Terway node carries its IP
+    on eth0 and, as a /32, on its ENI too; the segment knows the node by eth0)."""
+    seen: set[ipaddress.IPv4Address] = set()
+    kept = []
+    for endpoint in endpoints:
+        if endpoint.ip.ip not in seen:
+            seen.add(endpoint.ip.ip)
+            kept.append(endpoint)
+    return kept
 
 
 def demand(plan: LabPlan) -> int:

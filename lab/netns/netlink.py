@@ -16,18 +16,23 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE, RTM_NEWRULE
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from lab.netns import fastmsg, namespace, procfs, tun
-from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Sysctl
+from lab.netns.plan import Address, FdbEntry, Link, NamespacePlan, Neighbour, Route, Rule, Sysctl
 
 NETLINK_ROUTE = 0
 IFF_UP = 0x1
 IFF_MULTICAST = 0x1000
 NUD_PERMANENT = 0x80
+NUD_NOARP = 0x40           # a bridge fdb entry added `static`
 NTF_SELF = 0x02
+NTF_MASTER = 0x04
+FR_ACT_TO_TBL = 1
 RTNH_F_ONLINK = 0x4
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
@@ -71,7 +76,10 @@ def describe(item: Any) -> str:
     if isinstance(item, Neighbour):
         return f"neighbour {item.ip} on {item.dev}"
     if isinstance(item, FdbEntry):
-        return f"fdb {item.mac} dst {item.dst} on {item.dev}"
+        return f"fdb {item.mac} " + ("master static" if item.master else f"dst {item.dst}") + f" on {item.dev}"
+    if isinstance(item, Rule):
+        return (f"rule {item.priority}: from {item.src or 'all'}" + (f" to {item.dst}" if item.dst else "")
+                + f" lookup {item.table}")
     if isinstance(item, Sysctl):
         return f"sysctl {item.key}"
     return str(item)
@@ -239,8 +247,8 @@ def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[st
             batch.add(_existing_link(link), RTM_NEWLINK, MODIFY, link)
             continue
         batch.add(_new_link(link, indexes, netns_fds), RTM_NEWLINK, CREATE, link)
-        if link.hairpin:
-            batch.add(_hairpin(link), RTM_NEWLINK, MODIFY, link)
+        if link.hairpin or link.neigh_suppress:
+            batch.add(_bridge_port(link), RTM_NEWLINK, MODIFY, link)
     return batch
 
 
@@ -251,9 +259,14 @@ def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
     for neighbour in plan.neighbours:  # flanneld: ARP, then FDB, then the route
         batch.add_bytes(_neighbour(neighbour, indexes, batch.next_seq), neighbour)
     for entry in plan.fdb:
-        batch.add_bytes(_fdb(entry, indexes, batch.next_seq), entry)
+        if entry.master:
+            batch.add(_bridge_fdb(entry, indexes), RTM_NEWNEIGH, REPLACE, entry)
+        else:
+            batch.add_bytes(_fdb(entry, indexes, batch.next_seq), entry)
     for route in plan.routes:
         batch.add_bytes(_route(route, indexes, batch.next_seq), route)
+    for rule in plan.rules:
+        batch.add(_rule(rule), RTM_NEWRULE, CREATE, rule)
     return batch
 
 
@@ -350,12 +363,18 @@ def _vxlan_attrs(link: Link, indexes: dict[str, int]) -> list[Attr]:
     return attrs
 
 
-def _hairpin(link: Link) -> ifinfmsg:
+def _bridge_port(link: Link) -> ifinfmsg:
+    """The bridge-port flags of `link`: hairpin mode, neighbour suppression."""
+    port: list[tuple] = []
+    if link.hairpin:
+        port.append(("IFLA_BRPORT_MODE", BRIDGE_MODE_HAIRPIN))
+    if link.neigh_suppress:
+        port.append(("IFLA_BRPORT_NEIGH_SUPPRESS", 1))
     msg = ifinfmsg()
     msg["index"] = link.index
     msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [
         ("IFLA_INFO_SLAVE_KIND", "bridge"),
-        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", BRIDGE_MODE_HAIRPIN)]}),
+        ("IFLA_INFO_SLAVE_DATA", {"attrs": port}),
     ]})]
     return msg
 
@@ -376,7 +395,7 @@ def _address(address: Address, indexes: dict[str, int]) -> ifaddrmsg:
 def _route(route: Route, indexes: dict[str, int], seq: int) -> bytes:
     dst = ipaddress.IPv4Network(route.dst)
     return fastmsg.route(
-        RTM_NEWROUTE, REPLACE, seq, dst=str(dst.network_address), dst_len=dst.prefixlen, table=RT_TABLE_MAIN,
+        RTM_NEWROUTE, REPLACE, seq, dst=str(dst.network_address), dst_len=dst.prefixlen, table=route.table,
         protocol=route.protocol,
         scope=RT_SCOPE_LINK if (route.gateway is None and route.type == "unicast") else RT_SCOPE_UNIVERSE,
         route_type=RTN_BLACKHOLE if route.type == "blackhole" else RTN_UNICAST,
@@ -391,9 +410,39 @@ def _neighbour(neighbour: Neighbour, indexes: dict[str, int], seq: int) -> bytes
 
 
 def _fdb(entry: FdbEntry, indexes: dict[str, int], seq: int) -> bytes:
+    """A VXLAN fdb entry `<mac> dst <ip> self permanent`."""
+    assert entry.dst is not None, "a VXLAN fdb entry has a destination"
     return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_BRIDGE, ifindex=indexes[entry.dev],
                              state=NUD_PERMANENT, ndm_flags=NTF_SELF, ndm_type=0, dst=entry.dst, lladdr=entry.mac,
                              lladdr_first=True)
+
+
+def _rule(rule: Rule) -> fibmsg:
+    """RTM_NEWRULE as vishvananda/netlink's RuleAdd sends it: FRA_TABLE always (the 8-bit header field only
+    for tables below 256), FRA_PRIORITY, and FRA_SRC / FRA_DST with their prefix lengths."""
+    msg = fibmsg()
+    msg["family"] = socket.AF_INET
+    msg["action"] = FR_ACT_TO_TBL
+    msg["table"] = rule.table if rule.table < 256 else 0
+    attrs: list[tuple] = [("FRA_TABLE", rule.table), ("FRA_PRIORITY", rule.priority)]
+    for key, cidr, length in (("FRA_SRC", rule.src, "src_len"), ("FRA_DST", rule.dst, "dst_len")):
+        if cidr:
+            network = ipaddress.IPv4Network(cidr)
+            msg[length] = network.prefixlen
+            attrs.append((key, str(network.network_address)))
+    msg["attrs"] = attrs
+    return msg
+
+
+def _bridge_fdb(entry: FdbEntry, indexes: dict[str, int]) -> ndmsg:
+    """`bridge fdb replace <mac> dev <port> master static`."""
+    msg = ndmsg()
+    msg["family"] = socket.AF_BRIDGE
+    msg["ifindex"] = indexes[entry.dev]
+    msg["state"] = NUD_NOARP
+    msg["flags"] = NTF_MASTER
+    msg["attrs"] = [("NDA_LLADDR", entry.mac)]
+    return msg
 
 
 def open_netns_fds(names: list[str]) -> dict[str, int]:

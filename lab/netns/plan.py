@@ -3,8 +3,8 @@
 Dataplane modules produce plans; the substrate applies them (netlink.py), prints them (render.py)
 or replays them with `ip -batch` (the benchmark floor). Objects in a namespace are applied in the
 order: links, sysctls, addresses, neighbours, fdb entries, routes (flanneld's order: ARP, FDB,
-then the route, so the kernel never has to ARP for a VTEP), then tc qdiscs and BPF filters, and
-last iptables rules.
+then the route, so the kernel never has to ARP for a VTEP), policy-routing rules, then tc qdiscs
+and BPF filters, and last iptables rules.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Link:
     master: str | None = None
     up: bool = True
     hairpin: bool = False
+    neigh_suppress: bool = False    # a bridge port whose known neighbours the bridge answers ARP for itself
     peer: VethPeer | None = None
     vxlan: Vxlan | None = None
     ipip_local: str | None = None   # ipip: IFLA_IPTUN_LOCAL (flannel.ipip); None: `local any`
@@ -69,7 +70,8 @@ class Address:
 
 @dataclass(frozen=True)
 class Route:
-    """A main-table route. `dev=None` lets the kernel choose the device from the gateway."""
+    """A route (in the main table unless `table` says otherwise). `dev=None` lets the kernel choose the
+    device from the gateway."""
 
     dst: str
     gateway: str | None = None
@@ -77,6 +79,17 @@ class Route:
     onlink: bool = False
     type: Literal["unicast", "blackhole"] = "unicast"
     protocol: int = 3  # RTPROT_BOOT, what `ip route add` and Go netlink clients use
+    table: int = 254   # RT_TABLE_MAIN
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A policy-routing rule (`ip rule`): traffic matching `src`/`dst` (CIDRs; None = all) looks up `table`."""
+
+    priority: int
+    table: int
+    src: str | None = None
+    dst: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,11 +103,13 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class FdbEntry:
-    """A VXLAN forwarding-database entry: `<mac> dst <ip> self permanent`."""
+    """A forwarding-database entry: on a VXLAN device `<mac> dst <ip> self permanent`; with `master`, a
+    static entry of the bridge that `dev` is a port of (`<mac> dev <port> master static`)."""
 
     dev: str
     mac: str
-    dst: str
+    dst: str | None = None
+    master: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,7 @@ class NamespacePlan:
     sysctls: tuple[Sysctl, ...] = ()
     addresses: tuple[Address, ...] = ()
     routes: tuple[Route, ...] = ()
+    rules: tuple[Rule, ...] = ()
     neighbours: tuple[Neighbour, ...] = ()
     fdb: tuple[FdbEntry, ...] = ()
     qdiscs: tuple[Qdisc, ...] = ()
@@ -205,7 +221,7 @@ class LabPlan:
 
     @property
     def object_count(self) -> int:
-        return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes)
+        return sum(len(ns.links) + len(ns.sysctls) + len(ns.addresses) + len(ns.routes) + len(ns.rules)
                    + len(ns.neighbours) + len(ns.fdb) + len(ns.qdiscs) + len(ns.bpf_filters)
                    + sum(len(t.rules) for t in ns.iptables)
                    for ns in self.namespaces)
@@ -220,15 +236,22 @@ def with_fresh_links(plan: LabPlan, fresh: dict[str, int]) -> LabPlan:
     """
     if not fresh:
         return plan
-    offset = max(fresh.values()) - 1
 
     def move(link: Link) -> Link:
         if link.kind == "existing" and link.name in fresh:
             return replace(link, index=fresh[link.name])
         if link.index <= 1:
             return link
-        peer = replace(link.peer, index=link.peer.index + offset) if link.peer else None
-        return replace(link, index=link.index + offset, peer=peer)
+        peer = replace(link.peer, index=fresh_index(link.peer.index, fresh)) if link.peer else None
+        return replace(link, index=fresh_index(link.index, fresh), peer=peer)
 
     return replace(plan, namespaces=tuple(replace(ns, links=tuple(move(link) for link in ns.links))
                                           for ns in plan.namespaces))
+
+
+def fresh_index(index: int, fresh: dict[str, int]) -> int:
+    """The index a planned device gets once `with_fresh_links` moved it past the devices a new namespace is
+    born with (what a plan needs when a value depends on an ifindex, e.g. Terway's table 1000 + ifindex)."""
+    if not fresh or index <= 1:
+        return index
+    return index + max(fresh.values()) - 1

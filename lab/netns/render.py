@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Protocol
 
 from lab.netns import bpfobj, impairments, iptables, tc
-from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Sysctl
+from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Rule, Sysctl
 
 Tool = Literal["ip", "bridge", "sysctl", "tc"]
 _UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search     # what shlex.quote quotes
@@ -60,6 +60,8 @@ def namespace_commands(ns: NamespacePlan) -> list[Command]:
         out.append(Command("bridge", ns.name, _fdb_args(entry)))
     for route in ns.routes:
         ip(*_route_args(route))
+    for rule in ns.rules:
+        ip(*rule_args(rule))
     for qdisc in ns.qdiscs:
         out.append(Command("tc", ns.name, tc.qdisc_args(qdisc)))
     for bpf in ns.bpf_filters:
@@ -161,6 +163,8 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
     commands = [tuple(args)]
     if link.hairpin:
         commands.append(("link", "set", "dev", link.name, "type", "bridge_slave", "hairpin", "on"))
+    if link.neigh_suppress:
+        commands.append(("link", "set", "dev", link.name, "type", "bridge_slave", "neigh_suppress", "on"))
     return commands
 
 
@@ -191,7 +195,19 @@ def _route_args(route: Route) -> tuple[str, ...]:
         args.append("onlink")
     if route.protocol != 3:
         args += ["proto", str(route.protocol)]
+    if route.table != 254:
+        args += ["table", str(route.table)]
     return tuple(args)
+
+
+def rule_args(rule: Rule) -> tuple[str, ...]:
+    """`rule add priority P [from SRC] [to DST] lookup T` (a /32 printed as the bare address, as `ip rule` does)."""
+    args = ["rule", "add", "priority", str(rule.priority)]
+    if rule.src:
+        args += ["from", rule.src.removesuffix("/32")]
+    if rule.dst:
+        args += ["to", rule.dst.removesuffix("/32")]
+    return tuple(args + ["lookup", {254: "main", 255: "local", 253: "default"}.get(rule.table, str(rule.table))])
 
 
 def _neighbour_args(neighbour: Neighbour) -> tuple[str, ...]:
@@ -199,4 +215,7 @@ def _neighbour_args(neighbour: Neighbour) -> tuple[str, ...]:
 
 
 def _fdb_args(entry: FdbEntry) -> tuple[str, ...]:
+    if entry.master:
+        return ("fdb", "replace", entry.mac, "dev", entry.dev, "master", "static")
+    assert entry.dst is not None, "a VXLAN fdb entry has a destination"
     return ("fdb", "replace", entry.mac, "dev", entry.dev, "dst", entry.dst, "self", "permanent")

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = Path(__file__).resolve().parent / "dryrun"
 UPDATE = os.environ.get("LAB_GOLDEN_UPDATE") == "1"
 SHIPPED = sorted(REPO.glob("topologies/*.yaml")) + sorted(REPO.glob("experiments/topologies/*.yaml"))
-REFERENCE_KINDS = {"veth": True, "bridge": True, "vxlan": True, "ipip": False, "dummy": False}
+REFERENCE_KINDS = {"veth": True, "bridge": True, "vxlan": True, "ipip": False, "dummy": False, "ipvlan": False}
 
 
 def reference_capabilities() -> capabilities.Capabilities:
