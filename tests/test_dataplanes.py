@@ -32,8 +32,8 @@ def load(tmp_path: Path, text: str):
     return loader.load(str(path))
 
 
-def test_the_registry_holds_flannel_and_calico_in_schema_order():
-    assert dataplanes.names() == ["flannel", "calico"]
+def test_the_registry_holds_flannel_calico_and_terway_in_schema_order():
+    assert dataplanes.names() == ["flannel", "calico", "terway"]
 
 
 @pytest.mark.parametrize("cni", ["flannel", "calico"])
@@ -45,10 +45,10 @@ def test_each_cni_loads_into_its_own_tagged_config(tmp_path, cni):
 
 def test_an_unregistered_cni_is_refused_naming_the_registered_ones(tmp_path):
     with pytest.raises(LabError) as caught:
-        load(tmp_path, TOPOLOGY.format(cni="terway"))
+        load(tmp_path, TOPOLOGY.format(cni="cilium"))
     message = str(caught.value)
     assert "topo.yaml:2" in message and "cluster.cni" in message
-    assert '"flannel", "calico"' in message
+    assert '"flannel", "calico", "terway"' in message
 
 
 def test_allowed_enforcers_come_from_the_data_planes(tmp_path):

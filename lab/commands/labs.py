@@ -170,7 +170,7 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
         if "subnet_env" in node:
             env = " ".join(f"{k}={v}" for k, v in node["subnet_env"].items())
             print(f"{node['name']} /run/flannel/subnet.env: {env}")
-        else:
+        elif "calico" in node:       # terway's per-node state is in its cni lines
             env = " ".join(f"{k}={v}" for k, v in node["calico"].items() if v not in (None, []))
             print(f"{node['name']} calico: {env}")
         for note in node["notes"]:

@@ -82,6 +82,8 @@ def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = N
     boxes += [NodeBox(e.name, e.network, str(e.ip), external=True) for e in topology.externals]
     if topology.cluster.cni == "flannel":
         mode, edges = _flannel_edges(topology)
+    elif topology.cluster.cni == "terway":      # no node-to-node edge: every path crosses the VPC router
+        mode, edges = f"terway {getattr(topology.cluster.config, 'mode', '?')} (via the VPC router)", []
     else:
         mode, edges = _calico_edges(topology, sessions)
     sources = []

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PACKAGES = (
     "lab.cni.flannel",
     "lab.cni.calico",
+    "lab.cni.terway",
 )
 
 

@@ -185,9 +185,53 @@ class CalicoConfig:
         return next(n for n in self.nodes if n.name == name)
 
 
+@dataclass(frozen=True)
+class ENI:
+    """An elastic network interface attached to a node: `eth<n>` in the node, its primary private IP (the
+    VPC's, not configured on the device: Terway puts the node's IP there as a /32) and the pods whose
+    secondary private IPs it holds, by `namespace/name`."""
+
+    node: str
+    device: str
+    primary_ip: IPv4Address
+    pods: tuple[str, ...] = ()
+
+    @property
+    def slot(self) -> int:
+        """1 for eth1, 2 for eth2, ..."""
+        return int(self.device[3:])
+
+
+@dataclass(frozen=True)
+class TerwayConfig:
+    """Terway's mode and settings, and (ENIIP) every node's ENIs (lab/cni/terway parses and allocates them)."""
+
+    mode: str = "eniip"
+    datapath: str = "veth"
+    max_enis: int = 3
+    ips_per_eni: int = 10
+    pod_cidr: IPv4Network | None = None           # VPC mode: the cluster's pod CIDR
+    node_cidr_mask: int = 24
+    enis: Mapping[str, tuple[ENI, ...]] = field(default_factory=frozen_labels)
+    # `file:line` of the settings a run-time refusal names (datapath); not part of the lab's identity
+    sources: Mapping[str, str] = field(default_factory=frozen_labels, compare=False, repr=False)
+    kind: Literal["terway"] = "terway"        # the tag of DataPlaneConfig
+
+    def enis_of(self, node: str) -> tuple[ENI, ...]:
+        return self.enis.get(node, ())
+
+    def eni_of_pod(self, node: str, pod_key: str) -> ENI:
+        return next(eni for eni in self.enis_of(node) if pod_key in eni.pods)
+
+    @property
+    def pods_per_node(self) -> int:
+        """ENIIP: the pod IPs a node's ENIs can hold (secondary IPs only; the primary IP is the ENI's own)."""
+        return self.max_enis * (self.ips_per_eni - 1)
+
+
 # A cluster's data-plane settings, tagged by `kind` (the `cluster.cni` value). A new data plane adds its
 # config type here (lab/topology/dataplanes.py registers the rest).
-DataPlaneConfig = FlannelConfig | CalicoConfig
+DataPlaneConfig = FlannelConfig | CalicoConfig | TerwayConfig
 
 
 @dataclass(frozen=True)
