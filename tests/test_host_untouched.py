@@ -26,7 +26,7 @@ def test_snapshot_is_stable_without_a_lab():
 
 
 @pytest.mark.parametrize("topology", ["flannel-vxlan", "flannel-hostgw", "flannel-directrouting",
-                                      "flannel-hostgw-crosssubnet"])
+                                      "flannel-hostgw-crosssubnet", "terway-eniip"])
 def test_host_is_untouched(topology):
     before = snapshot()
     run_lab("up", topology)

@@ -23,7 +23,7 @@ from conftest import TOPOLOGIES, run_lab
 pytestmark = pytest.mark.needs_root
 
 ENFORCING = ["netpol-xyz-kuberouter", "netpol-xyz-kuberouter-hostgw", "netpol-xyz-calico", "netpol-xyz-calico-ipip",
-             "netpol-xyz-calico-vxlan"]
+             "netpol-xyz-calico-vxlan", "netpol-xyz-terway"]
 
 DENY_X = """apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
