@@ -3,7 +3,8 @@
 
 Modes, in one run: flannel host-gw, flannel vxlan, flannel ipip and Calico IPIP on every IPIP
 implementation this kernel offers (kernel ipip module, eBPF on tc, userspace TUN tunnel; forced with
-options.ipipImplementation), Calico BGP (no encapsulation) and Calico VXLAN. Each lab is two nodes on
+options.ipipImplementation), Calico BGP (no encapsulation), Calico VXLAN, and Terway ENIIP (veth +
+policy routing through the emulated VPC router) and Terway VPC mode. Each lab is two nodes on
 one segment with one pod each, brought up from a generated topology. All labs are up at once and
 measured round-robin (`--reps` rounds, each mode once per round), so a change of load on the shared
 machine falls on every mode alike; then they are taken down.
@@ -54,7 +55,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class Mode:
     name: str
     cni: str
-    backend: str                      # flannel: host-gw | vxlan | ipip; calico: bgp | ipip | vxlan
+    backend: str                      # flannel: host-gw | vxlan | ipip; calico: bgp | ipip | vxlan; terway: eniip | vpc
     implementation: str | None = None  # IPIP: kernel | ebpf | userspace
 
 
@@ -88,6 +89,8 @@ def topology(mode: Mode) -> str:
     if mode.implementation:
         lines += ["options:", f"  ipipImplementation: {mode.implementation}"]
     lines += ["cluster:", f"  cni: {mode.cni}"]
+    if mode.cni == "terway":
+        return "\n".join(lines + terway_topology(mode)) + "\n"
     if mode.cni == "calico" and mode.backend == "vxlan":
         lines.append("  calico: {backend: vxlan}")
     lines += ["networks:", "  - {name: lan, cidr: 192.168.31.0/24, gateway: 192.168.31.1}", "nodes:"]
@@ -107,6 +110,15 @@ def topology(mode: Mode) -> str:
     return "\n".join(lines) + "\n"
 
 
+def terway_topology(mode: Mode) -> list[str]:
+    """Terway's part: the nodes on a vSwitch (gateway .253); ENIIP pods on ENI secondary IPs, VPC-mode pods
+    in a podCIDR per node reached through the VPC route table."""
+    lines = [f"  terway: {{mode: {mode.backend}" + (", podCIDR: 10.244.0.0/16}" if mode.backend == "vpc" else "}"),
+             "networks:", "  - {name: vsw, cidr: 192.168.31.0/24, gateway: 192.168.31.253}", "nodes:"]
+    lines += [f"  - {{name: {name}, ip: {ip}}}" for name, ip, _subnet in NODES]
+    return lines + ["pods:", "  - {name: a, node: n1}", "  - {name: b, node: n2}"]
+
+
 def modes(caps: capabilities.Capabilities) -> list[Mode]:
     """Every mode, with one IPIP row per implementation this kernel offers."""
     impls = [impl for impl, ok in (("kernel", caps.has("ipip")), ("ebpf", caps.ebpf_ipip), ("userspace", True))
@@ -116,6 +128,7 @@ def modes(caps: capabilities.Capabilities) -> list[Mode]:
     found += [Mode("calico-bgp", "calico", "bgp")]
     found += [Mode(f"calico-ipip-{impl}", "calico", "ipip", impl) for impl in impls]
     found += [Mode("calico-vxlan", "calico", "vxlan")]
+    found += [Mode("terway-eniip", "terway", "eniip"), Mode("terway-vpc", "terway", "vpc")]
     return found
 
 
@@ -257,6 +270,8 @@ def ratio(value: float, base: float) -> str:
 
 def same_cni(result: Result, results: list[Result]) -> str:
     """Throughput and RTT against the same CNI without encapsulation (flannel host-gw, Calico BGP)."""
+    if result.mode.startswith("terway"):     # Terway has no encapsulation to compare against
+        return "-"
     base_name = "calico-bgp" if result.mode.startswith("calico") else "host-gw"
     base = next((r for r in results if r.mode == base_name and not r.error), None)
     if base is None or result.mode == base_name:

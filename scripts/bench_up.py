@@ -15,11 +15,12 @@ Every figure is printed per run; with --repeat, the median row follows.
 Sizes: by default 3, 10, 50 and 100 nodes of flannel-vxlan. Flags add the big ones:
   --big      300 nodes (about 5 GB)          --huge   1000 nodes (about 15 GB: checked against
   --calico   a calico-bgp-mesh row, 300 nodes            MemAvailable before it starts)
+  --terway   a Terway ENIIP row, 100 nodes (issue 16: pods on ENI secondary IPs, two ENIs per node)
 Targets (issues 2 and 17): 100 x 10 up <= 10 s; 300 x 10 <= 1.3x the floor; 1000 x 10 <= 90 s and
 <= 1.6x the floor, down <= 10 s; no leftovers. The kernel and the machine are shared: run big sizes a
 few times (--repeat) and quote the median.
 
-Usage (as root): .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--big] [--huge] [--calico]
+Usage (as root): .venv/bin/python scripts/bench_up.py [--nodes 3 10 50 100] [--big] [--huge] [--calico] [--terway]
                  [--pods 10] [--repeat 3] [--json out.json]
 """
 
@@ -46,7 +47,8 @@ FLOOR_BATCH = 4000   # lines per `ip -batch` of the floor
 
 
 def topology_yaml(name: str, nodes: int, pods: int, cni: str = "flannel") -> str:
-    """N nodes x `pods` pods on one /16 underlay; flannel-vxlan, or Calico BGP full mesh (calico-bgp-mesh)."""
+    """N nodes x `pods` pods on one /16 underlay; flannel-vxlan, Calico BGP full mesh (calico-bgp-mesh), or
+    Terway ENIIP."""
     lines = [f"name: {name}", f"cluster: {{cni: {cni}}}",
              "networks:", "  - {name: lan, cidr: 192.168.0.0/16, gateway: 192.168.0.1}", "nodes:"]
     for i in range(nodes):
@@ -59,6 +61,8 @@ def topology_yaml(name: str, nodes: int, pods: int, cni: str = "flannel") -> str
         lines += ["resources:", "  - apiVersion: projectcalico.org/v3", "    kind: IPPool",
                   "    metadata: {name: default-ipv4-ippool}",
                   "    spec: {cidr: 10.0.0.0/12, blockSize: 26, ipipMode: Never, vxlanMode: Never, natOutgoing: true}"]
+    elif cni == "terway":   # ENIIP: the /16 is the vSwitch, pods take its secondary IPs; no resource to give
+        pass
     else:
         lines += ["resources:", "  - {Network: 10.0.0.0/12, Backend: {Type: vxlan}}"]
     return "\n".join(lines) + "\n"
@@ -211,6 +215,8 @@ def main() -> int:
     parser.add_argument("--huge", action="store_true", help="add 1000 nodes (flannel-vxlan; about 15 GB)")
     parser.add_argument("--calico", type=int, nargs="?", const=300, metavar="N",
                         help="add a calico-bgp-mesh row of N nodes (default 300)")
+    parser.add_argument("--terway", type=int, nargs="?", const=100, metavar="N",
+                        help="add a Terway ENIIP row of N nodes (default 100)")
     parser.add_argument("--pods", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1, help="runs per size (the median is printed too)")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -219,6 +225,7 @@ def main() -> int:
         raise SystemExit("bench_up: run as root (a root shell, or sudo); it builds labs in network namespaces")
     sizes = [("flannel", n) for n in args.nodes] + [("flannel", 300)] * args.big + [("flannel", 1000)] * args.huge
     sizes += [("calico", args.calico)] if args.calico else []
+    sizes += [("terway", args.terway)] if args.terway else []
     rows = []
     print(HEADER)
     with tempfile.TemporaryDirectory(prefix="bench-up-") as tmp:
