@@ -39,7 +39,7 @@ class Estimate:
     namespaces: int
     devices: int
     entries: int            # neighbours + fdb entries
-    routes: int             # routes + addresses
+    routes: int             # routes + addresses + policy-routing rules
     objects: int
     daemons: int            # processes the data plane runs (BIRD)
     kernel: int
@@ -67,9 +67,9 @@ def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: 
             if link.kind != "existing":
                 devices += 2 if link.kind == "veth" else 1
         entries += len(ns.neighbours) + len(ns.fdb)
-        routes += len(ns.routes) + len(ns.addresses)
+        routes += len(ns.routes) + len(ns.addresses) + len(ns.rules)    # a policy-routing rule costs about a route
         objects += len(ns.links) + len(ns.sysctls) + len(ns.neighbours) + len(ns.fdb) + len(ns.routes) \
-            + len(ns.addresses)
+            + len(ns.addresses) + len(ns.rules)
     routes += learned_routes
     kernel = (namespaces * NAMESPACE_BYTES + devices * DEVICE_BYTES + entries * NEIGHBOUR_BYTES
               + routes * ROUTE_BYTES)
