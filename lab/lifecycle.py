@@ -97,6 +97,7 @@ class Lab:
         `fail_after` and `parallelism` are seams for tests (lab.netns.apply.apply_plan)."""
         from lab import cni, supervision
         from lab.cni import impairment_plan
+        from lab.bgp import exabgp
         from lab.netns import apply, impairments, workers
         from lab.netns.plan import with_fresh_links
         from lab.probe import servers
@@ -124,6 +125,7 @@ class Lab:
                 impairments.apply(plan)
                 self.store.write_files(topology.name, plan.files)
                 runtime = cni.start(topology, caps, self.store)
+                runtime["routers"] = exabgp.start(topology, self.store.files_dir(topology.name))
                 runtime["policy"] = start_policy(topology)
                 runtime["probe_servers"] = servers.start(topology, self.store.lab_dir(topology.name))
                 runtime["supervisor"] = supervision.start(topology, self.store, runtime)
@@ -142,12 +144,14 @@ class Lab:
     def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> memory.Estimate:
         """Everything checked before the kernel is touched: memory, free names, link kinds, tools."""
         from lab import cni
+        from lab.bgp import exabgp
         needed = self.check_memory(topology, plan)
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
             capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
+        exabgp.require(topology)
         if topology.cluster.enforcer != "none":
             capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)
         return needed

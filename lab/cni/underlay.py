@@ -52,18 +52,39 @@ def external_builders(topology: Topology, underlay: NamespaceBuilder,
     hosts = []
     for external in topology.externals:
         host = NamespaceBuilder(names.node_netns(topology.name, external.name), "external", external.name)
-        _attach(topology, underlay, host, external.network, str(external.ip))
-        host.note("a host outside the cluster: no kubelet, no CNI")
+        _attach(topology, underlay, host, external.network, str(external.ip),
+                str(external.gateway) if external.gateway else None)
+        host.note("a host outside the cluster: no kubelet, no CNI"
+                  + (f"; default route via {external.gateway}" if external.gateway else ""))
+        hosts.append(host)
+    return hosts
+
+
+def router_builders(topology: Topology, underlay: NamespaceBuilder) -> list[NamespaceBuilder]:
+    """External BGP routers: eth0 on the router's network (default route via its gateway), eth1.. on its
+    links, forwarding on. Their routes come from BGP: the ExaBGP helper installs what they learn."""
+    hosts = []
+    for router in topology.routers:
+        host = NamespaceBuilder(names.node_netns(topology.name, router.name), "router", router.name)
+        _attach(topology, underlay, host, router.network, str(router.ip))
+        for index, link in enumerate(router.links, start=1):
+            network = topology.network(link.network)
+            port = f"{router.name}.{index}"
+            underlay.veth(port, host, f"eth{index}", mtu=network.mtu, master=network.name,
+                          peer_mac=identity.nic_mac(topology.name, port))
+            host.address(f"eth{index}", f"{link.ip}/{network.cidr.prefixlen}")
+        host.sysctl("net/ipv4/ip_forward", 1)
+        host.note(f"an external BGP router (ExaBGP, AS {router.as_number}): no kubelet, no CNI")
         hosts.append(host)
     return hosts
 
 
 def _attach(topology: Topology, underlay: NamespaceBuilder, host: NamespaceBuilder, network_name: str,
-            ip: str) -> None:
+            ip: str, gateway: str | None = None) -> None:
     """eth0 of `host` on its segment's switch (the switch port is named after the host), with its
-    address and a default route via the segment's gateway."""
+    address and a default route via `gateway` (default: the segment's gateway)."""
     network = topology.network(network_name)
     underlay.veth(host.owner, host, "eth0", mtu=network.mtu, master=network.name,
                   peer_mac=identity.nic_mac(topology.name, host.owner))
     host.address("eth0", f"{ip}/{network.cidr.prefixlen}")
-    host.route("0.0.0.0/0", gateway=str(network.gateway), dev="eth0")
+    host.route("0.0.0.0/0", gateway=gateway or str(network.gateway), dev="eth0")

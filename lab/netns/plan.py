@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-NamespaceRole = Literal["underlay", "node", "pod", "external"]
+NamespaceRole = Literal["underlay", "node", "pod", "external", "router"]
 LinkKind = Literal["veth", "bridge", "vxlan", "ipip", "tun", "existing"]
 
 

@@ -12,9 +12,10 @@ from typing import Any
 from lab.errors import TopologyError
 from lab.model.network_policy import NetworkPolicy
 from lab.topology import cidr as cidrs
-from lab.topology import dataplanes, impair, manifests, policy_manifest, schema
+from lab.topology import dataplanes, impair, manifests, policy_manifest, routers, schema
 from lab.topology.entries import Item, Overlay, PodEntry, Source, labels_of
-from lab.topology.model import Cluster, ContainerPort, External, Namespace, Network, Node, Topology, frozen_labels
+from lab.topology.model import (CalicoConfig, Cluster, ContainerPort, External, Namespace, Network, Node, Router,
+                                Topology, frozen_labels)
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15
@@ -103,13 +104,14 @@ class _Builder:
             self.notes.append(f"{len(policies)} NetworkPolicies are NOT enforced: cni {cni} with networkPolicy: none "
                               "accepts them and programs nothing (use networkPolicy: kube-router to enforce them)")
         externals = self._externals(networks, nodes)
+        routers = self._routers(networks, nodes, externals, cluster)
         setting = self.data.get("options", {}).get("staticNeighbours", "auto")
         static = {True: "static", False: "dynamic"}.get(setting, "auto")
         ipip = self.data.get("options", {}).get("ipipImplementation", "auto")
         self._warn_unused_ipip(ipip, cluster)
         return Topology(name=self.data["name"], source=os.path.abspath(self.doc.file), cluster=cluster,
                         networks=networks, nodes=nodes, namespaces=namespaces, pods=pods, policies=policies,
-                        externals=externals, notes=tuple(self.notes), static_neighbours=static,
+                        externals=externals, routers=routers, notes=tuple(self.notes), static_neighbours=static,
                         resources=frozenset(k for item in items if (k := resource_key(item.data)) is not None),
                         impairments=impair.from_topology(
                             self.data, self.fail, lambda path: f"{self.doc.file}:{self.doc.line(path) or 1}: "
@@ -159,8 +161,23 @@ class _Builder:
                                 "give the external host another address")
             used_ips[ip] = name
             ports = self._ports(entry, Source(self.doc, path))
-            externals.append(External(name=name, network=network.name, ip=ip, container_ports=ports))
+            gateway = None
+            if "gateway" in entry:
+                gateway = self._host_in(entry["gateway"], network.cidr, path + ("gateway",))
+            externals.append(External(name=name, network=network.name, ip=ip, container_ports=ports,
+                                      gateway=gateway))
         return tuple(externals)
+
+    def _routers(self, networks: tuple[Network, ...], nodes: tuple[Node, ...], externals: tuple[External, ...],
+                 cluster: Cluster) -> tuple[Router, ...]:
+        """`routers:` (lab/topology/routers.py); a node's AS is its Calico Node's, else BGPConfiguration's."""
+        calico = cluster.config if isinstance(cluster.config, CalicoConfig) else None
+        node_as = None
+        if calico is not None and calico.backend == "bird":
+            def node_as(name: str) -> int:
+                node = calico.node(name)
+                return node.as_number if node.as_number is not None else calico.bgp.as_number
+        return routers.parse(self.data.get("routers") or [], networks, nodes, externals, node_as, self.fail)
 
     # -- network policy --------------------------------------------------------------------------
     def _enforcer(self, plane: dataplanes.DataPlane) -> str:

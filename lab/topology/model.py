@@ -87,10 +87,49 @@ class External:
     network: str
     ip: IPv4Address
     container_ports: tuple[ContainerPort, ...] = ()
+    gateway: IPv4Address | None = None    # its default route's next hop; None: the network's gateway
 
     @property
     def key(self) -> str:
         return self.name
+
+
+@dataclass(frozen=True)
+class RouterLink:
+    """A further interface of an external router (eth1, eth2, ...) on another underlay network."""
+
+    network: str
+    ip: IPv4Address
+
+
+@dataclass(frozen=True)
+class RouterPeer:
+    """One BGP session of an external router: a node, another router, or a bare address."""
+
+    ip: IPv4Address
+    as_number: int
+    local_ip: IPv4Address        # the router's own address the session runs from
+    name: str | None = None      # the node or router it names; None for a bare address
+    kind: str = "address"        # node | router | address
+
+
+@dataclass(frozen=True)
+class Router:
+    """An external BGP router (a ToR, an edge router): an ExaBGP speaker in its own namespace."""
+
+    name: str
+    network: str
+    ip: IPv4Address
+    as_number: int
+    announce: tuple[IPv4Network, ...] = ()
+    peers: tuple[RouterPeer, ...] = ()
+    links: tuple[RouterLink, ...] = ()
+    hold_time: int = 180         # ExaBGP's default; the session uses the smaller of both ends' offers
+    monitor_ip: IPv4Address | None = None   # where `lab bgp monitor` peers from, on the router's network
+
+    def addresses(self) -> tuple[tuple[str, IPv4Address], ...]:
+        """(network, address) of every interface, eth0 first."""
+        return ((self.network, self.ip),) + tuple((link.network, link.ip) for link in self.links)
 
 
 @dataclass(frozen=True)
@@ -256,6 +295,7 @@ class Topology:
     pods: tuple[Pod, ...]
     policies: tuple[NetworkPolicy, ...] = ()
     externals: tuple[External, ...] = ()
+    routers: tuple[Router, ...] = ()   # `routers:`: external BGP speakers (lab/topology/routers.py)
     notes: tuple[str, ...] = ()
     static_neighbours: str = "auto"   # auto | static | dynamic
     resources: frozenset[tuple[str, str]] = frozenset()   # (kind, name) of every manifest declared or applied

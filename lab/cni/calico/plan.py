@@ -84,6 +84,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
             tunl0(builder, topology, node, host_mtu, caps.fresh_links.get(IPIP_DEVICE), implementation)
         nodes.append(builder)
     hosts = underlay.external_builders(topology, under, {n: list(b) for n, b in config.ipam.blocks.items()})
+    hosts += underlay.router_builders(topology, under)
     namespaces = [under.freeze()] + [b.freeze() for b in nodes + pods + hosts]
     return LabPlan(lab=topology.name, namespaces=tuple(namespaces), files=bird_files(topology),
                    notes=_notes(topology, implementation))
