@@ -20,7 +20,7 @@ COMMANDS = (
     nodes.add_exec, nodes.add_shell, nodes.add_ping,
     changes.add_apply, changes.add_delete, changes.add_label,
     policy.add_probe, policy.add_policy,
-    bgp.add_birdc, bgp.add_calicoctl,
+    bgp.add_birdc, bgp.add_calicoctl, bgp.add_bgp,
     views.add_graph, views.add_capture, views.add_trace,
     changes.add_impair,
     faults.add_fault,

@@ -373,6 +373,36 @@ class Lab:
         state = self._state(lab)
         return loader.load(state.topology, live.overlay_of(state.live))
 
+    def _router(self, router: str, lab: str | None) -> dict[str, Any]:
+        state = self._state(lab)
+        found = {r["router"]: r for r in state.summary.get("runtime", {}).get("routers", [])}
+        if router not in found:
+            raise LabError(f"no router named {router!r} in lab {state.lab}",
+                           f"routers are: {', '.join(found) or 'none'} (a topology's `routers:`)")
+        return found[router]
+
+    def router_announce(self, router: str, prefix: str, add: bool, lab: str | None = None) -> str:
+        """The router's API: announce or withdraw a prefix now (its helper re-reads api.json)."""
+        from lab.bgp import exabgp
+        from lab.topology import cidr
+        entry = self._router(router, lab)
+        try:
+            network = str(cidr.network(prefix))
+        except cidr.CidrError as exc:
+            raise LabError(f"{prefix!r}: {exc.message}", exc.hint or "give a prefix such as 198.51.100.0/24") from None
+        spec = exabgp.read_ribs(entry["spec"])
+        announced = list(spec["announce"])
+        if add == (network in announced):
+            return f"router {router} {'already announces' if add else 'does not announce'} {network}"
+        spec["announce"] = announced + [network] if add else [p for p in announced if p != network]
+        exabgp.write_spec(spec, entry["spec"])
+        return f"router {router}: {'announces' if add else 'withdraws'} {network}"
+
+    def router_ribs(self, router: str, lab: str | None = None) -> dict[str, Any]:
+        """What the router's helper last wrote: sessions, routes learned, routes installed."""
+        from lab.bgp import exabgp
+        return exabgp.read_ribs(self._router(router, lab)["ribs"])
+
     def source_ports(self, lab: str) -> SourcePorts:
         """The lab's UDP probe source-port cursor (a file in its state directory, gone at `lab down`)."""
         from lab.probe.sourceports import SourcePorts
