@@ -194,6 +194,7 @@ class Lab:
              on_progress: Callable[[builtins.list[readiness.Check]], None] | None = None) -> readiness.Readiness:
         """Wait until the lab is usable (BGP converged, probe servers answering), or `timeout` seconds."""
         from lab import cni, live, readiness
+        from lab.bgp import router_ready
         from lab.topology import loader
         capabilities.require_root()
         state = self._state(lab)
@@ -205,7 +206,7 @@ class Lab:
         def checks() -> builtins.list[readiness.Check]:
             runtime = self._runtime(state)      # a daemon the supervisor restarted has a new pid
             found = dataplane_checks(topology, self.store, runtime) if dataplane_checks else []
-            return found + readiness.probe_servers(runtime)
+            return found + router_ready.checks(topology, self.store) + readiness.probe_servers(runtime)
         return readiness.wait(checks, timeout, on_progress)
 
     # -- down ------------------------------------------------------------------------------------
@@ -308,7 +309,7 @@ class Lab:
         summary = state.summary
         if target in state.namespaces:
             return target
-        for node in summary.get("nodes", []) + summary.get("externals", []):
+        for node in summary.get("nodes", []) + summary.get("externals", []) + summary.get("routers", []):
             if node["name"] == target:
                 netns: str = node["netns"]
                 return netns
@@ -537,7 +538,10 @@ def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities
     namespaces = [{"name": n.name, "labels": dict(n.labels)} for n in topology.namespaces]
     externals = [{"name": e.name, "network": e.network, "ip": str(e.ip),
                   "netns": names.node_netns(topology.name, e.name)} for e in topology.externals]
-    return {"cni": topology.cluster.cni, "enforcer": topology.cluster.enforcer, "policies": policies,
+    routers = [{"name": r.name, "network": r.network, "ip": str(r.ip), "as_number": r.as_number,
+                "announce": [str(p) for p in r.announce], "peers": [p.name or str(p.ip) for p in r.peers],
+                "netns": names.node_netns(topology.name, r.name)} for r in topology.routers]
+    return {"routers": routers, "cni": topology.cluster.cni, "enforcer": topology.cluster.enforcer, "policies": policies,
             "namespaces": namespaces, "externals": externals, **described,
             "underlay": {"netns": names.underlay_netns(topology.name), "networks": networks},
             "nodes": nodes, "pods": pods, "notes": list(plan.notes) + list(topology.notes),

@@ -179,6 +179,11 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     if status["pods"]:
         table(["POD", "NODE", "IP", "NETNS"], [[p["key"], p["node"], p["ip"], p["netns"]] for p in status["pods"]])
         print()
+    if status.get("routers"):
+        table(["ROUTER", "IP", "NETWORK", "AS", "ANNOUNCES", "PEERS", "NETNS"],
+              [[r["name"], r["ip"], r["network"], r["as_number"], ",".join(r["announce"]) or "-",
+                ",".join(r["peers"]), r["netns"]] for r in status["routers"]])
+        print()
     print("daemons: " + (", ".join(f"{d['command']} (pid {d['pid']}, {d['netns']})" for d in status["daemons"])
                          or "none (the lab itself programs the data plane; nothing runs in the namespaces)"))
     for row in status.get("impairments", []):
