@@ -105,6 +105,7 @@ class Lab:
         if not capabilities.has_root():
             self.plan(topology)  # the plan's own refusals (sizes, static neighbours) too, then "needs root"
             capabilities.require_root()
+        exabgp.require(topology)    # before the lab's lock, state or probe namespace exist
         fingerprint = _fingerprint(topology)
         with self.store.locked(topology.name):
             existing = self.store.load(topology.name)
@@ -144,14 +145,12 @@ class Lab:
     def _preflight(self, topology: Topology, plan: LabPlan, caps: capabilities.Capabilities) -> memory.Estimate:
         """Everything checked before the kernel is touched: memory, free names, link kinds, tools."""
         from lab import cni
-        from lab.bgp import exabgp
         needed = self.check_memory(topology, plan)
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
             capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
-        exabgp.require(topology)
         if topology.cluster.enforcer != "none":
             capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)
         return needed

@@ -156,31 +156,6 @@ def _wait_ready(launched: list) -> None:
         time.sleep(0.02)
 
 
-def reconfigure(old: Topology, new: Topology, files_dir: str) -> list[str]:
-    """A live change of the routers: new announcements reach the running helpers (they re-read api.json).
-    Peers, addresses and AS numbers are fixed while the lab runs."""
-    before = {r.name: r for r in old.routers}
-    after = {r.name: r for r in new.routers}
-    if set(before) != set(after) or any(
-            (b.network, b.ip, b.as_number, b.peers, b.links, b.hold_time) !=
-            (after[n].network, after[n].ip, after[n].as_number, after[n].peers, after[n].links, after[n].hold_time)
-            for n, b in before.items()):
-        raise LabError("only a router's announce list can change on a running lab",
-                       "change peers, addresses, links or AS numbers with `lab down` and `lab up`")
-    changes = []
-    for name, router in after.items():
-        if router.announce == before[name].announce:
-            continue
-        directory = router_dir(files_dir, name)
-        write_spec(api_spec(router, directory), os.path.join(directory, "api.json"))
-        added = sorted(set(map(str, router.announce)) - set(map(str, before[name].announce)))
-        gone = sorted(set(map(str, before[name].announce)) - set(map(str, router.announce)))
-        changes.append(f"router {name}: " + "; ".join(
-            part for part in (f"announces {', '.join(added)}" if added else "",
-                              f"withdraws {', '.join(gone)}" if gone else "") if part))
-    return changes
-
-
 def read_ribs(path: str) -> dict[str, Any]:
     """The helper's last written view: sessions, routes learned, routes installed."""
     try:

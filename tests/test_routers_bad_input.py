@@ -1,0 +1,122 @@
+"""Bad `routers:` input: `lab up` refuses it with `file:line: field: message` (exit 2) and creates nothing;
+a missing exabgp program is named before anything is built.
+
+Line numbers are counted by hand from the texts below (line 1 is the first line of the text).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_calico_bad_input import assert_precise
+
+pytestmark = pytest.mark.needs_root
+
+LAB_NAME = "bad-routers"
+
+# lines 1-20
+HEAD = """\
+name: bad-routers
+cluster:
+  cni: calico
+networks:
+  - {name: lan, cidr: 192.168.10.0/24}
+  - {name: outside, cidr: 203.0.113.0/24}
+nodes:
+  - {name: n1, network: lan, ip: 192.168.10.11}
+  - {name: n2, network: lan, ip: 192.168.10.12}
+resources:
+  - apiVersion: projectcalico.org/v3
+    kind: IPPool
+    metadata: {name: default-ipv4-ippool}
+    spec: {cidr: 10.244.0.0/16}
+routers:
+  - name: tor
+    network: lan
+    ip: 192.168.10.2
+    asNumber: 65001
+"""
+
+
+def case(id, text, line, field, message):
+    return pytest.param(text, line, field, message, id=id)
+
+
+CASES = [
+    case("unknown-peer", HEAD + "    peers: [n1, n9]\n", 20, "routers[0].peers[1]",
+         "unknown router peer 'n9': no node or router has that name"),
+    case("unknown-peer-by-name", HEAD + "    peers: [{name: spine}]\n", 20, "routers[0].peers[0].name",
+         "unknown router peer 'spine'"),
+    case("peer-with-itself", HEAD + "    peers: [tor]\n", 20, "routers[0].peers[0]", "cannot peer with itself"),
+    case("as-number-zero", HEAD.replace("asNumber: 65001", "asNumber: 0"), 19, "routers[0].asNumber",
+         "AS number 0 is out of range"),
+    case("as-number-too-big", HEAD.replace("asNumber: 65001", "asNumber: 4294967296"), 19, "routers[0].asNumber",
+         "AS number 4294967296 is out of range"),
+    case("peer-as-number-out-of-range", HEAD + "    peers: [{ip: 192.0.2.9, asNumber: 0}]\n", 20,
+         "routers[0].peers[0].asNumber", "AS number 0 is out of range"),
+    case("missing-network", HEAD.replace("    network: lan\n", "    network: rack-a\n"), 17, "routers[0].network",
+         "no network named 'rack-a'"),
+    case("link-on-missing-network", HEAD + "    links: [{network: spine, ip: 10.255.0.2}]\n", 20,
+         "routers[0].links[0].network", "no network named 'spine'"),
+    case("announce-not-a-cidr", HEAD + "    announce: [203.0.113.0/24, banana]\n", 20, "routers[0].announce[1]",
+         "announcement 'banana' is not a CIDR"),
+    case("announce-prefix-too-long", HEAD + "    announce: [203.0.113.0/33]\n", 20, "routers[0].announce[0]",
+         "announcement '203.0.113.0/33' is not a CIDR"),
+    case("announce-host-bits", HEAD + "    announce: [203.0.113.5/24]\n", 20, "routers[0].announce[0]",
+         "has host bits set"),
+    case("ip-outside-network", HEAD.replace("ip: 192.168.10.2", "ip: 10.0.0.2"), 18, "routers[0].ip",
+         "10.0.0.2 is not a host address of network 'lan'"),
+    case("ip-of-a-node", HEAD.replace("ip: 192.168.10.2", "ip: 192.168.10.11"), 18, "routers[0].ip",
+         "192.168.10.11 is taken by node n1"),
+    case("name-of-a-node", HEAD.replace("  - name: tor\n", "  - name: n1\n"), 16, "routers[0].name",
+         "name 'n1' is taken by a node"),
+]
+
+
+def _ours(path: str) -> set[str]:
+    try:
+        return {e for e in os.listdir(path) if e == LAB_NAME or e.startswith(f"{LAB_NAME}.")}
+    except FileNotFoundError:
+        return set()
+
+
+def _lab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+@pytest.mark.parametrize("text, line, field, message", CASES)
+def test_bad_router_is_refused_precisely_and_creates_nothing(tmp_path, text, line, field, message):
+    path = str(tmp_path / "topo.yaml")
+    Path(path).write_text(text)
+    assert not _ours("/run/netns") and not _ours("/run/lab"), "a bad-routers lab is already there"
+    up = _lab("up", path)
+    assert _ours("/run/netns") == set(), "lab up created network namespaces"
+    assert _ours("/run/lab") == set(), "lab up left state under /run/lab"
+    assert up.stdout == "", up.stdout
+    assert_precise(up, path, line, field, message)
+
+
+def test_the_same_errors_without_root_on_dry_run(tmp_path):
+    path = str(tmp_path / "topo.yaml")
+    Path(path).write_text(HEAD + "    peers: [n1, n9]\n")
+    dry = _lab("up", "--dry-run", path)
+    assert_precise(dry, path, 20, "routers[0].peers[1]", "unknown router peer 'n9'")
+
+
+def test_a_missing_exabgp_is_named_before_anything_is_built(tmp_path):
+    path = str(tmp_path / "topo.yaml")
+    Path(path).write_text(HEAD + "    peers: [n1, n2]\n")
+    missing = str(tmp_path / "no-such-exabgp")
+    up = _lab("up", path, env={**os.environ, "LAB_EXABGP": missing})
+    assert up.returncode != 0
+    assert "exabgp" in up.stderr and missing in up.stderr, up.stderr
+    assert "install-deps.sh" in up.stderr, up.stderr
+    assert "Traceback" not in up.stderr, up.stderr
+    assert _ours("/run/netns") == set(), "lab up created network namespaces before naming exabgp"
+    assert _ours("/run/lab") == set(), "lab up left state under /run/lab"
