@@ -43,6 +43,11 @@ time + 1 s after link-down.
 Usage (as root): .venv/bin/python scripts/bench_bgp.py [--nodes 3,10,50,100] [--variants mesh,rr]
                                                   [--large] [--interval 0.1] [--json out.json]
                                                   [--failover 3 [--failover-repeat 2] [--failover-only]]
+                 .venv/bin/python scripts/bench_bgp.py --tor [--tor-repeat 3] [--tor-linkdown 1]
+
+--tor runs only the ToR section instead (scripts/bench_bgp_tor.py: calico-tor with ExaBGP ToRs,
+timed by `lab bgp monitor`: convergence after `lab up`, failover after bird-stop and link-down,
+recovery, ExaBGP RSS per router).
 """
 
 from __future__ import annotations
@@ -347,6 +352,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--failover", type=int, metavar="N", help="also measure failover on an N-node mesh (issue 13)")
     parser.add_argument("--failover-repeat", type=int, default=2, help="repetitions of each fault (default 2)")
     parser.add_argument("--failover-only", action="store_true", help="only the failover section")
+    # -- the ToR section (issue 13): scripts/bench_bgp_tor.py --
+    parser.add_argument("--tor", action="store_true", help="run only the ToR section (calico-tor, ExaBGP ToRs)")
+    parser.add_argument("--tor-repeat", type=int, default=3, help="ToR runs (bird-stop/start in each; default 3)")
+    parser.add_argument("--tor-linkdown", type=int, default=1,
+                        help="ToR runs that also take node-a1's link down (each waits out a hold timer; default 1)")
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(args.variants) - set(VARIANTS)
@@ -361,6 +371,9 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("bench_bgp: run as root (a root shell, or sudo); it builds labs in network namespaces")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: labs come down
+    if args.tor:                  # the ToR section (issue 13)
+        import bench_bgp_tor
+        return bench_bgp_tor.run(args.tor_repeat, args.tor_linkdown, args.timeout)
     results: list[Result] = []
     failovers: list[Failover] = []
     try:

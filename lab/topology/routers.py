@@ -123,10 +123,10 @@ def parse(data: list, networks: tuple[Network, ...], nodes: tuple[Node, ...], ex
             links.append(RouterLink(network=other.name, ip=_host(link["ip"], other, where + ("ip",), fail)))
         draft = _Draft(entry, path, network, ip, asn, tuple(links))
         draft.cidrs = [(by_network[net].cidr, address) for net, address in draft.addresses()]
-        for (net, address), where in zip(draft.addresses(), [path + ("ip",)] +
-                                         [path + ("links", i, "ip") for i in range(len(links))]):
+        fields: list[Path] = [path + ("ip",)] + [path + ("links", i, "ip") for i in range(len(links))]
+        for (_, address), field in zip(draft.addresses(), fields):
             if address in used:
-                raise fail(where, f"{address} is taken by {used[address]}", "give the router another address")
+                raise fail(field, f"{address} is taken by {used[address]}", "give the router another address")
             used[address] = f"router {name}"
         drafts[name] = draft
     routers = []
