@@ -308,3 +308,48 @@ def _in_netns(pid: int, netns: str) -> bool:
         return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{netns}").st_ino
     except OSError:
         return False
+
+
+GLOBAL = """\
+name: {name}
+cluster:
+  cni: calico
+networks:
+  - {{name: lan, cidr: 192.168.30.0/24, gateway: 192.168.30.1}}
+nodes:
+  - {{name: n1, ip: 192.168.30.11}}
+  - {{name: n2, ip: 192.168.30.12}}
+pods:
+  - {{name: p1, node: n1}}
+routers:
+  - {{name: up1, network: lan, ip: 192.168.30.5, asNumber: 65100, announce: [198.51.100.0/24], peers: [n1, n2]}}
+resources:
+  - apiVersion: projectcalico.org/v3
+    kind: IPPool
+    metadata: {{name: default-ipv4-ippool}}
+    spec: {{cidr: 10.244.0.0/16}}
+  - apiVersion: projectcalico.org/v3
+    kind: BGPPeer
+    metadata: {{name: upstream}}
+    spec: {{peerIP: 192.168.30.5, asNumber: 65100}}
+"""
+
+
+def test_a_global_bgppeer_to_a_router_shows_as_global_beside_the_mesh(tmp_path):
+    name = f"rg{secrets.token_hex(3)}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(GLOBAL.format(name=name))
+    run_lab("up", str(path))
+    try:
+        run_lab("wait", name, "--timeout", "120")
+        for node, other in (("n1", "192.168.30.12"), ("n2", "192.168.30.11")):
+            status = run_lab("calicoctl", "node", "status", node, "--lab", name).stdout
+            rows = {tuple(c.strip() for c in line.split("|")[1:-1])[:3] + (line.split("|")[5].strip(),)
+                    for line in status.splitlines() if line.startswith("| ") and "PEER" not in line}
+            assert rows == {("192.168.30.5", "global", "up", "Established"),
+                            (other, "node-to-node mesh", "up", "Established")}, status
+            table = {r["dst"]: r for r in routes(f"{name}.{node}")}
+            assert table["198.51.100.0/24"]["gateway"] == "192.168.30.5"
+            assert table["198.51.100.0/24"]["protocol"] == "bird"
+    finally:
+        run_lab("down", name)
