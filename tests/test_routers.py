@@ -353,3 +353,11 @@ def test_a_global_bgppeer_to_a_router_shows_as_global_beside_the_mesh(tmp_path):
             assert table["198.51.100.0/24"]["protocol"] == "bird"
     finally:
         run_lab("down", name)
+
+
+def test_lab_trace_walks_through_both_tors(tor):
+    trace = json.loads(run_lab("trace", "default/pb1", "web", "--lab", tor.lab, "--json").stdout)
+    where = [hop["where"] for hop in trace["hops"]]
+    assert trace["outcome"] == "delivered", trace["explanation"]
+    routers = [w for w in where if w.startswith("router ")]
+    assert routers == ["router tor-b", "router tor-a"], where

@@ -24,7 +24,7 @@ class LabView:
 
     def __post_init__(self) -> None:
         for kind, rows in (("node", self.summary.get("nodes", [])), ("external", self.summary.get("externals", [])),
-                           ("pod", self.summary.get("pods", []))):
+                           ("router", self.summary.get("routers", [])), ("pod", self.summary.get("pods", []))):
             for row in rows:
                 name = row.get("key", row["name"])
                 self.by_netns[row["netns"]] = (kind, name, row)
@@ -67,11 +67,11 @@ class LabView:
         first: list[str] = []
         if kind == "pod":
             first = [n for n, (k, nm, _) in self.by_netns.items() if k == "node" and nm == row.get("node")]
-        elif kind in ("node", "external") and link.name == "eth0":
+        elif (kind in ("node", "external") and link.name == "eth0") or kind == "router":
             first = [self.underlay]
         elif kind == "node":
             first = [p["netns"] for p in self.summary.get("pods", []) if p["node"] == name]
         elif kind == "underlay":
             first = [r["netns"] for r in self.summary.get("nodes", []) + self.summary.get("externals", [])
-                     if r["name"] == link.name]
+                     + self.summary.get("routers", []) if r["name"] == link.name.split(".")[0]]
         return first + [n for n in self.namespaces if n not in first]
