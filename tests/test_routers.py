@@ -361,3 +361,50 @@ def test_lab_trace_walks_through_both_tors(tor):
     assert trace["outcome"] == "delivered", trace["explanation"]
     routers = [w for w in where if w.startswith("router ")]
     assert routers == ["router tor-b", "router tor-a"], where
+
+
+def _protocols(lab: str, node: str) -> set[str]:
+    out = run_lab("birdc", node, "show", "protocols", "--lab", lab).stdout
+    return {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
+
+
+def test_monitor_is_a_reflector_client_in_a_lab_without_routers(tmp_path):
+    """calico-rr: the monitor peers with the reflector as its client and sees every node's block; a
+    stopped BIRD's block is withdrawn and comes back; the reflector's BIRD is left with bird.cfg alone."""
+    name = f"rm{secrets.token_hex(3)}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text((TOPOLOGIES / "calico-rr.yaml").read_text().replace("name: calico-rr\n", f"name: {name}\n", 1))
+    data = yaml.safe_load(path.read_text())
+    reflector = next(n["name"] for n in data["nodes"] if n.get("labels", {}).get("route-reflector") == "true")
+    victim = next(n["name"] for n in data["nodes"] if n["name"] not in (reflector, "k8s-master01"))
+    run_lab("up", str(path))
+    try:
+        run_lab("wait", name, "--timeout", "120")
+        blocks = {n["name"]: {r["dst"] for r in routes(f"{name}.{n['name']}") if r.get("type") == "blackhole"}
+                  for n in data["nodes"]}
+        block = sorted(blocks[victim])[0]
+        events = Events(name)
+        try:
+            seen: set[str] = set()
+            every = set().union(*blocks.values())
+            done = events.until(lambda e: e["event"] == "update" and e["peer"] == reflector
+                                and (seen.add(e["prefix"]) or every <= seen))
+            assert done is not None, f"the monitor saw {seen}, not every block {every}"
+            assert "Lab_monitor" in _protocols(name, reflector)
+            stop_bird(name, victim)
+            try:
+                gone = events.until(lambda e: e["event"] == "withdraw" and e["prefix"] == block)
+                assert gone is not None and gone["peer"] == reflector, events.seen[-5:]
+            finally:
+                start_bird(name, victim)
+            back = events.until(lambda e: e["event"] == "update" and e["prefix"] == block)
+            assert back is not None, events.seen[-5:]
+        finally:
+            code, err = events.stop()
+        assert code == 0, err
+        assert "Lab_monitor" not in _protocols(name, reflector), "the reflector kept the monitor's session"
+        config_dir = Path(f"/run/lab/{name}/files/{reflector}/etc/calico/confd/config")
+        assert not (config_dir / "lab_monitor.cfg").exists()
+        assert f"{name}._bgpmon" not in netns_list()
+    finally:
+        run_lab("down", name)

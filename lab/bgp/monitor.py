@@ -1,11 +1,19 @@
-"""`lab bgp monitor`: an ExaBGP observer that peers with the lab's routers and reports every UPDATE.
+"""`lab bgp monitor`: an ExaBGP observer that peers passively with the lab and reports every UPDATE.
 
-The observer lives in its own namespace, `<lab>._bgpmon`, with one interface per router it watches
-(`eth<i>`, on the router's network, at the address the loader reserved: `Router.monitor_ip`). Each
-router's ExaBGP already has a passive iBGP neighbour for that address, and its helper tells it every
-best path with the original next hop and AS path, so the observer sees what the router knows: as a
-plain iBGP peer, it sends nothing. Its own ExaBGP's API process (`python -m lab.bgp.monitor <spec>`)
-turns each message into one JSON line:
+The observer lives in its own namespace, `<lab>._bgpmon`, with one interface per network it needs
+(`eth<i>`, a port of that network's switch). What it peers with depends on the topology:
+
+* routers (`routers:`), if the lab has any: at the address the loader reserved for each
+  (`Router.monitor_ip`). Each router's ExaBGP already has a passive iBGP neighbour there, and its
+  helper tells it every best path with the original next hop and AS path;
+* else, in a Calico BGP lab, the route reflectors, as their route-reflector client, or, without
+  reflectors, every node as a plain iBGP peer (each node then sends its own blocks). Their BIRD gets
+  one protocol more, `Lab_monitor` (not in Calico's templates), from a file `lab_monitor.cfg` that
+  includes bird.cfg, loaded with `birdc configure "lab_monitor.cfg"`; `birdc configure` reloads
+  bird.cfg when the monitor stops.
+
+The observer sends nothing. Its own ExaBGP's API process (`python -m lab.bgp.monitor <spec>`) turns
+each message into one JSON line:
 
     {"time": 1796058070.86, "peer": "tor-b", "peer_ip": "192.168.20.2", "event": "update",
      "prefix": "10.244.0.0/26", "next_hop": "10.255.0.11", "as_path": [65001], "communities": []}
@@ -18,6 +26,7 @@ files) is removed when the monitor stops, and `lab down` removes the namespace w
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -28,12 +37,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from lab.bgp import exabgp
+from lab.bgp import birdc, daemons, exabgp, peers
 from lab.errors import LabError
 from lab.netns import apply, namespace, names
-from lab.topology.model import Router, Topology
+from lab.topology.model import Topology
 
 MONITOR = "_bgpmon"
+MONITOR_CFG = "lab_monitor.cfg"
 
 
 def netns(lab: str) -> str:
@@ -41,63 +51,122 @@ def netns(lab: str) -> str:
 
 
 @dataclass(frozen=True)
-class Session:
-    router: Router
-    device: str       # in the monitor's namespace
-    port: str         # its switch port in the underlay
+class Target:
+    """One BGP session of the monitor: who it peers with, and from which of its own addresses."""
+
+    name: str                    # router or node name
+    kind: str                    # router | reflector | node
+    ip: ipaddress.IPv4Address
+    as_number: int
+    network: str
+    local_ip: ipaddress.IPv4Address
+    hold_time: int = 180
+    cluster_id: str | None = None
 
 
-def sessions(topology: Topology, wanted: list[str] | None) -> list[Session]:
-    """The routers to watch (all by default), each with its interfaces' names."""
-    routers = [r for r in topology.routers if r.monitor_ip is not None]
-    if not routers:
-        raise LabError(f"lab {topology.name} has no routers to peer with",
-                       "the monitor peers with the topology's `routers:` (see calico-tor, calico-rr-external)")
+def targets(topology: Topology, wanted: list[str] | None) -> list[Target]:
+    """What to peer with (see the module docstring), `wanted` names only some of them."""
+    if topology.routers:
+        found = [Target(r.name, "router", r.ip, r.as_number, r.network, r.monitor_ip, r.hold_time)
+                 for r in topology.routers if r.monitor_ip is not None]
+    else:
+        found = _bird_targets(topology)
     if wanted:
-        unknown = [w for w in wanted if w not in {r.name for r in routers}]
+        unknown = [w for w in wanted if w not in {t.name for t in found}]
         if unknown:
-            raise LabError(f"no router named {unknown[0]!r} in lab {topology.name}",
-                           f"routers are: {', '.join(r.name for r in routers)}")
-        routers = [r for r in routers if r.name in wanted]
-    return [Session(r, f"eth{i}", f"bgpmon{i}") for i, r in enumerate(routers)]
+            raise LabError(f"the monitor cannot peer with {unknown[0]!r} in lab {topology.name}",
+                           f"it peers with: {', '.join(t.name for t in found)}")
+        found = [t for t in found if t.name in wanted]
+    return found
 
 
-def config(watched: list[Session], spec_path: str) -> str:
+def _bird_targets(topology: Topology) -> list[Target]:
+    calico = topology.cluster.calico
+    if calico is None or calico.backend != "bird":
+        raise LabError(f"lab {topology.name} runs no BGP speaker to peer with",
+                       "the monitor peers with `routers:` or a Calico BGP lab's BIRD (calico_backend bird)")
+    reflectors = [n for n in calico.nodes if n.rr_cluster_id]
+    chosen = reflectors or list(calico.nodes)
+    local = _free_addresses(topology, {topology.node(n.name).network for n in chosen})
+    return [Target(n.name, "reflector" if n.rr_cluster_id else "node", n.ipv4_address.ip, peers.node_as(calico, n),
+                   topology.node(n.name).network, local[topology.node(n.name).network],
+                   cluster_id=n.rr_cluster_id) for n in chosen]
+
+
+def _free_addresses(topology: Topology, networks: set[str]) -> dict[str, ipaddress.IPv4Address]:
+    """The highest free host address of each network (not a gateway, node, external or router's)."""
+    used = {n.ip for n in topology.nodes} | {e.ip for e in topology.externals} | {
+        ip for r in topology.routers for _, ip in r.addresses()}
+    found = {}
+    for name in networks:
+        network = topology.network(name)
+        for value in range(int(network.cidr.broadcast_address) - 1, int(network.cidr.network_address), -1):
+            ip = ipaddress.IPv4Address(value)
+            if ip != network.gateway and ip not in used:
+                found[name] = ip
+                break
+        else:
+            raise LabError(f"network {name} has no free address for the monitor", "use a larger network")
+    return found
+
+
+def config(watched: list[Target], spec_path: str) -> str:
     lines = ["# Generated by lab: the BGP monitor (lab/bgp/monitor.py)", "process observer {",
              f"  run {sys.executable} -m lab.bgp.monitor {spec_path};", "  encoder json;", "}", ""]
-    for session in watched:
-        router = session.router
-        lines += exabgp.neighbour(str(router.ip), str(router.monitor_ip), router.as_number, router.as_number,
-                                  router.hold_time, False, "observer", str(router.monitor_ip))
+    for target in watched:
+        lines += exabgp.neighbour(str(target.ip), str(target.local_ip), target.as_number, target.as_number,
+                                  target.hold_time, False, "observer", str(target.local_ip))
         lines.append("")
     return "\n".join(lines)
 
 
-def _wire(topology: Topology, watched: list[Session]) -> None:
-    """The monitor's namespace and one veth per router, its far end a port of the router's switch."""
+def bird_protocol(target: Target, own_ip: ipaddress.IPv4Address) -> str:
+    """`lab_monitor.cfg` for a node's BIRD: bird.cfg, plus a passive session with the monitor."""
+    lines = ["# lab bgp monitor: not in Calico's templates (lab/bgp/monitor.py)", 'include "bird.cfg";', "",
+             "protocol bgp Lab_monitor from bgp_template {", f"  neighbor {target.local_ip} as {target.as_number};",
+             f"  source address {own_ip};", "  passive on;", "  import none;",
+             "  export filter { calico_export_to_bgp_peers(true); reject; };"]
+    if target.cluster_id:
+        lines += ["  rr client;", f"  rr cluster id {target.cluster_id};"]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def _interfaces(watched: list[Target]) -> dict[str, tuple[str, str, set[ipaddress.IPv4Address]]]:
+    """network -> (device in the monitor's namespace, its switch port, the addresses it carries)."""
+    found: dict[str, tuple[str, str, set[ipaddress.IPv4Address]]] = {}
+    for target in watched:
+        if target.network not in found:
+            index = len(found)
+            found[target.network] = (f"eth{index}", f"bgpmon{index}", set())
+        found[target.network][2].add(target.local_ip)
+    return found
+
+
+def _wire(topology: Topology, watched: list[Target]) -> None:
+    """The monitor's namespace and one veth per network, its far end a port of the network's switch."""
     from pyroute2 import IPRoute
     mon, underlay = netns(topology.name), names.underlay_netns(topology.name)
     namespace.create_many([mon])
+    interfaces = _interfaces(watched)
 
     def inside() -> None:
         with IPRoute() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-            for session in watched:
-                network = topology.network(session.router.network)
-                ipr.link("add", ifname=session.port, kind="veth", peer=session.device)
-                ipr.link("set", index=ipr.link_lookup(ifname=session.port)[0], net_ns_fd=underlay)
-                index = ipr.link_lookup(ifname=session.device)[0]
+            for name, (device, port, addresses) in interfaces.items():
+                network = topology.network(name)
+                ipr.link("add", ifname=port, kind="veth", peer=device)
+                ipr.link("set", index=ipr.link_lookup(ifname=port)[0], net_ns_fd=underlay)
+                index = ipr.link_lookup(ifname=device)[0]
                 ipr.link("set", index=index, mtu=network.mtu, state="up")
-                ipr.addr("add", index=index, address=str(session.router.monitor_ip),
-                         prefixlen=network.cidr.prefixlen)
+                for address in sorted(addresses):
+                    ipr.addr("add", index=index, address=str(address), prefixlen=network.cidr.prefixlen)
 
     def outside() -> None:
         with IPRoute() as ipr:
-            for session in watched:
-                bridge = ipr.link_lookup(ifname=session.router.network)[0]
-                network = topology.network(session.router.network)
-                ipr.link("set", index=ipr.link_lookup(ifname=session.port)[0], master=bridge, mtu=network.mtu,
-                         state="up")
+            for name, (_, port, _) in interfaces.items():
+                bridge = ipr.link_lookup(ifname=name)[0]
+                ipr.link("set", index=ipr.link_lookup(ifname=port)[0], master=bridge,
+                         mtu=topology.network(name).mtu, state="up")
     namespace.run_in(mon, inside)
     namespace.run_in(underlay, outside)
 
@@ -105,9 +174,11 @@ def _wire(topology: Topology, watched: list[Session]) -> None:
 class Monitor:
     """A running observer: start it, iterate its events, stop it (also on errors)."""
 
-    def __init__(self, topology: Topology, lab_dir: str, routers: list[str] | None = None) -> None:
+    def __init__(self, topology: Topology, lab_dir: str, only: list[str] | None = None) -> None:
         self.topology = topology
-        self.watched = sessions(topology, routers)
+        self.watched = targets(topology, only)
+        self.files_dir = os.path.join(lab_dir, "files")
+        self.birds: list[Target] = []          # BIRDs configured with Lab_monitor, to restore
         self.directory = os.path.join(lab_dir, "bgpmon")
         self.events = os.path.join(self.directory, "events.jsonl")
         self.process: subprocess.Popen | None = None
@@ -122,14 +193,16 @@ class Monitor:
         os.makedirs(self.directory, exist_ok=True)
         spec_path = os.path.join(self.directory, "observer.json")
         with open(spec_path, "w", encoding="utf-8") as handle:
-            json.dump({"events": self.events, "names": {str(s.router.ip): s.router.name for s in self.watched}},
-                      handle)
+            json.dump({"events": self.events, "names": {str(t.ip): t.name for t in self.watched}}, handle)
         open(self.events, "w").close()
         conf = os.path.join(self.directory, "exabgp.conf")
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(config(self.watched, spec_path))
         try:
             _wire(self.topology, self.watched)
+            for target in self.watched:
+                if target.kind != "router":
+                    self._configure_bird(target)
             argv = ["nsenter", f"--net={namespace.path(netns(self.topology.name))}", program, "server", conf]
             with open(os.path.join(self.directory, "exabgp.out"), "ab") as out:
                 self.process = subprocess.Popen(argv, cwd=self.directory, stdin=subprocess.DEVNULL, stdout=out,
@@ -157,8 +230,37 @@ class Monitor:
                     break
                 time.sleep(0.02)
 
+    def _bird_paths(self, node: str) -> daemons.NodePaths:
+        return daemons.NodePaths(os.path.join(self.files_dir, node))
+
+    def _configure_bird(self, target: Target) -> None:
+        paths = self._bird_paths(target.name)
+        own_ip = self.topology.cluster.calico.node(target.name).ipv4_address.ip   # type: ignore[union-attr]
+        path = os.path.join(paths.config_dir, MONITOR_CFG)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(bird_protocol(target, own_ip))
+        self.birds.append(target)
+        reply = birdc.command(paths.socket, f'configure "{path}"')
+        if "Reconfigur" not in reply:
+            raise LabError(f"BIRD on {target.name} refused the monitor's session: {reply.strip()}", f"see {path}")
+
+    def _restore_birds(self) -> None:
+        """BIRD back to bird.cfg alone (a BIRD that is gone, e.g. after `lab down`, needs nothing)."""
+        for target in self.birds:
+            paths = self._bird_paths(target.name)
+            try:
+                birdc.command(paths.socket, "configure")
+            except (OSError, birdc.BirdError):
+                pass
+            try:
+                os.unlink(os.path.join(paths.config_dir, MONITOR_CFG))
+            except OSError:
+                pass
+        self.birds = []
+
     def stop(self) -> None:
-        """Stop ExaBGP and its observer, remove the namespace (with its veths) and the files."""
+        """Stop ExaBGP and its observer, restore the BIRDs, remove the namespace (with its veths) and files."""
+        self._restore_birds()
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
