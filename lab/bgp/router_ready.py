@@ -9,9 +9,10 @@ router's main table (`proto bgp`, via the node). The expectation comes from the 
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any
 
-from lab.bgp import birdc, peers
+from lab.bgp import birdc, daemons, peers
 from lab.netns import namespace, names
 from lab.netns.state import StateStore
 from lab.readiness import Check
@@ -28,7 +29,6 @@ def checks(topology: Topology, store: StateStore) -> list[Check]:
 
 
 def _sessions(topology: Topology, store: StateStore) -> Check:
-    from lab.cni.calico_runtime import node_paths
     missing: list[str] = []
     total = 0
     tcp = dict(zip([r.name for r in topology.routers],
@@ -38,7 +38,8 @@ def _sessions(topology: Topology, store: StateStore) -> Check:
         for peer in router.peers:
             total += 1
             if peer.kind == "node" and peer.name:
-                states = _bird_states(node_paths(store, topology.name, peer.name).socket)
+                paths = daemons.NodePaths(os.path.join(store.files_dir(topology.name), peer.name))
+                states = _bird_states(paths.socket)
                 state = next((s for name, s in states.items() if name in _protocols(router.ip)), "no such protocol")
                 if state != "Established":
                     missing.append(f"{peer.name} -> {router.name} ({state})")
