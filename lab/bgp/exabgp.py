@@ -107,32 +107,39 @@ def write_spec(spec: dict[str, Any], path: str) -> None:
     os.replace(temporary, path)
 
 
+def launch(lab: str, router: Router, files_dir: str, program: str) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """Write one router's files and start its ExaBGP (not waiting); returns the process and the helper's spec.
+    A supervisor restarts a router with this, as `lab up` starts it."""
+    directory = router_dir(files_dir, router.name)
+    os.makedirs(directory, exist_ok=True)
+    spec_path = os.path.join(directory, "api.json")
+    spec = api_spec(router, directory)
+    if os.path.exists(spec_path):          # keep live announcements (`lab bgp announce|withdraw`)
+        spec["announce"] = read_ribs(spec_path).get("announce", spec["announce"])
+    write_spec(spec, spec_path)
+    if os.path.exists(spec["ready"]):
+        os.unlink(spec["ready"])
+    conf = os.path.join(directory, "exabgp.conf")
+    with open(conf, "w", encoding="utf-8") as handle:
+        handle.write(config(router, spec_path))
+    argv = ["nsenter", f"--net={namespace.path(names.node_netns(lab, router.name))}", program, "server", conf]
+    with open(os.path.join(directory, "exabgp.out"), "ab") as out:
+        process = subprocess.Popen(argv, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                   start_new_session=True, env=environment(os.path.join(directory, "exabgp.log")))
+    return process, spec
+
+
 def start(topology: Topology, files_dir: str) -> list[dict[str, Any]]:
     """Start every router's ExaBGP and wait until each helper is ready; returns what `lab status` records."""
-    program = binary()
     if not topology.routers:
         return []
-    if program is None:
-        require(topology)
+    require(topology)
+    program = binary()
+    assert program is not None
     launched = []
     for router in topology.routers:
-        directory = router_dir(files_dir, router.name)
-        os.makedirs(directory, exist_ok=True)
-        spec_path = os.path.join(directory, "api.json")
-        spec = api_spec(router, directory)
-        write_spec(spec, spec_path)
-        if os.path.exists(spec["ready"]):
-            os.unlink(spec["ready"])
-        conf = os.path.join(directory, "exabgp.conf")
-        with open(conf, "w", encoding="utf-8") as handle:
-            handle.write(config(router, spec_path))
-        log = os.path.join(directory, "exabgp.log")
-        argv = ["nsenter", f"--net={namespace.path(names.node_netns(topology.name, router.name))}",
-                str(program), "server", conf]
-        with open(os.path.join(directory, "exabgp.out"), "ab") as out:
-            process = subprocess.Popen(argv, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                       start_new_session=True, env=environment(log))
-        launched.append((router, process, spec, directory))
+        process, spec = launch(topology.name, router, files_dir, program)
+        launched.append((router, process, spec, router_dir(files_dir, router.name)))
     _wait_ready(launched)
     return [{"router": r.name, "pid": p.pid, "conf": os.path.join(d, "exabgp.conf"), "spec": os.path.join(d, "api.json"),
              "ribs": s["ribs"]} for r, p, s, d in launched]
