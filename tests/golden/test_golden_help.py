@@ -19,10 +19,12 @@ from lab import cli
 SNAPSHOTS = Path(__file__).resolve().parent / "help"
 UPDATE = os.environ.get("LAB_GOLDEN_UPDATE") == "1"
 COMMANDS = ["up", "wait", "down", "list", "status", "exec", "shell", "ping", "apply", "delete", "label", "probe",
-            "policy", "birdc", "calicoctl", "graph", "capture", "trace", "impair", "fault", "report", "mininet",
-            "topologies", "experiment", "cleanup"]
+            "policy", "birdc", "calicoctl", "bgp", "graph", "capture", "trace", "impair", "fault", "report",
+            "mininet", "topologies", "experiment", "cleanup"]
 CASES = {"lab": ["--help"]} | {f"lab-{c}": [c, "--help"] for c in COMMANDS} | {
     "lab-experiment-run": ["experiment", "run", "--help"],
+    "lab-bgp-monitor": ["bgp", "monitor", "--help"],
+    "lab-bgp-announce": ["bgp", "announce", "--help"],
     # misuse: argparse's usage line and message, exit 2, before anything is loaded
     "error-no-command": [],
     "error-unknown-command": ["bogus"],
