@@ -96,8 +96,8 @@ class Lab:
         """Build the lab; idempotent when the same topology is already up; rolls back on failure.
         `fail_after` and `parallelism` are seams for tests (lab.netns.apply.apply_plan)."""
         from lab import cni, supervision
-        from lab.cni import impairment_plan
         from lab.bgp import exabgp
+        from lab.cni import impairment_plan
         from lab.netns import apply, impairments, workers
         from lab.netns.plan import with_fresh_links
         from lab.probe import servers
@@ -540,7 +540,8 @@ def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities
     routers = [{"name": r.name, "network": r.network, "ip": str(r.ip), "as_number": r.as_number,
                 "announce": [str(p) for p in r.announce], "peers": [p.name or str(p.ip) for p in r.peers],
                 "netns": names.node_netns(topology.name, r.name)} for r in topology.routers]
-    return {"routers": routers, "cni": topology.cluster.cni, "enforcer": topology.cluster.enforcer, "policies": policies,
+    return {"routers": routers,
+            "cni": topology.cluster.cni, "enforcer": topology.cluster.enforcer, "policies": policies,
             "namespaces": namespaces, "externals": externals, **described,
             "underlay": {"netns": names.underlay_netns(topology.name), "networks": networks},
             "nodes": nodes, "pods": pods, "notes": list(plan.notes) + list(topology.notes),

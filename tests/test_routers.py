@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from calico_kernel import start_bird, stop_bird, wait_for
 from conftest import TOPOLOGIES, netns_list, run_lab
 
@@ -111,7 +110,8 @@ def test_each_tor_kernel_routes_every_block_via_the_right_hop(tor):
                 own = tor.tor_of(node) == name
                 hop = tor.nodes[node]["ip"] if own else tor.spine_ip(tor.tor_of(node))
                 assert block in installed, f"{name} has no proto bgp route to {node}'s block {block}"
-                assert installed[block]["gateway"] == hop, f"{name}: {block} via {installed[block]['gateway']}, not {hop}"
+                got = installed[block]["gateway"]
+                assert got == hop, f"{name}: {block} via {got}, not {hop}"
 
 
 def test_nodes_learn_the_announced_prefix_from_their_tor(tor):

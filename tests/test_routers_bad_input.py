@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_lab_unprivileged
 from test_calico_bad_input import assert_precise
 

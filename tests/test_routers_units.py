@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TOPOLOGIES
+
 from lab.bgp import birdcfg, exabgp_api, monitor
 from lab.topology import loader
 
@@ -24,7 +23,7 @@ def tor():
 
 def test_routers_follow_the_topology_file(tor):
     data = yaml.safe_load(TOR.read_text())
-    for entry, router in zip(data["routers"], tor.routers):
+    for entry, router in zip(data["routers"], tor.routers, strict=True):
         assert (router.name, router.network, str(router.ip), router.as_number) == \
             (entry["name"], entry["network"], entry["ip"], entry["asNumber"])
         assert [str(p) for p in router.announce] == entry.get("announce", [])

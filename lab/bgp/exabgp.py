@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from lab.errors import LabError
-from lab.netns import namespace, names
+from lab.netns import names, namespace
 from lab.topology.model import Router, Topology
 
 READY_TIMEOUT = 30.0
@@ -141,8 +141,8 @@ def start(topology: Topology, files_dir: str) -> list[dict[str, Any]]:
         process, spec = launch(topology.name, router, files_dir, program)
         launched.append((router, process, spec, router_dir(files_dir, router.name)))
     _wait_ready(launched)
-    return [{"router": r.name, "pid": p.pid, "conf": os.path.join(d, "exabgp.conf"), "spec": os.path.join(d, "api.json"),
-             "ribs": s["ribs"]} for r, p, s, d in launched]
+    return [{"router": r.name, "pid": p.pid, "conf": os.path.join(d, "exabgp.conf"),
+             "spec": os.path.join(d, "api.json"), "ribs": s["ribs"]} for r, p, s, d in launched]
 
 
 def _wait_ready(launched: list) -> None:

@@ -224,7 +224,8 @@ class Router:
         with self.lock:
             return {"router": self.spec["router"], "as_number": self.asn, "sessions": dict(self.sessions),
                     "rib_in": {prefix: {peer: {"next_hop": p.next_hop, "as_path": list(p.as_path)}
-                                        for peer, p in paths.items()} for prefix, paths in self.rib_in.items() if paths},
+                                        for peer, p in paths.items()}
+                               for prefix, paths in self.rib_in.items() if paths},
                     "installed": dict(self.installed), "announce": sorted(self.local)}
 
 

@@ -34,12 +34,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from lab.bgp import birdc, daemons, exabgp, peers
 from lab.errors import LabError
-from lab.netns import apply, namespace, names
+from lab.netns import apply, names, namespace
 from lab.topology.model import Topology
 
 MONITOR = "_bgpmon"

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
 
 from lab.bgp import birdc, daemons, peers
-from lab.netns import namespace, names
+from lab.netns import names, namespace
 from lab.netns.state import StateStore
 from lab.readiness import Check
 from lab.topology.model import Topology
@@ -33,7 +32,7 @@ def _sessions(topology: Topology, store: StateStore) -> Check:
     total = 0
     tcp = dict(zip([r.name for r in topology.routers],
                    namespace.run_in_each([names.node_netns(topology.name, r.name) for r in topology.routers],
-                                         lambda _: established_peers())))
+                                         lambda _: established_peers()), strict=True))
     for router in topology.routers:
         for peer in router.peers:
             total += 1
@@ -89,7 +88,7 @@ def _routes(topology: Topology) -> Check:
                     for r in ipr.get_routes(family=2, table=254) if r["proto"] == RTPROT_BGP}
     tables = dict(zip([r.name for r in topology.routers],
                       namespace.run_in_each([names.node_netns(topology.name, r.name) for r in topology.routers],
-                                            table)))
+                                            table), strict=True))
     missing = []
     total = 0
     for router in topology.routers:

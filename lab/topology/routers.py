@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
@@ -124,7 +125,7 @@ def parse(data: list, networks: tuple[Network, ...], nodes: tuple[Node, ...], ex
         draft = _Draft(entry, path, network, ip, asn, tuple(links))
         draft.cidrs = [(by_network[net].cidr, address) for net, address in draft.addresses()]
         fields: list[Path] = [path + ("ip",)] + [path + ("links", i, "ip") for i in range(len(links))]
-        for (_, address), field in zip(draft.addresses(), fields):
+        for (_, address), field in zip(draft.addresses(), fields, strict=True):
             if address in used:
                 raise fail(field, f"{address} is taken by {used[address]}", "give the router another address")
             used[address] = f"router {name}"
