@@ -424,12 +424,14 @@ class Lab:
         """Apply `edit(live, old model) -> live` to a running lab: reload its topology with the new overlay,
         then reconfigure what runs. Nothing changes unless the new model loads; the overlay is saved last."""
         from lab import cni, live
+        from lab.bgp import exabgp
         from lab.topology import loader
         with self._locked_up(lab) as state:
             lab = state.lab
             old = loader.load(state.topology, live.overlay_of(state.live))
             new_live = edit(state.live, old)
             new = loader.load(state.topology, live.overlay_of(new_live, old))
+            exabgp.check_unchanged(old, new)
             changes = live.reconfigure(old, new, self.store, self._runtime(state))
             plan = cni.plan(new)
             state.live = new_live

@@ -408,3 +408,15 @@ def test_monitor_is_a_reflector_client_in_a_lab_without_routers(tmp_path):
         assert f"{name}._bgpmon" not in netns_list()
     finally:
         run_lab("down", name)
+
+
+def test_a_live_change_of_a_router_peer_s_as_is_refused(tor, tmp_path):
+    manifest = tmp_path / "node-as.yaml"
+    manifest.write_text("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node-b1}\n"
+                        "spec: {bgp: {asNumber: 65009}}\n")
+    config = Path(f"/run/lab/{tor.lab}/files/node-b1/etc/calico/confd/config/bird.cfg")
+    before = config.read_text()
+    result = run_lab("apply", "-f", str(manifest), "--lab", tor.lab, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "router tor-b's BGP sessions (node-b1 AS 65002 -> 65009)" in result.stderr, result.stderr
+    assert config.read_text() == before

@@ -163,6 +163,21 @@ def _wait_ready(launched: list) -> None:
         time.sleep(0.02)
 
 
+def check_unchanged(old: Topology, new: Topology) -> None:
+    """Refuse a live change (`lab apply`, `lab label`) that would change a running router's sessions, e.g. a
+    Node resource's asNumber that a router's peer carries: ExaBGP's neighbours are fixed while it runs."""
+    before = {r.name: r for r in old.routers}
+    for router in new.routers:
+        was = before.get(router.name)
+        if was is None or was.peers == router.peers:
+            continue
+        changed = next((f"{b.name or b.ip} AS {b.as_number} -> {a.as_number}" for b, a in zip(was.peers, router.peers,
+                                                                                          strict=False)
+                        if b != a), "its peers")
+        raise LabError(f"this change would change router {router.name}'s BGP sessions ({changed}), which are fixed "
+                       "while the lab runs", "`lab down`, edit the topology, and `lab up` again")
+
+
 def read_ribs(path: str) -> dict[str, Any]:
     """The helper's last written view: sessions, routes learned, routes installed."""
     try:
