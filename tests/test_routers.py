@@ -420,3 +420,14 @@ def test_a_live_change_of_a_router_peer_s_as_is_refused(tor, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "router tor-b's BGP sessions (node-b1 AS 65002 -> 65009)" in result.stderr, result.stderr
     assert config.read_text() == before
+
+
+def test_lab_graph_draws_the_routers_and_their_live_sessions(tor, tmp_path):
+    out = tmp_path / "tor.svg"
+    run_lab("graph", tor.lab, "-o", str(out))
+    svg = out.read_text()
+    for name in tor.routers:
+        assert f'id="external-{name}"' in svg
+    sessions = sum(len(r["peers"]) for r in tor.routers.values()) - 1      # tor-a <-> tor-b drawn once
+    assert f"BGP session (peer): {sessions}, {sessions} Established" in svg
+    assert "refused" not in svg, "blocks across the racks travel through the ToRs, not refused direct routes"

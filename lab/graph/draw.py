@@ -53,7 +53,7 @@ class Place:
 def _box_lines(box: NodeBox) -> list[str]:
     lines = [box.name + (f" ({box.role})" if box.role else ""), box.ip]
     if box.external:
-        return lines + ["external host"]
+        return lines + ["BGP router (ExaBGP)" if box.router else "external host"]
     lines += [f"pods {c}" for c in box.pod_cidrs[:2]] + ([f"+{len(box.pod_cidrs) - 2} blocks"]
                                                           if len(box.pod_cidrs) > 2 else [])
     lines += [f"{p.key} {p.ip}" for p in box.pods[:MAX_PODS_SHOWN]]

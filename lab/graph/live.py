@@ -20,6 +20,7 @@ def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[
     if calico is None or calico.backend != "bird":
         return {}
     by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
+    routers = {str(ip): r.name for r in topology.routers for _, ip in r.addresses()}
     found: dict[tuple[str, str], str] = {}
     for node, sessions_of in peers.peerings(topology).items():
         try:
@@ -31,6 +32,29 @@ def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[
             if other is not None:
                 state = states.get(peering.name, "Down")
                 found[(node, other)] = found[(other, node)] = _worse(found.get((other, node)), state)
+            router = routers.get(str(peering.ip))
+            if router is not None:
+                found[(node, router)] = found[(router, node)] = states.get(peering.name, "Down")
+    found.update(_router_sessions(topology))
+    return found
+
+
+def _router_sessions(topology: Topology) -> dict[tuple[str, str], str]:
+    """(router, peer router) -> Established when the router's namespace holds the TCP session on port 179."""
+    from lab.bgp import router_ready
+    from lab.netns import names, namespace
+    pairs = [(r, p) for r in topology.routers for p in r.peers if p.kind == "router" and p.name]
+    if not pairs:
+        return {}
+    held = dict(zip([r.name for r in topology.routers],
+                    namespace.run_in_each([names.node_netns(topology.name, r.name) for r in topology.routers],
+                                          lambda _: router_ready.established_peers()), strict=True))
+    found: dict[tuple[str, str], str] = {}
+    for router, peer in pairs:
+        state = "Established" if peer.ip in held[router.name] else "Down"
+        assert peer.name is not None
+        found[(router.name, peer.name)] = found[(peer.name, router.name)] = _worse(found.get((peer.name, router.name)),
+                                                                                   state)
     return found
 
 

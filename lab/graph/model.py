@@ -43,7 +43,8 @@ class NodeBox:
     pod_cidrs: tuple[str, ...] = ()
     pods: tuple[PodBox, ...] = ()
     external: bool = False
-    role: str = ""            # "route reflector" for Calico reflectors
+    role: str = ""            # "route reflector" for Calico reflectors; "AS <n>" for a router
+    router: bool = False      # an external BGP router (`routers:`), drawn like an external host
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = N
                      tuple(PodBox(p.key, str(p.ip)) for p in topology.pods_on(n.name)), role=_role(topology, n.name))
              for n in topology.nodes]
     boxes += [NodeBox(e.name, e.network, str(e.ip), external=True) for e in topology.externals]
+    boxes += [NodeBox(r.name, r.network, str(r.ip), external=True, role=f"AS {r.as_number}", router=True)
+              for r in topology.routers]
     if topology.cluster.cni == "flannel":
         mode, edges = _flannel_edges(topology)
     elif topology.cluster.cni == "terway":      # no node-to-node edge: every path crosses the VPC router
@@ -129,6 +132,26 @@ def _same_segment(topology: Topology, a: str, b: str) -> bool:
     return topology.node(a).network == topology.node(b).network
 
 
+def _router_peers(topology: Topology) -> set[str]:
+    """The nodes some router peers with."""
+    return {p.name for r in topology.routers for p in r.peers if p.kind == "node" and p.name}
+
+
+def _router_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> list[Edge]:
+    """A BGP edge per router session with a node or another router (each router pair once)."""
+    edges = []
+    seen: set[frozenset[str]] = set()
+    for router in topology.routers:
+        for peer in router.peers:
+            if peer.name is None or frozenset((router.name, peer.name)) in seen:
+                continue
+            seen.add(frozenset((router.name, peer.name)))
+            state = (sessions or {}).get((peer.name, router.name),
+                                         SESSION_STATES_UNKNOWN if sessions is None else "absent")
+            edges.append(Edge(peer.name, router.name, "bgp", "BGP peer", state=state, role="peer"))
+    return edges
+
+
 def _pairs(topology: Topology) -> list[tuple[str, str]]:
     return list(itertools.combinations([n.name for n in topology.nodes], 2))
 
@@ -159,8 +182,12 @@ def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
     encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
     ipip = next((m for m, _ in encap if m != "Never"), "Never")
     vxlan = next((m for _, m in encap if m != "Never"), "Never")
+    routed = _router_peers(topology)
     for a, b in _pairs(topology):
         same = _same_segment(topology, a, b)
+        if not same and a in routed and b in routed and calico.backend == "bird" and (ipip, vxlan) == (
+                "Never", "Never"):
+            continue                        # their blocks travel through the routers, drawn as BGP sessions
         if ipip == "Always" or (ipip == "CrossSubnet" and not same):
             edges.append(Edge(a, b, "ipip", "IP proto 4"))
         elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
@@ -181,6 +208,7 @@ def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
                     "reflector" if peering.rr_cluster_id or _role(topology, other) else "peer")
                 state = (sessions or {}).get((node, other), SESSION_STATES_UNKNOWN if sessions is None else "absent")
                 edges.append(Edge(node, other, "bgp", f"BGP {role}", state=state, role=role))
+    edges += _router_edges(topology, sessions)
     modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
                              (f"vxlan {vxlan}", vxlan != "Never")) if on]
     return "calico " + (" + ".join(modes) or "no routing"), edges
