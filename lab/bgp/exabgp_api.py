@@ -279,6 +279,15 @@ def _watch(router: Router, spec_path: str, ribs: str, stop: threading.Event) -> 
             log(traceback.format_exc())
 
 
+def _flush(kernel: Any) -> int:
+    """Remove the routes an earlier helper installed (a restarted router starts with an empty RIB, as a
+    router without graceful restart does); returns how many."""
+    stale = [r for r in kernel.get_routes(family=2, table=254) if r["proto"] == RTPROT_BGP]
+    for route in stale:
+        kernel.route("del", dst=f"{route.get_attr('RTA_DST')}/{route['dst_len']}", proto=RTPROT_BGP)
+    return len(stale)
+
+
 def main(argv: list[str]) -> int:
     global _LOG
     from pyroute2 import IPRoute
@@ -287,6 +296,9 @@ def main(argv: list[str]) -> int:
     _LOG = open(spec["log"], "a", encoding="utf-8")
     stop = threading.Event()
     with IPRoute() as kernel:
+        flushed = _flush(kernel)
+        if flushed:
+            log(f"removed {flushed} proto bgp routes an earlier instance installed (they are learned again)")
         router = Router(spec, sys.stdout, kernel)
         router.start()
         _write_view(router, spec["ribs"])
