@@ -3,7 +3,7 @@
 `PROVIDERS` is the registry: each provider turns a running lab's topology and runtime record into the
 DaemonSpecs of the daemons it started. A new kind of daemon (ExaBGP routers, ...) registers by adding
 one provider to the tuple. Names are stable and are what `lab status` shows: `bird/<node>`,
-`route-agent`, `probe-servers`.
+`route-agent`, `probe-servers`, `exabgp/<router>`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,33 @@ def probe_server_daemons(topology: Topology, store: StateStore, runtime: dict[st
         pid=int(record["pid"]))]
 
 
-PROVIDERS: tuple[Provider, ...] = (bird_daemons, route_agent_daemons, probe_server_daemons)
+def router_name(router: str) -> str:
+    return f"exabgp/{router}"
+
+
+def exabgp_daemons(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[sv.DaemonSpec]:
+    """ExaBGP (and through its `process` API, the lab's helper) of every external router (`routers:`)."""
+    from lab.bgp import exabgp
+    records = {r["router"]: r for r in runtime.get("routers") or []}
+    program = exabgp.binary()
+    if not records or program is None:
+        return []
+    specs = []
+    for router in topology.routers:
+        record = records.get(router.name)
+        if record is None:
+            continue
+        directory = exabgp.router_dir(store.files_dir(topology.name), router.name)
+        ready = os.path.join(directory, "api.ready")
+        specs.append(sv.DaemonSpec(
+            name=router_name(router.name), netns=names.node_netns(topology.name, router.name),
+            argv=tuple(exabgp.argv(program, record["conf"])), log=os.path.join(directory, "exabgp.out"),
+            ready=("file", ready), cwd=directory, env=exabgp.settings(os.path.join(directory, "exabgp.log")),
+            clean=(ready,), pid=int(record["pid"])))
+    return specs
+
+
+PROVIDERS: tuple[Provider, ...] = (bird_daemons, route_agent_daemons, probe_server_daemons, exabgp_daemons)
 
 
 def specs(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[sv.DaemonSpec]:

@@ -10,12 +10,13 @@ the start of each step is this script's clock (the same host clock).
              tor-a's announcement. The monitor can only start once `lab up` has returned, so this
              is an upper bound that includes the monitor's own start; also given: the same from
              the kernel (every node's main table holds every block and the announcement, proto bird)
-  bird-stop  SIGTERM to node-a1's BIRD -> WITHDRAW of its block at tor-b (BIRD closes its
-             sessions with a Cease, so no timer is involved). Target: <= 1 s
-  bird-start BIRD started again as `lab up` starts it -> UPDATE of its block at tor-b
-  link-down  node-a1's eth0 set down in its namespace (nothing is sent: the ToR notices when its
-             hold timer expires) -> WITHDRAW at tor-b. Target: <= BIRD's hold time + 1 s
-  link-up    eth0 up again -> UPDATE at tor-b (BIRD's connect retry, 5 s in Calico's template)
+  bird-stop  `lab fault bird-stop node-a1` (SIGTERM to its BIRD) -> WITHDRAW of its block at tor-b
+             (BIRD closes its sessions with a Cease, so no timer is involved). Target: <= 1 s
+  bird-start `lab fault bird-start node-a1` -> UPDATE of its block at tor-b
+  link-down  `lab fault link-down node-a1` (its switch port down: nothing is sent, the ToR notices
+             when its hold timer expires) -> WITHDRAW at tor-b. Target: <= BIRD's hold time + 1 s
+  link-up    `lab fault link-up node-a1` -> UPDATE at tor-b (BIRD's connect retry, 5 s in Calico's
+             template, or its error wait, 5-30 s, after the hold timer expired)
   RSS        VmRSS of each router's exabgp and of its API helper, after convergence
 
 Timers (BIRD 1.6 defaults, which Calico's bird.cfg leaves alone): hold time 240 s, keepalive 80 s,
@@ -41,7 +42,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.bgp import daemons  # noqa: E402
 from lab.bgp.monitor import Monitor  # noqa: E402
 from lab.lifecycle import Lab  # noqa: E402
 from lab.netns import names  # noqa: E402
@@ -142,29 +142,25 @@ def one_run(workdir: Path, linkdown: bool, timeout: float) -> dict[str, Any]:
         result["converge_kernel_s"] = time.time() - started
         result["rss"] = {r.name: _router_rss(name, r.name) for r in topology.routers}
         block = str(topology.cluster.calico.ipam.blocks[FAILED][0])
-        paths = daemons.NodePaths(os.path.join(lab.store.files_dir(name), FAILED))
 
         def at_far(kind: str) -> Callable[[dict[str, Any]], bool]:
             return lambda e: e["event"] == kind and e["prefix"] == block and e["peer"] == FAR
 
         t0 = time.time()
-        daemons.stop_bird(paths)
+        lab.fault(name, "bird-stop", FAILED)
         event = events.wait(at_far("withdraw"), timeout)
         result["bird_stop_s"] = event["time"] - t0 if event else None
         t0 = time.time()
-        daemons.start_birds({FAILED: (names.node_netns(name, FAILED), paths)})
+        lab.fault(name, "bird-start", FAILED)
         event = events.wait(at_far("update"), timeout)
         result["bird_start_s"] = event["time"] - t0 if event else None
         if linkdown:
-            netns = names.node_netns(name, FAILED)
             t0 = time.time()
-            subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+            lab.fault(name, "link-down", FAILED)
             event = events.wait(at_far("withdraw"), EXABGP_HOLD_S + BIRD_HOLD_S)
             result["link_down_s"] = event["time"] - t0 if event else None
             t0 = time.time()
-            subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
-            subprocess.run(["ip", "-n", netns, "route", "replace", "default", "via",
-                            str(topology.network(topology.node(FAILED).network).gateway)], check=True)
+            lab.fault(name, "link-up", FAILED)
             event = events.wait(at_far("update"), timeout + 60)
             result["link_up_s"] = event["time"] - t0 if event else None
     finally:

@@ -431,3 +431,30 @@ def test_lab_graph_draws_the_routers_and_their_live_sessions(tor, tmp_path):
     sessions = sum(len(r["peers"]) for r in tor.routers.values()) - 1      # tor-a <-> tor-b drawn once
     assert f"BGP session (peer): {sessions}, {sessions} Established" in svg
     assert "refused" not in svg, "blocks across the racks travel through the ToRs, not refused direct routes"
+
+
+def _daemon_row(lab: str, name: str) -> dict:
+    status = json.loads(run_lab("status", lab, "--json", check=False).stdout)
+    return next(row for row in status["supervisor"]["daemons"] if row["name"] == name)
+
+
+def test_an_exabgp_killed_with_sigkill_comes_back_and_relearns_its_routes(tor):
+    """The supervisor restarts a router's ExaBGP as it restarts BIRD; the new helper starts from an empty RIB
+    (its predecessor's routes flushed) and learns every block again."""
+    row = _daemon_row(tor.lab, "exabgp/tor-b")
+    old, restarts = row["pid"], row["restarts"]
+    assert row["state"] == "running" and old
+    os.kill(old, signal.SIGKILL)
+    row = wait_for(lambda: _daemon_row(tor.lab, "exabgp/tor-b"),
+                   lambda r: r["state"] == "running" and r["pid"] not in (None, old), 60, 0.5)
+    assert row["state"] == "running" and row["restarts"] == restarts + 1, row
+    text = run_lab("status", tor.lab).stdout
+    line = next(line for line in text.splitlines() if line.startswith("exabgp/tor-b "))
+    assert line.split()[1:4] == ["running", str(row["pid"]), str(restarts + 1)], line
+
+    def blocks_at_tor_b() -> set[str]:
+        return {r["dst"] for r in routes(tor.netns("tor-b")) if r.get("protocol") == RTPROT_BGP}
+    wanted = set().union(*(blocks_of(tor, node) for node in tor.nodes))
+    back = wait_for(blocks_at_tor_b, lambda got: wanted <= got, 120, 0.5)
+    assert wanted <= back, f"tor-b has {back}, not every block {wanted}"
+    run_lab("wait", tor.lab, "--timeout", "120")

@@ -51,11 +51,20 @@ def router_dir(files_dir: str, router: str) -> str:
     return os.path.join(files_dir, router)
 
 
+def settings(log: str) -> dict[str, str]:
+    """ExaBGP's settings (environment variables): stay root, no API acks, log to a file; the helper's path."""
+    return {"exabgp_daemon_user": "root", "exabgp_daemon_daemonize": "false", "exabgp_api_ack": "false",
+            "exabgp_log_destination": log, "exabgp_log_level": "INFO", "exabgp_daemon_drop": "false",
+            "PYTHONPATH": _package_root()}
+
+
 def environment(log: str) -> dict[str, str]:
-    """ExaBGP's settings: stay root, no API acks, log to a file, listen where the neighbours say."""
-    return {**os.environ, "exabgp_daemon_user": "root", "exabgp_daemon_daemonize": "false",
-            "exabgp_api_ack": "false", "exabgp_log_destination": log, "exabgp_log_level": "INFO",
-            "exabgp_daemon_drop": "false", "PYTHONPATH": _package_root()}
+    return {**os.environ, **settings(log)}
+
+
+def argv(program: str, conf: str) -> list[str]:
+    """ExaBGP's command line (run inside the router's namespace)."""
+    return [program, "server", conf]
 
 
 def neighbour(peer_ip: str, local_ip: str, local_as: int, peer_as: int, hold: int, passive: bool,
@@ -122,9 +131,9 @@ def launch(lab: str, router: Router, files_dir: str, program: str) -> tuple[subp
     conf = os.path.join(directory, "exabgp.conf")
     with open(conf, "w", encoding="utf-8") as handle:
         handle.write(config(router, spec_path))
-    argv = ["nsenter", f"--net={namespace.path(names.node_netns(lab, router.name))}", program, "server", conf]
+    command = ["nsenter", f"--net={namespace.path(names.node_netns(lab, router.name))}", *argv(program, conf)]
     with open(os.path.join(directory, "exabgp.out"), "ab") as out:
-        process = subprocess.Popen(argv, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        process = subprocess.Popen(command, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                    start_new_session=True, env=environment(os.path.join(directory, "exabgp.log")))
     return process, spec
 
