@@ -185,6 +185,7 @@ def _stat(values: list[float | None]) -> str:
 def run(repeat: int, linkdown_repeat: int, timeout: float = 120.0) -> int:
     """Run the section and print its table; 0 when the targets hold."""
     runs = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-tor-") as tmp:
         for index in range(max(repeat, linkdown_repeat)):
             runs.append(one_run(Path(tmp), index < linkdown_repeat, timeout))
@@ -210,6 +211,9 @@ def run(repeat: int, linkdown_repeat: int, timeout: float = 120.0) -> int:
         print(f"| RSS {router}: exabgp / API helper | {statistics.median(exa):.1f} MiB / "
               f"{statistics.median(helper):.1f} MiB |")
     print()
+    load_after = os.getloadavg()
+    print(f"Machine: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+          "(other work on the machine slows convergence; the failover figures are timer- or Cease-bound)")
     print(f"Timers: BIRD 1.6 defaults hold {BIRD_HOLD_S} s, keepalive {BIRD_KEEPALIVE_S} s (Calico keeps them); "
           f"ExaBGP offers hold {EXABGP_HOLD_S} s; the session uses min = {min(BIRD_HOLD_S, EXABGP_HOLD_S)} s.")
     ok = True
