@@ -127,7 +127,7 @@ def one_run(workdir: Path, linkdown: bool, timeout: float) -> dict[str, Any]:
     try:
         lab.up(str(path))
         topology = lab.topology(name)
-        blocks = {str(b) for bs in topology.cluster.calico.ipam.blocks.values() for b in bs}
+        blocks = {str(b) for bs in topology.cluster.config.ipam.blocks.values() for b in bs}
         announced = {str(p) for r in topology.routers for p in r.announce}
         wanted = blocks | announced
         monitor = Monitor(topology, lab.store.lab_dir(name), [FAR])
@@ -141,7 +141,7 @@ def one_run(workdir: Path, linkdown: bool, timeout: float) -> dict[str, Any]:
             time.sleep(0.05)
         result["converge_kernel_s"] = time.time() - started
         result["rss"] = {r.name: _router_rss(name, r.name) for r in topology.routers}
-        block = str(topology.cluster.calico.ipam.blocks[FAILED][0])
+        block = str(topology.cluster.config.ipam.blocks[FAILED][0])
 
         def at_far(kind: str) -> Callable[[dict[str, Any]], bool]:
             return lambda e: e["event"] == kind and e["prefix"] == block and e["peer"] == FAR

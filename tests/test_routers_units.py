@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import TOPOLOGIES
 
-from lab.bgp import birdcfg, exabgp_api, monitor
+from lab.bgp import exabgp_api, monitor
+from lab.cni.calico import birdcfg
 from lab.topology import loader
 
 TOR = TOPOLOGIES / "calico-tor.yaml"

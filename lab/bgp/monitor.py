@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lab.bgp import birdc, daemons, exabgp, peers
+from lab.bgp import birdc, daemons, exabgp
 from lab.errors import LabError
 from lab.netns import apply, names, namespace
-from lab.topology.model import Topology
+from lab.topology.model import CalicoConfig, Topology
 
 MONITOR = "_bgpmon"
 MONITOR_CFG = "lab_monitor.cfg"
@@ -82,14 +82,15 @@ def targets(topology: Topology, wanted: list[str] | None) -> list[Target]:
 
 
 def _bird_targets(topology: Topology) -> list[Target]:
-    calico = topology.cluster.calico
-    if calico is None or calico.backend != "bird":
+    calico = topology.cluster.config
+    if not isinstance(calico, CalicoConfig) or calico.backend != "bird":
         raise LabError(f"lab {topology.name} runs no BGP speaker to peer with",
                        "the monitor peers with `routers:` or a Calico BGP lab's BIRD (calico_backend bird)")
     reflectors = [n for n in calico.nodes if n.rr_cluster_id]
     chosen = reflectors or list(calico.nodes)
     local = _free_addresses(topology, {topology.node(n.name).network for n in chosen})
-    return [Target(n.name, "reflector" if n.rr_cluster_id else "node", n.ipv4_address.ip, peers.node_as(calico, n),
+    return [Target(n.name, "reflector" if n.rr_cluster_id else "node", n.ipv4_address.ip,
+                   n.as_number if n.as_number is not None else calico.bgp.as_number,
                    topology.node(n.name).network, local[topology.node(n.name).network],
                    cluster_id=n.rr_cluster_id) for n in chosen]
 
@@ -236,7 +237,9 @@ class Monitor:
 
     def _configure_bird(self, target: Target) -> None:
         paths = self._bird_paths(target.name)
-        own_ip = self.topology.cluster.calico.node(target.name).ipv4_address.ip   # type: ignore[union-attr]
+        calico = self.topology.cluster.config
+        assert isinstance(calico, CalicoConfig)
+        own_ip = calico.node(target.name).ipv4_address.ip
         path = os.path.join(paths.config_dir, MONITOR_CFG)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(bird_protocol(target, own_ip))

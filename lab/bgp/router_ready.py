@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from lab.bgp import birdc, daemons, peers
+from lab.bgp import birdc, daemons
 from lab.netns import names, namespace
 from lab.netns.state import StateStore
 from lab.readiness import Check
-from lab.topology.model import Topology
+from lab.topology.model import CalicoConfig, Topology
 
 RTPROT_BGP = 186
 BGP_PORT = 179
@@ -48,7 +48,8 @@ def _sessions(topology: Topology, store: StateStore) -> Check:
 
 
 def _protocols(ip: ipaddress.IPv4Address) -> set[str]:
-    return {peers.protocol_name("Global", ip), peers.protocol_name("Node", ip)}
+    """confd's names for a node's session with an external peer: Global_<ip> or Node_<ip>, dots as _."""
+    return {f"{kind}_{str(ip).replace('.', '_')}" for kind in ("Global", "Node")}
 
 
 def _bird_states(socket_path: str) -> dict[str, str]:
@@ -79,8 +80,8 @@ def _routes(topology: Topology) -> Check:
     that node: with several equal paths (e.g. a global BGPPeer beside the mesh, where every node also
     exports its mesh peers' blocks) the router's tie-break may prefer another node, as a real one may."""
     from pyroute2 import IPRoute
-    calico = topology.cluster.calico
-    blocks = calico.ipam.blocks if calico is not None else {}
+    calico = topology.cluster.config
+    blocks = calico.ipam.blocks if isinstance(calico, CalicoConfig) else {}
 
     def table(_: str) -> set[str]:
         with IPRoute() as ipr:
