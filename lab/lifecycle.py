@@ -375,7 +375,7 @@ class Lab:
 
     def _router(self, router: str, lab: str | None) -> dict[str, Any]:
         state = self._state(lab)
-        found = {r["router"]: r for r in state.summary.get("runtime", {}).get("routers", [])}
+        found: dict[str, dict[str, Any]] = {r["router"]: r for r in state.summary.get("runtime", {}).get("routers", [])}
         if router not in found:
             raise LabError(f"no router named {router!r} in lab {state.lab}",
                            f"routers are: {', '.join(found) or 'none'} (a topology's `routers:`)")

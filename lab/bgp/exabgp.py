@@ -116,7 +116,8 @@ def write_spec(spec: dict[str, Any], path: str) -> None:
     os.replace(temporary, path)
 
 
-def launch(lab: str, router: Router, files_dir: str, program: str) -> tuple[subprocess.Popen, dict[str, Any]]:
+def launch(lab: str, router: Router, files_dir: str, program: str
+           ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Write one router's files and start its ExaBGP (not waiting); returns the process and the helper's spec.
     A supervisor restarts a router with this, as `lab up` starts it."""
     directory = router_dir(files_dir, router.name)
@@ -154,7 +155,7 @@ def start(topology: Topology, files_dir: str) -> list[dict[str, Any]]:
              "spec": os.path.join(d, "api.json"), "ribs": s["ribs"]} for r, p, s, d in launched]
 
 
-def _wait_ready(launched: list) -> None:
+def _wait_ready(launched: list[tuple[Router, subprocess.Popen[bytes], dict[str, Any], str]]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     waiting = list(launched)
     while waiting:
@@ -191,7 +192,8 @@ def read_ribs(path: str) -> dict[str, Any]:
     """The helper's last written view: sessions, routes learned, routes installed."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            found: dict[str, Any] = json.load(handle)
+        return found
     except (OSError, ValueError):
         return {}
 

@@ -122,7 +122,7 @@ class Router:
         if not paths:
             return None
 
-        def rank(path: Path) -> tuple:
+        def rank(path: Path) -> tuple[int, int, int, ipaddress.IPv4Address]:
             return (-(path.local_pref if path.local_pref is not None else 100), len(path.as_path),
                     1 if self._ibgp(path.peer) else 0, ipaddress.IPv4Address(path.peer))
         return min(paths, key=rank)
@@ -250,7 +250,8 @@ def log(text: str) -> None:
 
 def _read_spec(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        spec: dict[str, Any] = json.load(handle)
+    return spec
 
 
 def _write_view(router: Router, path: str) -> None:

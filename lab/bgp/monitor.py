@@ -183,7 +183,7 @@ class Monitor:
         self.birds: list[Target] = []          # BIRDs configured with Lab_monitor, to restore
         self.directory = os.path.join(lab_dir, "bgpmon")
         self.events = os.path.join(self.directory, "events.jsonl")
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         program = exabgp.binary()

@@ -27,8 +27,8 @@ from typing import Any
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
 from lab.topology.model import External, Network, Node, Router, RouterLink, RouterPeer
+from lab.topology.yamlsource import Path
 
-Path = tuple
 Fail = Callable[..., TopologyError]
 MAX_AS = 4294967295
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -78,7 +78,7 @@ def _announce(values: Any, path: Path, fail: Fail) -> tuple[ipaddress.IPv4Networ
 class _Draft:
     """A router before its peers are resolved (they may name routers declared after it)."""
 
-    def __init__(self, entry: dict, path: Path, network: Network, ip: ipaddress.IPv4Address, asn: int,
+    def __init__(self, entry: dict[str, Any], path: Path, network: Network, ip: ipaddress.IPv4Address, asn: int,
                  links: tuple[RouterLink, ...]) -> None:
         self.entry, self.path, self.network, self.ip, self.asn, self.links = entry, path, network, ip, asn, links
         self.cidrs: list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]] = []
@@ -90,7 +90,7 @@ class _Draft:
         return next((ip for name, ip in self.addresses() if name == network), None)
 
 
-def parse(data: list, networks: tuple[Network, ...], nodes: tuple[Node, ...], externals: tuple[External, ...],
+def parse(data: list[Any], networks: tuple[Network, ...], nodes: tuple[Node, ...], externals: tuple[External, ...],
           node_as: Callable[[str], int] | None, fail: Fail) -> tuple[Router, ...]:
     """The `routers:` list as the model; `node_as(name)` gives a node's AS (None: the cluster runs no BGP)."""
     by_network = {n.name: n for n in networks}
