@@ -365,7 +365,7 @@ def _vxlan_attrs(link: Link, indexes: dict[str, int]) -> list[Attr]:
 
 def _bridge_port(link: Link) -> ifinfmsg:
     """The bridge-port flags of `link`: hairpin mode, neighbour suppression."""
-    port: list[tuple] = []
+    port: list[Attr] = []
     if link.hairpin:
         port.append(("IFLA_BRPORT_MODE", BRIDGE_MODE_HAIRPIN))
     if link.neigh_suppress:
@@ -424,7 +424,7 @@ def _rule(rule: Rule) -> fibmsg:
     msg["family"] = socket.AF_INET
     msg["action"] = FR_ACT_TO_TBL
     msg["table"] = rule.table if rule.table < 256 else 0
-    attrs: list[tuple] = [("FRA_TABLE", rule.table), ("FRA_PRIORITY", rule.priority)]
+    attrs: list[Attr] = [("FRA_TABLE", rule.table), ("FRA_PRIORITY", rule.priority)]
     for key, cidr, length in (("FRA_SRC", rule.src, "src_len"), ("FRA_DST", rule.dst, "dst_len")):
         if cidr:
             network = ipaddress.IPv4Network(cidr)

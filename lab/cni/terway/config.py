@@ -74,7 +74,7 @@ def of(where: Topology | Cluster) -> TerwayConfig:
     return config
 
 
-def parse(cluster: Mapping[str, Any], fail: Fail, where: Callable[[tuple], str]) -> TerwayConfig:
+def parse(cluster: Mapping[str, Any], fail: Fail, where: Callable[[tuple[Any, ...]], str]) -> TerwayConfig:
     """`cluster.terway` (schema-checked) into settings; `where(path)` is `file:line` of a path."""
     given = cluster.get("terway") or {}
     base = ("cluster", "terway")
@@ -101,7 +101,7 @@ def parse(cluster: Mapping[str, Any], fail: Fail, where: Callable[[tuple], str])
                         sources=MappingProxyType(sources))
 
 
-def _network(value: Any, path: tuple, fail: Fail) -> IPv4Network:
+def _network(value: Any, path: tuple[Any, ...], fail: Fail) -> IPv4Network:
     try:
         return ipaddress.IPv4Network(str(value))
     except ValueError as exc:

@@ -26,7 +26,7 @@ class TerwayBuilder:
 
     node_labels = None      # Terway adds no node labels
 
-    def __init__(self, data: dict, overlay: Overlay, fail: Fail, items: list[Item],
+    def __init__(self, data: dict[str, Any], overlay: Overlay, fail: Fail, items: list[Item],
                  networks: tuple[Network, ...]) -> None:
         self.data = data            # the topology document
         self.fail = fail
@@ -36,13 +36,13 @@ class TerwayBuilder:
         if self.config.mode == "vpc":
             _check_pod_cidr_clear(self, self.config, networks)
 
-    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple, labels: Any = None) -> None:
+    def check_pod_cidr(self, cidr: ipaddress.IPv4Network, path: tuple[Any, ...], labels: Any = None) -> None:
         if self.config.mode == "vpc":
             _check_node_cidr(self, self.config, cidr, path)
         else:
             _no_node_cidr(self, path)
 
-    def build(self, nodes: tuple[Node, ...], requests: list) -> tuple[tuple[Node, ...], tuple[Pod, ...],
+    def build(self, nodes: tuple[Node, ...], requests: list[Any]) -> tuple[tuple[Node, ...], tuple[Pod, ...],
                                                                        TerwayConfig]:
         config = self.config
         if config.mode == "vpc":
@@ -57,18 +57,18 @@ class TerwayBuilder:
         return nodes, pods, config
 
 
-def _where(fail: Fail, path: tuple) -> str:
+def _where(fail: Fail, path: tuple[Any, ...]) -> str:
     """`file:line` of a topology path (what `fail` would name)."""
     error = fail(path, "")
     return f"{error.file}:{error.line or 1}"
 
 
-def _no_node_cidr(builder: Any, path: tuple) -> None:
+def _no_node_cidr(builder: Any, path: tuple[Any, ...]) -> None:
     raise builder.fail(path, "a node has no podCIDR in Terway's ENIIP mode: its pods take secondary IPs of an ENI "
                        "in the node's vSwitch", "remove podCIDR, or set cluster.terway.mode: vpc")
 
 
-def _check_node_cidr(builder: Any, config: TerwayConfig, cidr: ipaddress.IPv4Network, path: tuple) -> None:
+def _check_node_cidr(builder: Any, config: TerwayConfig, cidr: ipaddress.IPv4Network, path: tuple[Any, ...]) -> None:
     assert config.pod_cidr is not None
     if not cidr.subnet_of(config.pod_cidr) or cidr.prefixlen != config.node_cidr_mask:
         raise builder.fail(path, f"{cidr} must be a /{config.node_cidr_mask} inside the pod CIDR {config.pod_cidr}",
@@ -87,7 +87,7 @@ def _check_pod_cidr_clear(builder: Any, config: TerwayConfig, networks: tuple[Ne
 
 
 def _vpc_addresses(builder: Any, config: TerwayConfig, nodes: tuple[Node, ...],
-                   requests: list) -> tuple[tuple[Node, ...], dict[str, ipaddress.IPv4Address]]:
+                   requests: list[Any]) -> tuple[tuple[Node, ...], dict[str, ipaddress.IPv4Address]]:
     """kube-controller-manager's podCIDRs, then host-local (Terway's delegate IPAM in VPC mode)."""
     assert config.pod_cidr is not None
     try:
@@ -111,7 +111,7 @@ def _vpc_addresses(builder: Any, config: TerwayConfig, nodes: tuple[Node, ...],
 
 
 def _eniip_addresses(builder: Any, config: TerwayConfig, networks: tuple[Network, ...], nodes: tuple[Node, ...],
-                     requests: list) -> tuple[dict, dict]:
+                     requests: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     vswitches = {n.name: eni_ipam.VSwitch(n.name, n.cidr, n.gateway) for n in networks}
     hosts = [n.ip for n in nodes] + _external_ips(builder)
     asks = [eni_ipam.PodAsk(key=f"{namespace}/{entry['name']}", node=entry["node"], ip=_fixed_ip(entry, source),
@@ -125,18 +125,20 @@ def _eniip_addresses(builder: Any, config: TerwayConfig, networks: tuple[Network
 def _ip_error(source: Any) -> Callable[[str], Exception]:
     """An error naming the `ip` field of the pod's entry."""
     def error(message: str) -> Exception:
-        return source.error(("ip",), message)
+        made: Exception = source.error(("ip",), message)
+        return made
     return error
 
 
 def _pod_error(source: Any) -> Callable[[str, str, str | None], Exception]:
     """An error naming a field of the pod's entry (topology or Pod manifest)."""
     def error(field: str, message: str, hint: str | None) -> Exception:
-        return source.error((field,), message, hint)
+        made: Exception = source.error((field,), message, hint)
+        return made
     return error
 
 
-def _fixed_ip(entry: dict, source: Any) -> ipaddress.IPv4Address | None:
+def _fixed_ip(entry: dict[str, Any], source: Any) -> ipaddress.IPv4Address | None:
     if "ip" not in entry:
         return None
     try:

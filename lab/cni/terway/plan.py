@@ -185,7 +185,7 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
             else {"podCIDR": str(config.pod_cidr), "nodeCIDRMask": config.node_cidr_mask}}
 
 
-def enis_summary(topology: Topology, node: str, caps: Capabilities | None = None) -> list[dict]:
+def enis_summary(topology: Topology, node: str, caps: Capabilities | None = None) -> list[dict[str, Any]]:
     """Each ENI of `node` as `lab status` shows it (device, MAC, port, primary IP, table, pods)."""
     fresh = (caps or Capabilities.assumed()).fresh_links
     rows = []
