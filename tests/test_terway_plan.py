@@ -7,6 +7,7 @@ onlink`; the pod's 169.254.1.1 route and PERMANENT neighbour) and the shipped to
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -41,6 +42,20 @@ def test_rp_filter_off_everywhere_on_a_node(script):
     for device in ("all", "default", "eth0", "eth1"):
         assert f"{node}.{device}.rp_filter=0" in script
         assert f"{node}.{device}.forwarding=1" in script
+
+
+def test_felix_configures_each_cali_interface_after_the_cni(script):
+    """§4.9 / Felix's endpoint_mgr.go configureInterface (Terway runs Felix with the default interface prefix
+    `cali` and FELIX_IPV6SUPPORT=true): written once the veth is up, so after the CNI's rp_filter 0; the
+    rp_filter Felix writes is default.rp_filter, which the CNI has set to 0."""
+    iface = "cali" + hashlib.sha1(b"default.web-0").hexdigest()[:11]
+    node = f"ip netns exec {LAB}.k8s-node1 sysctl -qw net"
+    cni = script.index(f"{node}.ipv4.conf.{iface}.rp_filter=0")
+    for key in ("ipv4.conf.{}.route_localnet=1", "ipv4.neigh.{}.proxy_delay=0", "ipv4.conf.{}.proxy_arp=1",
+                "ipv4.conf.{}.forwarding=1", "ipv4.conf.{}.rp_filter=0", "ipv6.conf.{}.accept_ra=0",
+                "ipv6.conf.{}.proxy_ndp=1", "ipv6.conf.{}.forwarding=1"):
+        line = f"{node}.{key.format(iface)}"
+        assert line in script[cni + 1:], line
 
 
 def test_vpc_fabric(script):

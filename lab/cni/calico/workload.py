@@ -25,6 +25,27 @@ def host_veth_name(pod: Pod) -> str:
     return PREFIX + hashlib.sha1(f"{pod.namespace}.{pod.name}".encode()).hexdigest()[:11]
 
 
+def felix_interface_sysctls(node: NamespaceBuilder, iface: str, rp_filter: int | None = None,
+                            ipv6: bool = False) -> None:
+    """What Felix's endpoint manager writes on a workload interface once it is up (endpoint_mgr.go
+    configureInterface; Calico's CNI writes the same IPv4 set first): route_localnet 1, neigh proxy_delay 0,
+    proxy_arp 1, forwarding 1, rp_filter, and accept_ra 0 (written even without IPv6 support).
+
+    `rp_filter` is the value Felix read from net.ipv4.conf.default.rp_filter at start; None leaves the
+    interface with the value it was created with, which is that same default. `ipv6` is FELIX_IPV6SUPPORT:
+    Felix's IPv6 endpoint manager then adds proxy_ndp 1 and IPv6 forwarding 1.
+    """
+    settings: list[tuple[str, int]] = [("ipv4/conf/{}/route_localnet", 1), ("ipv4/neigh/{}/proxy_delay", 0),
+                                       ("ipv4/conf/{}/proxy_arp", 1), ("ipv4/conf/{}/forwarding", 1)]
+    if rp_filter is not None:
+        settings.append(("ipv4/conf/{}/rp_filter", rp_filter))
+    settings.append(("ipv6/conf/{}/accept_ra", 0))
+    if ipv6:
+        settings += [("ipv6/conf/{}/proxy_ndp", 1), ("ipv6/conf/{}/forwarding", 1)]
+    for key, value in settings:
+        node.sysctl("net/" + key.format(iface), value)
+
+
 def wire_pods(topology: Topology, node: NamespaceBuilder, node_name: str, mtu: int) -> list[NamespaceBuilder]:
     """Add one cali veth per pod of `node_name` to `node`; return the pods' namespace builders."""
     return [_pod(topology, node, pod, mtu) for pod in topology.pods_on(node_name)]
@@ -35,10 +56,7 @@ def _pod(topology: Topology, node: NamespaceBuilder, pod: Pod, mtu: int) -> Name
     host_end = host_veth_name(pod)
     pod_mac = identity.local_mac(topology.name, pod.namespace, pod.name, "eth0")
     node.veth(host_end, builder, "eth0", mtu=mtu, mac=HOST_MAC, peer_mac=pod_mac)
-    for key, value in (("ipv4/conf/{}/route_localnet", 1), ("ipv4/neigh/{}/proxy_delay", 0),
-                       ("ipv4/conf/{}/proxy_arp", 1), ("ipv4/conf/{}/forwarding", 1),
-                       ("ipv6/conf/{}/accept_ra", 0)):
-        node.sysctl("net/" + key.format(host_end), value)
+    felix_interface_sysctls(node, host_end)
     node.neighbour(host_end, str(pod.ip), pod_mac)
     node.route(f"{pod.ip}/32", dev=host_end)
     builder.address("eth0", f"{pod.ip}/32", broadcast=False)

@@ -6,8 +6,12 @@ Per pod (plugin/datapath/policy_router_linux.go @89aadf8b; vpc_router_linux.go b
          <1000 + ENI ifindex>` (GetRouteTableID), and in that table `default via <vSwitch gateway> dev
          <ENI> onlink`; the ENI carries the node's IP as a /32 (GenerateENICfgForPolicy: HostIPSet);
   pod    eth0 `<pod ip>/32`, `default via 169.254.1.1 dev eth0 onlink` and a PERMANENT neighbour
-         169.254.1.1 with the host veth's MAC (no proxy ARP).
-Host sysctls (EnsureHostNsConfig): forwarding 1 and rp_filter 0 for all, default and every link.
+         169.254.1.1 with the host veth's MAC (so the pod never needs the host's proxy ARP).
+Host sysctls (EnsureHostNsConfig): forwarding 1 and rp_filter 0 for all, default and every link. Then
+Felix (cmd/terway-cli/policy.go runCalico: InterfacePrefix left at its default `cali`, FELIX_IPV6SUPPORT
+true) configures each `cali` interface as it does Calico's (endpoint_mgr.go configureInterface):
+route_localnet 1, proxy_delay 0, proxy_arp 1, forwarding 1, rp_filter = default.rp_filter as Felix read
+it (0, set by the CNI), accept_ra 0, and from its IPv6 manager proxy_ndp 1 and IPv6 forwarding 1.
 
 The VPC is emulated in the underlay namespace, which is the VPC router: each network is a vSwitch (its
 bridge, gateway address on it); an ENI is a veth whose far end is a port of the vSwitch. The VPC knows
@@ -41,6 +45,7 @@ TABLE_BASE = 1000                  # utils.GetRouteTableID: 1000 + ENI ifindex
 MAIN_TABLE = 254
 ALIBABA_OUI = "00:16:3e"           # the MAC prefix of Alibaba Cloud's ENIs
 HOST_SYSCTLS = (("forwarding", 1), ("rp_filter", 0))
+FELIX_IPV6_SUPPORT = True          # policy.go runCalico: FELIX_IPV6SUPPORT=true
 
 
 def host_veth_name(pod: Pod) -> str:
@@ -101,6 +106,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
         for pod in topology.pods_on(node.name):
             pods.append(_pod(builder, topology, pod, tables.get(pod.key)))
         _host_sysctls(builder)
+        _felix_interfaces(builder, topology, node)
         if config.mode == "vpc":
             under.route(str(node.pod_cidr), gateway=str(node.ip))
         nodes.append(builder)
@@ -167,6 +173,15 @@ def _host_sysctls(builder: NamespaceBuilder) -> None:
     for scope in ("all", "default", *(link.name for link in builder.links)):
         for key, value in HOST_SYSCTLS:
             builder.sysctl(f"net/ipv4/conf/{scope}/{key}", value)
+
+
+def _felix_interfaces(builder: NamespaceBuilder, topology: Topology, node: Node) -> None:
+    """Felix's per-interface sysctls on each `cali` veth, written once it is up, after the CNI's: its
+    rp_filter is default.rp_filter as Felix reads it, which EnsureHostNsConfig has set to 0."""
+    default_rp_filter = dict(HOST_SYSCTLS)["rp_filter"]
+    for pod in topology.pods_on(node.name):
+        calico_workload.felix_interface_sysctls(builder, host_veth_name(pod), rp_filter=default_rp_filter,
+                                                ipv6=FELIX_IPV6_SUPPORT)
 
 
 def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, Any]:
