@@ -2,7 +2,8 @@
 
 Expected values come from reference §8 (priorities 512 and 2048, table 1000 + the ENI's ifindex,
 `default via <vSwitch gateway> dev <ENI> onlink`, the pod's `default via 169.254.1.1 dev eth0 onlink` and
-PERMANENT neighbour carrying the host veth's MAC, rp_filter 0, `cali` + sha1("<ns>.<pod>")[:11]) and
+PERMANENT neighbour carrying the host veth's MAC, rp_filter 0, `cali` + sha1("<ns>.<pod>")[:11]), from
+§4.9 and Felix's endpoint_mgr.go for the sysctls Felix writes on each `cali` interface, and
 from the topology YAML (node IPs, the vSwitch and its gateway, fixed pod IPs, ipsPerENI), read here
 with PyYAML; nothing is taken from lab's code. What the kernel holds is read with `ip` (its text is
 what §8 prints). Labs run under test-only names (`<prefix>-...`, LAB_TEST_PREFIX, default tt).
@@ -25,6 +26,13 @@ from test_policy_xyz import expect, probe, wait_converged
 PREFIX = os.environ.get("LAB_TEST_PREFIX", "tt")
 POLICIES = REPO / "examples" / "policies"
 LINK_IP = "169.254.1.1"
+# Felix's endpoint_mgr.go configureInterface on every `cali` interface (reference §4.9: route_localnet 1,
+# proxy_delay 0, proxy_arp 1, forwarding 1, rp_filter = default.rp_filter, which Terway's CNI sets to 0,
+# accept_ra 0), plus its IPv6 manager's proxy_ndp 1 and forwarding 1 (Terway's runCalico: FELIX_IPV6SUPPORT=true).
+FELIX_INTERFACE_SYSCTLS = (("net/ipv4/conf/{}/route_localnet", "1"), ("net/ipv4/neigh/{}/proxy_delay", "0"),
+                           ("net/ipv4/conf/{}/proxy_arp", "1"), ("net/ipv4/conf/{}/forwarding", "1"),
+                           ("net/ipv4/conf/{}/rp_filter", "0"), ("net/ipv6/conf/{}/accept_ra", "0"),
+                           ("net/ipv6/conf/{}/proxy_ndp", "1"), ("net/ipv6/conf/{}/forwarding", "1"))
 
 
 def cali(namespace: str, pod: str) -> str:
@@ -121,6 +129,9 @@ def test_eniip_node_and_pod_state_is_section_8(terway):
             assert proc_sysctl(netns, f"net/ipv4/conf/{device}/rp_filter") == "0", device
             assert proc_sysctl(netns, f"net/ipv4/conf/{device}/forwarding") == "1", device
         for p in pods:
+            for key, value in FELIX_INTERFACE_SYSCTLS:
+                assert proc_sysctl(netns, key.format(cali("default", p["name"]))) == value, key
+        for p in pods:
             pod_ns = f"{lab}.default.{p['name']}"
             assert lines(ip(pod_ns, "route")) == [f"default via {LINK_IP} dev eth0 onlink"]
             host_mac = mac(netns, cali("default", p["name"]))
@@ -131,12 +142,24 @@ def test_eniip_node_and_pod_state_is_section_8(terway):
 
 
 def test_eniip_second_eni_when_the_first_is_full(terway):
-    """ipsPerENI 3 (2 secondary IPs): k8s-node1's third pod is on eth2, whose table is 1000 + eth2's ifindex."""
-    lab, _ = terway("terway-eniip")
+    """ipsPerENI 3 (2 secondary IPs): k8s-node1's third pod is on eth2. Each pod's `from` rule names its ENI's
+    table, 1000 + the ifindex the kernel gave that ENI, and each table routes out of its own ENI."""
+    lab, topo = terway("terway-eniip")
     netns = f"{lab}.k8s-node1"
-    web4 = pod_ips(lab)["default/web-4"]
-    assert f"2048:\tfrom {web4} lookup {1000 + ifindex(netns, 'eth2')}" in lines(ip(netns, "rule"))
-    assert ifindex(netns, "eth2") != ifindex(netns, "eth1")
+    gateway = next(n for n in topo["networks"] if n["name"] == "vsw")["gateway"]
+    per_eni = topo["cluster"]["terway"]["ipsPerENI"] - 1
+    pods = [p["name"] for p in topo["pods"] if p["node"] == "k8s-node1"]
+    assert len(pods) > per_eni, "the topology must fill eth1"
+    ips = pod_ips(lab)
+    tables = {eni: 1000 + ifindex(netns, eni) for eni in ("eth1", "eth2")}   # the kernel's ifindexes
+    rules = lines(ip(netns, "rule"))
+    for i, pod in enumerate(pods):
+        eni = f"eth{1 + i // per_eni}"
+        assert f"2048:\tfrom {ips['default/' + pod]} lookup {tables[eni]}" in rules, (pod, eni)
+    from_tables = {rule.split()[-1] for rule in rules if rule.startswith("2048:")}
+    assert from_tables == {str(t) for t in tables.values()}, "one table per ENI, no other"
+    for eni, table in tables.items():
+        assert lines(ip(netns, "route", "show", "table", str(table))) == [f"default via {gateway} dev {eni} onlink"]
 
 
 def test_status_names_each_eni_and_its_table(terway):
