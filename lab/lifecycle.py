@@ -158,12 +158,12 @@ class Lab:
     def check_memory(self, topology: Topology, plan: LabPlan) -> memory.Estimate:
         """Refuse a lab that would not fit in this machine's available memory (lab/netns/memory.py)."""
         from lab.netns import memory, neighbours, workers
-        from lab.topology.model import CalicoConfig
-        config = topology.cluster.config
-        birds = len(topology.nodes) if isinstance(config, CalicoConfig) and config.backend == "bird" else 0
-        # BIRD learns (and the route agent installs) at least one block of every other node on each node
+        from lab.topology import dataplanes
+        per_node = dataplanes.get(topology.cluster.cni).node_daemons(topology.cluster.config)
+        birds = per_node * len(topology.nodes)
+        # each routing daemon (BIRD) learns, and the route agent installs, a block of every other node
         found = memory.estimate(plan, daemons=birds, workers=workers.cpus(),
-                                learned_routes=birds * max(0, birds - 1))
+                                learned_routes=birds * max(0, len(topology.nodes) - 1))
         first = topology.sources.get(f"nodes.{topology.nodes[0].name}", "") if topology.nodes else ""
         line = first.rpartition(":")[2]
         memory.check(found, neighbours.available_memory(self.meminfo), topology.source, "nodes",
@@ -521,7 +521,7 @@ def summarize(topology: Topology, plan: LabPlan, caps: capabilities.Capabilities
     capability_notes = caps.notes()
     described = cni.dataplane(topology).describe(topology, caps)
     node_mtu, node_env = described.pop("node_mtu"), described.pop("node_env")
-    env_key = described.pop("node_env_key", "subnet_env")
+    env_key = described.pop("node_env_key")       # each data plane's per-node status (lab/cni/<name>/status.py)
     node_notes = {ns.owner: list(ns.notes) for ns in plan.namespaces if ns.role == "node"}
     nodes = [{"name": n.name, "netns": names.node_netns(topology.name, n.name), "ip": str(n.ip),
               "network": n.network, "subnet": str(n.pod_cidr), "mtu": node_mtu[n.name],

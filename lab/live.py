@@ -13,13 +13,12 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lab.cni.calico import config as calico_conf
 from lab.errors import LabError, TopologyError
 from lab.model import labels
 from lab.netns.state import StateStore
 from lab.policy import enforce
 from lab.topology import dataplanes, entries, loader, policy_manifest
-from lab.topology.model import BGPPeer, CalicoNode, IPPool, Topology
+from lab.topology.model import Topology
 from lab.topology.yamlsource import Document, parse, read_file, read_stream
 
 LIVE_KINDS = dataplanes.live_kinds()   # the kinds data planes take live, besides NetworkPolicy
@@ -93,22 +92,17 @@ def overlay_of(live: dict[str, Any], topology: Topology | None = None) -> entrie
     """The overlay a lab's recorded changes make (documents re-parsed from their saved texts)."""
     documents = tuple(d for entry in live.get("files", []) for d in parse_manifests(entry["text"], entry["path"]))
     held_pods = {p.key: p.ip for p in topology.pods} if topology else {}
-    calico = calico_conf.find(topology) if topology else None
-    held_tunnels = dict(calico.ipam.tunnel_ips) if calico else {}
-    held_pools = {p.name: p for p in calico.pools} if calico else {}
+    held = dataplanes.get(topology.cluster.cni).live_held(topology.cluster.config) if topology else {}
     return entries.Overlay(documents=documents, deleted=frozenset(tuple(k) for k in live.get("deleted", [])),
-                          node_labels=live.get("node_labels", {}), held_pods=held_pods, held_tunnels=held_tunnels,
-                          held_pools=held_pools,
+                          node_labels=live.get("node_labels", {}), held_pods=held_pods, **held,
                           pod_labels=live.get("pod_labels", {}), namespace_labels=live.get("namespace_labels", {}))
 
 
 # -- what kubectl says about each object ---------------------------------------------------------------
-IMPLICIT_KINDS = ("Node", "IPPool")   # calico/node creates a Node per node, and the default pool if none exists
-
-
 def kubectl_name(data: dict[str, Any]) -> str:
     """kubectl's `<kind>.<group>/<name>`: networkpolicy.networking.k8s.io/x, ippool.projectcalico.org/y."""
-    group = "networking.k8s.io" if data["kind"] == "NetworkPolicy" else "projectcalico.org"
+    group = "networking.k8s.io" if data["kind"] == "NetworkPolicy" else next(
+        (r.api_group for r in dataplanes.registry().values() if data["kind"] in r.live_kinds), "")
     return f"{str(data['kind']).lower()}.{group}/{data['metadata']['name']}"
 
 
@@ -117,18 +111,13 @@ def _view(topology: Topology, key: tuple[str, str]) -> Any:
     kind, name = key
     if kind == "NetworkPolicy":
         return next((replace(p, source="") for p in topology.policies if p.key == name), None)
-    calico = calico_conf.find(topology)
-    if calico is None:
-        return None
-    if kind == "BGPConfiguration":
-        return calico.bgp if name == "default" else None
-    found: dict[str, tuple[IPPool | BGPPeer | CalicoNode, ...]] = {
-        "IPPool": calico.pools, "BGPPeer": calico.peers, "Node": calico.nodes}
-    return next((item for item in found.get(kind, ()) if item.name == name), None)
+    record = dataplanes.get(topology.cluster.cni)
+    return record.live_view(topology.cluster.config, kind, name) if kind in record.live_kinds else None
 
 
 def exists(topology: Topology, key: tuple[str, str]) -> bool:
-    return key in topology.resources or (key[0] in IMPLICIT_KINDS and _view(topology, key) is not None)
+    implicit = dataplanes.get(topology.cluster.cni).implicit_kinds
+    return key in topology.resources or (key[0] in implicit and _view(topology, key) is not None)
 
 
 def applied(old: Topology, new: Topology, documents: list[Document]) -> list[str]:

@@ -31,6 +31,7 @@ class Dataplane:
     describe: Callable[[Topology, Capabilities | None], dict[str, Any]]
     tools: Callable[[Topology], list[str]]
     status_lines: Callable[[dict[str, Any]], list[str]]                # `lab status` lines about the data plane
+    node_lines: Callable[[dict[str, Any]], list[str]]                  # `lab status` lines about one node
     start: Callable[[Topology, Capabilities, StateStore], dict[str, Any]] | None = None   # daemons after apply
     reconfigure: Callable[[Topology, Topology, StateStore, dict[str, Any]], list[str]] | None = None  # live
     checks: DataplaneChecks | None = None     # what `lab up` / `lab wait` wait for, beyond the plan
@@ -43,8 +44,9 @@ def resolve(name: str) -> Dataplane:
     planner = record.module(record.plan)
     runtime = record.module(record.runtime)
     ready = record.module(record.ready) if record.ready else None
+    status = record.module(record.status)
     return Dataplane(plan=planner.plan, describe=planner.describe, tools=getattr(runtime, "tools", lambda t: []),
-                     status_lines=record.module(record.status).lines, start=getattr(runtime, "start", None),
+                     status_lines=status.lines, node_lines=getattr(status, "node_lines", lambda node: []), start=getattr(runtime, "start", None),
                      reconfigure=getattr(runtime, "reconfigure", None), checks=ready.checks if ready else None)
 
 
@@ -66,3 +68,8 @@ def start(topology: Topology, caps: Capabilities, store: StateStore) -> dict[str
 def status_lines(status: dict[str, Any]) -> list[str]:
     """The `lab status` lines about a lab's data plane, from its recorded status."""
     return resolve(status["cni"]).status_lines(status)
+
+
+def node_status_lines(status: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """The `lab status` lines about one node of a lab (a row of `status["nodes"]`), by its data plane."""
+    return resolve(status["cni"]).node_lines(node)

@@ -57,6 +57,14 @@ def choose(topology: Topology, caps: Capabilities) -> str:
     return wanted
 
 
+def path_caption(device: str, implementation: str | None) -> str:
+    """`<device> IPIP: <implementation>` for an experiment's data-path caption (implementation: kernel, ebpf,
+    userspace, or None when unknown)."""
+    where = {KERNEL: "kernel", EBPF: "ebpf",
+             USERSPACE: f"userspace (the lab's route agent reads {device}, a TUN)"}
+    return f"{device} IPIP: {where.get(implementation or '', implementation or 'unknown')}"
+
+
 def label(implementation: str) -> str:
     """What `lab status` and the route agent's stats call it."""
     return LABELS[implementation]

@@ -166,13 +166,10 @@ def cmd_status(lab: Lab, args: argparse.Namespace) -> int:
     table(["NODE", "IP", "NETWORK", "SUBNET", "MTU", "NETNS"],
            [[n["name"], n["ip"], n["network"], n["subnet"], n["mtu"], n["netns"]] for n in status["nodes"]])
     print()
+    from lab import cni
     for node in status["nodes"]:
-        if "subnet_env" in node:
-            env = " ".join(f"{k}={v}" for k, v in node["subnet_env"].items())
-            print(f"{node['name']} /run/flannel/subnet.env: {env}")
-        elif "calico" in node:       # terway's per-node state is in its cni lines
-            env = " ".join(f"{k}={v}" for k, v in node["calico"].items() if v not in (None, []))
-            print(f"{node['name']} calico: {env}")
+        for line in cni.node_status_lines(status, node):
+            print(line)
         for note in node["notes"]:
             print(f"  note: {note}")
     print()

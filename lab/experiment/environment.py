@@ -11,11 +11,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lab.cni.bridge_plugin import BRIDGE
-from lab.cni.calico import devices as calico_devices
-from lab.cni.flannel import devices as flannel_devices
+from types import ModuleType
+
 from lab.experiment.spec import Experiment
-from lab.topology.model import CalicoConfig, FlannelConfig, Topology
+from lab.topology import dataplanes
+from lab.topology.model import Topology
 
 VERSION_FLAGS = {"iperf3": ["--version"], "sockperf": ["--version"], "ping": ["-V"], "tcpdump": ["--version"],
                  "bird": ["--version"], "ip": ["-V"], "iptables": ["--version"], "ipset": ["--version"]}
@@ -91,54 +91,23 @@ def initial(experiment: Experiment, results: Path) -> dict[str, Any]:
             "lab": lab_version(), "tools": tools, "modes": {}, "timing": {}}
 
 
+def _caption(topology: Topology) -> ModuleType | None:
+    """The data plane's caption module (its folder's caption.py), or None when it has none."""
+    record = dataplanes.get(topology.cluster.cni)
+    return record.module(record.caption) if record.caption else None
+
+
 def route_programming(topology: Topology) -> str:
     """Who writes the pod routes of the mode's nodes in the lab (the caption of every figure of the mode)."""
-    cluster = topology.cluster
-    config = cluster.config
-    if isinstance(config, FlannelConfig):
-        kind = config.backend.type + (" + DirectRouting" if config.backend.direct_routing else "")
-        return f"static plan (flannel {kind}: the routes, ARP and FDB entries flanneld writes, applied by `lab up`)"
-    if isinstance(config, CalicoConfig) and config.backend == "bird":
-        return "BIRD -> table 201 -> lab route agent -> main"
-    if isinstance(config, CalicoConfig):
-        return "static plan (Calico VXLAN backend: the routes, ARP and FDB entries Felix writes, applied by `lab up`)"
-    return f"static plan ({cluster.cni})"
-
-
-IPIP_PATH = {"kernel": "kernel", "ebpf": "ebpf", "userspace": "userspace (the lab's route agent reads tunl0, a TUN)"}
+    caption = _caption(topology)
+    return str(caption.route_programming(topology)) if caption else f"static plan ({topology.cluster.cni})"
 
 
 def datapath(topology: Topology, ipip: str | None) -> str:
-    """The kernel path pod-to-pod packets take across nodes (and on one node) in the mode."""
-    cluster = topology.cluster
-    config = cluster.config
-    if isinstance(config, FlannelConfig):
-        backend = config.backend
-        device = flannel_devices.vxlan_device(backend.vni)
-        if backend.type == "vxlan" and backend.direct_routing:
-            cross = f"routing via eth0 (kernel) within a subnet, vxlan device {device} (kernel) across subnets"
-        elif backend.type == "vxlan":
-            cross = f"vxlan device {device} (kernel)"
-        else:
-            cross = "routing via eth0 (kernel)"
-        return f"cross node: {cross}; same node: {BRIDGE} bridge (kernel)"
-    if isinstance(config, CalicoConfig):
-        parts = []
-        for pool in config.pools:
-            if pool.disabled:
-                continue
-            if pool.ipip_mode != "Never":
-                where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.ipip_mode == "CrossSubnet" else ""
-                implementation = IPIP_PATH.get(ipip or "", ipip or "unknown")
-                parts.append(f"{calico_devices.IPIP_DEVICE} IPIP: {implementation}{where}")
-            elif pool.vxlan_mode != "Never":
-                where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.vxlan_mode == "CrossSubnet" else ""
-                parts.append(f"vxlan device {calico_devices.VXLAN_DEVICE} (kernel){where}")
-            else:
-                parts.append("routing via eth0 (kernel)")
-        cross = "; ".join(dict.fromkeys(parts)) or "routing via eth0 (kernel)"
-        return f"cross node: {cross}; same node: cali veth routed by the node (kernel)"
-    return f"{cluster.cni}: see `lab status`"
+    """The kernel path pod-to-pod packets take across nodes (and on one node) in the mode; `ipip` is the IPIP
+    implementation that ran (kernel, ebpf, userspace) or None."""
+    caption = _caption(topology)
+    return str(caption.datapath(topology, ipip)) if caption else f"{topology.cluster.cni}: see `lab status`"
 
 
 def mode_entry(mode: str, lab: str, topology_path: str, status: dict[str, Any],

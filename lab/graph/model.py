@@ -1,17 +1,19 @@
 """What `lab graph` draws, as plain data: built from the topology model and, for a running lab, from the
 kernel (tunnels and routes) and BIRD (BGP session states).
 
-The model never imports matplotlib; `lab/graph/draw.py` turns it into a figure.
+The model never imports matplotlib; `lab/graph/draw.py` turns it into a figure. How a data plane's nodes
+reach each other comes from its folder (the registration's `graph` module: `edges`, and optionally
+`pod_cidrs` and `role`), imported when a graph is built.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from lab.cni.calico import config as calico_config
-from lab.cni.flannel import config as flannel_config
+from lab.topology import dataplanes
 from lab.topology.model import Topology
 
 SESSION_STATES_UNKNOWN = "configured"
@@ -83,12 +85,8 @@ def build(topology: Topology, sessions: Mapping[tuple[str, str], str] | None = N
     boxes += [NodeBox(e.name, e.network, str(e.ip), external=True) for e in topology.externals]
     boxes += [NodeBox(r.name, r.network, str(r.ip), external=True, role=f"AS {r.as_number}", router=True)
               for r in topology.routers]
-    if topology.cluster.cni == "flannel":
-        mode, edges = _flannel_edges(topology)
-    elif topology.cluster.cni == "terway":      # no node-to-node edge: every path crosses the VPC router
-        mode, edges = f"terway {getattr(topology.cluster.config, 'mode', '?')} (via the VPC router)", []
-    else:
-        mode, edges = _calico_edges(topology, sessions)
+    mode, edges = _edges(topology, sessions)
+    edges += _router_edges(topology, sessions)     # ExaBGP routers (`routers:`), whatever the CNI
     sources = []
     if kernel is not None:
         edges = _from_kernel(edges, kernel)
@@ -112,29 +110,39 @@ def _from_kernel(implied: list[Edge], kernel: list[Edge]) -> list[Edge]:
     return list(kernel) + missing + [e for e in implied if e.kind == "bgp"]
 
 
+def _hook(topology: Topology, name: str) -> Callable[..., Any] | None:
+    """The data plane's graph hook `name` (its folder's graph.py), or None when it has none."""
+    record = dataplanes.get(topology.cluster.cni)
+    if record.graph is None:
+        return None
+    return getattr(record.module(record.graph), name, None)
+
+
 def _pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
-    calico = calico_config.find(topology)
-    if calico is not None:
-        return tuple(str(b) for b in calico.ipam.blocks.get(node, ()))
+    hook = _hook(topology, "pod_cidrs")
+    if hook is not None:
+        return tuple(hook(topology, node))
     cidr = topology.node(node).pod_cidr
     return (str(cidr),) if cidr else ()
 
 
 def _role(topology: Topology, node: str) -> str:
-    calico = calico_config.find(topology)
-    if calico is None:
-        return ""
-    found = [n for n in calico.nodes if n.name == node]
-    return "route reflector" if found and found[0].rr_cluster_id else ""
+    hook = _hook(topology, "role")
+    return str(hook(topology, node)) if hook is not None else ""
 
 
-def _same_segment(topology: Topology, a: str, b: str) -> bool:
+def _edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
+    """The data plane's node-to-node edges and mode caption; none (every path via the underlay) without a hook."""
+    hook = _hook(topology, "edges")
+    if hook is None:
+        return f"{topology.cluster.cni} (node to node through the underlay)", []
+    mode, edges = hook(topology, sessions)
+    return str(mode), list(edges)
+
+
+def same_segment(topology: Topology, a: str, b: str) -> bool:
+    """Whether nodes `a` and `b` share an underlay segment (L2 adjacency)."""
     return topology.node(a).network == topology.node(b).network
-
-
-def _router_peers(topology: Topology) -> set[str]:
-    """The nodes some router peers with."""
-    return {p.name for r in topology.routers for p in r.peers if p.kind == "node" and p.name}
 
 
 def _router_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> list[Edge]:
@@ -152,63 +160,6 @@ def _router_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
     return edges
 
 
-def _pairs(topology: Topology) -> list[tuple[str, str]]:
+def node_pairs(topology: Topology) -> list[tuple[str, str]]:
+    """Every unordered pair of nodes, in topology order."""
     return list(itertools.combinations([n.name for n in topology.nodes], 2))
-
-
-def _flannel_edges(topology: Topology) -> tuple[str, list[Edge]]:
-    config = flannel_config.find(topology)
-    assert config is not None
-    backend = config.backend
-    mode = backend.type + ("+DirectRouting" if backend.direct_routing else "")
-    edges = []
-    port = backend.port or 8472
-    for a, b in _pairs(topology):
-        same = _same_segment(topology, a, b)
-        if backend.type == "vxlan" and not (backend.direct_routing and same):
-            edges.append(Edge(a, b, "vxlan", f"VNI {backend.vni} UDP {port}"))
-        elif same:
-            edges.append(Edge(a, b, "direct", "host-gw route"))
-        else:
-            edges.append(Edge(a, b, "refused", "route refused: no L2 adjacency"))
-    return f"flannel {mode}", edges
-
-
-def _calico_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
-    from lab.cni.calico import peers  # the BGP peer computation (pure; imports only the model)
-    calico = calico_config.find(topology)
-    assert calico is not None
-    edges: list[Edge] = []
-    encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
-    ipip = next((m for m, _ in encap if m != "Never"), "Never")
-    vxlan = next((m for _, m in encap if m != "Never"), "Never")
-    routed = _router_peers(topology)
-    for a, b in _pairs(topology):
-        same = _same_segment(topology, a, b)
-        if not same and a in routed and b in routed and calico.backend == "bird" and (ipip, vxlan) == (
-                "Never", "Never"):
-            continue                        # their blocks travel through the routers, drawn as BGP sessions
-        if ipip == "Always" or (ipip == "CrossSubnet" and not same):
-            edges.append(Edge(a, b, "ipip", "IP proto 4"))
-        elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
-            edges.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
-        elif calico.backend == "bird":      # BIRD's route to the node's block, via eth0: needs L2 adjacency
-            edges.append(Edge(a, b, "direct", "via eth0, proto bird") if same else
-                         Edge(a, b, "refused", "route refused: no L2 adjacency"))
-    by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
-    seen: set[frozenset[str]] = set()
-    if calico.backend == "bird":
-        for node, sessions_of in peers.peerings(topology).items():
-            for peering in sessions_of:
-                other = by_ip.get(str(peering.ip))
-                if other is None or frozenset((node, other)) in seen:
-                    continue
-                seen.add(frozenset((node, other)))
-                role = "mesh" if peering.kind == "mesh" else (
-                    "reflector" if peering.rr_cluster_id or _role(topology, other) else "peer")
-                state = (sessions or {}).get((node, other), SESSION_STATES_UNKNOWN if sessions is None else "absent")
-                edges.append(Edge(node, other, "bgp", f"BGP {role}", state=state, role=role))
-    edges += _router_edges(topology, sessions)
-    modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
-                             (f"vxlan {vxlan}", vxlan != "Never")) if on]
-    return "calico " + (" + ".join(modes) or "no routing"), edges

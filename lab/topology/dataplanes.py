@@ -76,14 +76,26 @@ class DataPlane:
     live: Callable[[Any], bool] = lambda data: False       # a manifest `lab apply` hands to this data plane
     live_kinds: frozenset[str] = frozenset()    # the kinds of those manifests
     live_help: str = ""                         # the same, for "cannot be applied live"
+    api_group: str = ""                         # the API group of `live_kinds` (kubectl's `<kind>.<group>/<name>`)
+    implicit_kinds: frozenset[str] = frozenset()    # live kinds that exist without a manifest (Calico's Node)
+    live_held: Callable[[Any], Mapping[str, Any]] = lambda config: {}
+    """What a running lab's config keeps across a live change: entries.Overlay's fields (e.g. held_pools)."""
+    live_view: Callable[[Any, str, str], Any] = lambda config, kind, name: None
+    """The model object a (kind, name) manifest of `live_kinds` became in the config, or None."""
     ipip_unused: Callable[[Any], str | None] = lambda config: "it makes no IPIP device"
-    ipip_devices: tuple[str, ...] = ()          # its IPIP tunnel devices (what `lab trace` follows as IPIP)
     """Why options.ipipImplementation has no effect on a cluster config, or None when IPIP is in use."""
+    ipip_devices: tuple[str, ...] = ()          # its IPIP tunnel devices (what `lab trace` follows as IPIP)
+    node_daemons: Callable[[Any], int] = lambda config: 0
+    """How many routing daemons each node runs with this config (Calico's BIRD), for the memory estimate; each
+    one learns (and the route agent installs) a route to every other node's block."""
     # The runtime half: module names under `package`, imported when first used.
     plan: str = "plan"          # plan(topology, caps) -> LabPlan; describe(topology, caps) -> dict
     runtime: str = "runtime"    # tools(topology); start(topology, caps, store); reconfigure(...) if live
     ready: str | None = None    # checks: a readiness.DataplaneChecks (None: the plan is all there is)
-    status: str = "status"      # lines(status) -> the `lab status` lines about the data plane
+    status: str = "status"      # lines(status); node_lines(node) if any -> the `lab status` lines
+    caption: str | None = None  # route_programming(topology), datapath(topology, ipip): figure captions
+    explain: str | None = None  # no_route(walker, last, packet, node): why `lab trace` found no route
+    graph: str | None = None    # edges(topology, sessions), pod_cidrs, role: what `lab graph` draws
 
     def module(self, part: str) -> ModuleType:
         """`<package>.<part>`, imported now (the runtime half is never imported by the topology layer)."""

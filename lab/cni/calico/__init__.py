@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.cni.calico import config, devices, loader
+from lab.cni.calico import config, devices, live, loader
 from lab.topology.dataplanes import DataPlane
 from lab.topology.model import CalicoConfig
 
@@ -42,5 +42,7 @@ DATAPLANE = DataPlane(
     resource_help="Calico's IPPool, BGPConfiguration, BGPPeer and Node (apiVersion projectcalico.org/v3)",
     live=config.is_calico, live_kinds=frozenset(config.KINDS),
     live_help="projectcalico.org/v3 IPPool, BGPConfiguration, BGPPeer and Node",
+    api_group=live.API_GROUP, implicit_kinds=live.IMPLICIT_KINDS, live_held=live.held, live_view=live.view,
     ipip_unused=_ipip_unused, ipip_devices=(devices.IPIP_DEVICE,),
-    ready="ready")
+    node_daemons=lambda calico: 1 if calico.backend == "bird" else 0,
+    ready="ready", explain="explain", graph="graph", caption="caption")

@@ -15,6 +15,12 @@ class RunningLabs(Protocol):
     def bird_socket(self, target: str, lab: str | None = None) -> str: ...
 
 
+def node_lines(node: dict[str, Any]) -> list[str]:
+    """A node's line: what calico/node was told (its address, AS, IPAM blocks...)."""
+    env = " ".join(f"{k}={v}" for k, v in node["calico"].items() if v not in (None, []))
+    return [f"{node['name']} calico: {env}"]
+
+
 def lines(status: dict[str, Any]) -> list[str]:
     out = [f"cni: calico {status['mode']} (calico_backend {status['backend']})"
            + (f", IPIP implementation: {status['ipip_implementation']}" if status.get("ipip_implementation") else "")]

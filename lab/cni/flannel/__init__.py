@@ -36,4 +36,5 @@ DATAPLANE = DataPlane(
                   "001 does), or use cni: calico",
     kindless=config.is_net_conf, resource=_resource,
     resource_help="the kube-flannel-cfg ConfigMap, flannel's net-conf.json map",
-    ipip_unused=_ipip_unused, ipip_devices=(devices.IPIP_DEVICE,))
+    ipip_unused=_ipip_unused, ipip_devices=(devices.IPIP_DEVICE,), explain="explain",
+    graph="graph", caption="caption")

@@ -125,6 +125,7 @@ def describe(topology: Topology, caps: Capabilities | None = None) -> dict[str, 
             "ipip_implementation": implementation,
             "vni": config.backend.vni if vxlan else None, "port": (config.backend.port or 8472) if vxlan else None,
             "node_mtu": {n.name: mtu(config, topology.network(n.network).mtu) for n in topology.nodes},
+            "node_env_key": "subnet_env",
             "node_env": {node: dict(line.split("=", 1) for line in text.splitlines()) for node, text in env.items()}}
 
 

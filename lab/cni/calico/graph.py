@@ -1,0 +1,61 @@
+"""How Calico's nodes reach each other, as `lab graph` draws it (lab/graph/model.py calls `edges`,
+`pod_cidrs` and `role`): the IPPools' encapsulation, BIRD's routes and the BGP sessions confd configures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lab.cni.calico import config as calico_config
+from lab.cni.calico import peers
+from lab.graph.model import SESSION_STATES_UNKNOWN, Edge, node_pairs, same_segment
+from lab.topology.model import CalicoConfig, Topology
+
+
+def _config(topology: Topology) -> CalicoConfig:
+    calico = calico_config.find(topology)
+    if calico is None:
+        raise ValueError(f"{topology.name}: not a Calico cluster")
+    return calico
+
+
+def pod_cidrs(topology: Topology, node: str) -> tuple[str, ...]:
+    """The node's IPAM blocks."""
+    return tuple(str(b) for b in _config(topology).ipam.blocks.get(node, ()))
+
+
+def role(topology: Topology, node: str) -> str:
+    found = [n for n in _config(topology).nodes if n.name == node]
+    return "route reflector" if found and found[0].rr_cluster_id else ""
+
+
+def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
+    calico = _config(topology)
+    found: list[Edge] = []
+    encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
+    ipip = next((m for m, _ in encap if m != "Never"), "Never")
+    vxlan = next((m for _, m in encap if m != "Never"), "Never")
+    for a, b in node_pairs(topology):
+        same = same_segment(topology, a, b)
+        if ipip == "Always" or (ipip == "CrossSubnet" and not same):
+            found.append(Edge(a, b, "ipip", "IP proto 4"))
+        elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
+            found.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
+        elif calico.backend == "bird":      # BIRD's route to the node's block, via eth0: needs L2 adjacency
+            found.append(Edge(a, b, "direct", "via eth0, proto bird") if same else
+                         Edge(a, b, "refused", "route refused: no L2 adjacency"))
+    by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
+    seen: set[frozenset[str]] = set()
+    if calico.backend == "bird":
+        for node, sessions_of in peers.peerings(topology).items():
+            for peering in sessions_of:
+                other = by_ip.get(str(peering.ip))
+                if other is None or frozenset((node, other)) in seen:
+                    continue
+                seen.add(frozenset((node, other)))
+                kind = "mesh" if peering.kind == "mesh" else (
+                    "reflector" if peering.rr_cluster_id or role(topology, other) else "peer")
+                state = (sessions or {}).get((node, other), SESSION_STATES_UNKNOWN if sessions is None else "absent")
+                found.append(Edge(node, other, "bgp", f"BGP {kind}", state=state, role=kind))
+    modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
+                             (f"vxlan {vxlan}", vxlan != "Never")) if on]
+    return "calico " + (" + ".join(modes) or "no routing"), found
