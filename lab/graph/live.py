@@ -9,8 +9,8 @@ from typing import Any, Callable
 from lab.bgp import birdc
 from lab.cni.calico import config as calico_config
 from lab.cni.calico import peers
-from lab.cni.calico.devices import IPIP_DEVICE as CALICO_IPIP
 from lab.graph.model import Edge
+from lab.topology import dataplanes
 from lab.topology.model import Topology
 
 
@@ -94,6 +94,7 @@ def kernel_edges(summary: dict[str, Any]) -> list[Edge]:
 
 def _node_edges(ns: Any, by_ip: dict[str, str]) -> list[tuple[str, str, str]]:
     found = []
+    tunnels = set(dataplanes.ipip_devices())      # tunl0, flannel.ipip
     links = ns.links()
     for link in links.values():
         if link.kind == "vxlan" and link.vxlan:
@@ -105,7 +106,7 @@ def _node_edges(ns: Any, by_ip: dict[str, str]) -> list[tuple[str, str, str]]:
         link = links.get(oif) if oif is not None else None
         if gateway not in by_ip or link is None:
             continue
-        if link.name == CALICO_IPIP:
+        if link.name in tunnels:
             found.append((by_ip[gateway], "ipip", "IP proto 4"))
         elif link.name == "eth0":
             found.append((by_ip[gateway], "direct", f"via eth0, proto {proto}"))
