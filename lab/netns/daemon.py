@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.netns import apply, namespace
+from lab.netns.pyproc import python_argv, python_env, tail
 
 READY_TIMEOUT = 30.0
 
@@ -47,25 +48,4 @@ def start(netns: str, module: str, spec: dict[str, Any], spec_path: str, what: s
     return process
 
 
-def python_argv(module: str, spec_path: str) -> list[str]:
-    """How a lab daemon is run (inside its namespace): this Python, the module, its spec."""
-    return [sys.executable, "-m", module, spec_path]
-
-
-def python_env() -> dict[str, str]:
-    """What a lab daemon needs in its environment: the `lab` package on its path."""
-    return {"PYTHONPATH": _package_root()}
-
-
-def tail(path: str, lines: int = 1) -> str:
-    """The last `lines` lines of a log, joined with " / ", or nothing."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return " / ".join(handle.read().strip().splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _package_root() -> str:
-    """The directory holding the `lab` package, for the daemon's PYTHONPATH."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+__all__ = ["python_argv", "python_env", "start", "tail", "write_spec"]

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab.errors import LabError
+from lab.netns import pyproc
 
 SPEC_FILE = "supervisor.json"
 STATUS_FILE = "supervisor-status.json"
@@ -107,21 +108,20 @@ def paths(state_dir: str) -> dict[str, str]:
 def start(underlay_netns: str, state_dir: str, daemons: list[DaemonSpec], timeout: float = READY_TIMEOUT) -> int:
     """Write the spec, start the supervisor in the lab's underlay namespace, wait for its first status file;
     returns its pid."""
-    from lab.netns import daemon
     where = paths(state_dir)
     for stale in (where["status"], where["socket"]):
         _unlink(stale)
     spec = {"state_dir": state_dir, "daemons": [asdict(d) for d in daemons]}
     with open(where["spec"], "w", encoding="utf-8") as handle:
         json.dump(spec, handle, indent=1)
-    argv = ["nsenter", f"--net=/run/netns/{underlay_netns}", *daemon.python_argv(MODULE, where["spec"])]
+    argv = ["nsenter", f"--net=/run/netns/{underlay_netns}", *pyproc.python_argv(MODULE, where["spec"])]
     with open(where["log"], "a", encoding="utf-8") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                   env={**os.environ, **daemon.python_env()})
+                                   env={**os.environ, **pyproc.python_env()})
     deadline = time.monotonic() + timeout
     while not os.path.exists(where["status"]) or not os.path.exists(where["socket"]):
         if process.poll() is not None:
-            raise LabError(f"the lab's supervisor exited with {process.returncode}: {daemon.tail(where['log'], 2)}",
+            raise LabError(f"the lab's supervisor exited with {process.returncode}: {pyproc.tail(where['log'], 2)}",
                            f"see {where['log']}")
         if time.monotonic() > deadline:
             process.kill()
