@@ -6,35 +6,17 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lab.bgp import birdc
-from lab.cni.calico import config as calico_config
-from lab.cni.calico import peers
 from lab.graph.model import Edge
 from lab.topology import dataplanes
 from lab.topology.model import Topology
 
 
 def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[str, str], str]:
-    """(node, peer node) -> BGP state as the node's BIRD reports it ('Down' when BIRD does not answer)."""
-    calico = calico_config.find(topology)
-    if calico is None or calico.backend != "bird":
-        return {}
-    by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
-    routers = {str(ip): r.name for r in topology.routers for _, ip in r.addresses()}
-    found: dict[tuple[str, str], str] = {}
-    for node, sessions_of in peers.peerings(topology).items():
-        try:
-            states = birdc.established(socket_of(node), timeout=2.0)
-        except (OSError, birdc.BirdError):
-            states = {}
-        for peering in sessions_of:
-            other = by_ip.get(str(peering.ip))
-            if other is not None:
-                state = states.get(peering.name, "Down")
-                found[(node, other)] = found[(other, node)] = _worse(found.get((other, node)), state)
-            router = routers.get(str(peering.ip))
-            if router is not None:
-                found[(node, router)] = found[(router, node)] = states.get(peering.name, "Down")
+    """(node, peer node) -> BGP state as the node's routing daemon reports it: the data plane's graph hook
+    `sessions` (Calico's BIRD, with its nodes' sessions to routers), and the sessions between ExaBGP routers."""
+    record = dataplanes.get(topology.cluster.cni)
+    hook = getattr(record.module(record.graph), "sessions", None) if record.graph else None
+    found = dict(hook(topology, socket_of)) if hook is not None else {}
     found.update(_router_sessions(topology))
     return found
 
@@ -53,16 +35,9 @@ def _router_sessions(topology: Topology) -> dict[tuple[str, str], str]:
     for router, peer in pairs:
         state = "Established" if peer.ip in held[router.name] else "Down"
         assert peer.name is not None
-        found[(router.name, peer.name)] = found[(peer.name, router.name)] = _worse(found.get((peer.name, router.name)),
+        found[(router.name, peer.name)] = found[(peer.name, router.name)] = dataplanes.weaker_state(found.get((peer.name, router.name)),
                                                                                    state)
     return found
-
-
-def _worse(earlier: str | None, state: str) -> str:
-    """A session is Established only when both ends say so."""
-    if earlier is None or earlier == "Established":
-        return state
-    return earlier
 
 
 def kernel_edges(summary: dict[str, Any]) -> list[Edge]:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from lab.bgp import birdc
 from lab.cni.calico import config as calico_config
 from lab.cni.calico import peers
 from lab.graph.model import SESSION_STATES_UNKNOWN, Edge, node_pairs, same_segment
+from lab.topology import dataplanes
 from lab.topology.model import CalicoConfig, Topology
 
 
@@ -59,3 +61,27 @@ def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) ->
     modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
                              (f"vxlan {vxlan}", vxlan != "Never")) if on]
     return "calico " + (" + ".join(modes) or "no routing"), found
+
+
+def sessions(topology: Topology, socket_of: Callable[[str], str]) -> dict[tuple[str, str], str]:
+    """(node, peer node or router) -> BGP state as the node's BIRD reports it ('Down' when BIRD does not answer)."""
+    calico = _config(topology)
+    if calico.backend != "bird":
+        return {}
+    by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
+    routers = {str(ip): r.name for r in topology.routers for _, ip in r.addresses()}
+    found: dict[tuple[str, str], str] = {}
+    for node, sessions_of in peers.peerings(topology).items():
+        try:
+            states = birdc.established(socket_of(node), timeout=2.0)
+        except (OSError, birdc.BirdError):
+            states = {}
+        for peering in sessions_of:
+            other = by_ip.get(str(peering.ip))
+            if other is not None:
+                state = states.get(peering.name, "Down")
+                found[(node, other)] = found[(other, node)] = dataplanes.weaker_state(found.get((other, node)), state)
+            router = routers.get(str(peering.ip))
+            if router is not None:
+                found[(node, router)] = found[(router, node)] = states.get(peering.name, "Down")
+    return found
