@@ -3,8 +3,8 @@
 The route programming follows docs/design.md: Calico's BIRD backend programs table 201 and the lab's
 route agent mirrors it into main; flannel and Calico's VXLAN backend (Felix only) get their routes
 from the lab's static plan. The datapath names the devices the reference (dataplane-fidelity.md)
-names for each backend: flannel.<VNI> for flannel VXLAN, vxlan.calico for Calico VXLAN, tunl0 for
-Calico IPIP, eth0 routing for host-gw and plain BGP.
+names for each backend: flannel.<VNI> for flannel VXLAN, flannel.ipip for flannel ipip,
+vxlan.calico for Calico VXLAN, tunl0 for Calico IPIP, eth0 routing for host-gw and plain BGP.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def datapath_words(name_or_path: str, ipip: str | None) -> list[str]:
     cluster = topology(name_or_path).cluster
     if cluster.cni == "flannel":
         backend = cluster.config.backend
-        return [f"flannel.{backend.vni}", "(kernel)"] if backend.type == "vxlan" else ["routing via eth0 (kernel)"]
+        if backend.type == "vxlan":
+            return [f"flannel.{backend.vni}", "(kernel)"]
+        if backend.type == "ipip":              # reference §3.2: flannel.ipip, on the implementation that ran
+            return [f"flannel.ipip IPIP: {ipip}"]
+        return ["routing via eth0 (kernel)"]
     words = []
     for pool in cluster.config.pools:
         if pool.ipip_mode != "Never":
