@@ -338,12 +338,12 @@ class Lab:
 
     def bird_socket(self, target: str, lab: str | None = None) -> str:
         """The control socket of a node's BIRD (Calico BGP labs)."""
-        from lab.bgp import daemons
+        from lab.cni.calico import layout
         state = self._state(lab)
         if not state.summary.get("runtime", {}).get("bird"):
             raise LabError(f"lab {state.lab} runs no BIRD", "BIRD runs in Calico labs with backend bird "
                            "(calico-bgp-mesh, calico-rr, calico-ipip, ...)")
-        return daemons.NodePaths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
+        return layout.node_paths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
 
     def _pod(self, target: str, lab: str | None) -> dict[str, Any]:
         """The recorded pod a target names; anything else is an error."""

@@ -29,11 +29,12 @@ def bird_name(node: str) -> str:
 def bird_daemons(topology: Topology, store: StateStore, runtime: dict[str, Any]) -> list[sv.DaemonSpec]:
     """BIRD on every node of a Calico BGP lab, as calico/node's runit service runs it."""
     from lab.bgp import daemons
+    from lab.cni.calico import layout
     if not runtime.get("bird"):
         return []
     specs = []
     for node in topology.nodes:
-        paths = daemons.NodePaths(os.path.join(store.files_dir(topology.name), node.name))
+        paths = layout.node_paths(os.path.join(store.files_dir(topology.name), node.name))
         specs.append(sv.DaemonSpec(
             name=bird_name(node.name), netns=names.node_netns(topology.name, node.name),
             argv=tuple(daemons.bird_argv(paths)), log=paths.log, ready=("socket", paths.socket),

@@ -1,9 +1,6 @@
-"""The processes a Calico BGP lab runs: BIRD in every node namespace, and one route agent per lab.
+"""The routing daemons a lab runs: BIRD in node namespaces, and one route agent per lab.
 
-Files live under the lab's state directory, per node as on a real node:
-  files/<node>/etc/calico/confd/config/bird.cfg (+ bird_aggr.cfg, bird_ipam.cfg)   rendered by lab/cni/calico/birdcfg
-  files/<node>/var/run/calico/bird.ctl                                              BIRD's control socket
-  files/<node>/var/log/calico/bird.log                                              BIRD's log (-d: foreground)
+A BIRD's files are wherever its data plane puts them (`BirdPaths`; Calico's layout is lab/cni/calico/layout.py).
 The route agent runs inside the lab's underlay namespace, so `lab down` finds and stops it with
 every other process of the lab; it serves all nodes through sockets opened in their namespaces.
 """
@@ -20,45 +17,26 @@ from typing import Any
 from lab.errors import LabError
 from lab.netns import apply, daemon, namespace
 
-CONFIG_DIR = "etc/calico/confd/config"
-RUN_DIR = "var/run/calico"
 AGENT_READY_TIMEOUT = 30.0
 AGENT_MODULE = "lab.cni.routeagent"   # `python -m` of the route agent: how its process is started and found
 
 
 @dataclass(frozen=True)
-class NodePaths:
-    """Where one node's BIRD keeps its configuration, socket and pid file."""
+class BirdPaths:
+    """Where one BIRD keeps its configuration, control socket, pid file and log (the data plane's layout:
+    Calico's is lab/cni/calico/layout.py)."""
 
-    root: str
-
-    @property
-    def config_dir(self) -> str:
-        return os.path.join(self.root, CONFIG_DIR)
+    config_dir: str
+    socket: str
+    pid_file: str
+    log: str
 
     @property
     def config(self) -> str:
         return os.path.join(self.config_dir, "bird.cfg")
 
-    @property
-    def socket(self) -> str:
-        return os.path.join(self.root, RUN_DIR, "bird.ctl")
 
-    @property
-    def pid_file(self) -> str:
-        return os.path.join(self.root, RUN_DIR, "bird.pid")
-
-    @property
-    def log(self) -> str:
-        return os.path.join(self.root, "var/log/calico/bird.log")
-
-
-def config_files(node: str, rendered: dict[str, str]) -> dict[str, str]:
-    """Rendered BIRD files keyed by their path under the lab's files directory."""
-    return {f"{node}/{CONFIG_DIR}/{name}": text for name, text in rendered.items()}
-
-
-def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen[bytes]:
+def start_bird(netns: str, paths: BirdPaths) -> subprocess.Popen[bytes]:
     """Start BIRD in `netns` as calico/node runs it: `bird -R -s <ctl> -d -c <cfg>`, in the foreground,
     logging to the node's bird.log (with no log target BIRD writes to syslog, here the console)."""
     os.makedirs(os.path.dirname(paths.socket), exist_ok=True)
@@ -69,12 +47,12 @@ def start_bird(netns: str, paths: NodePaths) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
-def bird_argv(paths: NodePaths) -> list[str]:
+def bird_argv(paths: BirdPaths) -> list[str]:
     """BIRD's command line (run from the node's config dir, in the node's namespace)."""
     return ["bird", "-R", "-s", paths.socket, "-d", "-c", paths.config, "-P", paths.pid_file]
 
 
-def start_birds(nodes: dict[str, tuple[str, NodePaths]], timeout: float = 30.0) -> None:
+def start_birds(nodes: dict[str, tuple[str, BirdPaths]], timeout: float = 30.0) -> None:
     """Start every node's BIRD at once and wait until each answers on its control socket."""
     for _, paths in nodes.values():
         for stale in (paths.socket, paths.pid_file):
@@ -96,7 +74,8 @@ def start_birds(nodes: dict[str, tuple[str, NodePaths]], timeout: float = 30.0) 
     problems += [f"{node}: no control socket after {timeout:.0f} s" for node in waiting]
     if problems:
         raise LabError("BIRD did not start: " + "; ".join(problems[:3]),
-                       "the rendered configuration is under /run/lab/<lab>/files/<node>/" + CONFIG_DIR)
+                       "the rendered configuration is under " + ", ".join(sorted(
+                           {os.path.dirname(paths.config) for _, paths in launched.values()}))[:200])
 
 
 def _answers(socket_path: str) -> bool:
@@ -112,7 +91,7 @@ def _answers(socket_path: str) -> bool:
         probe.close()
 
 
-def bird_pid(paths: NodePaths) -> int | None:
+def bird_pid(paths: BirdPaths) -> int | None:
     """The running BIRD's pid, or None when it is not running."""
     try:
         with open(paths.pid_file, encoding="ascii") as handle:
@@ -123,7 +102,7 @@ def bird_pid(paths: NodePaths) -> int | None:
         return None
 
 
-def stop_bird(paths: NodePaths, timeout: float = 5.0) -> int | None:
+def stop_bird(paths: BirdPaths, timeout: float = 5.0) -> int | None:
     """Stop a node's BIRD (SIGTERM, as when calico/node stops); returns the pid that ran, or None."""
     pid = bird_pid(paths)
     if pid is not None:

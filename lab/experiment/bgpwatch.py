@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from lab.bgp import birdc
-from lab.bgp.daemons import AGENT_MODULE, NodePaths
+from lab.bgp.daemons import AGENT_MODULE, BirdPaths
+from lab.cni.calico import layout
 from lab.cni.calico import config as calico_config
 from lab.netns import namespace
 from lab.topology import loader
@@ -73,8 +74,8 @@ class Scenario:
     def netns(self, node: str) -> str:
         return f"{self.lab}.{node}"
 
-    def paths(self, node: str) -> NodePaths:
-        return NodePaths(os.path.join(STATE_ROOT, self.lab, "files", node))
+    def paths(self, node: str) -> BirdPaths:
+        return layout.node_paths(os.path.join(STATE_ROOT, self.lab, "files", node))
 
     def victim(self) -> str:
         """The node whose BIRD is stopped and restarted: the last one, never a reflector."""

@@ -15,7 +15,7 @@ import lab.cni.calico.birdcfg as birdcfg
 import lab.cni.calico.config as calico_config
 import lab.cni.calico.ipam as calico_ipam
 import lab.cni.calico.workload as calico_workload
-from lab.bgp import daemons
+from lab.cni.calico import layout
 from lab.cni import ipip, underlay
 from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 from lab.netns.builder import NamespaceBuilder
@@ -96,7 +96,7 @@ def bird_files(topology: Topology) -> dict[str, str]:
         return {}
     files: dict[str, str] = {}
     for node in topology.nodes:
-        files.update(daemons.config_files(node.name, birdcfg.render(topology, node.name, daemons.RUN_DIR)))
+        files.update(layout.config_files(node.name, birdcfg.render(topology, node.name, layout.RUN_DIR)))
     return files
 
 

@@ -10,6 +10,7 @@ import lab.cni.calico.config as calico_config
 import lab.cni.calico.plan as calico
 from lab.bgp import birdc, daemons
 from lab.cni import ipip
+from lab.cni.calico import layout
 from lab.cni.calico.devices import IPIP_DEVICE
 from lab.errors import ApplyError, LabError
 from lab.netns import names, namespace, netlink, tc
@@ -24,8 +25,8 @@ def tools(topology: Topology) -> list[str]:
     return ["bird", "birdc", "nsenter"] if calico_config.of(topology).backend == "bird" else []
 
 
-def node_paths(store: StateStore, lab: str, node: str) -> daemons.NodePaths:
-    return daemons.NodePaths(os.path.join(store.files_dir(lab), node))
+def node_paths(store: StateStore, lab: str, node: str) -> daemons.BirdPaths:
+    return layout.node_paths(os.path.join(store.files_dir(lab), node))
 
 
 def needs_ipip(topology: Topology, node_name: str) -> bool:

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from lab.bgp import birdc
-from lab.bgp.daemons import NodePaths
+from lab.bgp.daemons import BirdPaths
 from lab.cni.calico import config as calico_config
 from lab.errors import LabError
 from lab.experiment import bgpwatch
@@ -161,7 +161,7 @@ class BgpConvergence(Kind):
         return [Value("withdraw_s", withdraw, "s", *param), Value("relearn_s", relearn, "s", *param)]
 
 
-def _established(paths: NodePaths) -> int:
+def _established(paths: BirdPaths) -> int:
     try:
         return sum(1 for state in birdc.established(paths.socket).values() if state == "Established")
     except (OSError, birdc.BirdError):
