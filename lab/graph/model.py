@@ -8,7 +8,6 @@ reach each other comes from its folder (the registration's `graph` module: `edge
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from lab.topology import dataplanes
 from lab.topology.model import Topology
 
-SESSION_STATES_UNKNOWN = "configured"
+SESSION_STATES_UNKNOWN = dataplanes.CONFIGURED
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,8 @@ def _edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -
     hook = _hook(topology, "edges")
     if hook is None:
         return f"{topology.cluster.cni} (node to node through the underlay)", []
-    mode, edges = hook(topology, sessions)
-    return str(mode), list(edges)
-
-
-def same_segment(topology: Topology, a: str, b: str) -> bool:
-    """Whether nodes `a` and `b` share an underlay segment (L2 adjacency)."""
-    return topology.node(a).network == topology.node(b).network
+    mode, rows = hook(topology, sessions)
+    return str(mode), [Edge(*row) for row in rows]
 
 
 def _router_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> list[Edge]:
@@ -158,8 +152,3 @@ def _router_edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | 
                                          SESSION_STATES_UNKNOWN if sessions is None else "absent")
             edges.append(Edge(peer.name, router.name, "bgp", "BGP peer", state=state, role="peer"))
     return edges
-
-
-def node_pairs(topology: Topology) -> list[tuple[str, str]]:
-    """Every unordered pair of nodes, in topology order."""
-    return list(itertools.combinations([n.name for n in topology.nodes], 2))

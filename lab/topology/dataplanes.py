@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from lab.topology.model import DataPlaneConfig, Node, Pod
     from lab.topology.yamlsource import Path
 
+# What a data plane's graph hook (`DataPlane.graph`: `edges`) gives `lab graph` per node-to-node edge: the fields of
+# lab/graph/model.py's Edge, (a, b, kind, label) or (a, b, kind, label, state, role); kind is vxlan | ipip | direct
+# | refused | bgp. CONFIGURED is a BGP session's state when read from the topology, not from a running daemon.
+EdgeRow = tuple[str, str, str, str] | tuple[str, str, str, str, str, str]
+CONFIGURED = "configured"
+
 # The data planes, in the order the schema lists them. One line per data plane.
 PACKAGES = (
     "lab.cni.flannel",

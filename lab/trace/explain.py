@@ -67,7 +67,3 @@ def _left_by_default(walker: Walker, last: Hop, packet: Packet, pod_node: str) -
     used = next((s.data.get("route") for s in last.steps if s.kind == "route"), "")
     return [f"{last.where} sent {packet.dst} (a pod on {pod_node}) by `{used}`, not by a route for {pod_node}'s "
             "pod subnet, so it left towards the underlay router, which knows no pod subnets"]
-
-
-def node_row(walker: Walker, name: str) -> dict[str, Any]:
-    return next((n for n in walker.view.summary.get("nodes", []) if n["name"] == name), {})

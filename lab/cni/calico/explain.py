@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lab.trace.explain import Walker
-    from lab.trace.model import Hop, Packet
+from typing import Any
 
 
-def no_route(walker: Walker, last: Hop, packet: Packet, pod_node: str) -> list[str]:
-    """With BIRD: what the node's BIRD says about its sessions and the destination's route."""
+def no_route(walker: Any, last: Any, packet: Any, pod_node: str) -> list[str]:
+    """(`walker`: lab/trace/explain.py's Walker; `last`: the last node Hop; `packet`: the trace's Packet.)
+    With BIRD: what the node's BIRD says about its sessions and the destination's route."""
     if not walker.view.summary.get("runtime", {}).get("bird"):
         return []
     from lab.bgp import birdc

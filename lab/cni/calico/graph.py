@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 
 from lab.bgp import birdc
 from lab.cni.calico import config as calico_config
 from lab.cni.calico import peers
-from lab.graph.model import SESSION_STATES_UNKNOWN, Edge, node_pairs, same_segment
 from lab.topology import dataplanes
+from lab.topology.dataplanes import CONFIGURED, EdgeRow
 from lab.topology.model import CalicoConfig, Topology
 
 
@@ -30,21 +31,21 @@ def role(topology: Topology, node: str) -> str:
     return "route reflector" if found and found[0].rr_cluster_id else ""
 
 
-def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
+def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[EdgeRow]]:
     calico = _config(topology)
-    found: list[Edge] = []
+    found: list[EdgeRow] = []
     encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
     ipip = next((m for m, _ in encap if m != "Never"), "Never")
     vxlan = next((m for _, m in encap if m != "Never"), "Never")
-    for a, b in node_pairs(topology):
-        same = same_segment(topology, a, b)
+    for a, b in itertools.combinations([n.name for n in topology.nodes], 2):
+        same = topology.node(a).network == topology.node(b).network
         if ipip == "Always" or (ipip == "CrossSubnet" and not same):
-            found.append(Edge(a, b, "ipip", "IP proto 4"))
+            found.append((a, b, "ipip", "IP proto 4"))
         elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
-            found.append(Edge(a, b, "vxlan", "VNI 4096 UDP 4789"))
+            found.append((a, b, "vxlan", "VNI 4096 UDP 4789"))
         elif calico.backend == "bird":      # BIRD's route to the node's block, via eth0: needs L2 adjacency
-            found.append(Edge(a, b, "direct", "via eth0, proto bird") if same else
-                         Edge(a, b, "refused", "route refused: no L2 adjacency"))
+            found.append((a, b, "direct", "via eth0, proto bird") if same else
+                         (a, b, "refused", "route refused: no L2 adjacency"))
     by_ip = {str(n.ipv4_address.ip): n.name for n in calico.nodes}
     seen: set[frozenset[str]] = set()
     if calico.backend == "bird":
@@ -56,8 +57,8 @@ def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) ->
                 seen.add(frozenset((node, other)))
                 kind = "mesh" if peering.kind == "mesh" else (
                     "reflector" if peering.rr_cluster_id or role(topology, other) else "peer")
-                state = (sessions or {}).get((node, other), SESSION_STATES_UNKNOWN if sessions is None else "absent")
-                found.append(Edge(node, other, "bgp", f"BGP {kind}", state=state, role=kind))
+                state = (sessions or {}).get((node, other), CONFIGURED if sessions is None else "absent")
+                found.append((node, other, "bgp", f"BGP {kind}", state, kind))
     modes = [m for m, on in (("bgp", calico.backend == "bird"), (f"ipip {ipip}", ipip != "Never"),
                              (f"vxlan {vxlan}", vxlan != "Never")) if on]
     return "calico " + (" + ".join(modes) or "no routing"), found

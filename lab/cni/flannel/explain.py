@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from lab.trace import explain
-
-if TYPE_CHECKING:
-    from lab.trace.explain import Walker
-    from lab.trace.model import Hop, Packet
+from typing import Any
 
 
-def no_route(walker: Walker, last: Hop, packet: Packet, pod_node: str) -> list[str]:
-    """flannel host-gw: is the far node on this node's link? The kernel's own answers."""
-    row = explain.node_row(walker, pod_node)
+def no_route(walker: Any, last: Any, packet: Any, pod_node: str) -> list[str]:
+    """(`walker`: lab/trace/explain.py's Walker; `last`: the last node Hop; `packet`: the trace's Packet.)
+    flannel host-gw: is the far node on this node's link? The kernel's own answers."""
+    row: dict[str, Any] = next((n for n in walker.view.summary.get("nodes", []) if n["name"] == pod_node), {})
     if not row.get("ip") or not row.get("subnet"):
         return []
     ns = walker.kernel.ns(last.netns)

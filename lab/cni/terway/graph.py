@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lab.graph.model import Edge
+from lab.topology.dataplanes import EdgeRow
 from lab.topology.model import Topology
 
 
-def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[Edge]]:
+def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) -> tuple[str, list[EdgeRow]]:
     """No node-to-node edge: every pod path between nodes crosses the VPC router (the underlay)."""
     return f"terway {getattr(topology.cluster.config, 'mode', '?')} (via the VPC router)", []
