@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lab.bgp.daemons import AGENT_MODULE
+from lab.bgp.daemons import AGENT_MODULE, BirdPaths
 from lab.errors import LabError
 from lab.netns import capabilities, names, namespace
 from lab.netns.state import LabState, StateStore
@@ -205,7 +205,8 @@ class Lab:
         def checks() -> builtins.list[readiness.Check]:
             runtime = self._runtime(state)      # a daemon the supervisor restarted has a new pid
             found = dataplane_checks(topology, self.store, runtime) if dataplane_checks else []
-            return found + router_ready.checks(topology, self.store) + readiness.probe_servers(runtime)
+            return (found + router_ready.checks(topology, self.bird_paths_of(state.lab))
+                    + readiness.probe_servers(runtime))
         return readiness.wait(checks, timeout, on_progress)
 
     # -- down ------------------------------------------------------------------------------------
@@ -335,6 +336,12 @@ class Lab:
             raise LabError(f"{target!r} is not a node", "BIRD runs on nodes; `lab status` lists them")
         name: str = node["name"]
         return name
+
+    def bird_paths_of(self, lab: str) -> Callable[[str], BirdPaths]:
+        """Where each node's BIRD keeps its files in `lab` (Calico's layout under the lab's files directory)."""
+        from lab.cni.calico import layout
+        files = self.store.files_dir(lab)
+        return lambda node: layout.node_paths(os.path.join(files, node))
 
     def bird_socket(self, target: str, lab: str | None = None) -> str:
         """The control socket of a node's BIRD (Calico BGP labs)."""

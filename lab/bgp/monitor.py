@@ -176,10 +176,12 @@ def _wire(topology: Topology, watched: list[Target]) -> None:
 class Monitor:
     """A running observer: start it, iterate its events, stop it (also on errors)."""
 
-    def __init__(self, topology: Topology, lab_dir: str, only: list[str] | None = None) -> None:
+    def __init__(self, topology: Topology, lab_dir: str, bird_paths: Callable[[str], daemons.BirdPaths],
+                 only: list[str] | None = None) -> None:
+        """`bird_paths(node)`: where the node's BIRD is (the data plane's layout: lab/cni/calico/layout.py)."""
         self.topology = topology
+        self.bird_paths = bird_paths
         self.watched = targets(topology, only)
-        self.files_dir = os.path.join(lab_dir, "files")
         self.birds: list[Target] = []          # BIRDs configured with Lab_monitor, to restore
         self.directory = os.path.join(lab_dir, "bgpmon")
         self.events = os.path.join(self.directory, "events.jsonl")
@@ -232,8 +234,8 @@ class Monitor:
                     break
                 time.sleep(0.02)
 
-    def _bird_paths(self, node: str) -> daemons.NodePaths:
-        return daemons.NodePaths(os.path.join(self.files_dir, node))
+    def _bird_paths(self, node: str) -> daemons.BirdPaths:
+        return self.bird_paths(node)
 
     def _configure_bird(self, target: Target) -> None:
         paths = self._bird_paths(target.name)

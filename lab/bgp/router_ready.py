@@ -13,7 +13,7 @@ import os
 
 from lab.bgp import birdc, daemons
 from lab.netns import names, namespace
-from lab.netns.state import StateStore
+from collections.abc import Callable
 from lab.readiness import Check
 from lab.topology.model import CalicoConfig, Topology
 
@@ -21,13 +21,14 @@ RTPROT_BGP = 186
 BGP_PORT = 179
 
 
-def checks(topology: Topology, store: StateStore) -> list[Check]:
+def checks(topology: Topology, bird_paths: Callable[[str], daemons.BirdPaths]) -> list[Check]:
+    """`bird_paths(node)`: where the node's BIRD is (the data plane's layout: lab/cni/calico/layout.py)."""
     if not topology.routers:
         return []
-    return [_sessions(topology, store), _routes(topology)]
+    return [_sessions(topology, bird_paths), _routes(topology)]
 
 
-def _sessions(topology: Topology, store: StateStore) -> Check:
+def _sessions(topology: Topology, bird_paths: Callable[[str], daemons.BirdPaths]) -> Check:
     missing: list[str] = []
     total = 0
     tcp = dict(zip([r.name for r in topology.routers],
@@ -37,8 +38,7 @@ def _sessions(topology: Topology, store: StateStore) -> Check:
         for peer in router.peers:
             total += 1
             if peer.kind == "node" and peer.name:
-                paths = daemons.NodePaths(os.path.join(store.files_dir(topology.name), peer.name))
-                states = _bird_states(paths.socket)
+                states = _bird_states(bird_paths(peer.name).socket)
                 state = next((s for name, s in states.items() if name in _protocols(router.ip)), "no such protocol")
                 if state != "Established":
                     missing.append(f"{peer.name} -> {router.name} ({state})")

@@ -89,7 +89,7 @@ def cmd_bgp_monitor(lab: Lab, args: argparse.Namespace) -> int:
     from lab.netns import capabilities
     capabilities.require_root()
     name = args.lab or lab.only_lab()
-    watcher = monitor.Monitor(lab.topology(name), lab.store.lab_dir(name), args.peer)
+    watcher = monitor.Monitor(lab.topology(name), lab.store.lab_dir(name), lab.bird_paths_of(name), args.peer)
     watcher.start()
     try:
         for event in watcher.follow(args.duration):

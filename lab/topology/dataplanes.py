@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 EdgeRow = tuple[str, str, str, str] | tuple[str, str, str, str, str, str]
 CONFIGURED = "configured"
 
+
+def weaker_state(earlier: str | None, state: str) -> str:
+    """A BGP session seen from both ends: Established only when both ends say so."""
+    if earlier is None or earlier == "Established":
+        return state
+    return earlier
+
 # The data planes, in the order the schema lists them. One line per data plane.
 PACKAGES = (
     "lab.cni.flannel",

@@ -37,8 +37,12 @@ def edges(topology: Topology, sessions: Mapping[tuple[str, str], str] | None) ->
     encap = [(p.ipip_mode, p.vxlan_mode) for p in calico.pools if not p.disabled]
     ipip = next((m for m, _ in encap if m != "Never"), "Never")
     vxlan = next((m for _, m in encap if m != "Never"), "Never")
+    routed = {p.name for r in topology.routers for p in r.peers if p.kind == "node" and p.name}  # peer a router
     for a, b in itertools.combinations([n.name for n in topology.nodes], 2):
         same = topology.node(a).network == topology.node(b).network
+        if not same and a in routed and b in routed and calico.backend == "bird" and (ipip, vxlan) == (
+                "Never", "Never"):
+            continue                        # their blocks travel through the routers, drawn as BGP sessions
         if ipip == "Always" or (ipip == "CrossSubnet" and not same):
             found.append((a, b, "ipip", "IP proto 4"))
         elif vxlan == "Always" or (vxlan == "CrossSubnet" and not same):
