@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import LabError
-from lab.netns import namespace, names
+from lab.netns import names, namespace
 from lab.netns.state import LabState, StateStore
 from lab.topology.model import Topology
 

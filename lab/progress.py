@@ -6,8 +6,8 @@ draws nothing live, and only the lines the caller prints remain.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from rich.console import Console
 

@@ -9,7 +9,8 @@ one provider to the tuple. Names are stable and are what `lab status` shows: `bi
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.netns import daemon, names
 from lab.netns import supervisor as sv

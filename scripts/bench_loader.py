@@ -158,8 +158,8 @@ def main() -> int:
                 for pods in args.pods:
                     rows.append(measure(variant, pods, Path(tmp), args.repeat))
                     print(f"  measured {variant} {pods} pods", file=sys.stderr)
-    print(f"| variant | pods | nodes | YAML KB | load s | plan s | render s | total s | (max) | peak MB "
-          f"| lines | ipset entries | static neigh. | result |")
+    print("| variant | pods | nodes | YAML KB | load s | plan s | render s | total s | (max) | peak MB "
+          "| lines | ipset entries | static neigh. | result |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         result = (f"refused: {r['refused'].split(': ', 1)[-1][:100]}..." if r["refused"]

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lab import live  # noqa: E402
 from lab.experiment import policyload  # noqa: E402
 from lab.lifecycle import Lab  # noqa: E402
-from lab.netns import namespace, names  # noqa: E402
+from lab.netns import names, namespace  # noqa: E402
 from lab.probe import matrix, reach  # noqa: E402
 
 NODES_FOR = {9: 3, 50: 5, 200: 10}

@@ -12,14 +12,14 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
-
-from pyroute2 import IPRoute
+from typing import TypeVar
 
 from conftest import run_lab
 from expect_calico import Expected, Route
 from kernel import RTNH_F_ONLINK, SCOPE, Snapshot
+from pyroute2 import IPRoute
 
 T = TypeVar("T")
 

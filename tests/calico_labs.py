@@ -17,12 +17,11 @@ PYTEST_DONT_REWRITE (it holds no assertions; test modules import it before pytes
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import pytest
 
 import expect_calico
+import pytest
 from conftest import TOPOLOGIES, run_lab
 
 CALICO_TOPOLOGIES = ["calico-bgp-mesh", "calico-rr", "calico-ipip", "calico-ipip-crosssubnet", "calico-vxlan",

@@ -12,8 +12,17 @@ import random
 from pathlib import Path
 
 from lab.experiment import stats
-from lab.experiment.results import (ENVIRONMENT_FILE, SAMPLES_FILE, SUMMARY_FILE, TIMELINES_FILE, Sample,
-                                    TimelinePoint, write_json, write_samples, write_timelines)
+from lab.experiment.results import (
+    ENVIRONMENT_FILE,
+    SAMPLES_FILE,
+    SUMMARY_FILE,
+    TIMELINES_FILE,
+    Sample,
+    TimelinePoint,
+    write_json,
+    write_samples,
+    write_timelines,
+)
 
 DATAPLANE_MODES = {
     # mode: (class, rtt cross-node us, tcp Gbit/s cross-node, ipip implementation, pod MTU)

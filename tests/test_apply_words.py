@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from calico_labs import renamed_copy
 from conftest import run_lab
 

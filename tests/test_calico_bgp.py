@@ -12,9 +12,20 @@ import re
 import time
 
 import pytest
-
-from calico_kernel import (assert_routes, bird_pid, established, main_routes, netns_exec, node_status, route_diff,
-                           start_bird, status_rows, stop_bird, wait_for, wait_sessions)
+from calico_kernel import (
+    assert_routes,
+    bird_pid,
+    established,
+    main_routes,
+    netns_exec,
+    node_status,
+    route_diff,
+    start_bird,
+    status_rows,
+    stop_bird,
+    wait_for,
+    wait_sessions,
+)
 from calico_labs import CALICO_TOPOLOGIES
 from capture import tcpdump
 from conftest import run_lab

@@ -11,9 +11,16 @@ import ipaddress
 import json
 
 import pytest
-
-from calico_kernel import (IFF_NOARP, IFF_UP, CalicoSnapshot, assert_routes, fresh_netns_links, main_routes,
-                           netns_exec, route_diff)
+from calico_kernel import (
+    IFF_NOARP,
+    IFF_UP,
+    CalicoSnapshot,
+    assert_routes,
+    fresh_netns_links,
+    main_routes,
+    netns_exec,
+    route_diff,
+)
 from calico_labs import CALICO_TOPOLOGIES
 from conftest import run_lab
 from expect_calico import HOST_MAC, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtep_mac

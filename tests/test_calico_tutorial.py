@@ -15,12 +15,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import expect_calico
 import pytest
 import yaml
-
-import expect_calico
-from calico_kernel import (assert_routes, bird_established, main_routes, node_files, node_status, route_diff,
-                           wait_sessions)
+from calico_kernel import (
+    assert_routes,
+    bird_established,
+    main_routes,
+    node_files,
+    node_status,
+    route_diff,
+    wait_sessions,
+)
 from calico_labs import lab_starter
 from capture import tcpdump
 from conftest import TOPOLOGIES, run_lab

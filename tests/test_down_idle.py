@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_lab
 
 pytestmark = pytest.mark.needs_root

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from calico_labs import renamed_copy
 from conftest import REPO, netns_list, run_lab
 

@@ -16,7 +16,8 @@ import pytest
 
 from lab.experiment import labs, pingpong, proc, recorder, spec
 from lab.experiment.kinds import mtu, registry
-from lab.topology import loader, registry as topologies
+from lab.topology import loader
+from lab.topology import registry as topologies
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -16,9 +16,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import expect_calico
+import pytest
 from calico_kernel import assert_routes, bird_pid, main_routes, netns_exec, wait_for, wait_sessions
 from conftest import run_lab
 from traffic import ping

@@ -7,9 +7,8 @@ import json
 import re
 import subprocess
 
-import pytest
-
 import expect
+import pytest
 from conftest import TOPOLOGIES, run_lab
 from kernel import IFF_NOARP_FLAG, RouteRow, Snapshot, expected_ipip_implementation, sysctl, tc_filters
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TOPOLOGIES, run_lab
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 
 import pytest
-
 from conftest import run_lab
 from hoststate import snapshot
 from traffic import ping

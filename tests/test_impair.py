@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import netns_list, run_lab
 
 pytestmark = pytest.mark.needs_root

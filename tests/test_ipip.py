@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 import expect
 import expect_calico
+import pytest
 from calico_kernel import assert_routes, netns_exec
 from capture import tcpdump
 from conftest import TOPOLOGIES, run_lab

@@ -11,9 +11,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import TOPOLOGIES
 from kernel import IPIP_OBJECT
+
 from lab.cni import ipip
 from lab.cni import plan as cni_plan
 from lab.errors import TopologyError

@@ -20,8 +20,8 @@ import yaml
 from lab.policy import kuberouter
 from lab.policy.rules import IpSet, NodeRules
 from lab.topology.loader import load_text
-from lab.topology.policy_manifest import network_policy
 from lab.topology.model import Topology
+from lab.topology.policy_manifest import network_policy
 
 VERSION = "1755000000000000000"
 POD_CHAIN = "KUBE-POD-FW-QL54SU5PK4ICAYS4"

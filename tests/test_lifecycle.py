@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, TOPOLOGIES, netns_list, run_lab
 from traffic import ping
 

@@ -9,9 +9,9 @@ kills only that session and the shells recorded (never Mininet's machine-wide cl
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import json
 import secrets
 import select
 import signal
@@ -23,13 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from lab.errors import LabError
-
-from conftest import REPO, TOPOLOGIES, netns_list, run_lab
 from calico_labs import renamed_copy
+from conftest import REPO, TOPOLOGIES, netns_list, run_lab
 from hoststate import snapshot
 from test_host_untouched import assert_same
+
+from lab.errors import LabError
 
 pytestmark = pytest.mark.needs_root
 PREFIX = f"tm2-{secrets.token_hex(2)}"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import expect
+import pytest
 from conftest import TOPOLOGIES, run_lab
 from kernel import Snapshot
 from traffic import ping

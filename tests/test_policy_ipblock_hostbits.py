@@ -17,7 +17,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from conftest import run_lab
 from test_policy_xyz import expect, lab_starter, probe
 

@@ -11,13 +11,12 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-
 from conftest import run_lab
 from test_policy_xyz import DENY_X, Y_TO_XA_TCP80, renamed
 
 from lab.errors import LabError
 from lab.lifecycle import Lab
-from lab.live import with_file, read_manifests
+from lab.live import read_manifests, with_file
 from lab.policy import enforce
 
 pytestmark = pytest.mark.needs_root

@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from conftest import REPO, run_lab
 from test_policy_xyz import expect, lab_starter, probe
 

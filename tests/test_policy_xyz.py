@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TOPOLOGIES, run_lab
 
 pytestmark = pytest.mark.needs_root

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_lab
 from test_policy_xyz import DENY_X, renamed
 

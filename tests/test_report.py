@@ -15,18 +15,25 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import browser
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
-
-import browser
 from report_data import make_results, make_runner_style_results
 
 from lab.report import render
 from lab.report.figures import STYLE, draw_all
-from lab.report.orderings import _latency_order  # the verdict on hand-made groups
-from lab.report.orderings import INCONCLUSIVE, NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, mode_class, verdicts
+from lab.report.orderings import (
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    NOT_REPRODUCED,
+    PARTLY,
+    REPRODUCED,
+    _latency_order,  # the verdict on hand-made groups
+    mode_class,
+    verdicts,
+)
 from lab.report.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]

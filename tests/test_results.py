@@ -8,9 +8,20 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.experiment.results import (SAMPLE_COLUMNS, TIMELINE_COLUMNS, Results, Sample, TimelinePoint,
-                                    append_samples, append_timelines, read_samples, read_timelines, write_json,
-                                    write_samples, write_timelines)
+from lab.experiment.results import (
+    SAMPLE_COLUMNS,
+    TIMELINE_COLUMNS,
+    Results,
+    Sample,
+    TimelinePoint,
+    append_samples,
+    append_timelines,
+    read_samples,
+    read_timelines,
+    write_json,
+    write_samples,
+    write_timelines,
+)
 
 HEADER = "experiment,mode,measurement,pair,placement,repetition,metric,value,unit,param,param_value"
 

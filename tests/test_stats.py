@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from lab.experiment.results import Sample
 from lab.experiment import stats
+from lab.experiment.results import Sample
 
 # Student t 0.975 quantiles from a printed table (e.g. NIST/SEMATECH e-Handbook, table 1.3.6.7.2).
 T_TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228, 20: 2.086, 30: 2.042,

@@ -13,10 +13,9 @@ import sys
 import time
 
 import pytest
-
 from conftest import run_lab
 from kernel import expected_ipip_implementation
-from trace_labs import lab, fibmatch, host_veth, link_mac, listening, sh, start, steps, trace
+from trace_labs import fibmatch, host_veth, link_mac, listening, sh, steps, trace
 
 pytestmark = pytest.mark.needs_root
 
@@ -193,8 +192,9 @@ def test_bad_endpoints_are_argument_errors(lab):
 
 def test_live_graph_of_a_running_calico_lab(lab, tmp_path):
     name, spec = lab("calico-bgp-mesh")
-    from conftest import run_lab
     import xml.etree.ElementTree as ET
+
+    from conftest import run_lab
     out = tmp_path / "live.svg"
     run_lab("graph", name, "-o", str(out))
     root = ET.parse(out).getroot()

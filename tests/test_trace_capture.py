@@ -15,9 +15,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_lab
-from trace_labs import lab, host_veth, lab_tcpdumps, start
+from trace_labs import host_veth, lab_tcpdumps
 
 pytestmark = pytest.mark.needs_root
 

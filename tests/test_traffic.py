@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import expect
+import pytest
 from conftest import TOPOLOGIES, run_lab
 from traffic import ping, tcp
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from capture import tcpdump
 from traffic import ping
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from calico_labs import renamed_copy
 from conftest import run_lab
 

@@ -8,13 +8,33 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from lab.bgp.route import Route, route_query
 from lab.netns.rtnl import (
-    HEADER, I32, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_ROUTE, NLM_F_ACK_TLVS, NLM_F_DUMP_INTR, NLM_F_MULTI,
-    NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, RTM_NEWROUTE, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK,
-    RTMSG, SO_RCVBUFFORCE, SOL_NETLINK, U32, Message, attributes, split)
+    HEADER,
+    I32,
+    NETLINK_CAP_ACK,
+    NETLINK_EXT_ACK,
+    NETLINK_ROUTE,
+    NLM_F_ACK_TLVS,
+    NLM_F_DUMP_INTR,
+    NLM_F_MULTI,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGERR_ATTR_MSG,
+    RTM_NEWROUTE,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_LINK,
+    RTMSG,
+    SO_RCVBUFFORCE,
+    SOL_NETLINK,
+    U32,
+    Message,
+    attributes,
+    split,
+)
 
 RECV_SIZE = 1 << 16
 RCVBUF = 8 << 20

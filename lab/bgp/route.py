@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from lab.netns.rtnl import (
-    IFF_UP, IFINFOMSG, IFLA_IFNAME, NLM_F_DUMP, NLM_F_REQUEST, REPLACE, RT_SCOPE_NOWHERE, RT_TABLE_COMPAT, RTA_CACHEINFO,
-    RTA_DST, RTA_EXPIRES, RTA_GATEWAY, RTA_MULTIPATH, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTA_UID, RTM_DELROUTE,
-    RTM_GETLINK, RTM_GETROUTE, RTM_NEWROUTE, RTMSG, RTN_UNICAST, RTNEXTHOP, RTNH_F_ONLINK, RTNH_F_PERVASIVE, U32, WRITE,
-    attributes, netlink_message, nla)
+    IFF_UP,
+    IFINFOMSG,
+    IFLA_IFNAME,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    REPLACE,
+    RT_SCOPE_NOWHERE,
+    RT_TABLE_COMPAT,
+    RTA_CACHEINFO,
+    RTA_DST,
+    RTA_EXPIRES,
+    RTA_GATEWAY,
+    RTA_MULTIPATH,
+    RTA_OIF,
+    RTA_PRIORITY,
+    RTA_TABLE,
+    RTA_UID,
+    RTM_DELROUTE,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_UNICAST,
+    RTNEXTHOP,
+    RTNH_F_ONLINK,
+    RTNH_F_PERVASIVE,
+    U32,
+    WRITE,
+    attributes,
+    netlink_message,
+    nla,
+)
 
 KEEP_NH_FLAGS = RTNH_F_PERVASIVE | RTNH_F_ONLINK  # the kernel refuses DEAD/LINKDOWN in requests
 VOLATILE_ATTRS = frozenset({RTA_TABLE, RTA_CACHEINFO, RTA_EXPIRES, RTA_UID})

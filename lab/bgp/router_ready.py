@@ -9,11 +9,10 @@ router's main table (`proto bgp`, via the node). The expectation comes from the 
 from __future__ import annotations
 
 import ipaddress
-import os
+from collections.abc import Callable
 
 from lab.bgp import birdc, daemons
 from lab.netns import names, namespace
-from collections.abc import Callable
 from lab.readiness import Check
 from lab.topology.model import CalicoConfig, Topology
 

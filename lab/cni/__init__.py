@@ -8,10 +8,10 @@ routeagent.py (the userspace tunnel and the agent that serves it), identity.py (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache, cache
-from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from lab.topology import dataplanes
 from lab.topology.model import Topology

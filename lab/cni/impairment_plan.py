@@ -14,7 +14,7 @@ from lab.errors import LabError
 from lab.netns import names
 from lab.netns.impairments import CHAIN, TABLE
 from lab.netns.plan import IptablesRules, LabPlan, NamespacePlan, RootQdisc
-from lab.topology.impair import ImpairSpec, Impairment
+from lab.topology.impair import Impairment, ImpairSpec
 from lab.topology.model import Topology
 
 TBF_LATENCY = "50ms"

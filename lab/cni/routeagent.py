@@ -28,8 +28,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from lab.bgp.channel import Channel, Overrun
 from lab.bgp.route import Key, Route, link_dump_request, parse_link, route_dump_request

@@ -7,8 +7,8 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lab.netns import tun
 from lab.netns.rtnl import SO_RCVBUFFORCE

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def run(path: str, repeat: int | None = None, out: str | os.PathLike[str] | None = None,
-        only: list[str] | None = None, quick: bool = False) -> "Results":
+        only: list[str] | None = None, quick: bool = False) -> Results:
     """Run the experiment file at `path`; returns its results (status "incomplete" if it stopped early)."""
     from lab.experiment import runner
     return runner.run(path, repeat=repeat, out=out, only=only, quick=quick)

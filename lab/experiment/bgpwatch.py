@@ -12,14 +12,15 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from lab.bgp import birdc
 from lab.bgp.daemons import AGENT_MODULE, BirdPaths
-from lab.cni.calico import layout
 from lab.cni.calico import config as calico_config
+from lab.cni.calico import layout
 from lab.netns import namespace
 from lab.topology import loader
 from lab.topology.model import Topology

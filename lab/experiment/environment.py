@@ -9,9 +9,8 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
 from types import ModuleType
+from typing import Any
 
 from lab.experiment.spec import Experiment
 from lab.topology import dataplanes

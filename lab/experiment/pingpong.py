@@ -84,7 +84,7 @@ def rr(proto: str, host: str, port: int, duration: float, size: int) -> dict[str
                     got += len(chunk)
                     if proto == "udp":
                         break
-            except socket.timeout:
+            except TimeoutError:
                 lost += 1
                 continue
             rtts.append((time.perf_counter_ns() - start) / 1000)

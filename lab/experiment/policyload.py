@@ -10,7 +10,7 @@ import os
 import subprocess
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lab import live
 from lab.lifecycle import Lab

@@ -118,7 +118,7 @@ class Server:
         self.netns, self.argv, self.port, self.udp = netns, argv, port, udp
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.process = subprocess.Popen(in_netns(self.netns, self.argv), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + SERVER_READY_TIMEOUT

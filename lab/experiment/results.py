@@ -15,9 +15,10 @@ import csv
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lab.errors import LabError
 
@@ -81,7 +82,7 @@ class Results:
     status: str = "unknown"
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "Results":
+    def load(cls, directory: str | os.PathLike[str]) -> Results:
         """Load a run directory; given results/<experiment>/ instead, load its newest run."""
         path = resolve_run_dir(Path(directory))
         summary = _read_json(path / SUMMARY_FILE)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Sequence, cast
+from typing import Any, cast
 
 from lab.experiment.results import Sample, parse_param_value
 

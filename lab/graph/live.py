@@ -4,7 +4,8 @@ node's BIRD. The drawing then says which parts are live and which come from the 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.graph.model import Edge
 from lab.topology import dataplanes

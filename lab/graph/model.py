@@ -8,8 +8,8 @@ reach each other comes from its folder (the registration's `graph` module: `edge
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lab.topology import dataplanes

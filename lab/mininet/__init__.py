@@ -10,7 +10,7 @@ Where a Mininet script calls `CLI(net)`, call `LabCLI(net)` (or `net.interact()`
 node names at `-` and `/`.
 """
 
-from lab.mininet.net import LabNet
 from lab.mininet.cli import LabCLI
+from lab.mininet.net import LabNet
 
 __all__ = ["LabNet", "LabCLI"]

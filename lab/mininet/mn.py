@@ -29,7 +29,6 @@ from lab.mininet import inventory
 from lab.mininet.net import LabNet, open_lab
 from lab.mininet.node import ROLE_CLASSES, LabUnderlaySwitch
 
-
 OWNER_FILE = "mn-owner"
 
 

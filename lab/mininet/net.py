@@ -23,18 +23,18 @@ namespaces. Where it does not:
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from itertools import chain
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
-from mininet.log import info, output
 import yaml
+from mininet.log import info, output
 from mininet.net import Mininet
 
 from lab.errors import LabError
 from lab.mininet import inventory
 from lab.mininet.node import ROLE_CLASSES, LabHost, LabLink
-
 
 LISTEN_WAIT = 5.0
 

@@ -6,8 +6,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from lab.errors import ApplyError
 from lab.netns import iptables, namespace, netlink, procfs, supervisor, tc

@@ -79,7 +79,7 @@ class NamespaceBuilder:
     def vxlan(self, name: str, vxlan: Vxlan, mtu: int, mac: str) -> Link:
         return self.add_link(name, "vxlan", mtu=mtu, mac=mac, vxlan=vxlan)
 
-    def veth(self, name: str, peer: "NamespaceBuilder", peer_name: str, *, mtu: int | None = None,
+    def veth(self, name: str, peer: NamespaceBuilder, peer_name: str, *, mtu: int | None = None,
              master: str | None = None, hairpin: bool = False, peer_mac: str | None = None,
              mac: str | None = None, neigh_suppress: bool = False) -> Link:
         """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`."""

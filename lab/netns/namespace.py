@@ -10,8 +10,9 @@ import ctypes
 import errno
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000

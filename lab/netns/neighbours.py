@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lab.errors import LabError, TopologyError
+from lab.errors import TopologyError
 from lab.netns import names
 from lab.netns.plan import LabPlan, NamespacePlan, Neighbour
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from lab.netns import bpfobj, impairments, iptables, tc
 from lab.netns.plan import Address, FdbEntry, LabPlan, Link, NamespacePlan, Neighbour, Route, Rule, Sysctl

@@ -7,7 +7,7 @@ substrate's fast path for bulk neighbour, fdb and route messages (lab/netns/fast
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270

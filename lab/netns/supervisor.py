@@ -74,7 +74,7 @@ class DaemonSpec:
     pid: int | None = None          # the instance `lab up` started, adopted by the supervisor
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DaemonSpec":
+    def from_dict(cls, data: dict[str, Any]) -> DaemonSpec:
         return cls(name=data["name"], netns=data["netns"], argv=tuple(data["argv"]), log=data["log"],
                    ready=(data["ready"][0], data["ready"][1]), cwd=data.get("cwd"), env=dict(data.get("env", {})),
                    clean=tuple(data.get("clean", ())), pid_file=data.get("pid_file"), node=data.get("node"),

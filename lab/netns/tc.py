@@ -14,7 +14,7 @@ import socket
 import struct
 import subprocess
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 from lab.errors import ApplyError
 from lab.netns import bpfobj, namespace

@@ -18,13 +18,13 @@ from __future__ import annotations
 import io
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from lab.errors import ApplyError, LabError, TopologyError
 from lab.model.network_policy import NetworkPolicy
-from lab.netns import namespace, names
+from lab.netns import names, namespace
 from lab.netns.render import TextSink
 from lab.policy.rules import IpSet, NodeRules, TableRules
 from lab.topology.model import Topology

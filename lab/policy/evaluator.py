@@ -17,8 +17,9 @@ Semantics, as the Kubernetes documentation states them:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Union
+from typing import Union
 
 from lab.model.labels import LabelSelector, Requirement
 from lab.model.network_policy import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule

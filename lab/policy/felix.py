@@ -19,9 +19,9 @@ cali40all-ipam-pools, and traffic leaving a tunnel from a host address takes the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Iterable, Iterator
 
 from lab.cni.calico import config as calico_config
 from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE

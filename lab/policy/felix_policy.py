@@ -24,9 +24,21 @@ from dataclasses import dataclass
 from lab.model.network_policy import NetworkPolicy, Peer, PolicyPort
 from lab.model.network_policy import Rule as PolicyRule
 from lab.policy import felix_names
-from lab.policy.felix_iptables import (MARK_ACCEPT, MARK_SCRATCH0, MARK_SCRATCH1, RETURN, Chain, Rule,
-                                       clear_mark, dest_ports, mark_clear, mark_set, match_set, set_mark,
-                                       set_masked_mark)
+from lab.policy.felix_iptables import (
+    MARK_ACCEPT,
+    MARK_SCRATCH0,
+    MARK_SCRATCH1,
+    RETURN,
+    Chain,
+    Rule,
+    clear_mark,
+    dest_ports,
+    mark_clear,
+    mark_set,
+    match_set,
+    set_mark,
+    set_masked_mark,
+)
 from lab.topology.model import Pod, Topology
 
 PortRange = tuple[int, int]

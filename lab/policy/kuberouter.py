@@ -20,7 +20,7 @@ Pod and policy chain names include `sync_version`. kube-router walks pods and po
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from lab.model.network_policy import NetworkPolicy
 from lab.policy import kuberouter_names as names

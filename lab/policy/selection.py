@@ -13,7 +13,7 @@ an enforcer must not share code with the evaluator it is checked against.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from lab.model.labels import LabelSelector, Requirement
 from lab.model.network_policy import NetworkPolicy, Peer

@@ -20,8 +20,8 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from lab.errors import LabError
 from lab.netns import namespace

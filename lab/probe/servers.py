@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lab.netns import apply, daemon, namespace, names
+from lab.netns import apply, daemon, names, namespace
 from lab.probe.endpoints import endpoints
 from lab.probe.limits import NO_PROTOCOL, raise_fd_limit
 from lab.topology.model import Topology

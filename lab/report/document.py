@@ -5,15 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from lab import __version__
 from lab.experiment import stats
-from lab.report.figures import (ROUTE_AGENT_CAVEAT, SavedFigure, fmt, is_headline, measurement_title, metric_label,
-                                param_title)
+from lab.report.figures import (
+    ROUTE_AGENT_CAVEAT,
+    SavedFigure,
+    fmt,
+    is_headline,
+    measurement_title,
+    metric_label,
+    param_title,
+)
 from lab.report.orderings import Verdict, verdicts
-from lab.report.runs import Run, placement_label, placement_rank
+from lab.report.runs import Run, placement_label
 
 GENERAL_CAVEAT = ("Every mode ran in network namespaces on one host, over veth pairs and a software underlay: "
                   "absolute figures are not those of physical NICs (no offloads, no wire, shared CPU), so hold "
@@ -76,7 +84,7 @@ def build(runs: Sequence[Run], figures: list[SavedFigure]) -> Document:
         summary_tables=summary_tables(run),
         compare_tables=compare_tables(runs) if len(runs) > 1 else [],
         environment_tables=environment_tables(runs),
-        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + f" by lab {__version__}",
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") + f" by lab {__version__}",
         other_warnings=others,
         mode_captions=[c for r in runs for m in r.modes if (c := r.mode_caption(m))],
     )

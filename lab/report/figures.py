@@ -15,9 +15,10 @@ import math
 import re
 import textwrap
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import Any, Sequence
+from typing import Any
 
 from lab.report.figures import fmt, metric_title, unit_label
 from lab.report.runs import Run

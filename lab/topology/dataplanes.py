@@ -19,11 +19,11 @@ the package, and imported only when first used (`DataPlane.module`).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
-from collections.abc import Callable, Mapping
 
 from lab.errors import LabError
 

@@ -4,9 +4,10 @@ planes' loaders (lab/cni/calico/loader.py), so that neither imports the other's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from lab.errors import TopologyError
 from lab.model import labels

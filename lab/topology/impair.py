@@ -10,8 +10,9 @@ node's applies to its `interface` (eth0 unless given).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)[ \t]*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)\Z", re.IGNORECASE)
 TIME = re.compile(r"^([0-9]+(?:\.[0-9]+)?)[ \t]*(us|ms|s)\Z", re.IGNORECASE)

@@ -8,8 +8,9 @@ address of its node's range after the gateway (.1).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from lab.topology.model import Node
 
@@ -24,7 +25,7 @@ class PoolExhausted(ValueError):
 class AddressConflict(ValueError):
     """A pod address that cannot be had."""
 
-    def __init__(self, message: str, request: "PodRequest") -> None:
+    def __init__(self, message: str, request: PodRequest) -> None:
         super().__init__(message)
         self.request = request
 

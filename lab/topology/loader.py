@@ -14,8 +14,18 @@ from lab.model.network_policy import NetworkPolicy
 from lab.topology import cidr as cidrs
 from lab.topology import dataplanes, impair, manifests, policy_manifest, routers, schema
 from lab.topology.entries import Item, Overlay, PodEntry, Source, labels_of
-from lab.topology.model import (CalicoConfig, Cluster, ContainerPort, External, Namespace, Network, Node, Router,
-                                Topology, frozen_labels)
+from lab.topology.model import (
+    CalicoConfig,
+    Cluster,
+    ContainerPort,
+    External,
+    Namespace,
+    Network,
+    Node,
+    Router,
+    Topology,
+    frozen_labels,
+)
 from lab.topology.yamlsource import Budget, BudgetError, Document, Path, parse, parse_one, read_file, short
 
 IFNAME_MAX = 15

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping, TypeVar
+from typing import Literal, TypeVar
 
 from lab.model.network_policy import NetworkPolicy
 from lab.topology.impair import ImpairSpec

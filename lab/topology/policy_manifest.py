@@ -8,7 +8,8 @@ returns the error to raise, pointing at `path` inside the document.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.errors import TopologyError
 from lab.model import labels

@@ -5,7 +5,7 @@ checked before the lab reads the manifest, as kubectl checks a manifest against 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -43,7 +43,7 @@ def _load(name: str) -> dict[str, Any]:
     return schema
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(definition: str | None) -> jsonschema.Draft202012Validator:
     if definition is None:
         return jsonschema.Draft202012Validator(topology_schema())

@@ -11,7 +11,7 @@ What each data plane adds comes from its folder (the registration's `explain` mo
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from lab.topology import dataplanes
 from lab.topology.model import Topology

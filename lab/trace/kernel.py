@@ -79,7 +79,7 @@ class Netns:
     _iptables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, name: str) -> "Netns":
+    def open(cls, name: str) -> Netns:
         return cls(name, IPRoute(netns=name))
 
     def close(self) -> None:

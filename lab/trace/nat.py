@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import shlex
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ class SignalGuard:
             raise Interrupted(signum)
         self.pending = self.pending or signum
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         if threading.current_thread() is threading.main_thread():
             self.previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
             self.armed = True

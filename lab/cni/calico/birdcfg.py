@@ -23,7 +23,7 @@ working directory), so the three files only need to be written side by side.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable
+from collections.abc import Callable
 
 import lab.cni.calico.config as calico_config
 import lab.cni.calico.peers as peers

@@ -8,7 +8,8 @@ the same parser the BGP peering uses, so a bad selector is refused before anythi
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.errors import TopologyError
 from lab.model import calico_selector

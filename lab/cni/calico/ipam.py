@@ -11,8 +11,9 @@ block, or the block a node names with `podCIDR`, so that labs are reproducible.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from lab.model import calico_selector
 from lab.topology.model import IPPool, Node

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lab.cni.calico.config as calico_conf
 import lab.cni.calico.ipam as calico_ipam

@@ -16,9 +16,9 @@ Two stages, as in confd:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 import lab.cni.calico.config as calico_config
 from lab.model import calico_selector

@@ -15,8 +15,8 @@ import lab.cni.calico.birdcfg as birdcfg
 import lab.cni.calico.config as calico_config
 import lab.cni.calico.ipam as calico_ipam
 import lab.cni.calico.workload as calico_workload
-from lab.cni.calico import layout
 from lab.cni import ipip, underlay
+from lab.cni.calico import layout
 from lab.cni.calico.devices import IPIP_DEVICE, VXLAN_DEVICE
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lab.cni.flannel.devices import vxlan_device
 from lab.errors import TopologyError

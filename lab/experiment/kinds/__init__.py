@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, ContextManager
 
 from lab.topology.model import Pod, Topology
 

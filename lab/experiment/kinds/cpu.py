@@ -30,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from typing import Any, ContextManager
 
 from lab.experiment import iperf, proc
 from lab.experiment.kinds import Kind, PairContext, Value

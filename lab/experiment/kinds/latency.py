@@ -22,8 +22,9 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any, ContextManager
 
 from lab.experiment import proc
 from lab.experiment.kinds import Kind, PairContext, Value

@@ -24,8 +24,8 @@ import time
 from typing import Any, ContextManager
 
 from lab.experiment import iperf, proc
-from lab.netns import procgroup
 from lab.experiment.kinds import Kind, PairContext, Value
+from lab.netns import procgroup
 
 ICMP_HEADERS = 28          # IPv4 20 + ICMP 8
 PROBE_PAYLOAD = 1000       # the captured ping's payload: fits every pod MTU

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from typing import Any, ContextManager
 
 from lab.errors import LabError
 from lab.experiment import iperf, policyload
-from lab.experiment.kinds import Kind, PairContext, Value
-from lab.experiment.kinds import latency
+from lab.experiment.kinds import Kind, PairContext, Value, latency
 from lab.lifecycle import Lab
 from lab.probe import matrix
 

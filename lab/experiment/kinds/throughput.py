@@ -11,7 +11,8 @@ the sender's (`..._sender`), TCP retransmits (`retransmits_tcp_1`, `retransmits_
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from typing import Any, ContextManager
 
 from lab.experiment import iperf
 from lab.experiment.kinds import Kind, PairContext, Value
