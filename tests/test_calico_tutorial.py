@@ -48,7 +48,7 @@ STEP1_BGPCONFIG = """\
    name: default
  spec:
    logSeverityScreen: Info
-   nodeToNodeMeshEnabled: false  
+   nodeToNodeMeshEnabled: false\x20\x20
    asNumber: 64512
 """
 # 6.6 step 3: rr-node.yaml, `calicoctl get node k8s-node01 -o yaml` plus the cluster ID

@@ -214,7 +214,7 @@ def test_environment_records_tools_and_implementations(quick_run):
     environment = json.loads((directory / "environment.json").read_text())
     assert environment["machine"]["kernel"] == os.uname().release
     assert "iperf3" in environment["tools"] and "ping" in environment["tools"]
-    for name, mode in environment["modes"].items():
+    for _name, mode in environment["modes"].items():
         implementations = mode["implementations"]
         assert "ipip" in implementations and implementations["ipip"] is None   # neither mode uses IPIP
         assert implementations["latency_tool"] in ("sockperf", "builtin")

@@ -131,7 +131,7 @@ def test_wire_is_ip_protocol_4_with_inherited_ttl_and_copied_df(calico_ebpf):
     requests = [h for h in seen if h[7] == str(src.ip) and "echo request" in h[9]]
     replies = [h for h in seen if h[7] == str(dst.ip) and "echo reply" in h[9]]
     assert len(requests) == 2 and len(replies) == 2, "\n".join(cap.lines)
-    for tos, ttl, flags, osrc, odst, ittl, iflags, _, _, _ in requests + replies:
+    for tos, ttl, flags, _osrc, _odst, ittl, iflags, _, _, _ in requests + replies:
         assert ttl == ittl, "ttl inherit: the outer TTL is the inner one"
         assert ("DF" in flags) == ("DF" in iflags), "nopmtudisc: DF is copied from the inner header"
         assert tos == "0x0"

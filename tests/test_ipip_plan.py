@@ -62,7 +62,7 @@ def test_auto_prefers_the_module_then_ebpf_then_userspace(tmp_path, ipip, ebpf, 
 def test_ebpf_plans_encap_on_tunl0_and_decap_on_eth0_with_the_other_nodes_as_peers(tmp_path):
     model, _ = topology(tmp_path, "ebpf")
     plan = cni_plan(model, caps(True, True))          # forced: even where the module exists
-    for node, ip in NODE_IPS.items():
+    for node, _ip in NODE_IPS.items():
         ns = plan.namespace(f"calico-ipip.{node}")
         assert [(q.dev, q.kind) for q in ns.qdiscs] == [("tunl0", "noqueue"), ("tunl0", "clsact"), ("eth0", "clsact")]
         encap, decap = ns.bpf_filters

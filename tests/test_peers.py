@@ -115,7 +115,7 @@ def test_route_reflectors_k_of_n():
     result = peerings(lab(reflectors + clients, mesh=False, peers=(TO_REFLECTORS,)))
     rr_ips = {ip(r[1]) for r in reflectors}
     client_ips = {ip(c[1]) for c in clients}
-    for name, octet in clients:
+    for name, _octet in clients:
         sessions = result[name]
         assert len(sessions) == k
         assert {p.ip for p in sessions} == rr_ips

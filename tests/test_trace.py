@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import run_lab
 from kernel import expected_ipip_implementation
-from trace_labs import fibmatch, host_veth, link_mac, listening, sh, steps, trace
+from trace_labs import fibmatch, host_veth, lab, link_mac, listening, sh, start, steps, trace  # noqa: F401 (pytest fixtures, used by name)
 
 pytestmark = pytest.mark.needs_root
 

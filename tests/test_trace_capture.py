@@ -16,7 +16,7 @@ import time
 
 import pytest
 from conftest import REPO, run_lab
-from trace_labs import host_veth, lab_tcpdumps
+from trace_labs import host_veth, lab, lab_tcpdumps, start  # noqa: F401 (pytest fixtures, used by name)
 
 pytestmark = pytest.mark.needs_root
 

@@ -109,7 +109,7 @@ def load(path: str, repeat: int | None = None, only: list[str] | None = None, qu
             text = handle.read()
     except OSError as exc:
         raise LabError(f"{path}: cannot read the experiment file: {exc.strerror}",
-                       "give a path to an experiment YAML file, e.g. experiments/modes-latency-throughput.yaml")
+                       "give a path to an experiment YAML file, e.g. experiments/modes-latency-throughput.yaml") from None
     document = parse_one(text, path)
     if not isinstance(document.data, dict):
         raise document.error((), "an experiment must be a YAML mapping with name, modes and measurements",
@@ -379,7 +379,7 @@ class _Builder:
         found: dict[str, str] = {}
         for tool in ("ip",):
             found[tool] = self._which(tool, ("modes",), "the runner")
-        for index, measurement in enumerate(measurements):
+        for _index, measurement in enumerate(measurements):
             kind = kinds.registry()[measurement.kind]
             for tool in kind.tools(measurement.params):
                 found[tool] = self._which(tool, self._measurement_path(measurement.name), measurement.kind)

@@ -10,9 +10,9 @@ never Mininet's machine-wide `mn -c`) replace mn's own; `validate` refuses --nat
 try:
     from lab.mininet.cli import LabCLI as CLI  # noqa: F401 (mn reads it)
     from lab.mininet.mn import LabMininet as Mininet  # noqa: F401
-    from lab.mininet.mn import LabTopo, install_exit_hooks, keep_host_limits, validate
-    from lab.mininet.mn import lab_cleanup as cleanup
-    from lab.mininet.mn import no_controller as findController
+    from lab.mininet.mn import LabTopo, install_exit_hooks, keep_host_limits, validate  # noqa: F401
+    from lab.mininet.mn import lab_cleanup as cleanup  # noqa: F401
+    from lab.mininet.mn import no_controller as findController  # noqa: F401
 except ImportError as exc:  # Debian's /usr/bin/mn runs the system Python, which has no lab
     raise SystemExit(f"lab: error: this mn cannot import the lab ({exc}); run `lab-mn` (installed by "
                      "scripts/install-deps.sh) or the lab environment's .venv/bin/mn --custom ...") from None

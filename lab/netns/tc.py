@@ -83,7 +83,7 @@ def apply_namespaces(targets: Sequence[NamespacePlan]) -> None:
         inputs = {ns.name: batch(ns.name, ns.qdiscs, ns.bpf_filters, os.path.join(workdir, ns.name))
                   for ns in targets}
         try:
-            for name, text in inputs.items():
+            for name, _text in inputs.items():
                 proc = subprocess.Popen(["tc", "-n", name, "-batch", "-"], stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 running.append((name, proc))

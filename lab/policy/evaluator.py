@@ -19,14 +19,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from lab.model.labels import LabelSelector, Requirement
 from lab.model.network_policy import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from lab.topology.model import Pod, Topology
 
 IPv4Address = ipaddress.IPv4Address
-Endpoint = Union[Pod, IPv4Address]
+Endpoint = Pod | IPv4Address
 
 
 @dataclass(frozen=True)

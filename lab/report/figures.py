@@ -946,7 +946,7 @@ def _migration_trace(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> It
                 ax.fill_between(t, 0, v, step="post", color=color, alpha=0.18, linewidth=0)
             steps = sorted((p for p in pts if p.series.startswith("step:") and p.repetition == rep),
                            key=lambda p: p.t_s)
-            for s_i, p in enumerate(steps):
+            for _s_i, p in enumerate(steps):
                 ax.axvline(p.t_s, color=color, linestyle=style, linewidth=1.1)
                 ax.annotate(p.series.partition(":")[2], (p.t_s, 1.0 - 0.09 * o_i), xycoords=("data", "axes fraction"),
                             xytext=(3, -2), textcoords="offset points", ha="left", va="top", fontsize=7.5,

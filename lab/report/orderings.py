@@ -230,7 +230,7 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
     for g in groups:
         if g["param"] in MTU_PARAMS and isinstance(g["param_value"], (int, float)):
             sweeps[(g["metric"], g["placement"], g["param"], g["unit"])][g["mode"]][float(g["param_value"])] = g
-    for (metric, placement, param, unit), curves in sweeps.items():
+    for (metric, placement, param, _unit), curves in sweeps.items():
         for mode, curve in curves.items():
             if mode in encapsulated and len(curve) >= 2:
                 lo_p, hi_p = min(curve), max(curve)
@@ -255,7 +255,7 @@ def _mtu_check(run: Run, modes: list[str]) -> tuple[str, str, str]:
     by_metric: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for g in flat:
         by_metric[(g["metric"], g["placement"], g["unit"])][g["mode"]] = g
-    for (metric, placement, unit), found in by_metric.items():
+    for (metric, placement, _unit), found in by_metric.items():
         for cls in ("IPIP", "VXLAN"):
             sized = sorted((mtu, m) for m in found if mode_class(run, m, placement) == cls
                            and (mtu := mtus.get(m)) is not None)

@@ -75,7 +75,7 @@ class FlannelBuilder:
                                    "net-conf.json, or fewer nodes") from None
         by_node = {n.name: n for n in nodes}
         requests = []
-        for entry, source, namespace, ports in pods:
+        for entry, source, namespace, _ports in pods:
             ip = None
             if "ip" in entry:
                 ip = self._pod_ip(entry, by_node[entry["node"]], source)

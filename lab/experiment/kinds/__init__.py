@@ -12,9 +12,10 @@ import contextlib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ContextManager
+from typing import Any
 
 from lab.topology.model import Pod, Topology
 
@@ -134,7 +135,7 @@ class Kind:
         """Seconds one repetition takes on one pair (for the progress bar's ETA)."""
         return 1.0
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[None]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[None]:
         """Set-up around all repetitions of one pair (servers in the destination pod); stopped on exit."""
         return contextlib.nullcontext()
 

@@ -12,7 +12,8 @@ each other, not with published netperf figures.
 from __future__ import annotations
 
 import json
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from lab.experiment import proc
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -34,7 +35,7 @@ class ConnRate(Kind):
         duration: float = params["duration"]
         return duration + 0.2
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[Any]:
         ctx.implementations["connrate_tool"] = "builtin-python"
         argv = proc.python_module("lab.experiment.pingpong", "server", "--proto", "tcp", "--port", str(PORT))
         return proc.Server(ctx.dst.netns, argv, PORT)

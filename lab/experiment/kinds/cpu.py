@@ -31,7 +31,8 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from lab.experiment import iperf, proc
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -80,7 +81,7 @@ class Cpu(Kind):
         baseline: float = params["baseline"]
         return duration + baseline + 0.2
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[Any]:
         return self._serve(ctx)
 
     @contextlib.contextmanager

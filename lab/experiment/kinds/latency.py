@@ -23,8 +23,9 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 from lab.experiment import proc
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -82,7 +83,7 @@ class Latency(Kind):
             return "builtin"
         return "sockperf"
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[None]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[None]:
         return self._servers(ctx, params)
 
     @contextlib.contextmanager

@@ -21,7 +21,8 @@ import struct
 import subprocess
 import tempfile
 import time
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from lab.experiment import iperf, proc
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -70,7 +71,7 @@ class Mtu(Kind):
             seconds += len(params["msg_sizes"]) * (params["duration"] + 0.1)
         return seconds
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[Any]:
         ctx.implementations["mtu_tools"] = "ping -M do, iperf3 -M/-l, tcpdump"
         return iperf.server(ctx, port=iperf.PORT + 2)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from lab.errors import LabError
 from lab.experiment import iperf, policyload
@@ -64,7 +65,7 @@ class PolicyScale(Kind):
         return "builtin" if params["tool"] == "builtin" or (params["tool"] == "auto" and not ctx.has("sockperf")) \
             else "sockperf"
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[None]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[None]:
         return self._servers(ctx, params)
 
     @contextlib.contextmanager

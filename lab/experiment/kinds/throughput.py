@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 from lab.experiment import iperf
 from lab.experiment.kinds import Kind, PairContext, Value
@@ -38,7 +39,7 @@ class Throughput(Kind):
         duration: float = params["duration"]
         return len(params["tests"]) * (duration + 0.2)
 
-    def session(self, ctx: PairContext, params: dict[str, Any]) -> ContextManager[Any]:
+    def session(self, ctx: PairContext, params: dict[str, Any]) -> AbstractContextManager[Any]:
         ctx.implementations["throughput_tool"] = "iperf3"
         return self._serve(ctx)
 
