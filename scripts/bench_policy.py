@@ -138,7 +138,7 @@ def xyz_matrix(lab: Lab, topology: str, workdir: str) -> list[str]:
             if label == "x isolated":
                 manifests = live.read_manifests(os.path.join(os.path.dirname(os.path.dirname(
                     os.path.abspath(__file__))), "examples", "policies", "xyz-deny-ingress-x.yaml"))
-                lab.change(name, lambda state, _old: live.with_file(state, manifests))
+                lab.change(name, lambda state, _old, manifests=manifests: live.with_file(state, manifests))
             report = reach.run(lab.topology(name), timeout=1.0, source_ports=ports)
             denied = sum(1 for r in report.results if r.observed is False)
             lines.append(f"| {topology} | {label} | {len(report.results)} | {denied} | {len(report.mismatches)} | "

@@ -32,7 +32,7 @@ LAB_FILES = Path("/run/lab")
 def main_routes(netns: str, table: int = 254) -> set[Route]:
     """Every IPv4 route of one table of `netns`, as expect_calico.Route values."""
     with IPRoute(netns=netns) as ipr:
-        names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in ipr.get_links()}
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         rows = set()
         for r in ipr.get_routes(family=socket.AF_INET, table=table):
             if (r.get_attr("RTA_TABLE") or r["table"]) != table:

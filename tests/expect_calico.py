@@ -459,7 +459,7 @@ def _allocate(nodes: list[Node], pools: list[Pool]) -> None:
     for node in nodes:
         taken = {p.ip for p in node.pods if p.ip is not None}
 
-        def lowest() -> IPv4Address:
+        def lowest(node: Node = node, taken: set[IPv4Address] = taken) -> IPv4Address:
             while True:
                 for block in node.blocks:
                     for i in range(block.num_addresses):

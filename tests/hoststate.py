@@ -23,11 +23,11 @@ VOLATILE_SYSCTLS = re.compile(r"nf_conntrack_count|_early_demux_|^net\.netfilter
 def _clean(name: str, text: str) -> str:
     lines = text.splitlines()
     if name in ("iptables", "ip6tables"):
-        lines = [re.sub(r"\[\d+:\d+\]", "", l) for l in lines if not l.startswith("#")]
+        lines = [re.sub(r"\[\d+:\d+\]", "", row) for row in lines if not row.startswith("#")]
     if name == "addresses":
-        lines = [l for l in lines if "valid_lft" not in l]
+        lines = [row for row in lines if "valid_lft" not in row]
     if name == "sysctl":
-        lines = [l for l in lines if not VOLATILE_SYSCTLS.search(l)]
+        lines = [row for row in lines if not VOLATILE_SYSCTLS.search(row)]
     return "\n".join(lines)
 
 

@@ -42,8 +42,8 @@ class Snapshot:
     def __init__(self, netns: str) -> None:
         self.netns = netns
         with IPRoute(netns=netns) as ipr:
-            self.links = {_attr(l, "IFLA_IFNAME"): l for l in ipr.get_links()}
-            self.names = {l["index"]: n for n, l in self.links.items()}
+            self.links = {_attr(link, "IFLA_IFNAME"): link for link in ipr.get_links()}
+            self.names = {link["index"]: n for n, link in self.links.items()}
             self.addresses = [(self.names[a["index"]], f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}",
                                _attr(a, "IFA_BROADCAST")) for a in ipr.get_addr(family=socket.AF_INET)]
             self.routes = [self._route(r) for r in ipr.get_routes(family=socket.AF_INET, table=254)]

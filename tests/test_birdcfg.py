@@ -265,7 +265,7 @@ def test_kernel_protocol_deviation_is_commented():
 def test_log_severity(severity, line, count):
     # confd: debug and info are kept, every other severity becomes none (no debug line at all).
     text = bird_cfg(lab(log_severity=severity), "k8s-node1")
-    assert sum(1 for l in text.splitlines() if l.startswith(line)) == count
+    assert sum(1 for row in text.splitlines() if row.startswith(line)) == count
 
 
 def test_global_and_node_specific_peers():

@@ -246,10 +246,10 @@ def test_pure_bgp_puts_pod_addresses_on_the_wire_towards_the_owning_node(up, top
     with tcpdump(spec.node_netns(src_node), "eth0", "icmp or ip proto 4 or udp port 4789", IMMEDIATE + ("-e",)) as cap:
         assert ping(spec.pod_netns(src), str(dst.ip), count=2)
     text = "\n".join(cap.lines)
-    request = [l for l in cap.lines if f"{src.ip} > {dst.ip}: ICMP echo request" in l]
+    request = [row for row in cap.lines if f"{src.ip} > {dst.ip}: ICMP echo request" in row]
     assert request, text
     # next hop is the owning node itself (`via 192.168.10.72 dev eth0`), not the underlay gateway
-    assert all(f"> {dst_mac}, ethertype IPv4" in l for l in request), text
+    assert all(f"> {dst_mac}, ethertype IPv4" in row for row in request), text
     assert "proto 4" not in text and "IPIP" not in text and "VXLAN" not in text and ".4789" not in text, text
 
 

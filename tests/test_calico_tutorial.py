@@ -218,7 +218,7 @@ def test_seed_6_6_route_reflector_migration(start, tmp_path):
     text = node_status(lab, "k8s-master01")
     assert re.search(r"^\| 192\.168\.10\.72 \| node specific \| up    \| \d\d:\d\d:\d\d \| Established \|$", text,
                      re.M), text
-    assert len([l for l in text.splitlines() if l.startswith("| 192.")]) == 1, text
+    assert len([row for row in text.splitlines() if row.startswith("| 192.")]) == 1, text
     reflector = {ip for ip, _ in bird_established(lab, "k8s-node01")}
     assert reflector == {"192.168.10.71", "192.168.10.73", "192.168.10.74"}
     # the migrated lab is exactly what the shipped calico-rr topology describes

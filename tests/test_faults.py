@@ -123,7 +123,7 @@ def test_bird_killed_with_sigkill_comes_back_and_status_counts_it(lab):
     assert row["state"] == "running" and row["restarts"] == 1, row
     assert bird_pid(lab.lab, victim.name) == row["pid"] != old
     text = run_lab("status", lab.lab).stdout       # exit 0: running again
-    line = next(l for l in text.splitlines() if l.startswith("bird/n2 "))
+    line = next(entry for entry in text.splitlines() if entry.startswith("bird/n2 "))
     assert line.split()[1:4] == ["running", str(row["pid"]), "1"], line
     wait_sessions(lab)
     assert_routes(lab)
@@ -202,7 +202,7 @@ def test_node_down_takes_every_interface_and_daemon_and_node_up_restores_them(la
     before = {(r["ifname"], r["operstate"]) for r in json.loads(netns_exec(netns, "ip", "-j", "link").stdout)}
     run_lab("fault", "node-down", "n2", "--lab", lab.lab)
     links = json.loads(netns_exec(netns, "ip", "-j", "link").stdout)
-    assert {l["ifname"] for l in links if "UP" in l["flags"]} == {"lo"}, links
+    assert {link["ifname"] for link in links if "UP" in link["flags"]} == {"lo"}, links
     assert bird_pid(lab.lab, "n2") is None and daemon_row(lab.lab, "bird/n2")["state"] == "stopped-by-fault"
     assert not ping(lab.pod_netns(lab.pod("p1")), str(lab.pod("p2").ip), count=1, wait=1)
     run_lab("fault", "node-up", "n2", "--lab", lab.lab)

@@ -45,10 +45,10 @@ def _impaired(lab: str) -> list[str]:
     """Every tbf/netem qdisc and LAB-IMPAIR rule in the lab's namespaces (what must be gone after --clear)."""
     found = []
     for netns in sorted(n for n in netns_list() if n.startswith(f"{lab}.")):
-        found += [f"{netns}: {l}" for l in _sh("tc", "-n", netns, "qdisc", "show").stdout.splitlines()
-                  if " tbf " in l or " netem " in l]
-        found += [f"{netns}: {l}" for l in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle")
-                  .stdout.splitlines() if "LAB-IMPAIR" in l]
+        found += [f"{netns}: {row}" for row in _sh("tc", "-n", netns, "qdisc", "show").stdout.splitlines()
+                  if " tbf " in row or " netem " in row]
+        found += [f"{netns}: {row}" for row in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle")
+                  .stdout.splitlines() if "LAB-IMPAIR" in row]
     return found
 
 
@@ -204,8 +204,8 @@ def test_network_rate_is_measured_and_status_matches_the_kernel(tmp_path):
         assert n1["target"] == "network lan + node n1"
         for netns, row in ((f"{name}.n1", n1), (f"{name}.n2", n2)):            # the kernel holds exactly that
             assert _tbf_rates(_sh("tc", "-n", netns, "qdisc", "show", "dev", "eth0").stdout) == ["50Mbit"]
-            rules = [l for l in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle").stdout.splitlines()
-                     if l.startswith("-A LAB-IMPAIR ")]
+            rules = [row for row in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle").stdout.splitlines()
+                     if row.startswith("-A LAB-IMPAIR ")]
             assert len(rules) == (1 if row["loss_pct"] else 0)
             assert all(abs(float(rule.split("--probability ")[1].split()[0]) - row["loss_pct"] / 100) < 1e-6
                        for rule in rules)                             # iptables prints 0.10000000009

@@ -16,7 +16,7 @@ def test_vxlan_carries_the_inner_pod_packet_on_udp_8472(labs):
     # bs1 (10.244.3.123 on k8s-node03, 192.168.10.74) -> bs8 (10.244.5.124 on k8s-node01, 192.168.10.72)
     with tcpdump("flannel-vxlan.k8s-node03", "eth0", "udp port 8472", ("-T", "vxlan")) as cap:
         assert ping("flannel-vxlan.default.bs1", "10.244.5.124", count=2)
-    outer = [l for l in cap.lines if "192.168.10.74" in l and "192.168.10.72.8472" in l]
+    outer = [row for row in cap.lines if "192.168.10.74" in row and "192.168.10.72.8472" in row]
     assert outer, cap.lines
     text = "\n".join(cap.lines)
     # tcpdump prints the outer UDP/VXLAN header, then the inner frame's packet on the next line
@@ -29,8 +29,8 @@ def test_hostgw_sends_pod_packets_unencapsulated(labs):
     labs("flannel-hostgw")
     with tcpdump("flannel-hostgw.k8s-node03", "eth0", "icmp or udp port 8472") as cap:
         assert ping("flannel-hostgw.default.bs1", "10.244.5.124", count=2)
-    assert any("10.244.3.123 > 10.244.5.124: ICMP echo request" in l for l in cap.lines), cap.lines
-    assert not any(".8472" in l for l in cap.lines), cap.lines
+    assert any("10.244.3.123 > 10.244.5.124: ICMP echo request" in row for row in cap.lines), cap.lines
+    assert not any(".8472" in row for row in cap.lines), cap.lines
 
 
 def test_directrouting_encapsulates_only_across_segments(labs):
@@ -39,8 +39,8 @@ def test_directrouting_encapsulates_only_across_segments(labs):
     # web-0 (k8s-master01, rack1) -> web-1 (k8s-node01, rack1): direct; -> web-2 (k8s-node02, rack2): vxlan
     with tcpdump(f"{ns}.k8s-master01", "eth0", "icmp or udp port 8472", ("-T", "vxlan")) as same:
         assert ping(f"{ns}.default.web-0", "10.244.1.2", count=2)
-    assert any("10.244.0.2 > 10.244.1.2: ICMP echo request" in l and "VXLAN" not in l for l in same.lines), same.lines
-    assert not any("VXLAN" in l for l in same.lines), same.lines
+    assert any("10.244.0.2 > 10.244.1.2: ICMP echo request" in row and "VXLAN" not in row for row in same.lines), same.lines
+    assert not any("VXLAN" in row for row in same.lines), same.lines
     with tcpdump(f"{ns}.k8s-master01", "eth0", "icmp or udp port 8472", ("-T", "vxlan")) as cross:
         assert ping(f"{ns}.default.web-0", "10.244.2.2", count=2)
     text = "\n".join(cross.lines)

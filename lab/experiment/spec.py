@@ -13,7 +13,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any
 
@@ -219,11 +219,11 @@ class _Builder:
             if "generate" in entry:
                 where = os.path.join(self.base, f"generated-{generate.default_name(entry['generate'])}.yaml")
                 text = generate.topology_text(entry["generate"], "generated")
-                load: Callable[[], Topology] = lambda: loader.load_text(text, where)  # noqa: E731
+                load: Callable[[], Topology] = partial(loader.load_text, text, where)
             else:
                 where = self._topology_file(entry["topology"], path + ("topology",))
                 text = ""
-                load = lambda: loader.load(where)  # noqa: E731
+                load = partial(loader.load, where)
             try:
                 topology = load()
             except TopologyError as exc:

@@ -44,6 +44,11 @@ SUPPORTED_HELP = "{0}, Namespace, Pod, NetworkPolicy, and {1}"
 CheckPodCidr = Callable[[ipaddress.IPv4Network, Path, Mapping[str, str]], None]
 
 
+def _with_labels(check: CheckPodCidr, labels: Mapping[str, str]) -> Callable[[ipaddress.IPv4Network, Path], None]:
+    """`check` for a node with `labels` (bound now, not when the loop has moved on)."""
+    return lambda cidr, where: check(cidr, where, labels)
+
+
 def resource_key(data: Any) -> tuple[str, str] | None:
     """(kind, name) of a manifest that a later one of the same key replaces."""
     if isinstance(data, dict) and "kind" in data and isinstance(data.get("metadata"), dict):
@@ -350,7 +355,7 @@ class _Builder:
                 own_labels = frozen_labels({**own_labels, **extra_labels[name]})
             if name in self.overlay.node_labels:
                 own_labels = frozen_labels(_edited(dict(own_labels), self.overlay.node_labels[name]))
-            pod_cidr = self._pod_cidr(entry, lambda cidr, where: check_pod_cidr(cidr, where, own_labels), nodes, path)
+            pod_cidr = self._pod_cidr(entry, _with_labels(check_pod_cidr, own_labels), nodes, path)
             nodes.append(Node(name=name, network=network.name, ip=ip, pod_cidr=pod_cidr, labels=own_labels))
         return tuple(nodes)
 
