@@ -90,7 +90,7 @@ def read_samples(directory: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(directory / "samples.csv", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-        return header, [dict(zip(header, row)) for row in reader]
+        return header, [dict(zip(header, row, strict=True)) for row in reader]
 
 
 def test_results_directory_has_the_contract_files(quick_run):
@@ -136,7 +136,7 @@ def test_raw_round_trips_are_written_per_repetition(quick_run):
                 mine = [r for r in rows if (r["mode"], r["placement"], r["repetition"]) == (mode, placement, repetition)]
                 icmp = [float(r["value"]) for r in mine if r["metric"] == "rtt_icmp_raw"]
                 assert len(icmp) == ICMP_COUNT and all(v > 0 and r_unit == "us" for v, r_unit in
-                                                       zip(icmp, [r["unit"] for r in mine if r["metric"] == "rtt_icmp_raw"]))
+                                                       zip(icmp, [r["unit"] for r in mine if r["metric"] == "rtt_icmp_raw"], strict=True))
                 tcp = sorted(float(r["value"]) for r in mine if r["metric"] == "rtt_tcp_rr_raw")
                 assert 0 < len(tcp) <= RAW_CAP, (mode, placement, len(tcp))
                 # the raw round trips are the same distribution the tool summarised as its median

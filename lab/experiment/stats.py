@@ -291,7 +291,7 @@ def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experim
 
     out_groups = []
     for key in ordered:
-        entry: dict[str, Any] = dict(zip(KEY_FIELDS, key))
+        entry: dict[str, Any] = dict(zip(KEY_FIELDS, key, strict=True))
         entry.update(stats[key])
         entry["ratio_to_baseline"] = _ratio_entry(key, baseline, reps)
         out_groups.append(_finite(entry))
@@ -384,7 +384,7 @@ def ordering_warnings(stats: dict[GroupKey, dict[str, Any]], mode_order: dict[st
     for comparison, keys in by_comparison.items():
         measurement, placement, metric, param, param_value, unit = comparison
         ranked = sorted((k for k in keys if stats[k]["ci95"] is not None), key=lambda k: stats[k]["mean"])
-        for low, high in zip(ranked, ranked[1:]):
+        for low, high in zip(ranked, ranked[1:], strict=False):
             pair = tuple(sorted((low[0], high[0]), key=lambda m: mode_order[m]))
             where = (measurement, placement, metric, param, unit, *pair)
             totals[where] += 1

@@ -397,7 +397,7 @@ def bar_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> Iter
         fig, axes = _new_figure(rows, cols, title)
         legend: dict[str, Any] = {}
         hows: set[str] = set()
-        for ax, (metric, unit) in zip(axes, panels):
+        for ax, (metric, unit) in zip(axes, panels, strict=False):
             _bar_panel(ax, runs, palette, index, measurement, metric, unit, legend, hows)
         _hide_unused(axes, len(panels))
         _legend_below(fig, list(legend.values()), list(legend))
@@ -493,7 +493,7 @@ def sweep_figures(runs: Sequence[Run], palette: Palette, measurement: str) -> It
         fig, axes = _new_figure(rows, cols, title)
         legend: dict[str, Any] = {}
         hows: set[str] = set()
-        for ax, (metric, unit) in zip(axes, panels):
+        for ax, (metric, unit) in zip(axes, panels, strict=False):
             _sweep_panel(ax, runs, palette, mine, metric, unit, param, placements, legend, hows)
         _hide_unused(axes, len(panels))
         _legend_below(fig, list(legend.values()), list(legend))
@@ -521,8 +521,8 @@ def _sweep_panel(ax: Any, runs: Sequence[Run], palette: Palette, mine: list[tupl
         y = np.array([g["mean"] for g in groups], dtype=float)
         ends = [whisker(run, g) for g in groups]
         hows.update(e[2] for e in ends)
-        lo = np.array([e[0] if e[0] is not None else g["mean"] for e, g in zip(ends, groups)], dtype=float)
-        hi = np.array([e[1] if e[1] is not None else g["mean"] for e, g in zip(ends, groups)], dtype=float)
+        lo = np.array([e[0] if e[0] is not None else g["mean"] for e, g in zip(ends, groups, strict=True)], dtype=float)
+        hi = np.array([e[1] if e[1] is not None else g["mean"] for e, g in zip(ends, groups, strict=True)], dtype=float)
         color = palette.color(mode)
         marker = PLACEMENT_MARKER.get(placement, "D") if len(placements) > 1 else "o"
         (line,) = ax.plot(x, y, linestyle=palette.linestyle(run), marker=marker, markersize=3.5, color=color,
@@ -605,7 +605,7 @@ def cdf_figures(runs: Sequence[Run], palette: Palette, measurement: str, all_val
     rows, cols = _grid(len(panels), max_cols=2)
     fig, axes = _new_figure(rows, cols, f"{measurement_title(measurement)}: distribution (empirical CDF of all samples)")
     legend: dict[str, Any] = {}
-    for ax, (metric, unit, placement) in zip(axes, panels):
+    for ax, (metric, unit, placement) in zip(axes, panels, strict=False):
         curves = [(k, np.sort(np.asarray(v, dtype=float))) for k, v in values.items()
                   if (k[2], k[4], k[3]) == (metric, unit, placement)]
         low = min(c[0] for _, c in curves)
@@ -663,7 +663,7 @@ def percentile_figures(runs: Sequence[Run], palette: Palette, measurement: str) 
     fig, axes = _new_figure(rows, cols, f"{measurement_title(measurement)}: percentiles per mode")
     legend: dict[str, Any] = {}
     hows: set[str] = set()
-    for ax, (metric, placement, unit) in zip(axes, panels):
+    for ax, (metric, placement, unit) in zip(axes, panels, strict=False):
         ladder = {0.5: metric, **levels[metric]}
         lows: list[float] = []
         highs: list[float] = []
@@ -879,7 +879,7 @@ def _migration_bars(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> Ite
     legend: dict[str, Any] = {}
     hows: set[str] = set()
     width = 0.8 / max(1, len(orders))
-    for ax, metric in zip(axes, panels):
+    for ax, metric in zip(axes, panels, strict=True):
         top = 0.0
         for o_i, order in enumerate(orders):
             color, _ = _order_style(order, o_i)
@@ -925,7 +925,7 @@ def _migration_trace(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> It
     title = "Route-reflector migration: probes lost over time, both orders"
     fig, axes = _new_figure(len(columns), 1, title)
     shown = []
-    for ax, (i, mode) in zip(axes, columns):
+    for ax, (i, mode) in zip(axes, columns, strict=True):
         run = runs[i]
         mine = [p for p in run.results.timelines if p.mode == mode and p.measurement in orders_of[i]]
         by_order: dict[str, list[Any]] = defaultdict(list)

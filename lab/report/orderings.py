@@ -146,7 +146,7 @@ def _latency_order(run: Run, groups: list[dict[str, Any]]) -> tuple[str, str, st
             continue
         status = REPRODUCED
         notes = []
-        for low, high in zip(present, present[1:]):
+        for low, high in zip(present, present[1:], strict=False):
             worst_low = max(by_class[low], key=lambda g: g["mean"])
             best_high = min(by_class[high], key=lambda g: g["mean"])
             if _hi(worst_low) < _lo(best_high):

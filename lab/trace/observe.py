@@ -181,7 +181,7 @@ def capture(trace: Trace, workdir: str, write: str | None) -> None:
         files = [os.path.join(tmp, f"{i}.pcap") for i in range(len(watched))]
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            for (netns, iface), path in zip(watched, files):
+            for (netns, iface), path in zip(watched, files, strict=True):
                 procs.append(_start(netns, iface, path, bpf))
             _wait_listening(procs)
             assert trace.src.netns is not None
@@ -213,7 +213,7 @@ def _compare(trace: Trace, interfaces: list[tuple[str, str, str]], files: list[s
     differences: list[str] = []
     captured: list[tuple[str, int, list[pcap.Record]]] = []     # (netns:iface, link type, our records)
     last_seen = None
-    for (netns, iface, form), path in zip(interfaces, files):
+    for (netns, iface, form), path in zip(interfaces, files, strict=False):
         linktype, found = _ours_in(path, trace, ident, ports)
         captured.append((f"{netns}:{iface}", linktype, [r for r, _ in found]))
         seen = found[0][1] if found else None
@@ -228,7 +228,7 @@ def _compare(trace: Trace, interfaces: list[tuple[str, str, str]], files: list[s
             last_seen = f"{netns} {iface}"
             if observed_form != form:
                 differences.append(f"{netns} {iface}: predicted {form}, seen {seen.encap}")
-    for (netns, iface), path in zip(trace.beyond, files[len(interfaces):]):
+    for (netns, iface), path in zip(trace.beyond, files[len(interfaces):], strict=True):
         linktype, found = _ours_in(path, trace, ident, ports)
         captured.append((f"{netns}:{iface}", linktype, [r for r, _ in found]))
         rows.append({"netns": netns, "iface": iface, "predicted": "not reached", "beyond_drop": True,

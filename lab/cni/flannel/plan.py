@@ -89,7 +89,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     nodes: list[NamespaceBuilder] = []
     pods: list[NamespaceBuilder] = []
     files: dict[str, str] = {}
-    for node, lease in zip(topology.nodes, all_leases):
+    for node, lease in zip(topology.nodes, all_leases, strict=True):
         builder = underlay.node_builder(topology, under, node.name)
         external_mtu = topology.network(node.network).mtu
         remotes = [other for other in all_leases if other.node != node.name]
