@@ -350,7 +350,8 @@ class Lab:
         if not state.summary.get("runtime", {}).get("bird"):
             raise LabError(f"lab {state.lab} runs no BIRD", "BIRD runs in Calico labs with backend bird "
                            "(calico-bgp-mesh, calico-rr, calico-ipip, ...)")
-        return layout.node_paths(os.path.join(self.store.files_dir(state.lab), self.node_name(target, state.lab))).socket
+        node = self.node_name(target, state.lab)
+        return layout.node_paths(os.path.join(self.store.files_dir(state.lab), node)).socket
 
     def _pod(self, target: str, lab: str | None) -> dict[str, Any]:
         """The recorded pod a target names; anything else is an error."""

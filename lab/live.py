@@ -48,7 +48,8 @@ def expand(documents: list[Document]) -> list[Document]:
     result: list[Document] = []
     for document in documents:
         data = document.data
-        if isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and isinstance(data.get("items"), list):
+        if (isinstance(data, dict) and str(data.get("kind", "")).endswith("List")
+                and isinstance(data.get("items"), list)):
             for index, item in enumerate(data["items"]):
                 prefix = ("items", index)
                 lines = {path[2:]: line for path, line in document.lines.items() if path[:2] == prefix}
@@ -195,7 +196,8 @@ def reconfigure(old: Topology, new: Topology, store: StateStore, runtime: dict[s
     changes: list[str] = []
     from lab import cni  # the data planes load only when a change reaches them
     hook = cni.dataplane(new).reconfigure
-    if hook is not None and (old.cluster != new.cluster or [n.labels for n in old.nodes] != [n.labels for n in new.nodes]):
+    labels_changed = [n.labels for n in old.nodes] != [n.labels for n in new.nodes]
+    if hook is not None and (old.cluster != new.cluster or labels_changed):
         changes += hook(old, new, store, runtime)
     changes += reconfigure_policy(old, new, runtime)
     return changes

@@ -46,7 +46,8 @@ def resolve(name: str) -> Dataplane:
     ready = record.module(record.ready) if record.ready else None
     status = record.module(record.status)
     return Dataplane(plan=planner.plan, describe=planner.describe, tools=getattr(runtime, "tools", lambda t: []),
-                     status_lines=status.lines, node_lines=getattr(status, "node_lines", lambda node: []), start=getattr(runtime, "start", None),
+                     status_lines=status.lines, node_lines=getattr(status, "node_lines", lambda node: []),
+                     start=getattr(runtime, "start", None),
                      reconfigure=getattr(runtime, "reconfigure", None), checks=ready.checks if ready else None)
 
 

@@ -325,7 +325,8 @@ class _ignoring_sigint:
     def __enter__(self) -> None:
         self.previous: list[Any] = []
         if threading.current_thread() is threading.main_thread():
-            self.previous = [signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)]
+            self.previous = [signal.signal(signal.SIGINT, signal.SIG_IGN),
+                             signal.signal(signal.SIGTERM, signal.SIG_IGN)]
 
     def __exit__(self, *exc: object) -> None:
         if self.previous:

@@ -109,7 +109,8 @@ def load(path: str, repeat: int | None = None, only: list[str] | None = None, qu
             text = handle.read()
     except OSError as exc:
         raise LabError(f"{path}: cannot read the experiment file: {exc.strerror}",
-                       "give a path to an experiment YAML file, e.g. experiments/modes-latency-throughput.yaml") from None
+                       "give a path to an experiment YAML file, e.g. experiments/modes-latency-throughput.yaml"
+                       ) from None
     document = parse_one(text, path)
     if not isinstance(document.data, dict):
         raise document.error((), "an experiment must be a YAML mapping with name, modes and measurements",
@@ -261,7 +262,8 @@ class _Builder:
         try:
             labs.choose_nodes(topology, placements, pod_nodes)
         except ValueError as exc:
-            raise self.doc.error(path, str(exc), "pick nodes that fit the placements (see docs/experiments.md)") from None
+            raise self.doc.error(path, str(exc),
+                                 "pick nodes that fit the placements (see docs/experiments.md)") from None
 
     def _topology_file(self, value: str, path: Path) -> str:
         relative = os.path.join(self.base, value)

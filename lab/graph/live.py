@@ -36,8 +36,8 @@ def _router_sessions(topology: Topology) -> dict[tuple[str, str], str]:
     for router, peer in pairs:
         state = "Established" if peer.ip in held[router.name] else "Down"
         assert peer.name is not None
-        found[(router.name, peer.name)] = found[(peer.name, router.name)] = dataplanes.weaker_state(found.get((peer.name, router.name)),
-                                                                                   state)
+        found[(router.name, peer.name)] = found[(peer.name, router.name)] = dataplanes.weaker_state(
+            found.get((peer.name, router.name)), state)
     return found
 
 

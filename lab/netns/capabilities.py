@@ -160,7 +160,8 @@ def require_tools(capabilities: Capabilities, tools: list[str], topology: str) -
     missing = [t for t in tools if not capabilities.tools.get(t, shutil.which(t) is not None)]
     if missing:
         raise LabError(f"{topology} needs {', '.join(missing)}, which is not installed",
-                       "run `sudo scripts/install-deps.sh` (it installs iptables, ipset, BIRD and util-linux's nsenter)")
+                       "run `sudo scripts/install-deps.sh` "
+                       "(it installs iptables, ipset, BIRD and util-linux's nsenter)")
 
 
 def require(capabilities: Capabilities, kinds: list[str], topology: str) -> None:

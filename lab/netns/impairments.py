@@ -82,7 +82,8 @@ def _drop_loss_rules(netns: str, dev: str | None) -> None:
     for line in listing.stdout.splitlines():
         if line.startswith(f"-A {CHAIN} ") and (dev is None or f" -o {dev} " in line):
             _iptables(netns, "-D", *shlex.split(line)[1:])
-    if dev is None or not any(rule.startswith(f"-A {CHAIN} ") for rule in _iptables(netns, "-S", CHAIN).stdout.splitlines()):
+    left = [] if dev is None else _iptables(netns, "-S", CHAIN).stdout.splitlines()     # another device's rules
+    if dev is None or not any(rule.startswith(f"-A {CHAIN} ") for rule in left):
         _iptables(netns, "-D", "POSTROUTING", "-j", CHAIN, check=False)
         _iptables(netns, "-X", CHAIN, check=False)
 

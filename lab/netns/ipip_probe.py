@@ -124,8 +124,8 @@ def _attach(sides: tuple[str, str]) -> str | None:
             qdiscs = [Qdisc(TUNNEL), Qdisc(UNDERLAY[number])]
             text = tc.batch(side, qdiscs, filters(UNDERLAY[number], UNDERLAY_IPS[1 - number]),
                             os.path.join(workdir, side))
-            result = subprocess.run(["tc", "-n", side, "-batch", "-"], input=text, capture_output=True, text=True, check=False,
-                                    timeout=tc.TIMEOUT)
+            result = subprocess.run(["tc", "-n", side, "-batch", "-"], input=text, capture_output=True, text=True,
+                                    check=False, timeout=tc.TIMEOUT)
             if result.returncode:
                 lines = [line for line in result.stderr.splitlines() if line.strip()]
                 return f"tc refused the programs: {' | '.join(lines[-3:]) or 'no message'}"

@@ -188,7 +188,8 @@ def with_static_neighbours(plan: LabPlan) -> LabPlan:
             own, mask = int(mine.ip.ip), int(mine.ip.network.netmask)
             net = own & mask
             found = extra.setdefault(mine.netns, [])
-            found += [Neighbour(mine.dev, text, other.mac) for other, text, address in zip(segment, texts, ints, strict=True)
+            found += [Neighbour(mine.dev, text, other.mac)
+                      for other, text, address in zip(segment, texts, ints, strict=True)
                       if address & mask == net and address != own]
     namespaces = tuple(_add(ns, extra.get(ns.name, [])) for ns in plan.namespaces)
     return replace(plan, namespaces=namespaces)

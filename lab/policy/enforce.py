@@ -244,7 +244,8 @@ def _as_swaps(saved: str, prefixes: tuple[str, ...]) -> str:
             sets[words[1]] = (" ".join(words[2:]), [])
         elif words[:1] == ["add"] and words[1] in sets:
             sets[words[1]][1].append(" ".join(words[2:]))
-    restored = [IpSet(name=name, type=spec.split()[0], members=tuple(members), create_options=" ".join(spec.split()[1:]))
+    restored = [IpSet(name=name, type=spec.split()[0], members=tuple(members),
+                      create_options=" ".join(spec.split()[1:]))
                 for name, (spec, members) in sets.items()]
     return ipset_restore_text(tuple(restored))
 

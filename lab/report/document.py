@@ -377,7 +377,8 @@ def environment_tables(runs: Sequence[Run]) -> list[Table]:
                             ["Mode", "Data path", "Route programming", "Tools", "Topology and CNI", "Pod MTU", "Pairs",
                              "Capabilities"],
                             mode_rows,
-                            "Data path: how each emulated feature was built on this kernel (kernel, eBPF or userspace); "
+                            "Data path: how each emulated feature was built on this kernel "
+                            "(kernel, eBPF or userspace); "
                             "tools: which program measured what."))
     return tables
 

@@ -603,7 +603,8 @@ def cdf_figures(runs: Sequence[Run], palette: Palette, measurement: str, all_val
     panels = sorted({(k[2], k[4], k[3]) for k in values},
                     key=lambda p: (_ordered([k[2] for k in values]).index(p[0]), placement_rank(p[2])))
     rows, cols = _grid(len(panels), max_cols=2)
-    fig, axes = _new_figure(rows, cols, f"{measurement_title(measurement)}: distribution (empirical CDF of all samples)")
+    fig, axes = _new_figure(rows, cols,
+                            f"{measurement_title(measurement)}: distribution (empirical CDF of all samples)")
     legend: dict[str, Any] = {}
     for ax, (metric, unit, placement) in zip(axes, panels, strict=False):
         curves = [(k, np.sort(np.asarray(v, dtype=float))) for k, v in values.items()
@@ -795,7 +796,8 @@ def _timeline_figure(runs: Sequence[Run], palette: Palette, measurement: str, ch
             if r == 0:
                 ax.set_title(run.label(mode), fontsize=9.5)
             if c == 0:
-                ax.set_ylabel(f"{SERIES_TITLES.get(kind, kind.replace('_', ' '))}" + (f" ({unit_label(unit)})" if unit else ""))
+                ax.set_ylabel(f"{SERIES_TITLES.get(kind, kind.replace('_', ' '))}"
+                              + (f" ({unit_label(unit)})" if unit else ""))
             if unit == "count":
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if r == len(kinds) - 1:

@@ -28,7 +28,8 @@ h3 { font-size: 16px; margin: 22px 0 6px; }
 nav { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; margin: 14px 0; }
 nav a { margin-right: 16px; color: var(--accent); text-decoration: none; font-weight: 600; }
 figure { margin: 18px 0 28px; }
-figure img { display:block; max-width: 100%; height: auto; margin: 0 auto; border: 1px solid var(--line); border-radius: 4px; }
+figure img { display:block; max-width: 100%; height: auto; margin: 0 auto; border: 1px solid var(--line);
+             border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 13.5px; margin-top: 6px; }
 figcaption b { color: var(--ink); }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 4px; font-size: 13.5px; }
@@ -45,7 +46,8 @@ tr.hl td { background: #eef4fb; font-weight: 600; }
 ul.caveats li, ul.warnings li { margin: 4px 0; }
 ul.warnings li { color: var(--warn); }
 details summary { cursor: pointer; color: var(--accent); font-weight: 600; margin: 4px 0; }
-footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line); padding-top: 8px; }
+footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line);
+         padding-top: 8px; }
 """
 
 STATUS_CLASS = {REPRODUCED: "ok", REPRODUCED_OVERLAP: "warn", INCONCLUSIVE: "warn", PARTLY: "warn",

@@ -215,7 +215,8 @@ class _Builder:
             policy = policy_manifest.network_policy(item.data, item.path, item.document.error, where,
                                                     functools.partial(self.warn, item.document))
             if policy.namespace not in known:
-                path = item.path + (("metadata", "namespace") if "namespace" in item.data["metadata"] else ("metadata",))
+                named = "namespace" in item.data["metadata"]
+                path = item.path + (("metadata", "namespace") if named else ("metadata",))
                 raise item.document.error(path, f'namespace "{policy.namespace}" not found',
                                           f"namespaces are: {', '.join(sorted(known))}")
             if policy.key in policies:
@@ -385,7 +386,8 @@ class _Builder:
     # -- namespaces and pods ---------------------------------------------------------------------
     def _namespaces(self, items: list[Item]) -> tuple[Namespace, ...]:
         namespaces: dict[str, Namespace] = {}
-        declared = [(entry, Source(self.doc, ("namespaces", i))) for i, entry in enumerate(self.data.get("namespaces", []))]
+        declared = [(entry, Source(self.doc, ("namespaces", i)))
+                    for i, entry in enumerate(self.data.get("namespaces", []))]
         declared += [_namespace_manifest(it) for it in items
                      if isinstance(it.data, dict) and it.data.get("kind") == "Namespace"]
         for entry, source in declared:

@@ -1,11 +1,11 @@
 """Why a packet has no route, from what the kernel (and BIRD) report at the time of the trace.
 
 What each data plane adds comes from its folder (the registration's `explain` module, `no_route`):
-- host-gw across segments (lab/cni/flannel/explain.py): the kernel routes the far node's IP through the router (`ip route get`),
-  and refuses flannel's route `<pod subnet> via <node IP> dev eth0` (the route is tried with
+- host-gw across segments (lab/cni/flannel/explain.py): the kernel routes the far node's IP through the
+  router (`ip route get`), and refuses flannel's route `<pod subnet> via <node IP> dev eth0` (the route is tried with
   NLM_F_EXCL: the refusal changes nothing; were it accepted, it is deleted at once);
-- Calico BGP (lab/cni/calico/explain.py): the node's BIRD says which sessions are up and whether it holds a route for the
-  destination (`show protocols`, `show route for`);
+- Calico BGP (lab/cni/calico/explain.py): the node's BIRD says which sessions are up and whether it holds
+  a route for the destination (`show protocols`, `show route for`);
 - a Calico blackhole for the node's own block; the underlay router, which knows only the lab's segments.
 """
 

@@ -92,7 +92,8 @@ def to_cooked(linktype: int, record: Record) -> Record:
     if linktype == LINKTYPE_LINUX_SLL:
         return record
     if linktype == LINKTYPE_ETHERNET and len(record.data) >= 14:
-        header = struct.pack("!HHH8sH", 4, 1, 6, record.data[6:12] + b"\0\0", struct.unpack_from("!H", record.data, 12)[0])
+        ethertype = struct.unpack_from("!H", record.data, 12)[0]
+        header = struct.pack("!HHH8sH", 4, 1, 6, record.data[6:12] + b"\0\0", ethertype)
         body = record.data[14:]
     else:
         header = struct.pack("!HHH8sH", 4, ARPHRD.get(linktype, 0xFFFE), 0, b"\0" * 8, ETH_P_IP)

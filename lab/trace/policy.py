@@ -37,8 +37,8 @@ def _target(rule: str) -> str | None:
 def kube_router(save: str, pod_name: str, pod_namespace: str, pod_ip: str, direction: str, side: str) -> Located:
     """kube-router: KUBE-ROUTER-FORWARD jumps to the pod's KUBE-POD-FW chain, which runs the policy chains."""
     words, flag, default, _, _ = WORDS[direction]
-    jump = next((r for r in _rules(save, "KUBE-ROUTER-FORWARD")
-                 if f"{flag} {pod_ip}/32" in r and f"{words} POD name:{pod_name} namespace: {pod_namespace}" in r), None)
+    comment = f"{words} POD name:{pod_name} namespace: {pod_namespace}"
+    jump = next((r for r in _rules(save, "KUBE-ROUTER-FORWARD") if f"{flag} {pod_ip}/32" in r and comment in r), None)
     if jump is None:
         return Located(None, None, None, "(none found)")
     chain = _target(jump)

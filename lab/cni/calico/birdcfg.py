@@ -297,7 +297,8 @@ def bird_ipam_cfg(topology: Topology, node: str) -> str:
     hops = tunnel_next_hops(topology, node)
     if hops:
         lines += ["", "# lab: not in Calico's templates. Next hops whose routes Calico's fork would program",
-                  f'# with krt_tunnel = "{IPIP_DEVICE}": BGP routes via them resolve through {IPIP_DEVICE} (gateway recursive).',
+                  f'# with krt_tunnel = "{IPIP_DEVICE}": BGP routes via them resolve through {IPIP_DEVICE} '
+                  '(gateway recursive).',
                   "protocol static calico_tunnel_next_hops {",
                   *(f'  route {ip}/32 via "{IPIP_DEVICE}";' for ip in hops), "}"]
     return "\n".join(lines) + "\n"

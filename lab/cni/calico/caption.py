@@ -8,6 +8,8 @@ from lab.cni.calico import config as calico_config
 from lab.cni.calico import devices
 from lab.topology.model import Topology
 
+WITHIN_A_SUBNET = " across subnets, routing via eth0 (kernel) within a subnet"
+
 
 def route_programming(topology: Topology) -> str:
     if calico_config.of(topology).backend == "bird":
@@ -22,10 +24,10 @@ def datapath(topology: Topology, implementation: str | None) -> str:
         if pool.disabled:
             continue
         if pool.ipip_mode != "Never":
-            where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.ipip_mode == "CrossSubnet" else ""
+            where = WITHIN_A_SUBNET if pool.ipip_mode == "CrossSubnet" else ""
             parts.append(ipip.path_caption(devices.IPIP_DEVICE, implementation) + where)
         elif pool.vxlan_mode != "Never":
-            where = " across subnets, routing via eth0 (kernel) within a subnet" if pool.vxlan_mode == "CrossSubnet" else ""
+            where = WITHIN_A_SUBNET if pool.vxlan_mode == "CrossSubnet" else ""
             parts.append(f"vxlan device {devices.VXLAN_DEVICE} (kernel){where}")
         else:
             parts.append("routing via eth0 (kernel)")

@@ -195,7 +195,8 @@ def _spec(item: dict[str, Any], path: Path, fail: Fail, allowed: set[str]) -> di
         raise fail(path + ("spec",), "spec must be a mapping", None)
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise fail(path + ("spec", unknown[0]), f"unknown field {unknown[0]!r} in {_article(str(item.get('kind')))} {item.get('kind')}",
+        raise fail(path + ("spec", unknown[0]),
+                   f"unknown field {unknown[0]!r} in {_article(str(item.get('kind')))} {item.get('kind')}",
                    f"{item.get('kind')} spec takes {', '.join(sorted(allowed))}")
     return spec
 
@@ -236,7 +237,8 @@ def _as_number(value: Any, path: Path, fail: Fail) -> int:
     """An AS number: an integer, its decimal text, or asdot text `high.low` (numorstring.ASNumber)."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    elif isinstance(value, str) and value.count(".") == 1 and value.isascii() and all(p.isdigit() for p in value.split(".")):
+    elif (isinstance(value, str) and value.count(".") == 1 and value.isascii()
+          and all(p.isdigit() for p in value.split("."))):
         high, low = (int(p) for p in value.split("."))
         if high > 65535 or low > 65535:
             raise fail(path, f"asdot AS number {value!r} needs two parts from 0 to 65535", None)

@@ -63,7 +63,8 @@ def _routes(topology: Topology) -> Check:
     netns = {n.name: names.node_netns(topology.name, n.name) for n in nodes}
     gone = {n.name for n in nodes if not namespace.exists(netns[n.name])}
     here = [n for n in nodes if n.name not in gone]
-    tables = dict(zip([n.name for n in here], namespace.run_in_each([netns[n.name] for n in here], _main_routes), strict=True))
+    tables = dict(zip([n.name for n in here], namespace.run_in_each([netns[n.name] for n in here], _main_routes),
+                      strict=True))
     missing: list[str] = []
     total = 0
     for node in nodes:

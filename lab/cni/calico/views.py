@@ -16,7 +16,8 @@ ALIASES = {"ippool": "ippools", "ippools": "ippools", "ipp": "ippools", "nodes":
 
 def tabwriter(rows: list[list[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
-    return "".join("".join(cell.ljust(width + 3) for cell, width in zip(row, widths, strict=True)) + "\n" for row in rows)
+    return "".join("".join(cell.ljust(width + 3) for cell, width in zip(row, widths, strict=True)) + "\n"
+                   for row in rows)
 
 
 def get(status: dict[str, Any], resource: str, output: str = "") -> str:

@@ -18,4 +18,4 @@ DATAPLANE = DataPlane(
                   "calico",
     schema=config.SCHEMA,
     ipip_unused=lambda terway: "Terway uses no IPIP (pods are routed in the VPC)",
-    runtime="plan", graph="graph")         # no daemon: the plan module has no tools/start, so the runtime defaults apply
+    runtime="plan", graph="graph")  # no daemon: the plan module has no tools/start, so the runtime defaults apply

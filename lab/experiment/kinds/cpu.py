@@ -7,8 +7,9 @@ times - of the whole machine, other work on it included. So the kind measures tw
 which (environment.json: implementations.cpu_source):
 
 * per process: the iperf3 client's utime + stime (wait4 rusage) and the server's (/proc/<pid>/stat,
-  before and after); peak RSS from /proc/<pid>/status VmHWM (the client's polled every 10 ms): the tools' own CPU, in their syscalls included; softirq work the kernel does
-  for their packets outside their context is not in it.
+  before and after); peak RSS from /proc/<pid>/status VmHWM (the client's polled every 10 ms): the tools'
+  own CPU, in their syscalls included; softirq work the kernel does for their packets outside their
+  context is not in it.
 * host-wide, minus an idle baseline: /proc/stat over `baseline` seconds just before the run gives
   the machine's background rate (other agents, daemons); that rate times the run's wall time is
   subtracted from the run's /proc/stat deltas. What remains is the run's share, softirq included,

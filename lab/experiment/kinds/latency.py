@@ -94,10 +94,12 @@ class Latency(Kind):
             for proto in [p for p in params["protocols"] if p != "icmp"]:
                 if tool == "sockperf":
                     port = SOCKPERF_PORT + (proto == "tcp")
-                    argv = ["sockperf", "server", "-i", ctx.dst.ip, "-p", str(port)] + (["--tcp"] if proto == "tcp" else [])
+                    argv = (["sockperf", "server", "-i", ctx.dst.ip, "-p", str(port)]
+                            + (["--tcp"] if proto == "tcp" else []))
                 else:
                     port = BUILTIN_PORT + 2 + (proto == "tcp")
-                    argv = proc.python_module("lab.experiment.pingpong", "server", "--proto", proto, "--port", str(port))
+                    argv = proc.python_module("lab.experiment.pingpong", "server", "--proto", proto,
+                                              "--port", str(port))
                 stack.enter_context(proc.Server(ctx.dst.netns, argv, port, udp=proto == "udp"))
             yield
 
@@ -125,7 +127,8 @@ def ping_rtts(ctx: PairContext, count: int, interval: float) -> list[float]:
 
 def _summary(metric: str, rtts: list[float], cap: int) -> list[Value]:
     return [Value(metric, proc.percentile(rtts, 50), "us"), Value(f"{metric}_p90", proc.percentile(rtts, 90), "us"),
-            Value(f"{metric}_p99", proc.percentile(rtts, 99), "us"), Value(f"{metric}_mean", sum(rtts) / len(rtts), "us")
+            Value(f"{metric}_p99", proc.percentile(rtts, 99), "us"),
+            Value(f"{metric}_mean", sum(rtts) / len(rtts), "us")
             ] + raw(metric, rtts, cap)
 
 

@@ -104,7 +104,8 @@ class PolicyScale(Kind):
                        Value("ipsets_per_node_max", float(max(sets)), "count", *param)]
             rr_params = {"duration": params["duration"], "size": 64, "raw_cap": 0}   # the median only
             tool = self._tool(ctx, params)
-            rtt = latency.sockperf(ctx, "tcp", rr_params) if tool == "sockperf" else latency.builtin(ctx, "tcp", rr_params)
+            rtt = (latency.sockperf(ctx, "tcp", rr_params) if tool == "sockperf"
+                   else latency.builtin(ctx, "tcp", rr_params))
             values += [Value(v.metric, v.value, v.unit, *param) for v in rtt if v.metric == "rtt_tcp_rr"]
             report = iperf.client(ctx, params["duration"], port=IPERF_PORT)
             values.append(Value("throughput_tcp_1", report.receiver_gbps, "Gbit/s", *param))
