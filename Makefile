@@ -2,8 +2,9 @@
 #   make demo   install; flannel-vxlan: show it, ping pod to pod across nodes; then NetworkPolicy with
 #               kube-router: isolate namespace x and print the probe truth table; take both down; then
 #               compare the modes: the quick modes-latency-throughput experiment and its HTML report
-#   make test   install (with test tools), run the test suite: first the part that needs no root (golden
-#               dry-runs and CLI help, bad-input tables, loader, plans; a broken loader fails here), then
+#   make test   install (with test tools), check style (ruff) and types (mypy), then run the test suite:
+#               first the part that needs no root (golden dry-runs and CLI help, bad-input tables, loader,
+#               plans; a broken loader fails here), then
 #               the kernel round-trips (tests marked needs_root). The loader fuzzing: fixed seed, a few
 #               hundred examples. Regenerate the golden files after an intended change with
 #               LAB_GOLDEN_UPDATE=1 .venv/bin/python -m pytest tests/golden (then review git diff)
@@ -27,6 +28,7 @@ demo: deps
 	$(LAB) report results/modes-latency-throughput
 
 test: test-deps
+	$(PY) -m ruff check lab tests scripts
 	$(PY) -m mypy
 	$(PY) -m pytest -v -rs -m "not needs_root" tests/golden tests
 	$(PY) -m pytest -v -rs -m needs_root tests
@@ -34,7 +36,7 @@ test: test-deps
 fuzz: test-deps
 	LAB_FUZZ_PROFILE=long $(PY) -m pytest -v --hypothesis-show-statistics tests/test_loader_fuzz.py
 
-# mypy and ruff as pyproject.toml configures them ([tool.mypy], [tool.ruff]); `make test` (.ci/run) runs mypy first
+# ruff and mypy as pyproject.toml configures them ([tool.ruff], [tool.mypy]); `make test` (.ci/run) runs both first
 typecheck: test-deps
 	$(PY) -m mypy
 

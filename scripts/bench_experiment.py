@@ -58,7 +58,8 @@ def main() -> int:
     print()
     print("| figure | seconds | share of measurement |")
     print("|---|---|---|")
-    rows = [("wall", timing["wall_s"]), ("measurement (incl. warm-up)", measured), ("  of which warm-up", timing["warmup_s"]),
+    rows = [("wall", timing["wall_s"]), ("measurement (incl. warm-up)", measured),
+            ("  of which warm-up", timing["warmup_s"]),
             ("lab up", timing["up_s"]), ("ready (pairs answer)", timing["ready_s"]), ("lab down", timing["down_s"]),
             ("tool set-up (sockperf warm-up etc.)", setup), ("framework (the rest)", framework)]
     for name, value in rows:

@@ -186,7 +186,8 @@ def main() -> int:
         target = next((r for r in rows if r["variant"] == variant and r["pods"] == TARGET_PODS), None)
         if target:
             ok = target["load_s"] <= TARGET_SECONDS and target["peak_mb"] <= TARGET_MB
-            print(f"{variant}: {TARGET_PODS:,} pods: loaded in {target['load_s']:.2f} s (target <= {TARGET_SECONDS:.0f} s), "
+            print(f"{variant}: {TARGET_PODS:,} pods: loaded in {target['load_s']:.2f} s "
+                  f"(target <= {TARGET_SECONDS:.0f} s), "
                   f"whole dry run {target['total_s']:.2f} s, peak {target['peak_mb']:.0f} MB (target <= "
                   f"{TARGET_MB:.0f} MB): loader target {'met' if ok else 'MISSED'}"
                   + ("" if target["total_s"] <= TARGET_SECONDS else "; the whole dry run is over 5 s"))

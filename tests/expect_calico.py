@@ -84,7 +84,8 @@ def peer_protocol(kind: str, ip: IPv4Address | str) -> str:
 
 
 # -- a small Calico selector evaluator (enough for the shipped and test topologies) ---------------------
-_TERM = re.compile(r"""^\s*(?:(all\(\))|has\(([\w./-]+)\)|!\s*has\(([\w./-]+)\)|([\w./-]+)\s*(==|!=)\s*(['"])(.*?)\6)\s*$""")
+_TERM = re.compile(r"""^\s*(?:(all\(\))|has\(([\w./-]+)\)|!\s*has\(([\w./-]+)\)|"""
+                   r"""([\w./-]+)\s*(==|!=)\s*(['"])(.*?)\6)\s*$""")
 
 
 def selects(selector: str | None, labels: dict[str, str]) -> bool:

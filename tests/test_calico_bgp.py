@@ -226,7 +226,8 @@ def test_vxlan_carries_the_pod_frame_on_udp_4789_vni_4096(up):
         assert ping(spec.pod_netns(src), str(dst.ip), count=2)
     text = "\n".join(cap.lines)
     assert re.search(rf"{re.escape(str(a.ip))}\.\d+ > {re.escape(str(b.ip))}\.4789: VXLAN, flags \[I\] \(0x08\), "
-                     rf"vni 4096\nIP {re.escape(str(src.ip))} > {re.escape(str(dst.ip))}: ICMP echo request", text), text
+                     rf"vni 4096\nIP {re.escape(str(src.ip))} > {re.escape(str(dst.ip))}: ICMP echo request",
+                     text), text
     assert re.search(rf"{re.escape(str(b.ip))}\.\d+ > {re.escape(str(a.ip))}\.4789: VXLAN, flags \[I\] \(0x08\), "
                      rf"vni 4096\nIP {re.escape(str(dst.ip))} > {re.escape(str(src.ip))}: ICMP echo reply", text), text
     assert not re.search(r"^\S+ IP 10\.244\.", text, re.M), f"a pod packet on eth0 outside VXLAN:\n{text}"

@@ -76,7 +76,7 @@ spec:
   orchRefs:
   - nodeName: k8s-node01
     orchestrator: k8s
-"""
+"""  # noqa: E501 (calicoctl prints the kube-labels annotation on one line)
 # 6.6 step 4: bgppeer.yaml
 STEP4_BGPPEER = """\
 apiVersion: projectcalico.org/v3

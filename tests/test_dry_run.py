@@ -34,7 +34,8 @@ def test_dry_run_touches_nothing_and_needs_no_privilege():
     assert "ip -n flannel-vxlan.k8s-node01 link add flannel.1" in result.stdout
     assert "type vxlan id 1 local 192.168.10.72 dev eth0 nolearning" in result.stdout
     assert "bridge -n flannel-vxlan.k8s-node01 fdb replace" in result.stdout
-    assert "ip -n flannel-vxlan.k8s-node01 route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink" in result.stdout
+    assert ("ip -n flannel-vxlan.k8s-node01 route replace 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink"
+            in result.stdout)
     assert "sysctl -qw net.ipv4.ip_forward=1" in result.stdout
     assert netns_list() == before
 

@@ -79,7 +79,8 @@ def test_a_lab_past_the_set_cap_is_refused_before_rendering(tmp_path, cni, monke
     error = str(caught.value)
     line = Path(path).read_text().splitlines().index("  - apiVersion: networking.k8s.io/v1") + 1
     assert error.startswith(f"{path}:{line}: spec: NetworkPolicy web/allow-a1: lab size's NetworkPolicies need "
-                            f"{total:,} ipset entries over its 4 nodes, more than the lab's limit of {total - 1:,}"), error
+                            f"{total:,} ipset entries over its 4 nodes, more than the lab's limit of "
+                            f"{total - 1:,}"), error
     assert "has 80" in error and "select fewer pods in the policies' from/to peers" in error
     assert out.getvalue() == ""
     assert enforce.check_size(topo, limit=total).total == total      # at the cap: accepted

@@ -133,10 +133,12 @@ def test_raw_round_trips_are_written_per_repetition(quick_run):
     for mode in ("hostgw", "calico-vxlan"):
         for placement in ("same-node", "cross-node"):
             for repetition in ("0", "1"):
-                mine = [r for r in rows if (r["mode"], r["placement"], r["repetition"]) == (mode, placement, repetition)]
+                mine = [r for r in rows
+                        if (r["mode"], r["placement"], r["repetition"]) == (mode, placement, repetition)]
                 icmp = [float(r["value"]) for r in mine if r["metric"] == "rtt_icmp_raw"]
-                assert len(icmp) == ICMP_COUNT and all(v > 0 and r_unit == "us" for v, r_unit in
-                                                       zip(icmp, [r["unit"] for r in mine if r["metric"] == "rtt_icmp_raw"], strict=True))
+                units = [r["unit"] for r in mine if r["metric"] == "rtt_icmp_raw"]
+                assert len(icmp) == ICMP_COUNT and all(v > 0 and r_unit == "us"
+                                                       for v, r_unit in zip(icmp, units, strict=True))
                 tcp = sorted(float(r["value"]) for r in mine if r["metric"] == "rtt_tcp_rr_raw")
                 assert 0 < len(tcp) <= RAW_CAP, (mode, placement, len(tcp))
                 # the raw round trips are the same distribution the tool summarised as its median

@@ -208,7 +208,8 @@ def test_node_down_takes_every_interface_and_daemon_and_node_up_restores_them(la
     run_lab("fault", "node-up", "n2", "--lab", lab.lab)
     after = {(r["ifname"], r["operstate"]) for r in json.loads(netns_exec(netns, "ip", "-j", "link").stdout)}
     assert wait_for(lambda: {(r["ifname"], r["operstate"]) for r in
-                             json.loads(netns_exec(netns, "ip", "-j", "link").stdout)}, lambda a: a == before) == before, after
+                             json.loads(netns_exec(netns, "ip", "-j", "link").stdout)},
+                    lambda a: a == before) == before, after
     assert daemon_row(lab.lab, "bird/n2")["state"] == "running"
     wait_sessions(lab, timeout=300)
     assert_routes(lab, timeout=60)          # the victim's own routes (sent again) and BIRD's, every node

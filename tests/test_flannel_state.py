@@ -149,9 +149,11 @@ def test_neighbours_and_fdb_point_at_each_remote_vtep(lab):
     dev = f"flannel.{spec.vni}"
     for node in spec.nodes:
         snap = snaps[node.name]
-        tunnelled = [p for p in spec.nodes if p is not node and not (spec.direct_routing and spec.same_segment(node, p))]
+        tunnelled = [p for p in spec.nodes
+                     if p is not node and not (spec.direct_routing and spec.same_segment(node, p))]
         remote_mac = {p.name: snaps[p.name].mac(dev) for p in tunnelled}
-        assert snap.permanent_neighbours(dev) == {(str(p.subnet.network_address), remote_mac[p.name]) for p in tunnelled}
+        assert snap.permanent_neighbours(dev) == {(str(p.subnet.network_address), remote_mac[p.name])
+                                                  for p in tunnelled}
         assert snap.fdb_entries(dev) == {(remote_mac[p.name], str(p.ip), True, True) for p in tunnelled}
 
 

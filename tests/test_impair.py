@@ -185,8 +185,9 @@ def test_dry_run_merges_network_and_node_into_one_qdisc(tmp_path):
                      name="tt2-impair-dry")
     plan = run_lab("up", str(path), "--dry-run").stdout
     qdiscs = [line for line in plan.splitlines() if line.startswith("tc ") and " root tbf " in line]
-    assert qdiscs == ["tc -n tt2-impair-dry.n1 qdisc replace dev eth0 root tbf rate 20000000bit burst 25000 latency 50ms",
-                      "tc -n tt2-impair-dry.n2 qdisc replace dev eth0 root tbf rate 50000000bit burst 62500 latency 50ms"]
+    assert qdiscs == [
+        "tc -n tt2-impair-dry.n1 qdisc replace dev eth0 root tbf rate 20000000bit burst 25000 latency 50ms",
+        "tc -n tt2-impair-dry.n2 qdisc replace dev eth0 root tbf rate 50000000bit burst 62500 latency 50ms"]
     loss = [line for line in plan.splitlines() if line.startswith("-A LAB-IMPAIR ")]
     assert len(loss) == 2 and all("-o eth0 " in rule and "--probability 0.02 " in rule for rule in loss)
 
@@ -200,12 +201,13 @@ def test_network_rate_is_measured_and_status_matches_the_kernel(tmp_path):
         rows = {(r["netns"], r["interface"]): r for r in status}
         assert len(rows) == len(status) == 2                                   # one row per interface
         n1, n2 = rows[(f"{name}.n1", "eth0")], rows[(f"{name}.n2", "eth0")]
-        assert (n1["rate_bps"], n1["loss_pct"]) == (50_000_000, 10) and (n2["rate_bps"], n2["loss_pct"]) == (50_000_000, None)
+        assert (n1["rate_bps"], n1["loss_pct"]) == (50_000_000, 10)
+        assert (n2["rate_bps"], n2["loss_pct"]) == (50_000_000, None)
         assert n1["target"] == "network lan + node n1"
         for netns, row in ((f"{name}.n1", n1), (f"{name}.n2", n2)):            # the kernel holds exactly that
             assert _tbf_rates(_sh("tc", "-n", netns, "qdisc", "show", "dev", "eth0").stdout) == ["50Mbit"]
-            rules = [row for row in _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle").stdout.splitlines()
-                     if row.startswith("-A LAB-IMPAIR ")]
+            saved = _sh("ip", "netns", "exec", netns, "iptables-save", "-t", "mangle").stdout
+            rules = [row for row in saved.splitlines() if row.startswith("-A LAB-IMPAIR ")]
             assert len(rules) == (1 if row["loss_pct"] else 0)
             assert all(abs(float(rule.split("--probability ")[1].split()[0]) - row["loss_pct"] / 100) < 1e-6
                        for rule in rules)                             # iptables prints 0.10000000009

@@ -193,7 +193,8 @@ def test_exec_and_shell_run_inside_nodes_and_pods(labs):
     assert "10.244.5.0/24 via 10.244.5.0 dev flannel.1 onlink" in routes
     pod_routes = run_lab("exec", "default/bs1", "--", "ip", "route").stdout
     assert "default via 10.244.3.1 dev eth0" in pod_routes
-    shell = subprocess.run([sys.executable, "-m", "lab.cli", "shell", "k8s-node01"], input="ip -br -4 addr show eth0\nexit\n",
+    shell = subprocess.run([sys.executable, "-m", "lab.cli", "shell", "k8s-node01"],
+                           input="ip -br -4 addr show eth0\nexit\n",
                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "SHELL": "/bin/bash"})
     assert "192.168.10.72/24" in shell.stdout
     missing = run_lab("exec", "no-such-node", "--", "true", check=False)

@@ -170,7 +170,8 @@ CASES = [
      "resources[0].spec.ingress[0].from[0].ipBlock.cidr", "not a netmask"),
     ("ipblock-except-outside", ip_block("{cidr: 10.244.1.2/24, except: [10.244.2.9/28]}"), None, "topo.yaml", 20,
      "resources[0].spec.ingress[0].from[0].ipBlock.except[0]",
-     "except 10.244.2.9/28 (that is 10.244.2.0/28) must be a strict subset of cidr 10.244.1.2/24 (that is 10.244.1.0/24)"),
+     "except 10.244.2.9/28 (that is 10.244.2.0/28) must be a strict subset of cidr 10.244.1.2/24 "
+     "(that is 10.244.1.0/24)"),
     ("pool-link-local", CALICO.replace("10.244.0.0/16", "169.254.0.0/16"), None, "topo.yaml", 14,
      "resources[0].spec.cidr", "link-local range"),
     ("pool-host-bits", CALICO.replace("10.244.0.0/16", "10.244.1.2/16"), None, "topo.yaml", 14,
@@ -179,7 +180,8 @@ CASES = [
      "spec: {peerIP: '192.168.10.1:bgp', asNumber: 64513}}\n", None, "topo.yaml", 15, "resources[1].spec.peerIP",
      "the port after ':' must be a number"),
     ("pod-cidr-in-disabled-pool", CALICO.replace("ipipMode: Always}", "ipipMode: Always}\n  - apiVersion: "
-     "projectcalico.org/v3\n    kind: IPPool\n    metadata: {name: idle}\n    spec: {cidr: 10.99.0.0/16, disabled: true}")
+     "projectcalico.org/v3\n    kind: IPPool\n    metadata: {name: idle}\n"
+     "    spec: {cidr: 10.99.0.0/16, disabled: true}")
      .replace("ip: 192.168.10.12}", "ip: 192.168.10.12, podCIDR: 10.99.0.0/26}"), None, "topo.yaml", 7,
      "nodes[1].podCIDR", "which is disabled"),
     ("pod-cidr-pool-does-not-select-node", CALICO.replace("ipipMode: Always}", "ipipMode: Always}\n  - apiVersion: "
@@ -229,11 +231,13 @@ CASES = [
     ("timestamp-not-a-date", FLANNEL.replace("{app: a}", "{app: !!timestamp notadate}"), None, "topo.yaml", 11,
      "pods[0].labels.app", "'notadate' is not a valid !!timestamp: write a date such as 2001-12-14"),
     ("bool-maybe", FLANNEL.replace("{app: a}", "{app: !!bool maybe}"), None, "topo.yaml", 11,
-     "pods[0].labels.app", "'maybe' is not a valid !!bool: write true or false\n  hint: fix the value or remove the tag"),
+     "pods[0].labels.app",
+     "'maybe' is not a valid !!bool: write true or false\n  hint: fix the value or remove the tag"),
     ("huge-untagged-number", FLANNEL.replace("{app: a}", "{app: " + "1" * 100_000 + "}"), None, "topo.yaml", 11,
      "pods[0].labels.app", "a number of 100,000 digits: the lab reads numbers of at most 4,000 digits "
      "(Kubernetes' fit in 64 bits)\n  hint: quote it if it is text"),
-    ("net-conf-huge-number", FLANNEL + "  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: kube-flannel-cfg}\n"
+    ("net-conf-huge-number", FLANNEL + "  - apiVersion: v1\n    kind: ConfigMap\n"
+     "    metadata: {name: kube-flannel-cfg}\n"
      "    data:\n      net-conf.json: '{\"Network\": \"10.244.0.0/16\", \"SubnetLen\": " + "2" * 5000 + "}'\n", None,
      "topo.yaml", 17, "resources[0].data.net-conf.json", "a number in net-conf.json has thousands of digits"),
     ("policy-without-name", FLANNEL + "  - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: "
@@ -508,7 +512,8 @@ spec: {cidr: 10.244.0.0/16, ipipMode: Always}
 
 
 @pytest.mark.parametrize("change,field,words", [
-    ("spec: {cidr: 10.244.0.0/16, ipipMode: Always, blockSize: 28}", "spec.blockSize", "IPPool BlockSize cannot be modified"),
+    ("spec: {cidr: 10.244.0.0/16, ipipMode: Always, blockSize: 28}", "spec.blockSize",
+     "IPPool BlockSize cannot be modified"),
     ("spec: {cidr: 10.245.0.0/16, ipipMode: Always}", "spec.cidr", "IPPool CIDR cannot be modified"),
 ])
 def test_a_running_pools_cidr_and_block_size_cannot_change(tmp_path, change, field, words):

@@ -144,7 +144,8 @@ def structural(draw) -> bytes:
 
 
 YAML_BITS = [b"&a ", b"*a", b"<<: *a\n", b"!!int ", b"!!float ", b"!!set ", b"!!binary ", b"!!timestamp ", b"[", b"]",
-             b"{", b"}", b": ", b"- ", b"\n  ", b"'", b'"', b"\x00", b"\x01", b"\x1b", b"\xff", b"\xc3", b"\xef\xbb\xbf",
+             b"{", b"}", b": ", b"- ", b"\n  ", b"'", b'"', b"\x00", b"\x01", b"\x1b", b"\xff", b"\xc3",
+             b"\xef\xbb\xbf",
              b"---\n", b"#", b"~", b"on", b"1.10", b"&b [*a, *a, *a, *a, *a, *a, *a, *a]", b"\t", b"%YAML 1.1\n"]
 
 

@@ -58,7 +58,8 @@ BAD = {
     "operator": ("spec:\n  podSelector: {matchExpressions: [{key: pod, operator: Like, values: [a]}]}\n",
                  "'Like' is not a valid label selector operator"),
     "port": ("spec:\n  podSelector: {}\n  ingress: [{ports: [{port: 0}]}]\n", "port 0 is out of range"),
-    "except": ("spec:\n  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.1.0.0/16, except: [10.2.0.0/24]}}]}]\n",
+    "except": ("spec:\n  podSelector: {}\n"
+               "  ingress: [{from: [{ipBlock: {cidr: 10.1.0.0/16, except: [10.2.0.0/24]}}]}]\n",
                "except 10.2.0.0/24 must be a strict subset of cidr 10.1.0.0/16"),
     "unknown field": ("spec:\n  podSelector: {}\n  ingress: [{form: [{podSelector: {}}]}]\n",
                       "unknown field 'form' in an ingress rule"),
@@ -69,7 +70,8 @@ BAD = {
 def test_bad_policy_changes_nothing(lab, tmp_path, case):
     spec, message = BAD[case]
     path = tmp_path / "bad.yaml"
-    path.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: x}\n" + spec)
+    path.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+                    "metadata: {name: bad, namespace: x}\n" + spec)
     before, listed = kernel_rules(lab), run_lab("policy", "list", "--lab", lab).stdout
     result = run_lab("apply", "-f", str(path), "--lab", lab, check=False)
     assert result.returncode == 2 and message in result.stderr and f"{path}:" in result.stderr

@@ -61,7 +61,8 @@ def test_seed_vxlan_bs1_to_bs8_hop_for_hop(lab):
                                                                   "dev", "flannel.1")
     # d/e. VXLAN: VNI 1, UDP 8472 (flannel's defaults), outer node03 -> node01, out of eth0; MTUs 1450 / 1500
     encap = steps(hops[1], "encap")[0]["data"]
-    assert (encap["vni"], encap["port"], encap["outer_src"], encap["outer_dst"]) == (1, 8472, node03["ip"], node01["ip"])
+    assert ((encap["vni"], encap["port"], encap["outer_src"], encap["outer_dst"])
+            == (1, 8472, node03["ip"], node01["ip"]))
     assert (encap["inner_mtu"], encap["outer_mtu"]) == (1450, 1500)
     assert hops[1]["oif"] == "eth0" and hops[2]["iif"] == "k8s-node03" and hops[2]["oif"] == "k8s-node01"
     # f. the far node: UDP 8472 to flannel.1, decapsulated, to cni0 and the pod
@@ -290,7 +291,8 @@ def test_down_bridge_port_is_named_with_its_fix(lab):
     try:
         code, result = trace(name, "default/bs1", "default/bs8")
         link = [s for h in result["hops"] for s in steps(h, "link")][0]
-        assert code == 1 and link["data"]["device"] == veth and "its peer eth0 in pod default/bs8 is down" in link["text"]
+        assert code == 1 and link["data"]["device"] == veth
+        assert "its peer eth0 in pod default/bs8 is down" in link["text"]
         assert link["data"]["fix"] == f"lab exec default/bs8 --lab {name} -- ip link set eth0 up"
     finally:
         sh("ip", "-n", f"{name}.default.bs8", "link", "set", "eth0", "up")

@@ -39,7 +39,8 @@ def test_directrouting_encapsulates_only_across_segments(labs):
     # web-0 (k8s-master01, rack1) -> web-1 (k8s-node01, rack1): direct; -> web-2 (k8s-node02, rack2): vxlan
     with tcpdump(f"{ns}.k8s-master01", "eth0", "icmp or udp port 8472", ("-T", "vxlan")) as same:
         assert ping(f"{ns}.default.web-0", "10.244.1.2", count=2)
-    assert any("10.244.0.2 > 10.244.1.2: ICMP echo request" in row and "VXLAN" not in row for row in same.lines), same.lines
+    assert any("10.244.0.2 > 10.244.1.2: ICMP echo request" in row and "VXLAN" not in row
+               for row in same.lines), same.lines
     assert not any("VXLAN" in row for row in same.lines), same.lines
     with tcpdump(f"{ns}.k8s-master01", "eth0", "icmp or udp port 8472", ("-T", "vxlan")) as cross:
         assert ping(f"{ns}.default.web-0", "10.244.2.2", count=2)
