@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from lab.cni.terway import ipam as eni_ipam
+import lab.cni.terway.ipam as eni_ipam
 from lab.cni.terway.config import TerwayConfig, parse
 from lab.topology import ipam
 from lab.topology.entries import Fail, Item, Overlay, labels_of
