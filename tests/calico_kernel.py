@@ -7,7 +7,6 @@ deadline, run the lab CLI, and read BIRD's pid file and `calicoctl node status`.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -140,13 +139,22 @@ def node_files(lab: str, node: str) -> Path:
     return LAB_FILES / lab / "files" / node
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` runs. A zombie does not: `kill(pid, 0)` succeeds on one, and a BIRD that `lab up` started
+    is reparented and stays a zombie (state Z in /proc/<pid>/stat) until its new parent reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def bird_pid(lab: str, node: str) -> int | None:
+    """The pid of the node's running BIRD (from calico/node's pid file), None when it is not running."""
     try:
         pid = int((node_files(lab, node) / "var/run/calico/bird.pid").read_text().strip())
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    return pid if running(pid) else None
 
 
 def stop_bird(lab: str, node: str) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import expect_calico
 import pytest
-from calico_kernel import assert_routes, bird_pid, main_routes, netns_exec, wait_for, wait_sessions
+from calico_kernel import assert_routes, bird_pid, main_routes, netns_exec, running, wait_for, wait_sessions
 from conftest import run_lab
 from traffic import ping
 
@@ -87,14 +87,6 @@ def status(lab: str) -> tuple[int, dict]:
 
 def daemon_row(lab: str, name: str) -> dict:
     return next(row for row in status(lab)[1]["supervisor"]["daemons"] if row["name"] == name)
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for init to reap it does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def withdrawn(spec, victim) -> dict:
