@@ -24,6 +24,7 @@ from conftest import TOPOLOGIES, netns_list, run_lab
 pytestmark = pytest.mark.needs_root
 
 RTPROT_BGP = "bgp"
+UNDERLAY = "_underlay"          # the namespace of the lab's switches (docs/design.md)
 WEB = "203.0.113.10"
 
 
@@ -241,6 +242,24 @@ def test_monitor_with_duration_stops_by_itself_and_cleans_up(tor):
     assert any("session up" in line for line in lines), result.stdout
     assert any("UPDATE" in line for line in lines), result.stdout
     assert f"{tor.lab}._bgpmon" not in netns_list()
+
+
+def test_monitors_run_back_to_back(tor):
+    """A monitor started the moment the previous one ended: its switch ports (`bgpmon<i>` in the underlay) must
+    be gone, not waiting for the kernel's asynchronous cleanup of the old namespace (NetlinkError 17 before)."""
+    underlay = tor.netns(UNDERLAY)
+    for run in range(3):
+        result = run_lab("bgp", "monitor", "--lab", tor.lab, "--duration", "1", check=False)
+        assert result.returncode == 0, f"run {run + 1}: {result.stderr}"
+    # the race made deterministic: the previous monitor's port still in the underlay, as while the kernel has
+    # not yet cleaned its namespace up (`lab` owns the name `bgpmon<i>` there)
+    subprocess.run(["ip", "-n", underlay, "link", "add", "bgpmon0", "type", "veth", "peer", "name", "bgpmonx"],
+                   check=True)
+    result = run_lab("bgp", "monitor", "--lab", tor.lab, "--duration", "1", check=False)
+    assert result.returncode == 0, f"a leftover bgpmon0: {result.stderr}"
+    assert f"{tor.lab}._bgpmon" not in netns_list()
+    ports = [link["ifname"] for link in ip_json(underlay, "link") if link["ifname"].startswith("bgpmon")]
+    assert not ports, "the monitor left its switch ports"
 
 
 def test_lab_down_with_a_monitor_running_leaves_nothing(tmp_path):

@@ -144,10 +144,31 @@ def _interfaces(watched: list[Target]) -> dict[str, tuple[str, str, set[ipaddres
     return found
 
 
+def _unwire(topology: Topology, watched: list[Target]) -> None:
+    """Delete the monitor's switch ports (and so their veths) from the underlay, if there.
+
+    Deleting the monitor's namespace alone is not enough: the kernel cleans a namespace up asynchronously, and
+    until it has, the veth's far end (`bgpmon<i>`, a name the lab owns in its underlay) is still a switch port,
+    so a monitor started right after the previous one failed with `File exists`."""
+    from pyroute2 import IPRoute
+    underlay = names.underlay_netns(topology.name)
+    if not namespace.exists(underlay):
+        return
+    ports = [port for _, port, _ in _interfaces(watched).values()]
+
+    def delete() -> None:
+        with IPRoute() as ipr:
+            for port in ports:
+                for index in ipr.link_lookup(ifname=port):
+                    ipr.link("del", index=index)
+    namespace.run_in(underlay, delete)
+
+
 def _wire(topology: Topology, watched: list[Target]) -> None:
     """The monitor's namespace and one veth per network, its far end a port of the network's switch."""
     from pyroute2 import IPRoute
     mon, underlay = netns(topology.name), names.underlay_netns(topology.name)
+    _unwire(topology, watched)          # a previous monitor's ports, if the kernel has not cleaned them up yet
     namespace.create_many([mon])
     interfaces = _interfaces(watched)
 
@@ -265,7 +286,7 @@ class Monitor:
         self.birds = []
 
     def stop(self) -> None:
-        """Stop ExaBGP and its observer, restore the BIRDs, remove the namespace (with its veths) and files."""
+        """Stop ExaBGP and its observer, restore the BIRDs, delete the veths, remove the namespace and files."""
         self._restore_birds()
         if self.process is not None and self.process.poll() is None:
             try:
@@ -277,6 +298,7 @@ class Monitor:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        _unwire(self.topology, self.watched)
         apply.remove_namespaces([netns(self.topology.name)])
         shutil.rmtree(self.directory, ignore_errors=True)
 
