@@ -163,7 +163,7 @@ class Lab:
         birds = per_node * len(topology.nodes)
         # each routing daemon (BIRD) learns, and the route agent installs, a block of every other node
         found = memory.estimate(plan, daemons=birds, workers=workers.cpus(),
-                                learned_routes=birds * max(0, len(topology.nodes) - 1))
+                                learned_routes=birds * max(0, len(topology.nodes) - 1), routers=len(topology.routers))
         first = topology.sources.get(f"nodes.{topology.nodes[0].name}", "") if topology.nodes else ""
         line = first.rpartition(":")[2]
         memory.check(found, neighbours.available_memory(self.meminfo), topology.source, "nodes",

@@ -81,6 +81,24 @@ def test_a_calico_bgp_lab_counts_a_bird_per_node_and_the_routes_it_will_learn(tm
     topology = loader.load(str(path))
     plan = lab.plan(topology)[0]
     found = lab.check_memory(topology, plan)
-    assert found.daemons == 4 and found.daemon_bytes == 4 * memory.BIRD_BYTES
+    assert found.daemons == 4 and found.routers == 0
+    assert found.daemon_bytes == 4 * memory.BIRD_BYTES + memory.SUPERVISOR_BYTES
     planned = sum(len(ns.routes) + len(ns.addresses) for ns in plan.namespaces)
     assert found.routes == planned + 4 * 3   # each node learns the other three nodes' blocks
+
+
+def test_external_routers_count_exabgp_and_its_api_helper_each(tmp_path):
+    """calico-tor: a BIRD per node, an ExaBGP + API helper per router, and the supervisor over them."""
+    import yaml
+    data = yaml.safe_load((TOPOLOGIES / "calico-tor.yaml").read_text())
+    nodes, routers = len(data["nodes"]), len(data["routers"])
+    assert nodes and routers
+    lab = Lab(meminfo=meminfo(tmp_path, 20 * 1024 * 1024))
+    topology = loader.load(str(TOPOLOGIES / "calico-tor.yaml"))
+    found = lab.check_memory(topology, lab.plan(topology)[0])
+    assert (found.daemons, found.routers) == (nodes, routers)
+    assert found.daemon_bytes == nodes * memory.BIRD_BYTES + routers * memory.ROUTER_BYTES + memory.SUPERVISOR_BYTES
+    assert memory.ROUTER_BYTES >= 60 * memory.MIB    # exabgp 29.7 MiB + helper 32.9 MiB RSS, measured
+    assert f"{routers} ExaBGP routers" in found.describe()
+    without = memory.estimate(lab.plan(topology)[0], daemons=nodes, routers=0)
+    assert found.total - without.total >= routers * memory.ROUTER_BYTES

@@ -6,7 +6,9 @@ namespaces on kernel 6.18), each network device some 60 KiB more (netdev, queues
 per-device sysctl tables, sysfs), and each neighbour, fdb entry, route or address a few hundred
 bytes (scripts/bench_neighbours.py measured a permanent neighbour at 512). The lab process holds
 the plan (a few hundred bytes per object) and forks a worker per CPU while applying it. BIRD, where
-a data plane runs it, is one process per node.
+a data plane runs it, is one process per node; an external router (`routers:`) is an ExaBGP process and
+the lab's API helper beside it; the lab's supervisor (lab/netns/supervisor.py) is one more Python process
+once any daemon runs.
 
 `check` refuses a lab whose estimate exceeds what the machine has available (MemAvailable), before
 the kernel is touched, instead of letting `lab up` drive the machine into swap or the OOM killer.
@@ -29,6 +31,10 @@ ROUTE_BYTES = 256                # a route or an address (fib alias, fib_info sh
 PLAN_BYTES_PER_OBJECT = 400      # the plan's objects in the lab process (and what a worker copies on write)
 PROCESS_BYTES = 100 * MIB        # the lab process before its plan (Python, pyroute2, the model)
 BIRD_BYTES = 6 * MIB             # one BIRD with a full-mesh table of a few hundred routes
+# one external router: ExaBGP (29.7 MiB RSS) + the lab's API helper, lab.bgp.exabgp_api (32.9 MiB), measured
+# on calico-tor (ps RSS; scripts/bench_bgp_tor.py prints ExaBGP's RSS per router)
+ROUTER_BYTES = 63 * MIB
+SUPERVISOR_BYTES = 15 * MIB      # the lab's supervisor, lab.netns.supervisor (14.8 MiB RSS measured)
 HEADROOM = 0.9                   # use at most this share of MemAvailable
 
 
@@ -42,9 +48,10 @@ class Estimate:
     routes: int             # routes + addresses + policy-routing rules
     objects: int
     daemons: int            # processes the data plane runs (BIRD)
+    routers: int            # external routers (ExaBGP + its API helper each)
     kernel: int
     process: int
-    daemon_bytes: int
+    daemon_bytes: int       # BIRDs, routers and the supervisor
 
     @property
     def total(self) -> int:
@@ -54,12 +61,15 @@ class Estimate:
         return (f"about {_size(self.total)}: kernel {_size(self.kernel)} ({self.namespaces:,} namespaces, "
                 f"{self.devices:,} devices, {self.entries:,} neighbour/fdb entries, {self.routes:,} routes and "
                 f"addresses), the lab process {_size(self.process)}"
-                + (f", {self.daemons:,} BIRD daemons {_size(self.daemon_bytes)}" if self.daemons else ""))
+                + (f", daemons {_size(self.daemon_bytes)} ({self.daemons:,} BIRD, {self.routers:,} ExaBGP "
+                   "routers, the supervisor)" if self.daemon_bytes else ""))
 
 
-def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: int = 0) -> Estimate:
-    """The memory `plan` needs once applied, with `daemons` BIRD processes, `workers` apply workers, and
-    `learned_routes` routes that daemons will install (BGP), beyond the plan's."""
+def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: int = 0, routers: int = 0
+             ) -> Estimate:
+    """The memory `plan` needs once applied, with `daemons` BIRD processes, `routers` ExaBGP routers (and the
+    supervisor, when either runs), `workers` apply workers, and `learned_routes` routes that daemons will
+    install (BGP), beyond the plan's."""
     namespaces = len(plan.namespaces)
     devices = entries = routes = objects = 0
     for ns in plan.namespaces:
@@ -74,7 +84,8 @@ def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: 
     kernel = (namespaces * NAMESPACE_BYTES + devices * DEVICE_BYTES + entries * NEIGHBOUR_BYTES
               + routes * ROUTE_BYTES)
     process = PROCESS_BYTES + objects * PLAN_BYTES_PER_OBJECT * max(1, workers)
-    return Estimate(namespaces, devices, entries, routes, objects, daemons, kernel, process, daemons * BIRD_BYTES)
+    daemon_bytes = daemons * BIRD_BYTES + routers * ROUTER_BYTES + (SUPERVISOR_BYTES if daemons or routers else 0)
+    return Estimate(namespaces, devices, entries, routes, objects, daemons, routers, kernel, process, daemon_bytes)
 
 
 def check(found: Estimate, available: int | None, file: str, what: str, line: int | None = None) -> None:
