@@ -14,14 +14,20 @@ the start of each step is this script's clock (the same host clock).
              (BIRD closes its sessions with a Cease, so no timer is involved). Target: <= 1 s
   bird-start `lab fault bird-start node-a1` -> UPDATE of its block at tor-b
   link-down  `lab fault link-down node-a1` (its switch port down: nothing is sent, the ToR notices
-             when its hold timer expires) -> WITHDRAW at tor-b. Target: <= BIRD's hold time + 1 s
+             when its hold timer expires) -> WITHDRAW at tor-b. Target: <= the session's negotiated hold
+             time + 1 s (read from BIRD before the fault: `show protocols all` prints `Hold timer: left/hold`)
   link-up    `lab fault link-up node-a1` -> UPDATE at tor-b (BIRD's connect retry, 5 s in Calico's
              template, or its error wait, 5-30 s, after the hold timer expired)
   RSS        VmRSS of each router's exabgp and of its API helper, after convergence
 
 Timers (BIRD 1.6 defaults, which Calico's bird.cfg leaves alone): hold time 240 s, keepalive 80 s,
 startup hold time 240 s; Calico sets connect delay 2 s, connect retry 5 s, error wait 5-30 s.
-ExaBGP offers hold time 180 s (the lab's default `holdTime`); a session takes the smaller offer.
+ExaBGP offers hold time 180 s (the lab's default `holdTime`); a session takes the smaller offer, 180 s.
+Hold expiry is counted from the last message received before the link went down, so it cannot add a
+keepalive interval; what can exceed the hold time is ExaBGP's whole-second receive timer (it fires once
+int(now) - int(last read) > hold, up to 2 s late), its reactor and the helper running late on a loaded
+machine, and the path tor-a -> API helper -> tor-b -> monitor. The script prints the measured figure
+against the target, met or not.
 """
 
 from __future__ import annotations
@@ -115,6 +121,37 @@ def _router_rss(lab: str, router: str) -> tuple[float, float]:
     return exa, helper
 
 
+def parse_timers(text: str, peer_ip: str) -> tuple[int, int] | None:
+    """(hold, keepalive) that BIRD negotiated with `peer_ip`, from `birdc show protocols all`
+    (`Hold timer: <left>/<hold>`, `Keepalive timer: <left>/<keepalive>`); None if the session is not up."""
+    peer = False
+    timers: dict[str, int] = {}
+    for line in text.splitlines():
+        if line and not line[0].isspace():          # a protocol's row starts a new block
+            if peer and "hold" in timers:
+                break
+            peer, timers = False, {}
+            continue
+        key, _, value = line.strip().partition(":")
+        if key == "Neighbor address":
+            peer = value.strip() == peer_ip
+        elif key in ("Hold timer", "Keepalive timer") and "/" in value:
+            timers[key.split()[0].lower()] = int(value.strip().rpartition("/")[2])
+    if peer and "hold" in timers:
+        return timers["hold"], timers.get("keepalive", 0)
+    return None
+
+
+def negotiated_timers(lab: str, node: str, peer_ip: str) -> tuple[int, int]:
+    """The hold time and keepalive of the node's established BGP session with `peer_ip`, as its BIRD reports."""
+    out = subprocess.run([sys.executable, "-m", "lab.cli", "birdc", node, "show", "protocols", "all", "--lab", lab],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    found = parse_timers(out, peer_ip)
+    if found is None:
+        raise SystemExit(f"bench_bgp_tor: no established session of {node} with {peer_ip} in BIRD:\n{out}")
+    return found
+
+
 def one_run(workdir: Path, linkdown: bool, timeout: float) -> dict[str, Any]:
     name = f"bt{secrets.token_hex(3)}"
     path = workdir / f"{name}.yaml"
@@ -155,9 +192,11 @@ def one_run(workdir: Path, linkdown: bool, timeout: float) -> dict[str, Any]:
         event = events.wait(at_far("update"), timeout)
         result["bird_start_s"] = event["time"] - t0 if event else None
         if linkdown:
+            tor = next(r for r in topology.routers if r.network == topology.node(FAILED).network)
+            result["hold_s"], result["keepalive_s"] = negotiated_timers(name, FAILED, str(tor.ip))
             t0 = time.time()
             lab.fault(name, "link-down", FAILED)
-            event = events.wait(at_far("withdraw"), EXABGP_HOLD_S + BIRD_HOLD_S)
+            event = events.wait(at_far("withdraw"), result["hold_s"] + timeout)
             result["link_down_s"] = event["time"] - t0 if event else None
             t0 = time.time()
             lab.fault(name, "link-up", FAILED)
@@ -214,20 +253,26 @@ def run(repeat: int, linkdown_repeat: int, timeout: float = 120.0) -> int:
     load_after = os.getloadavg()
     print(f"Machine: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
           "(other work on the machine slows convergence; the failover figures are timer- or Cease-bound)")
+    holds = sorted({r["hold_s"] for r in runs if "hold_s" in r})
+    keepalives = sorted({r["keepalive_s"] for r in runs if "keepalive_s" in r})
+    negotiated = (f"negotiated (BIRD `show protocols all`): hold {'/'.join(map(str, holds))} s, keepalive "
+                  f"{'/'.join(map(str, keepalives))} s" if holds else f"min = {min(BIRD_HOLD_S, EXABGP_HOLD_S)} s")
     print(f"Timers: BIRD 1.6 defaults hold {BIRD_HOLD_S} s, keepalive {BIRD_KEEPALIVE_S} s (Calico keeps them); "
-          f"ExaBGP offers hold {EXABGP_HOLD_S} s; the session uses min = {min(BIRD_HOLD_S, EXABGP_HOLD_S)} s.")
+          f"ExaBGP offers hold {EXABGP_HOLD_S} s; the session takes the smaller offer, {negotiated}.")
     ok = True
     stops = [v for v in column["bird_stop_s"] if v is not None]
     if stops:
         good = max(stops) <= 1.0
         ok &= good
         print(f"Target bird-stop failover <= 1 s: {'met' if good else 'MISSED'} (max {max(stops):.3f} s)")
-    downs = [v for v in column["link_down_s"] if v is not None]
-    if downs:
-        good = max(downs) <= BIRD_HOLD_S + 1
+    downs = [(r["link_down_s"], r["hold_s"]) for r in runs if r.get("link_down_s") is not None]
+    if downs or column["link_down_s"]:
+        limit = max(hold for _, hold in downs) + 1 if downs else None
+        good = bool(downs) and len(downs) == len(column["link_down_s"]) and all(v <= h + 1 for v, h in downs)
         ok &= good
-        print(f"Target link-down failover <= BIRD hold time + 1 s = {BIRD_HOLD_S + 1} s: "
-              f"{'met' if good else 'MISSED'} (max {max(downs):.3f} s)")
+        worst = f"max {max(v for v, _ in downs):.3f} s" if downs else "timed out"
+        print(f"Target link-down failover <= negotiated hold time + 1 s = {limit} s: "
+              f"{'met' if good else 'MISSED'} ({worst})")
     return 0 if ok else 1
 
 
