@@ -1,8 +1,8 @@
 """External BGP routers (ExaBGP) on the shipped calico-tor topology, under a unique lab name.
 
 Everything asserted is read from the running lab's kernels, BIRD and sockets; what is expected comes
-from the topology file (routers, racks, addresses, announcements) and from each node's own
-`blackhole <block> proto bird` route (Calico's aggregation: the node's block, as its BIRD originates it).
+from the topology file (routers, racks, addresses, announcements) and, for each node's blocks, from
+tests/expect_calico.py's reading of the same file (Calico's IPAM: pods in order, blockSize blocks).
 Waits poll for a condition with a generous limit; nothing asserts how fast it happens.
 """
 
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import expect_calico
 import yaml
 from calico_kernel import start_bird, stop_bird, wait_for
 from conftest import TOPOLOGIES, netns_list, run_lab
@@ -38,6 +39,13 @@ class Tor:
         self.nodes = {n["name"]: n for n in data["nodes"]}
         self.pods = {p["name"]: p for p in data["pods"]}
         self.rack_router = {r["network"]: name for name, r in self.routers.items()}
+        self.blocks = {n.name: {str(b) for b in n.blocks} for n in expect_calico.load(path).nodes}
+
+    def blocks_of(self, node: str) -> set[str]:
+        """The node's blocks, as Calico's IPAM assigns them from the topology (never empty: every node has pods)."""
+        found = self.blocks[node]
+        assert found, f"the topology gives {node} no block: nothing to check"
+        return found
 
     def tor_of(self, node: str) -> str:
         return self.rack_router[self.nodes[node]["network"]]
@@ -56,11 +64,6 @@ def ip_json(netns: str, *argv: str) -> list[dict]:
 
 def routes(netns: str) -> list[dict]:
     return ip_json(netns, "route", "show", "table", "main")
-
-
-def blocks_of(tor: Tor, node: str) -> set[str]:
-    """The node's own blocks: its blackhole routes (bird_aggr.cfg's static protocol)."""
-    return {r["dst"] for r in routes(tor.netns(node)) if r.get("type") == "blackhole"}
 
 
 def rx_packets(netns: str, device: str) -> int:
@@ -104,10 +107,11 @@ def test_exabgp_sessions_are_established_with_every_peer(tor):
 
 
 def test_each_tor_kernel_routes_every_block_via_the_right_hop(tor):
+    assert tor.routers and tor.nodes
     for name in tor.routers:
         installed = {r["dst"]: r for r in routes(tor.netns(name)) if r.get("protocol") == RTPROT_BGP}
         for node in tor.nodes:
-            for block in blocks_of(tor, node):
+            for block in tor.blocks_of(node):
                 own = tor.tor_of(node) == name
                 hop = tor.nodes[node]["ip"] if own else tor.spine_ip(tor.tor_of(node))
                 assert block in installed, f"{name} has no proto bgp route to {node}'s block {block}"
@@ -212,7 +216,7 @@ class Events:
 
 def test_monitor_sees_a_block_withdrawn_when_bird_stops_and_announced_when_it_starts(tor):
     node = "node-a1"
-    block = sorted(blocks_of(tor, node))[0]
+    block = sorted(tor.blocks_of(node))[0]
     far = "tor-b"
     events = Events(tor.lab)
     try:
@@ -473,7 +477,8 @@ def test_an_exabgp_killed_with_sigkill_comes_back_and_relearns_its_routes(tor):
 
     def blocks_at_tor_b() -> set[str]:
         return {r["dst"] for r in routes(tor.netns("tor-b")) if r.get("protocol") == RTPROT_BGP}
-    wanted = set().union(*(blocks_of(tor, node) for node in tor.nodes))
+    wanted = set().union(*(tor.blocks_of(node) for node in tor.nodes))
+    assert len(wanted) >= len(tor.nodes), wanted
     back = wait_for(blocks_at_tor_b, lambda got: wanted <= got, 120, 0.5)
     assert wanted <= back, f"tor-b has {back}, not every block {wanted}"
     run_lab("wait", tor.lab, "--timeout", "120")

@@ -7,6 +7,7 @@ Line numbers are counted by hand from the texts below (line 1 is the first line 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -123,13 +124,25 @@ def test_bad_router_is_refused_precisely_and_creates_nothing(tmp_path, text, lin
 
 @pytest.mark.needs_root
 def test_a_missing_exabgp_is_named_before_anything_is_built(tmp_path):
+    """Exit 2 naming the program, and no namespace or state appears (other labs may come and go meanwhile:
+    what is compared is every entry the run could have created, before and after)."""
+    name = f"mx{secrets.token_hex(3)}"
     path = str(tmp_path / "topo.yaml")
-    Path(path).write_text(HEAD + "    peers: [n1, n2]\n")
+    Path(path).write_text(HEAD.replace(f"name: {LAB_NAME}\n", f"name: {name}\n", 1) + "    peers: [n1, n2]\n")
     missing = str(tmp_path / "no-such-exabgp")
+
+    def created() -> tuple[set[str], set[str]]:
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        state = set(os.listdir("/run/lab")) if os.path.isdir("/run/lab") else set()
+        return {line.split()[0] for line in namespaces.splitlines() if line.strip()}, state
+    before = created()
     up = _lab("up", path, env={**os.environ, "LAB_EXABGP": missing})
-    assert up.returncode != 0
+    after = created()
+    assert up.returncode == 2, (up.returncode, up.stderr)
     assert "exabgp" in up.stderr and missing in up.stderr, up.stderr
     assert "install-deps.sh" in up.stderr, up.stderr
     assert "Traceback" not in up.stderr, up.stderr
-    assert _ours("/run/netns") == set(), "lab up created network namespaces before naming exabgp"
-    assert _ours("/run/lab") == set(), "lab up left state under /run/lab"
+    assert not {n for n in after[0] - before[0] if n == name or n.startswith(f"{name}.")}, \
+        "lab up created network namespaces before naming exabgp"
+    assert not {e for e in after[1] - before[1] if e == name or e.startswith(f"{name}.")}, \
+        "lab up left state under /run/lab"

@@ -7,6 +7,7 @@ Kubernetes documents it (Pod Lifecycle, "Container restarts"): after the first r
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 from lab.netns.supervisor import Backoff, DaemonSpec
@@ -27,8 +28,21 @@ def test_ten_minutes_of_running_forgets_the_back_off():
     assert backoff.next_delay(ran_for=1.0) == 10
 
 
-def test_a_spec_survives_its_json_form():
+def test_a_spec_comes_back_whole_from_the_json_file_the_supervisor_reads():
+    """`start` writes the specs as JSON, which turns tuples into lists; `from_dict` must give back the same
+    spec (tuples: `ready` is unpacked as a pair, `argv` passed to Popen), or a restart would differ from `lab up`."""
     spec = DaemonSpec(name="bird/n1", netns="x.n1", argv=("bird", "-d"), log="/tmp/bird.log",
-                      ready=("socket", "/tmp/bird.ctl"), cwd="/tmp", clean=("/tmp/bird.ctl",), pid_file="/tmp/b.pid",
-                      node="n1", pid=42)
-    assert DaemonSpec.from_dict(asdict(spec)) == spec
+                      ready=("socket", "/tmp/bird.ctl"), cwd="/tmp", env={"A": "1"}, clean=("/tmp/bird.ctl",),
+                      pid_file="/tmp/b.pid", node="n1", pid=42)
+    data = json.loads(json.dumps({"daemons": [asdict(spec)]}))["daemons"][0]
+    assert data["argv"] == ["bird", "-d"] and data["ready"] == ["socket", "/tmp/bird.ctl"]
+    back = DaemonSpec.from_dict(data)
+    assert back == spec
+    assert isinstance(back.argv, tuple) and isinstance(back.ready, tuple) and isinstance(back.clean, tuple)
+
+
+def test_a_spec_with_only_the_required_fields_gets_the_defaults():
+    back = DaemonSpec.from_dict({"name": "probe/p1", "netns": "x.p1", "argv": ["srv"], "log": "/tmp/p.log",
+                                 "ready": ["none", ""]})
+    assert back == DaemonSpec(name="probe/p1", netns="x.p1", argv=("srv",), log="/tmp/p.log")
+    assert (back.cwd, back.env, back.clean, back.pid_file, back.node, back.pid) == (None, {}, (), None, None, None)
