@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import expect_calico
+import pytest
 import yaml
 from calico_kernel import start_bird, stop_bird, wait_for
 from conftest import TOPOLOGIES, netns_list, run_lab
@@ -333,47 +333,32 @@ def _in_netns(pid: int, netns: str) -> bool:
         return False
 
 
-GLOBAL = """\
-name: {name}
-cluster:
-  cni: calico
-networks:
-  - {{name: lan, cidr: 192.168.30.0/24, gateway: 192.168.30.1}}
-nodes:
-  - {{name: n1, ip: 192.168.30.11}}
-  - {{name: n2, ip: 192.168.30.12}}
-pods:
-  - {{name: p1, node: n1}}
-routers:
-  - {{name: up1, network: lan, ip: 192.168.30.5, asNumber: 65100, announce: [198.51.100.0/24], peers: [n1, n2]}}
-resources:
-  - apiVersion: projectcalico.org/v3
-    kind: IPPool
-    metadata: {{name: default-ipv4-ippool}}
-    spec: {{cidr: 10.244.0.0/16}}
-  - apiVersion: projectcalico.org/v3
-    kind: BGPPeer
-    metadata: {{name: upstream}}
-    spec: {{peerIP: 192.168.30.5, asNumber: 65100}}
-"""
 
 
 def test_a_global_bgppeer_to_a_router_shows_as_global_beside_the_mesh(tmp_path):
+    """The shipped calico-global-peer (README's walkthrough): a BGPPeer without node or nodeSelector."""
     name = f"rg{secrets.token_hex(3)}"
+    source = (TOPOLOGIES / "calico-global-peer.yaml").read_text()
+    data = yaml.safe_load(source)
+    peer = next(d["spec"] for d in data["resources"] if d["kind"] == "BGPPeer")
+    assert "nodeSelector" not in peer and "node" not in peer, "the shipped peer must be a global one"
+    router = next(r for r in data["routers"] if r["ip"] == peer["peerIP"])
+    nodes = {n["name"]: n["ip"] for n in data["nodes"]}
+    assert len(nodes) >= 2 and router["announce"]
     path = tmp_path / f"{name}.yaml"
-    path.write_text(GLOBAL.format(name=name))
+    path.write_text(source.replace("name: calico-global-peer\n", f"name: {name}\n", 1))
     run_lab("up", str(path))
     try:
         run_lab("wait", name, "--timeout", "120")
-        for node, other in (("n1", "192.168.30.12"), ("n2", "192.168.30.11")):
+        for node in nodes:
             status = run_lab("calicoctl", "node", "status", node, "--lab", name).stdout
             rows = {tuple(c.strip() for c in line.split("|")[1:-1])[:3] + (line.split("|")[5].strip(),)
                     for line in status.splitlines() if line.startswith("| ") and "PEER" not in line}
-            assert rows == {("192.168.30.5", "global", "up", "Established"),
-                            (other, "node-to-node mesh", "up", "Established")}, status
+            assert rows == {(router["ip"], "global", "up", "Established")} | {
+                (ip, "node-to-node mesh", "up", "Established") for other, ip in nodes.items() if other != node}, status
             table = {r["dst"]: r for r in routes(f"{name}.{node}")}
-            assert table["198.51.100.0/24"]["gateway"] == "192.168.30.5"
-            assert table["198.51.100.0/24"]["protocol"] == "bird"
+            for prefix in router["announce"]:
+                assert table[prefix]["gateway"] == router["ip"] and table[prefix]["protocol"] == "bird"
     finally:
         run_lab("down", name)
 
