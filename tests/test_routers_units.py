@@ -205,3 +205,38 @@ def test_the_observer_writes_one_event_per_prefix():
     assert events[1] == {"time": 1.5, "peer": "tor-b", "peer_ip": "192.168.20.2", "event": "update",
                          "prefix": "10.244.0.0/26", "next_hop": "10.255.0.11", "as_path": [65001], "communities": []}
     assert "WITHDRAW 10.244.0.0/26" in monitor.line(events[3])
+
+
+BIRD_SHOW_PROTOCOLS_ALL = """\
+name     proto    table    state  since       info
+Mesh_192_168_10_12 BGP      master   up     18:24:02    Established
+  Description:    Connection to BGP peer
+  BGP state:          Established
+    Neighbor address: 192.168.10.12
+    Neighbor AS:      64512
+    Hold timer:       200/240
+    Keepalive timer:  10/80
+Node_192_168_10_2 BGP      master   up     18:24:02    Established
+  Description:    Connection to BGP peer
+  BGP state:          Established
+    Neighbor address: 192.168.10.2
+    Neighbor AS:      65001
+    Hold timer:       133/180
+    Keepalive timer:  43/60
+Node_192_168_10_3 BGP      master   start  18:24:02    Active
+  Description:    Connection to BGP peer
+  BGP state:          Active
+    Neighbor address: 192.168.10.3
+"""
+
+
+def test_the_benchmark_reads_the_hold_time_the_session_negotiated():
+    """scripts/bench_bgp_tor.py's link-down target is the session's hold time (BIRD's `Hold timer: left/hold`,
+    the BIRD 1.6 format), not BIRD's 240 s default: ExaBGP's 180 s offer wins on calico-tor."""
+    import sys
+    sys.path.insert(0, str(TOPOLOGIES.parent / "scripts"))
+    import bench_bgp_tor
+    assert bench_bgp_tor.parse_timers(BIRD_SHOW_PROTOCOLS_ALL, "192.168.10.2") == (180, 60)
+    assert bench_bgp_tor.parse_timers(BIRD_SHOW_PROTOCOLS_ALL, "192.168.10.12") == (240, 80)
+    assert bench_bgp_tor.parse_timers(BIRD_SHOW_PROTOCOLS_ALL, "192.168.10.3") is None    # not established
+    assert bench_bgp_tor.parse_timers(BIRD_SHOW_PROTOCOLS_ALL, "192.168.10.99") is None
