@@ -182,15 +182,21 @@ def with_static_neighbours(plan: LabPlan) -> LabPlan:
     """`plan` plus a permanent entry, in each endpoint's namespace, for every other endpoint of its segment."""
     extra: dict[str, list[Neighbour]] = {}
     for segment in segments(plan):
-        texts = [str(endpoint.ip.ip) for endpoint in segment]   # one string per address, shared by its entries
+        texts = [str(endpoint.ip.ip) for endpoint in segment]
         ints = [int(endpoint.ip.ip) for endpoint in segment]
+        # The entries every endpoint on one device name and subnet installs are the same immutable objects,
+        # made once per (device, subnet), not once per endpoint: N, not N², objects for a segment of N.
+        shared: dict[tuple[str, int, int], list[tuple[int, Neighbour]]] = {}
         for mine in segment:
             own, mask = int(mine.ip.ip), int(mine.ip.network.netmask)
             net = own & mask
+            key = (mine.dev, mask, net)
+            if key not in shared:
+                shared[key] = [(address, Neighbour(mine.dev, text, other.mac))
+                               for other, text, address in zip(segment, texts, ints, strict=True)
+                               if address & mask == net]
             found = extra.setdefault(mine.netns, [])
-            found += [Neighbour(mine.dev, text, other.mac)
-                      for other, text, address in zip(segment, texts, ints, strict=True)
-                      if address & mask == net and address != own]
+            found += [entry for address, entry in shared[key] if address != own]
     namespaces = tuple(_add(ns, extra.get(ns.name, [])) for ns in plan.namespaces)
     return replace(plan, namespaces=namespaces)
 

@@ -23,11 +23,22 @@ from lab.cni import bridge_plugin, identity, ipip, underlay
 from lab.cni.flannel.devices import IPIP_DEVICE, vxlan_device
 from lab.netns.builder import NamespaceBuilder
 from lab.netns.capabilities import Capabilities
-from lab.netns.plan import LabPlan, Vxlan
+from lab.netns.plan import FdbEntry, LabPlan, Neighbour, Route, Vxlan
 from lab.topology.model import FlannelConfig, Node, Topology
 
 VXLAN_OVERHEAD = 50
 EXTERNAL_IFACE = "eth0"
+
+
+@dataclass(frozen=True)
+class RemoteObjects:
+    """What every other node installs for one lease; the same objects for all of them (plan objects are
+    immutable), so a 1000-node plan holds 1,000 of each, not a million."""
+
+    neighbour: Neighbour        # vxlan: <subnet>.0 -> VTEP MAC on flannel.<VNI>
+    fdb: FdbEntry               # vxlan: <VTEP MAC> dst <public ip>
+    tunnel_route: Route         # vxlan: <subnet> via <subnet>.0 dev flannel.<VNI> onlink
+    direct_route: Route         # vxlan+DirectRouting: <subnet> via <public ip>
 
 
 @dataclass(frozen=True)
@@ -89,12 +100,13 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     nodes: list[NamespaceBuilder] = []
     pods: list[NamespaceBuilder] = []
     files: dict[str, str] = {}
+    shared = _remote_objects(config, all_leases) if config.backend.type == "vxlan" else {}
     for node, lease in zip(topology.nodes, all_leases, strict=True):
         builder = underlay.node_builder(topology, under, node.name)
         external_mtu = topology.network(node.network).mtu
         remotes = [other for other in all_leases if other.node != node.name]
         if config.backend.type == "vxlan":
-            _vxlan(builder, config, node, lease, remotes, topology, external_mtu)
+            _vxlan(builder, config, node, lease, remotes, topology, external_mtu, shared)
         elif implementation:
             _ipip(builder, config, node, lease, remotes, topology, external_mtu, implementation)
         else:
@@ -143,8 +155,22 @@ def _on_link(topology: Topology, node: Node, peer_ip: ipaddress.IPv4Address) -> 
     return peer_ip in topology.network(node.network).cidr
 
 
+def _remote_objects(config: FlannelConfig, all_leases: list[Lease]) -> dict[str, RemoteObjects]:
+    """Each vxlan lease's neighbour, fdb entry and routes, made once (by node name)."""
+    dev = device_name(config)
+    found = {}
+    for lease in all_leases:
+        subnet, vtep_ip, public_ip = str(lease.subnet), str(lease.subnet.network_address), str(lease.public_ip)
+        found[lease.node] = RemoteObjects(
+            neighbour=Neighbour(dev=dev, ip=vtep_ip, mac=_vtep_mac(lease)),
+            fdb=FdbEntry(dev=dev, mac=_vtep_mac(lease), dst=public_ip),
+            tunnel_route=Route(dst=subnet, gateway=vtep_ip, dev=dev, onlink=True),
+            direct_route=Route(dst=subnet, gateway=public_ip))
+    return found
+
+
 def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: Lease, remotes: list[Lease],
-           topology: Topology, external_mtu: int) -> None:
+           topology: Topology, external_mtu: int, shared: dict[str, RemoteObjects]) -> None:
     dev = device_name(config)
     backend = config.backend
     builder.vxlan(dev, Vxlan(vni=backend.vni, local=str(node.ip), dev=EXTERNAL_IFACE, port=backend.port),
@@ -152,14 +178,15 @@ def _vxlan(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: 
     builder.sysctl(f"net/ipv6/conf/{dev}/accept_ra", 0)
     # A /32 so that no connected route appears; it is the source for host-to-pod traffic.
     builder.address(dev, f"{lease.subnet.network_address}/32", broadcast=False)
+    local = topology.network(node.network).cidr if backend.direct_routing else None
     for remote in remotes:
-        if backend.direct_routing and _on_link(topology, node, remote.public_ip):
-            builder.route(str(remote.subnet), gateway=str(remote.public_ip))
+        objects = shared[remote.node]
+        if local is not None and remote.public_ip in local:   # _on_link
+            builder.routes.append(objects.direct_route)
             continue
-        vtep_ip = str(remote.subnet.network_address)
-        builder.neighbour(dev, vtep_ip, _vtep_mac(remote))
-        builder.fdb_entry(dev, _vtep_mac(remote), str(remote.public_ip))
-        builder.route(str(remote.subnet), gateway=vtep_ip, dev=dev, onlink=True)
+        builder.neighbours.append(objects.neighbour)
+        builder.fdb.append(objects.fdb)
+        builder.routes.append(objects.tunnel_route)
 
 
 def _ipip(builder: NamespaceBuilder, config: FlannelConfig, node: Node, lease: Lease, remotes: list[Lease],
