@@ -61,15 +61,15 @@ def configure_all(plan: LabPlan, fail_after: int | None = None, parallelism: wor
     """Every namespace's devices, sysctls, addresses, neighbours, fdb entries and routes; the refusals."""
     fds = netlink.open_netns_fds([ns.name for ns in plan.namespaces])
     position = {ns.name: i for i, ns in enumerate(plan.namespaces)}
-    writers = threading.local()   # each worker thread writes sysctls through a procfs of its own
+    local = threading.local()   # each worker thread: sysctls through a procfs of its own, a message cache
 
     def configure(ns: NamespacePlan) -> list[netlink.Failure]:
         if fail_after is not None and position[ns.name] == fail_after:
             raise FaultInjected(f"fault injected after {fail_after} namespaces")
-        if not hasattr(writers, "sysctls"):
-            writers.sysctls = procfs.SysctlWriter()
+        if not hasattr(local, "sysctls"):
+            local.sysctls, local.messages = procfs.SysctlWriter(), netlink.MessageCache()
         try:
-            return netlink.apply_namespace(ns, fds, writers.sysctls)
+            return netlink.apply_namespace(ns, fds, local.sysctls, local.messages)
         except OSError as exc:
             return [netlink.Failure(ns.name, "the netlink exchange", exc.errno or 1)]
 

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -109,11 +110,46 @@ class Batch:
         self.messages.append(data)
         self.sources.append(source)
 
+    def add_cached(self, cache: MessageCache, source: Any, ifindex: int, encode: Encode) -> None:
+        """Add the message for `source` on `ifindex`, encoded once per cache (see MessageCache)."""
+        head, tail = cache.parts(source, ifindex, encode)
+        self.messages.append(head + SEQ.pack(len(self.messages) + 1) + tail)
+        self.sources.append(source)
+
+
+# A neighbour, fdb or route message for (plan object, interface index), with sequence number 0.
+Encode = Callable[[Any, int], bytes]
+SEQ = struct.Struct("=I")
+SEQ_OFFSET = 8   # nlmsg_seq in struct nlmsghdr
+
+
+class MessageCache:
+    """Encoded neighbour, fdb and route messages by plan object, for one thread's namespaces.
+
+    A plan shares these immutable objects between namespaces (every flannel node installs the same
+    route, neighbour and fdb entry for a given remote node), and they land on devices with the same
+    index, so each is encoded once and copied with the namespace's sequence number: at 1000 nodes,
+    1,000 encodings instead of 3 million. Keyed by the object's identity (a plan object's hash costs
+    more than the copy), holding the object so that its identity is not reused."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[Any, int, bytes, bytes]] = {}
+
+    def parts(self, source: Any, ifindex: int, encode: Encode) -> tuple[bytes, bytes]:
+        """The message's bytes before and after its sequence number."""
+        found = self._parts.get(id(source))
+        if found is None or found[1] != ifindex:
+            data = encode(source, ifindex)
+            found = (source, ifindex, data[:SEQ_OFFSET], data[SEQ_OFFSET + SEQ.size:])
+            self._parts[id(source)] = found
+        return found[2], found[3]
+
 
 def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int],
-                    sysctls: procfs.SysctlWriter | None = None) -> list[Failure]:
+                    sysctls: procfs.SysctlWriter | None = None, cache: MessageCache | None = None) -> list[Failure]:
     """Apply `plan`; the calling thread must already be inside `plan.name`. `sysctls` is the thread's
-    writer (lab/netns/procfs.py); without one, sysctls go through /proc."""
+    writer (lab/netns/procfs.py); without one, sysctls go through /proc. `cache` is the thread's
+    MessageCache, kept from one namespace to the next."""
     writer = sysctls or procfs.SysctlWriter(private=False)
     if plan.sysctls:
         writer.begin_namespace()
@@ -125,7 +161,7 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int],
         failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds))
         failures += _tun_devices(sock, plan, indexes)
         failures += [f for s in plan.sysctls if (f := _write_sysctl(writer, plan.name, s))]
-        failures += _exchange(sock, plan.name, _object_batch(plan, indexes))
+        failures += _exchange(sock, plan.name, _object_batch(plan, indexes, cache or MessageCache()))
         return failures
     finally:
         sock.close()
@@ -147,7 +183,7 @@ def apply_to_running(plan: NamespacePlan) -> list[Failure]:
         failures += _tun_devices(sock, fragment, indexes)
         writer = procfs.SysctlWriter(private=False)   # a live change's few sysctls go through /proc
         failures += [f for s in plan.sysctls if (f := _write_sysctl(writer, plan.name, s))]
-        failures += _exchange(sock, plan.name, _object_batch(fragment, indexes))
+        failures += _exchange(sock, plan.name, _object_batch(fragment, indexes, MessageCache()))
         return failures
     finally:
         sock.close()
@@ -252,19 +288,19 @@ def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[st
     return batch
 
 
-def _object_batch(plan: NamespacePlan, indexes: dict[str, int]) -> Batch:
+def _object_batch(plan: NamespacePlan, indexes: dict[str, int], cache: MessageCache) -> Batch:
     batch = Batch()
     for address in plan.addresses:
         batch.add(_address(address, indexes), RTM_NEWADDR, CREATE, address)
     for neighbour in plan.neighbours:  # flanneld: ARP, then FDB, then the route
-        batch.add_bytes(_neighbour(neighbour, indexes, batch.next_seq), neighbour)
+        batch.add_cached(cache, neighbour, indexes[neighbour.dev], _neighbour_on)
     for entry in plan.fdb:
         if entry.master:
             batch.add(_bridge_fdb(entry, indexes), RTM_NEWNEIGH, REPLACE, entry)
         else:
-            batch.add_bytes(_fdb(entry, indexes, batch.next_seq), entry)
+            batch.add_cached(cache, entry, indexes[entry.dev], _fdb_on)
     for route in plan.routes:
-        batch.add_bytes(_route(route, indexes, batch.next_seq), route)
+        batch.add_cached(cache, route, indexes[route.dev] if route.dev else 0, _route_on)
     for rule in plan.rules:
         batch.add(_rule(rule), RTM_NEWRULE, CREATE, rule)
     return batch
@@ -393,26 +429,38 @@ def _address(address: Address, indexes: dict[str, int]) -> ifaddrmsg:
 
 
 def _route(route: Route, indexes: dict[str, int], seq: int) -> bytes:
+    return _route_on(route, indexes[route.dev] if route.dev else 0, seq)
+
+
+def _route_on(route: Route, oif: int, seq: int = 0) -> bytes:
+    """The route's message; `oif` 0: no RTA_OIF (the kernel picks the device)."""
     dst = ipaddress.IPv4Network(route.dst)
     return fastmsg.route(
         RTM_NEWROUTE, REPLACE, seq, dst=str(dst.network_address), dst_len=dst.prefixlen, table=route.table,
         protocol=route.protocol,
         scope=RT_SCOPE_LINK if (route.gateway is None and route.type == "unicast") else RT_SCOPE_UNIVERSE,
         route_type=RTN_BLACKHOLE if route.type == "blackhole" else RTN_UNICAST,
-        rtm_flags=RTNH_F_ONLINK if route.onlink else 0, gateway=route.gateway,
-        oif=indexes[route.dev] if route.dev else None)
+        rtm_flags=RTNH_F_ONLINK if route.onlink else 0, gateway=route.gateway, oif=oif or None)
 
 
 def _neighbour(neighbour: Neighbour, indexes: dict[str, int], seq: int) -> bytes:
-    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_INET, ifindex=indexes[neighbour.dev],
+    return _neighbour_on(neighbour, indexes[neighbour.dev], seq)
+
+
+def _neighbour_on(neighbour: Neighbour, ifindex: int, seq: int = 0) -> bytes:
+    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_INET, ifindex=ifindex,
                              state=NUD_PERMANENT, ndm_flags=0, ndm_type=RTN_UNICAST, dst=neighbour.ip,
                              lladdr=neighbour.mac)
 
 
 def _fdb(entry: FdbEntry, indexes: dict[str, int], seq: int) -> bytes:
+    return _fdb_on(entry, indexes[entry.dev], seq)
+
+
+def _fdb_on(entry: FdbEntry, ifindex: int, seq: int = 0) -> bytes:
     """A VXLAN fdb entry `<mac> dst <ip> self permanent`."""
     assert entry.dst is not None, "a VXLAN fdb entry has a destination"
-    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_BRIDGE, ifindex=indexes[entry.dev],
+    return fastmsg.neighbour(RTM_NEWNEIGH, REPLACE, seq, family=socket.AF_BRIDGE, ifindex=ifindex,
                              state=NUD_PERMANENT, ndm_flags=NTF_SELF, ndm_type=0, dst=entry.dst, lladdr=entry.mac,
                              lladdr_first=True)
 
