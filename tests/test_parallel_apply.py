@@ -5,7 +5,10 @@ Labs here are small, so the tests force two workers with one namespace per share
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -173,3 +176,49 @@ def test_sysctls_through_a_private_procfs_land_in_the_thread_s_namespace():
         assert read == [("0", "1"), ("1", "1"), ("0", "1")]
     finally:
         apply.remove_namespaces(names)
+
+
+def test_mount_points_are_links_of_one_file_and_refuse_a_taken_name(tmp_path):
+    """lab/netns/namespace.py's MountPoints: one inode for all the names (no inode allocated per namespace),
+    each an empty file; a name that exists is refused, as O_EXCL refuses it."""
+    points = namespace.MountPoints(str(tmp_path))
+    try:
+        for name in ("a", "b.c", "d"):
+            points.make(name)
+        with pytest.raises(FileExistsError):
+            points.make("b.c")
+    finally:
+        points.close()
+    stats = [os.stat(tmp_path / name) for name in ("a", "b.c", "d")]
+    assert len({s.st_ino for s in stats}) == 1 and stats[0].st_nlink == 3
+    assert all(s.st_size == 0 and s.st_mode & 0o777 == 0 for s in stats)
+
+
+def test_mount_points_fall_back_to_one_file_each_where_links_are_refused(tmp_path, monkeypatch):
+    def refused(*_args):
+        ctypes.set_errno(errno.EPERM)
+        return -1
+    monkeypatch.setattr(namespace, "_libc", type("Libc", (), {"linkat": staticmethod(refused)}))
+    points = namespace.MountPoints(str(tmp_path))
+    points.make("a")
+    points.make("b")
+    points.close()
+    assert os.stat(tmp_path / "a").st_ino != os.stat(tmp_path / "b").st_ino
+
+
+def test_namespaces_on_linked_mount_points_are_distinct_and_ip_netns_sees_them():
+    """Each name is its own network namespace (its own inode), usable and removable with iproute2."""
+    names = [f"pw-mp.{i}" for i in range(3)]
+    namespace.create_many(names)
+    try:
+        assert len({namespace.inode(n) for n in names}) == 3
+        assert set(names) <= set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                check=True).stdout.split())
+        out = subprocess.run(["ip", "netns", "exec", names[1], "ip", "-o", "link", "show"], capture_output=True,
+                             text=True, check=True).stdout
+        assert out.count("\n") == 1 and ": lo:" in out
+        subprocess.run(["ip", "netns", "delete", names[1]], check=True)
+        assert not namespace.exists(names[1]) and namespace.exists(names[0]) and namespace.exists(names[2])
+    finally:
+        apply.remove_namespaces(names)
+    assert not any(namespace.exists(n) for n in names)
