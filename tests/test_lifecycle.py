@@ -113,8 +113,8 @@ def test_rollback_when_iptables_restore_fails(tmp_path):
     """A failure in the last stage (iptables) still removes every namespace already configured."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "nsenter").write_text("#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 1\n")
-    (fake / "nsenter").chmod(0o755)
+    (fake / "iptables-restore").write_text("#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 1\n")
+    (fake / "iptables-restore").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     result = run_lab("up", "flannel-vxlan", check=False, env=env)
     assert result.returncode == 2

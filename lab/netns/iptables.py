@@ -20,19 +20,27 @@ def restore_text(tables: tuple[IptablesRules, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESTORE = ["iptables-restore", "-w", "--noflush"]   # -w: wait for the xtables lock (legacy iptables shares it)
+
+
 def restore_argv(netns: str) -> list[str]:
-    """`-w`: wait for the xtables lock, which legacy iptables shares between namespaces."""
-    return ["nsenter", f"--net={namespace.path(netns)}", "iptables-restore", "-w", "--noflush"]
+    """The command that loads rules into `netns` from a process outside it."""
+    return ["nsenter", f"--net={namespace.path(netns)}", *RESTORE]
 
 
 def apply_all(plan: LabPlan) -> None:
-    """Run one iptables-restore per namespace that has rules, concurrently; fail if any refuses."""
-    targets: list[NamespacePlan] = [ns for ns in plan.namespaces if ns.iptables]
-    running = []
+    """Run one iptables-restore per namespace that has rules, concurrently; fail if any refuses.
+
+    Each is started by a helper thread from inside its namespace (a child process is born in the
+    network namespace of the thread that forks it), so no `nsenter` runs in front of each."""
+    targets = {ns.name: ns for ns in plan.namespaces if ns.iptables}
+    running: list[tuple[NamespacePlan, subprocess.Popen[str]]] = []
+
+    def start(name: str) -> None:
+        running.append((targets[name], subprocess.Popen(RESTORE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                                        stderr=subprocess.PIPE, text=True)))
     try:
-        for ns in targets:
-            running.append((ns, subprocess.Popen(restore_argv(ns.name), stdin=subprocess.PIPE,
-                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        namespace.run_in_each(list(targets), start)
     except OSError as exc:
         for _, proc in running:
             proc.kill()
