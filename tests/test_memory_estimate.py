@@ -102,3 +102,17 @@ def test_external_routers_count_exabgp_and_its_api_helper_each(tmp_path):
     assert f"{routers} ExaBGP routers" in found.describe()
     without = memory.estimate(lab.plan(topology)[0], daemons=nodes, routers=0)
     assert found.total - without.total >= routers * memory.ROUTER_BYTES
+
+
+def test_an_object_shared_by_namespaces_is_counted_once_in_the_process():
+    """Plans share immutable objects (every node's route to one remote node): the process holds one object
+    and a reference per namespace, the kernel an entry per namespace."""
+    from lab.netns.plan import LabPlan, NamespacePlan, Route
+    shared = Route("10.244.1.0/24", gateway="10.244.1.0", dev="flannel.1", onlink=True)
+    one = LabPlan("m", tuple(NamespacePlan(f"m.{i}", "node", str(i), routes=(shared,)) for i in range(100)))
+    many = LabPlan("m", tuple(NamespacePlan(f"m.{i}", "node", str(i), routes=(Route("10.244.1.0/24"),))
+                              for i in range(100)))
+    a, b = memory.estimate(one), memory.estimate(many)
+    assert a.kernel == b.kernel and a.routes == b.routes == 100
+    assert a.process == memory.PROCESS_BYTES + memory.PLAN_BYTES_PER_OBJECT + 100 * memory.PLAN_BYTES_PER_REFERENCE
+    assert b.process == memory.PROCESS_BYTES + 100 * (memory.PLAN_BYTES_PER_OBJECT + memory.PLAN_BYTES_PER_REFERENCE)

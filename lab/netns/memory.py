@@ -5,10 +5,10 @@ tables, sysctl trees, loopback; Slab + Percpu of /proc/meminfo, measured by crea
 namespaces on kernel 6.18), each network device some 60 KiB more (netdev, queues, the IPv4 and IPv6
 per-device sysctl tables, sysfs), and each neighbour, fdb entry, route or address a few hundred
 bytes (scripts/bench_neighbours.py measured a permanent neighbour at 512). The lab process holds
-the plan (a few hundred bytes per object) and forks a worker per CPU while applying it. BIRD, where
-a data plane runs it, is one process per node; an external router (`routers:`) is an ExaBGP process and
-the lab's API helper beside it; the lab's supervisor (lab/netns/supervisor.py) is one more Python process
-once any daemon runs.
+the plan (a few hundred bytes per distinct object, a reference per use of a shared one) and forks a
+worker per CPU while applying it. BIRD, where a data plane runs it, is one process per node; an
+external router (`routers:`) is an ExaBGP process and the lab's API helper beside it; the lab's
+supervisor (lab/netns/supervisor.py) is one more Python process once any daemon runs.
 
 `check` refuses a lab whose estimate exceeds what the machine has available (MemAvailable), before
 the kernel is touched, instead of letting `lab up` drive the machine into swap or the OOM killer.
@@ -28,7 +28,8 @@ NAMESPACE_BYTES = 200 * KIB      # an empty network namespace (Slab + Percpu)
 DEVICE_BYTES = 62 * KIB          # a network device (each end of a veth pair is one)
 NEIGHBOUR_BYTES = 512            # a permanent neighbour or fdb entry (scripts/bench_neighbours.py)
 ROUTE_BYTES = 256                # a route or an address (fib alias, fib_info share, nexthop)
-PLAN_BYTES_PER_OBJECT = 400      # the plan's objects in the lab process (and what a worker copies on write)
+PLAN_BYTES_PER_OBJECT = 400      # a distinct plan object in the lab process (and what a worker copies on write)
+PLAN_BYTES_PER_REFERENCE = 8     # a namespace's reference to an object it shares with others (a tuple slot)
 PROCESS_BYTES = 100 * MIB        # the lab process before its plan (Python, pyroute2, the model)
 BIRD_BYTES = 6 * MIB             # one BIRD with a full-mesh table of a few hundred routes
 # one external router: ExaBGP (29.7 MiB RSS) + the lab's API helper, lab.bgp.exabgp_api (32.9 MiB), measured
@@ -72,6 +73,7 @@ def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: 
     install (BGP), beyond the plan's."""
     namespaces = len(plan.namespaces)
     devices = entries = routes = objects = 0
+    distinct: set[int] = set()   # plans share immutable objects between namespaces (a remote node's route)
     for ns in plan.namespaces:
         for link in ns.links:
             if link.kind != "existing":
@@ -80,10 +82,13 @@ def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: 
         routes += len(ns.routes) + len(ns.addresses) + len(ns.rules)    # a policy-routing rule costs about a route
         objects += len(ns.links) + len(ns.sysctls) + len(ns.neighbours) + len(ns.fdb) + len(ns.routes) \
             + len(ns.addresses) + len(ns.rules)
+        for group in (ns.links, ns.sysctls, ns.neighbours, ns.fdb, ns.routes, ns.addresses, ns.rules):
+            distinct.update(map(id, group))
     routes += learned_routes
     kernel = (namespaces * NAMESPACE_BYTES + devices * DEVICE_BYTES + entries * NEIGHBOUR_BYTES
               + routes * ROUTE_BYTES)
-    process = PROCESS_BYTES + objects * PLAN_BYTES_PER_OBJECT * max(1, workers)
+    plan_bytes = len(distinct) * PLAN_BYTES_PER_OBJECT + objects * PLAN_BYTES_PER_REFERENCE
+    process = PROCESS_BYTES + plan_bytes * max(1, workers)
     daemon_bytes = daemons * BIRD_BYTES + routers * ROUTER_BYTES + (SUPERVISOR_BYTES if daemons or routers else 0)
     return Estimate(namespaces, devices, entries, routes, objects, daemons, routers, kernel, process, daemon_bytes)
 
