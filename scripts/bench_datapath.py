@@ -78,7 +78,7 @@ class Result:
 
     @property
     def cpu_per_gbps(self) -> float:
-        per = [c / g for c, g in zip(self.cpu_cores, self.throughput_gbps, strict=True) if g > 0]
+        per = [c / g for c, g in zip(self.cpu_cores, self.throughput_gbps, strict=False) if g > 0]
         return statistics.median(per) if per else float("nan")
 
 

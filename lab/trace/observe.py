@@ -181,7 +181,7 @@ def capture(trace: Trace, workdir: str, write: str | None) -> None:
         files = [os.path.join(tmp, f"{i}.pcap") for i in range(len(watched))]
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            for (netns, iface), path in zip(watched, files, strict=True):
+            for (netns, iface), path in zip(watched, files, strict=False):
                 procs.append(_start(netns, iface, path, bpf))
             _wait_listening(procs)
             assert trace.src.netns is not None
@@ -228,7 +228,7 @@ def _compare(trace: Trace, interfaces: list[tuple[str, str, str]], files: list[s
             last_seen = f"{netns} {iface}"
             if observed_form != form:
                 differences.append(f"{netns} {iface}: predicted {form}, seen {seen.encap}")
-    for (netns, iface), path in zip(trace.beyond, files[len(interfaces):], strict=True):
+    for (netns, iface), path in zip(trace.beyond, files[len(interfaces):], strict=False):
         linktype, found = _ours_in(path, trace, ident, ports)
         captured.append((f"{netns}:{iface}", linktype, [r for r, _ in found]))
         rows.append({"netns": netns, "iface": iface, "predicted": "not reached", "beyond_drop": True,

@@ -102,18 +102,18 @@ def _table(headings: tuple[str, ...], rows: list[list[str]]) -> str:
     """Render a table the way tablewriter's defaults do."""
     header = [_cell_lines(h) for h in headings]
     body = [[_cell_lines(cell) for cell in row] for row in rows]
-    widths = [max(cell[1] for cell in column) for column in zip(header, *body, strict=True)]
+    widths = [max(cell[1] for cell in column) for column in zip(header, *body, strict=False)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
     out = [rule]
     for line in range(max(len(lines) for lines, _ in header)):
         texts = [lines[line].upper() if line < len(lines) else "" for lines, _ in header]
-        out.append("|" + "".join(f" {_centre(t, w)} |" for t, w in zip(texts, widths, strict=True)) + "\n")
+        out.append("|" + "".join(f" {_centre(t, w)} |" for t, w in zip(texts, widths, strict=False)) + "\n")
     out.append(rule)
     for row in body:
         height = max(len(lines) for lines, _ in row)
         for line in range(height):
             cells = []
-            for (lines, _), width in zip(row, widths, strict=True):
+            for (lines, _), width in zip(row, widths, strict=False):
                 text = lines[line] if line < len(lines) else "  "
                 align = _pad_left if _DECIMAL.match(text.strip()) else _pad_right
                 cells.append(f" {align(text, width)} |")

@@ -15,7 +15,7 @@ ALIASES = {"ippool": "ippools", "ippools": "ippools", "ipp": "ippools", "nodes":
 
 
 def tabwriter(rows: list[list[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=False)]
     return "".join("".join(cell.ljust(width + 3) for cell, width in zip(row, widths, strict=True)) + "\n"
                    for row in rows)
 

@@ -86,7 +86,7 @@ class FlannelBuilder:
         except ipam.AddressConflict as exc:
             raise exc.request.where.error(("ip",), str(exc)) from None
         result = []
-        for (entry, source, namespace, ports), request in zip(pods, requests, strict=True):
+        for (entry, source, namespace, ports), request in zip(pods, requests, strict=False):
             result.append(Pod(name=entry["name"], namespace=namespace, node=entry["node"],
                               labels=labels_of(entry, source), container_ports=ports,
                               ip=addresses[request.key]))

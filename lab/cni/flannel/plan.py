@@ -101,7 +101,7 @@ def plan(topology: Topology, caps: Capabilities | None = None) -> LabPlan:
     pods: list[NamespaceBuilder] = []
     files: dict[str, str] = {}
     shared = _remote_objects(config, all_leases) if config.backend.type == "vxlan" else {}
-    for node, lease in zip(topology.nodes, all_leases, strict=True):
+    for node, lease in zip(topology.nodes, all_leases, strict=False):
         builder = underlay.node_builder(topology, under, node.name)
         external_mtu = topology.network(node.network).mtu
         remotes = [other for other in all_leases if other.node != node.name]
