@@ -8,7 +8,6 @@ every other process of the lab; it serves all nodes through sockets opened in th
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.netns import apply, daemon, namespace
+from lab.netns.unixsock import answers
 
 AGENT_READY_TIMEOUT = 30.0
 AGENT_MODULE = "lab.cni.routeagent"   # `python -m` of the route agent: how its process is started and found
@@ -67,7 +67,7 @@ def start_birds(nodes: dict[str, tuple[str, BirdPaths]], timeout: float = 30.0) 
             if process.poll() is not None:
                 problems.append(f"{node}: {daemon.tail(paths.log, 2) or f'bird exited with {process.returncode}'}")
                 del waiting[node]
-            elif _answers(paths.socket):
+            elif answers(paths.socket):
                 del waiting[node]
         if waiting:
             time.sleep(0.01)
@@ -76,19 +76,6 @@ def start_birds(nodes: dict[str, tuple[str, BirdPaths]], timeout: float = 30.0) 
         raise LabError("BIRD did not start: " + "; ".join(problems[:3]),
                        "the rendered configuration is under " + ", ".join(sorted(
                            {os.path.dirname(paths.config) for _, paths in launched.values()}))[:200])
-
-
-def _answers(socket_path: str) -> bool:
-    if not os.path.exists(socket_path):
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(socket_path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def bird_pid(paths: BirdPaths) -> int | None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.netns import pyproc
+from lab.netns.unixsock import answers, read_line
 
 SPEC_FILE = "supervisor.json"
 STATUS_FILE = "supervisor-status.json"
@@ -160,12 +161,7 @@ def request(state_dir: str, op: str, names: list[str], timeout: float = 60.0) ->
             raise LabError(f"the lab's supervisor does not answer ({exc.strerror or exc})",
                            "`lab status` shows whether it runs; `lab down` and `lab up` start a new one") from None
         sock.sendall(json.dumps({"op": op, "names": names}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_line(sock)
     finally:
         sock.close()
     answer: dict[str, Any] = json.loads(data or b"{}")
@@ -266,7 +262,7 @@ class Supervisor:
         if kind == "file":
             return os.path.exists(path)
         if kind == "socket":
-            return _answers(path)
+            return answers(path)
         return True
 
     def exited(self, daemon: Daemon) -> None:
@@ -339,13 +335,7 @@ class Supervisor:
     def answer(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(5)
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            reply = self.handle(json.loads(data or b"{}"))
+            reply = self.handle(json.loads(read_line(conn) or b"{}"))
         except (OSError, ValueError) as exc:
             reply = {"ok": False, "error": str(exc)}
         try:
@@ -453,19 +443,6 @@ def _wait_fd(fd: int, timeout: float) -> bool:
     with selectors.DefaultSelector() as one:
         one.register(fd, selectors.EVENT_READ)
         return bool(one.select(timeout))
-
-
-def _answers(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _read_pid(path: str) -> int | None:
