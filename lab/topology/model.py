@@ -330,3 +330,20 @@ class Topology:
         for pod in self.pods:
             found.setdefault(pod.node, []).append(pod)
         return {node: tuple(pods) for node, pods in found.items()}
+
+
+C = TypeVar("C", bound=DataPlaneConfig)
+
+
+def find_config(where: Topology | Cluster, kind: type[C]) -> C | None:
+    """The data-plane config of a topology or cluster when it is a `kind`, else None (its CNI is another)."""
+    cluster = where.cluster if isinstance(where, Topology) else where
+    return cluster.config if isinstance(cluster.config, kind) else None
+
+
+def config_of(where: Topology | Cluster, kind: type[C], cni: str) -> C:
+    """The `kind` config of a topology or cluster whose CNI is `cni` (anything else is the caller's bug)."""
+    config = find_config(where, kind)
+    if config is None:
+        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not {cni}")
+    return config

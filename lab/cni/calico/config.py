@@ -14,7 +14,17 @@ from typing import Any
 from lab.errors import TopologyError
 from lab.model import calico_selector
 from lab.topology import cidr as cidrs
-from lab.topology.model import BGPConfiguration, BGPPeer, CalicoConfig, CalicoNode, Cluster, IPPool, Topology
+from lab.topology.model import (
+    BGPConfiguration,
+    BGPPeer,
+    CalicoConfig,
+    CalicoNode,
+    Cluster,
+    IPPool,
+    Topology,
+    config_of,
+    find_config,
+)
 from lab.topology.yamlsource import Path
 
 API_VERSION = "projectcalico.org/v3"
@@ -57,16 +67,12 @@ SCHEMA = {
 
 def find(where: Topology | Cluster) -> CalicoConfig | None:
     """The calico config of a topology or cluster, or None when its CNI is another."""
-    cluster = where.cluster if isinstance(where, Topology) else where
-    return cluster.config if isinstance(cluster.config, CalicoConfig) else None
+    return find_config(where, CalicoConfig)
 
 
 def of(where: Topology | Cluster) -> CalicoConfig:
     """The calico config of a topology or cluster whose CNI is calico (anything else is the caller's bug)."""
-    config = find(where)
-    if config is None:
-        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not calico")
-    return config
+    return config_of(where, CalicoConfig, "calico")
 
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from lab.cni.flannel.devices import vxlan_device
 from lab.errors import TopologyError
 from lab.topology import cidr as cidrs
-from lab.topology.model import Cluster, FlannelBackend, FlannelConfig, Topology
+from lab.topology.model import Cluster, FlannelBackend, FlannelConfig, Topology, config_of, find_config
 from lab.topology.yamlsource import Path
 
 BACKEND_TYPES = ("vxlan", "host-gw", "ipip")
@@ -26,16 +26,12 @@ Fail = Callable[[Path, str, str | None], TopologyError]
 
 def find(where: Topology | Cluster) -> FlannelConfig | None:
     """The flannel config of a topology or cluster, or None when its CNI is another."""
-    cluster = where.cluster if isinstance(where, Topology) else where
-    return cluster.config if isinstance(cluster.config, FlannelConfig) else None
+    return find_config(where, FlannelConfig)
 
 
 def of(where: Topology | Cluster) -> FlannelConfig:
     """The flannel config of a topology or cluster whose CNI is flannel (anything else is the caller's bug)."""
-    config = find(where)
-    if config is None:
-        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not flannel")
-    return config
+    return config_of(where, FlannelConfig, "flannel")
 
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from lab.topology.model import ENI, Cluster, TerwayConfig, Topology
+from lab.topology.model import ENI, Cluster, TerwayConfig, Topology, config_of, find_config
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
@@ -62,16 +62,12 @@ SCHEMA = {
 
 def find(where: Topology | Cluster) -> TerwayConfig | None:
     """The terway config of a topology or cluster, or None when its CNI is another."""
-    cluster = where.cluster if isinstance(where, Topology) else where
-    return cluster.config if isinstance(cluster.config, TerwayConfig) else None
+    return find_config(where, TerwayConfig)
 
 
 def of(where: Topology | Cluster) -> TerwayConfig:
     """The terway config of a topology or cluster whose CNI is terway (anything else is the caller's bug)."""
-    config = find(where)
-    if config is None:
-        raise TypeError(f"cni {where.cluster.cni if isinstance(where, Topology) else where.cni} is not terway")
-    return config
+    return config_of(where, TerwayConfig, "terway")
 
 
 def parse(cluster: Mapping[str, Any], fail: Fail, where: Callable[[tuple[Any, ...]], str]) -> TerwayConfig:
