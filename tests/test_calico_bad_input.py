@@ -185,9 +185,10 @@ def assert_precise(result: subprocess.CompletedProcess, path: str, line: int | N
     assert message in result.stderr.splitlines()[0], f"error does not say {message!r}{shown}"
 
 
-@pytest.mark.parametrize("text, line, field, message", CASES)
-def test_bad_calico_topology_is_refused_precisely_without_root(tmp_path, monkeypatch, text, line, field, message):
-    """The table without root (in this process): the loader's error comes before `lab up` asks for root."""
+def assert_refused_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, line: int | None,
+                                field: str | None, message: str) -> None:
+    """`lab up` and `lab up --dry-run` of `text`, without root (in this process), both refuse it precisely and
+    alike: the loader's error comes before `lab up` asks for root."""
     path = str(tmp_path / "topo.yaml")
     Path(path).write_text(text)
     up = run_lab_unprivileged(monkeypatch, "up", path)
@@ -195,6 +196,12 @@ def test_bad_calico_topology_is_refused_precisely_without_root(tmp_path, monkeyp
     assert_precise(up, path, line, field, message)
     dry = run_lab_unprivileged(monkeypatch, "up", "--dry-run", path)
     assert dry.returncode == 2 and dry.stdout == "" and dry.stderr == up.stderr, dry.stderr
+
+
+@pytest.mark.parametrize("text, line, field, message", CASES)
+def test_bad_calico_topology_is_refused_precisely_without_root(tmp_path, monkeypatch, text, line, field, message):
+    """The table without root (in this process): the loader's error comes before `lab up` asks for root."""
+    assert_refused_without_root(tmp_path, monkeypatch, text, line, field, message)
 
 
 @pytest.mark.needs_root

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_lab_unprivileged
-from test_calico_bad_input import assert_precise
+from test_calico_bad_input import assert_precise, assert_refused_without_root
 
 LAB_NAME = "bad-routers"
 
@@ -92,13 +92,7 @@ def _lab(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("text, line, field, message", CASES)
 def test_bad_router_is_refused_precisely_without_root(tmp_path, monkeypatch, text, line, field, message):
     """The table without root (in this process): the loader's error comes before `lab up` asks for root."""
-    path = str(tmp_path / "topo.yaml")
-    Path(path).write_text(text)
-    up = run_lab_unprivileged(monkeypatch, "up", path)
-    assert up.stdout == "", up.stdout
-    assert_precise(up, path, line, field, message)
-    dry = run_lab_unprivileged(monkeypatch, "up", "--dry-run", path)
-    assert dry.returncode == 2 and dry.stdout == "" and dry.stderr == up.stderr, dry.stderr
+    assert_refused_without_root(tmp_path, monkeypatch, text, line, field, message)
 
 
 def test_good_router_head_is_accepted(tmp_path, monkeypatch):
