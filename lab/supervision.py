@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from lab.netns import daemon, names
+from lab.netns import names, pyproc
 from lab.netns import supervisor as sv
 from lab.netns.state import StateStore
 from lab.topology.model import Topology
@@ -54,8 +54,8 @@ def route_agent_daemons(topology: Topology, store: StateStore, runtime: dict[str
     ready = os.path.join(state_dir, "routeagent.ready")
     return [sv.DaemonSpec(
         name=ROUTE_AGENT, netns=names.underlay_netns(topology.name),
-        argv=tuple(daemon.python_argv(AGENT_MODULE, agent["spec"])),
-        log=os.path.join(state_dir, "routeagent.log"), ready=("file", ready), env=daemon.python_env(),
+        argv=tuple(pyproc.python_argv(AGENT_MODULE, agent["spec"])),
+        log=os.path.join(state_dir, "routeagent.log"), ready=("file", ready), env=pyproc.python_env(),
         clean=(ready,), pid=int(agent["pid"]))]
 
 
@@ -68,8 +68,8 @@ def probe_server_daemons(topology: Topology, store: StateStore, runtime: dict[st
     state_dir = store.lab_dir(topology.name)
     return [sv.DaemonSpec(
         name=PROBE_SERVERS, netns=names.underlay_netns(topology.name),
-        argv=tuple(daemon.python_argv("lab.probe.servers", os.path.join(state_dir, servers.SPEC_FILE))),
-        log=record["log"], ready=("file", record["ready"]), env=daemon.python_env(), clean=(record["ready"],),
+        argv=tuple(pyproc.python_argv("lab.probe.servers", os.path.join(state_dir, servers.SPEC_FILE))),
+        log=record["log"], ready=("file", record["ready"]), env=pyproc.python_env(), clean=(record["ready"],),
         pid=int(record["pid"]))]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.errors import LabError
-from lab.netns import apply, daemon, namespace
+from lab.netns import apply, daemon, namespace, pyproc
 from lab.netns.unixsock import answers
 
 AGENT_READY_TIMEOUT = 30.0
@@ -65,7 +65,7 @@ def start_birds(nodes: dict[str, tuple[str, BirdPaths]], timeout: float = 30.0) 
     while waiting and time.monotonic() < deadline:
         for node, (process, paths) in list(waiting.items()):
             if process.poll() is not None:
-                problems.append(f"{node}: {daemon.tail(paths.log, 2) or f'bird exited with {process.returncode}'}")
+                problems.append(f"{node}: {pyproc.tail(paths.log, 2) or f'bird exited with {process.returncode}'}")
                 del waiting[node]
             elif answers(paths.socket):
                 del waiting[node]

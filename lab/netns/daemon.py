@@ -47,4 +47,3 @@ def start(netns: str, module: str, spec: dict[str, Any], spec_path: str, what: s
     return process
 
 
-__all__ = ["python_argv", "python_env", "start", "tail", "write_spec"]
