@@ -165,12 +165,14 @@ def pyroute2_link(link, indexes: dict, fds: dict, create: bool):
     return msg
 
 
-def pyroute2_bridge_port(link):
+def pyroute2_bridge_port(link, mcast_flood=None, flags_only=False):
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     port: list = []
-    if link.hairpin:
+    if link.hairpin and not flags_only:
         port.append(("IFLA_BRPORT_MODE", 1))
-    if link.neigh_suppress:
+    if mcast_flood is not None:
+        port.append(("IFLA_BRPORT_MCAST_FLOOD", int(mcast_flood)))
+    if link.neigh_suppress and not flags_only:
         port.append(("IFLA_BRPORT_NEIGH_SUPPRESS", 1))
     msg = ifinfmsg()
     msg["index"] = link.index
@@ -191,6 +193,7 @@ def links_of_every_kind():
              peer=VethPeer("eth0", "lab.default.web", 2, mtu=1450, mac="0a:58:0a:f4:01:05")),
         Link("node1", "veth", 6, mtu=1500, mac="02:42:c0:a8:0a:0b", master="lan",
              peer=VethPeer("eth0", "lab.node1", 2, mtu=1500, mac="02:42:c0:a8:0a:0c")),
+        Link("node2", "veth", 6, mtu=1500, master="lan", quiet=True, peer=VethPeer("eth0", "lab.node2", 2)),
         Link("veth5", "veth", 6, master="cni0", neigh_suppress=True, peer=VethPeer("eth0", "lab.node1", 2)),
         Link("veth6", "veth", 7, master="cni0", hairpin=True, neigh_suppress=True,
              peer=VethPeer("eth0", "lab.node1", 2)),
@@ -209,13 +212,18 @@ def links_of_every_kind():
 def test_link_messages_match_pyroute2(link):
     from lab.netns import netlink
     indexes = {"cni0": 4, "lan": 2, "eth0": 2}
-    fds = {"lab.default.web": 17, "lab.node1": 18}
+    fds = {"lab.default.web": 17, "lab.node1": 18, "lab.node2": 19}
     create = link.kind != "existing"
     fast = (netlink._new_link(link, indexes, fds, 12) if create else netlink._existing_link(link, 12))
     assert fast == pyroute2_bytes(pyroute2_link(link, indexes, fds, create), 16, 12,
                                   netlink.CREATE if create else netlink.MODIFY)
     if link.hairpin or link.neigh_suppress:
         assert netlink._bridge_port(link, 13) == pyroute2_bytes(pyroute2_bridge_port(link), 16, 13, netlink.MODIFY)
+    for flood in (False, True):   # a quiet switch port: made without multicast flooding, opened once the lab is built
+        assert (netlink._bridge_port(link, 14, mcast_flood=flood)
+                == pyroute2_bytes(pyroute2_bridge_port(link, flood), 16, 14, netlink.MODIFY))
+        assert (netlink._bridge_port(link, 15, mcast_flood=flood, flags_only=True)
+                == pyroute2_bytes(pyroute2_bridge_port(link, flood, flags_only=True), 16, 15, netlink.MODIFY))
 
 
 @pytest.mark.parametrize("cidr,broadcast", [("10.244.1.1/24", True), ("10.244.1.0/32", False),

@@ -228,3 +228,23 @@ def test_iptables_rules_are_flanneld_s(lab):
             f"-A FLANNEL-POSTRTG -s {net} ! -d 224.0.0.0/4 {masq} -j MASQUERADE --random-fully",
             f"-A FLANNEL-POSTRTG ! -s {net} -d {net} {masq} -j MASQUERADE --random-fully",
         ], node.name
+
+
+def test_underlay_switch_floods_multicast_once_built(lab):
+    """The segment switches hold multicast back only while the lab is built (lab/netns/apply.py): once it is
+    up, every node's switch port floods multicast again, so IPv6 neighbour discovery between nodes (a
+    solicitation to the target's solicited-node multicast group) works, as on a switch's default."""
+    spec, _ = lab
+    underlay = f"{spec.lab}._underlay"
+    ports = json.loads(subprocess.run(["bridge", "-n", underlay, "-d", "-j", "link", "show"], check=True,
+                                      capture_output=True, text=True).stdout)
+    flooding = {port["ifname"]: port.get("mcast_flood") for port in ports}
+    assert flooding == {node.name: True for node in spec.nodes}
+    first, second = spec.nodes[0], spec.nodes[1]
+    address = json.loads(subprocess.run(["ip", "-n", spec.node_netns(second), "-j", "-6", "addr", "show", "dev",
+                                         "eth0", "scope", "link"], check=True, capture_output=True, text=True).stdout)
+    link_local = address[0]["addr_info"][0]["local"]
+    # -w: until answered, for up to 5 s (a node's link-local address is tentative for its first second or two)
+    ping = subprocess.run(["ip", "netns", "exec", spec.node_netns(first), "ping", "-6", "-c", "1", "-w", "5",
+                           f"{link_local}%eth0"], capture_output=True, text=True)
+    assert ping.returncode == 0, ping.stdout + ping.stderr

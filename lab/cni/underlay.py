@@ -71,7 +71,7 @@ def router_builders(topology: Topology, underlay: NamespaceBuilder) -> list[Name
             network = topology.network(link.network)
             port = f"{router.name}.{index}"
             underlay.veth(port, host, f"eth{index}", mtu=network.mtu, master=network.name,
-                          peer_mac=identity.nic_mac(topology.name, port))
+                          peer_mac=identity.nic_mac(topology.name, port), quiet=True)
             host.address(f"eth{index}", f"{link.ip}/{network.cidr.prefixlen}")
         host.sysctl("net/ipv4/ip_forward", 1)
         host.note(f"an external BGP router (ExaBGP, AS {router.as_number}): no kubelet, no CNI")
@@ -85,6 +85,6 @@ def _attach(topology: Topology, underlay: NamespaceBuilder, host: NamespaceBuild
     address and a default route via `gateway` (default: the segment's gateway)."""
     network = topology.network(network_name)
     underlay.veth(host.owner, host, "eth0", mtu=network.mtu, master=network.name,
-                  peer_mac=identity.nic_mac(topology.name, host.owner))
+                  peer_mac=identity.nic_mac(topology.name, host.owner), quiet=True)
     host.address("eth0", f"{ip}/{network.cidr.prefixlen}")
     host.route("0.0.0.0/0", gateway=gateway or str(network.gateway), dev="eth0")

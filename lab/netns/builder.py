@@ -81,11 +81,12 @@ class NamespaceBuilder:
 
     def veth(self, name: str, peer: NamespaceBuilder, peer_name: str, *, mtu: int | None = None,
              master: str | None = None, hairpin: bool = False, peer_mac: str | None = None,
-             mac: str | None = None, neigh_suppress: bool = False) -> Link:
-        """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`."""
+             mac: str | None = None, neigh_suppress: bool = False, quiet: bool = False) -> Link:
+        """A veth pair whose far end `peer_name` lands, up, in the namespace `peer`; `quiet`: a switch port
+        that floods no multicast until the lab is built (see lab/netns/apply.py)."""
         peer_index = peer.reserve_index()
         link = self.add_link(name, "veth", mtu=mtu, mac=mac, master=master, hairpin=hairpin,
-                             neigh_suppress=neigh_suppress,
+                             neigh_suppress=neigh_suppress, quiet=quiet,
                              peer=VethPeer(name=peer_name, netns=peer.name, index=peer_index, mtu=mtu, mac=peer_mac))
         peer.links.append(Link(name=peer_name, kind="existing", index=peer_index))
         return link

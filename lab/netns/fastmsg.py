@@ -22,7 +22,7 @@ U8, U32, BE16 = struct.Struct("=B"), struct.Struct("=I"), struct.Struct(">H")
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_TXQLEN, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 13, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
-IFLA_BRPORT_MODE, IFLA_BRPORT_NEIGH_SUPPRESS = 4, 32
+IFLA_BRPORT_MODE, IFLA_BRPORT_MCAST_FLOOD, IFLA_BRPORT_NEIGH_SUPPRESS = 4, 27, 32
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_TTL, IFLA_VXLAN_TOS, IFLA_VXLAN_LEARNING = 1, 3, 4, 5, 6, 7
 IFLA_VXLAN_PROXY, IFLA_VXLAN_RSC, IFLA_VXLAN_L2MISS, IFLA_VXLAN_L3MISS, IFLA_VXLAN_PORT = 11, 12, 13, 14, 15
 IFLA_VXLAN_UDP_ZERO_CSUM6_TX, IFLA_VXLAN_UDP_ZERO_CSUM6_RX = 19, 20
@@ -116,10 +116,12 @@ def ipip_data(local: str) -> bytes:
             + nla(IFLA_IPTUN_TOS, U8.pack(0)) + nla(IFLA_IPTUN_PMTUDISC, U8.pack(0)))
 
 
-def bridge_port(mode: int | None, neigh_suppress: bool) -> bytes:
-    """IFLA_LINKINFO for a bridge port: slave kind bridge; IFLA_BRPORT_MODE `mode` unless None, then
-    IFLA_BRPORT_NEIGH_SUPPRESS on when asked."""
+def bridge_port(mode: int | None, neigh_suppress: bool, mcast_flood: bool | None = None) -> bytes:
+    """IFLA_LINKINFO for a bridge port: slave kind bridge; IFLA_BRPORT_MODE `mode` unless None,
+    IFLA_BRPORT_MCAST_FLOOD unless None, then IFLA_BRPORT_NEIGH_SUPPRESS on when asked."""
     port = nla(IFLA_BRPORT_MODE, U8.pack(mode)) if mode is not None else b""
+    if mcast_flood is not None:
+        port += nla(IFLA_BRPORT_MCAST_FLOOD, U8.pack(int(mcast_flood)))
     if neigh_suppress:
         port += nla(IFLA_BRPORT_NEIGH_SUPPRESS, U8.pack(1))
     return nla(IFLA_LINKINFO, nla(IFLA_INFO_SLAVE_KIND, _string("bridge")) + nla(IFLA_INFO_SLAVE_DATA, port))

@@ -147,7 +147,8 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int],
                     sysctls: procfs.SysctlWriter | None = None, cache: MessageCache | None = None) -> list[Failure]:
     """Apply `plan`; the calling thread must already be inside `plan.name`. `sysctls` is the thread's
     writer (lab/netns/procfs.py); without one, sysctls go through /proc. `cache` is the thread's
-    MessageCache, kept from one namespace to the next."""
+    MessageCache, kept from one namespace to the next. Quiet switch ports are left quiet: `flood_again`
+    opens them once the whole lab is configured."""
     writer = sysctls or procfs.SysctlWriter(private=False)
     if plan.sysctls:
         writer.begin_namespace()
@@ -156,7 +157,7 @@ def apply_namespace(plan: NamespacePlan, netns_fds: dict[str, int],
     try:
         _grow_receive_buffer(sock)
         sock.bind((0, 0))
-        failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds))
+        failures = _exchange(sock, plan.name, _link_batch(plan, indexes, netns_fds, quiet=True))
         failures += _tun_devices(sock, plan, indexes)
         failures += [f for s in plan.sysctls if (f := _write_sysctl(writer, plan.name, s))]
         failures += _exchange(sock, plan.name, _object_batch(plan, indexes, cache or MessageCache()))
@@ -176,7 +177,7 @@ def apply_to_running(plan: NamespacePlan) -> list[Failure]:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
         sock.bind((0, 0))
-        failures = _exchange(sock, plan.name, _link_batch(fragment, {}, {}))
+        failures = _exchange(sock, plan.name, _link_batch(fragment, {}, {}, quiet=False))
         indexes = {link.name: socket.if_nametoindex(link.name) for link in links if link.kind != "tun"}
         failures += _tun_devices(sock, fragment, indexes)
         writer = procfs.SysctlWriter(private=False)   # a live change's few sysctls go through /proc
@@ -272,7 +273,8 @@ def _tun_devices(sock: socket.socket, plan: NamespacePlan, indexes: dict[str, in
     return failures + (_exchange(sock, plan.name, batch) if batch.messages else [])
 
 
-def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[str, int]) -> Batch:
+def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[str, int], quiet: bool) -> Batch:
+    """The devices' messages; `quiet`: the plan's quiet switch ports are made without multicast flooding."""
     batch = Batch()
     for link in plan.links:
         if link.kind == "tun":
@@ -281,9 +283,26 @@ def _link_batch(plan: NamespacePlan, indexes: dict[str, int], netns_fds: dict[st
             batch.add_bytes(_existing_link(link, batch.next_seq), link)
             continue
         batch.add_bytes(_new_link(link, indexes, netns_fds, batch.next_seq), link)
-        if link.hairpin or link.neigh_suppress:
-            batch.add_bytes(_bridge_port(link, batch.next_seq), link)
+        silent = quiet and link.quiet
+        if link.hairpin or link.neigh_suppress or silent:
+            batch.add_bytes(_bridge_port(link, batch.next_seq, mcast_flood=False if silent else None), link)
     return batch
+
+
+def flood_again(plan: NamespacePlan) -> list[Failure]:
+    """Let the plan's quiet switch ports flood multicast again, the kernel's default (see lab/netns/apply.py).
+    The calling thread must be inside `plan.name`."""
+    batch = Batch()
+    for link in plan.links:
+        if link.quiet:
+            batch.add_bytes(_bridge_port(link, batch.next_seq, mcast_flood=True, flags_only=True), link)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        _grow_receive_buffer(sock)
+        sock.bind((0, 0))
+        return _exchange(sock, plan.name, batch)
+    finally:
+        sock.close()
 
 
 def _object_batch(plan: NamespacePlan, indexes: dict[str, int], cache: MessageCache) -> Batch:
@@ -363,11 +382,12 @@ def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int], se
     return fastmsg.link(RTM_NEWLINK, CREATE, seq, index=link.index, ifi_flags=flags, change=flags, attrs=attrs)
 
 
-def _bridge_port(link: Link, seq: int) -> bytes:
-    """The bridge-port flags of `link`: hairpin mode, neighbour suppression."""
+def _bridge_port(link: Link, seq: int, mcast_flood: bool | None = None, flags_only: bool = False) -> bytes:
+    """The bridge-port flags of `link`: hairpin mode, multicast flooding (None: left as it is), neighbour
+    suppression; `flags_only`: multicast flooding alone."""
+    hairpin = BRIDGE_MODE_HAIRPIN if link.hairpin and not flags_only else None
     return fastmsg.link(RTM_NEWLINK, MODIFY, seq, index=link.index,
-                        attrs=fastmsg.bridge_port(BRIDGE_MODE_HAIRPIN if link.hairpin else None,
-                                                  link.neigh_suppress))
+                        attrs=fastmsg.bridge_port(hairpin, link.neigh_suppress and not flags_only, mcast_flood))
 
 
 def _address(address: Address, indexes: dict[str, int], seq: int) -> bytes:

@@ -52,6 +52,7 @@ class Link:
     up: bool = True
     hairpin: bool = False
     neigh_suppress: bool = False    # a bridge port whose known neighbours the bridge answers ARP for itself
+    quiet: bool = False             # a switch port that floods no multicast until the lab is built (apply.py)
     peer: VethPeer | None = None
     vxlan: Vxlan | None = None
     ipip_local: str | None = None   # ipip: IFLA_IPTUN_LOCAL (flannel.ipip); None: `local any`

@@ -90,6 +90,11 @@ def lines(plan: LabPlan) -> Iterator[str]:
         if ns.iptables:
             yield iptables_shell(ns)
         yield from impairments.commands(ns)
+    reopen = flood_again_commands(plan)
+    if reopen:
+        yield ""
+        yield "# every namespace configured: the switch ports flood multicast again"
+        yield from (command.shell() for command in reopen)
     for path, content in plan.files.items():
         yield ""
         yield f"# file {path}"
@@ -166,7 +171,19 @@ def _link_args(link: Link) -> list[tuple[str, ...]]:
         commands.append(("link", "set", "dev", link.name, "type", "bridge_slave", "hairpin", "on"))
     if link.neigh_suppress:
         commands.append(("link", "set", "dev", link.name, "type", "bridge_slave", "neigh_suppress", "on"))
+    if link.quiet:
+        commands.append(_flood_args(link, "off"))
     return commands
+
+
+def _flood_args(link: Link, state: str) -> tuple[str, ...]:
+    return ("link", "set", "dev", link.name, "type", "bridge_slave", "mcast_flood", state)
+
+
+def flood_again_commands(plan: LabPlan) -> list[Command]:
+    """Once every namespace is configured, the quiet switch ports flood multicast again (lab/netns/apply.py)."""
+    return [Command("ip", ns.name, _flood_args(link, "on")) for ns in plan.namespaces for link in ns.links
+            if link.quiet]
 
 
 def _sysctl_arg(sysctl: Sysctl) -> str:
