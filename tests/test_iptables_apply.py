@@ -43,7 +43,7 @@ def test_each_namespace_gets_its_own_rules_and_the_host_none():
     host = hoststate.snapshot()
     namespace.create_many(names)
     try:
-        iptables.apply_all(plan)
+        assert apply.configure_all(plan) == []
         for i, name in enumerate(names):
             expected = [] if i == 1 else [
                 ":FLANNEL-FWD - [0:0]", '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
@@ -62,8 +62,11 @@ def test_a_refused_table_names_its_namespace():
                                   NamespacePlan(names[1], "node", "b", iptables=bad)))
     namespace.create_many(names)
     try:
+        failures = apply.configure_all(plan)
+        assert [(f.netns, f.what) for f in failures] == [("ipt-refuse.1", iptables.WHAT)]
+        assert "NO-SUCH-CHAIN" in str(failures[0]) or "line 2 failed" in str(failures[0]), str(failures[0])
         with pytest.raises(ApplyError, match=r"iptables-restore refused the rules of ipt-refuse\.1: "):
-            iptables.apply_all(plan)
+            raise apply._refused(failures)
     finally:
         apply.remove_namespaces(names)
 

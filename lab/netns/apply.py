@@ -38,8 +38,8 @@ class FaultInjected(RuntimeError):
 
 def apply_plan(plan: LabPlan, fail_after: int | None = None, parallelism: workers_.Parallelism | None = None
                ) -> None:
-    """Create every namespace, then configure them (on every CPU, lab.netns.workers), then load tc and
-    iptables.
+    """Create every namespace, then configure them (on every CPU, lab.netns.workers: devices, addresses,
+    routes, iptables), then open the quiet switch ports and load tc.
 
     On failure the caller rolls back (removes the plan's namespaces). `fail_after=N` raises
     FaultInjected on reaching the namespace at position N of the plan (whichever worker configures
@@ -58,17 +58,25 @@ def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallel
                          "run `lab cleanup` to remove what an earlier lab left behind") from None
     failures = configure_all(plan, fail_after, parallelism)
     if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise ApplyError(f"the kernel refused {failures[0]}{more}",
-                         "the lab was rolled back; `lab up --dry-run` shows the commands it tried")
+        raise _refused(failures)
     flood_again(plan)
     tc.apply_all(plan)
-    iptables.apply_all(plan)
+
+
+def _refused(failures: list[netlink.Failure]) -> ApplyError:
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    if first.what == iptables.WHAT:
+        message = f"iptables-restore refused the rules of {first.netns}: {first.detail}{more}"
+    else:
+        message = f"the kernel refused {first}{more}"
+    return ApplyError(message, "the lab was rolled back; `lab up --dry-run` shows the commands it tried")
 
 
 def configure_all(plan: LabPlan, fail_after: int | None = None, parallelism: workers_.Parallelism | None = None
                   ) -> list[netlink.Failure]:
-    """Every namespace's devices, sysctls, addresses, neighbours, fdb entries and routes; the refusals."""
+    """Every namespace's devices, sysctls, addresses, neighbours, fdb entries, routes, then its iptables rules
+    (loaded by the worker that configured it, so they overlap the other workers' netlink); the refusals."""
     fds = netlink.open_netns_fds([ns.name for ns in plan.namespaces])
     position = {ns.name: i for i, ns in enumerate(plan.namespaces)}
     local = threading.local()   # each worker thread: sysctls through a procfs of its own, a message cache
@@ -79,9 +87,13 @@ def configure_all(plan: LabPlan, fail_after: int | None = None, parallelism: wor
         if not hasattr(local, "sysctls"):
             local.sysctls, local.messages = procfs.SysctlWriter(), netlink.MessageCache()
         try:
-            return netlink.apply_namespace(ns, fds, local.sysctls, local.messages)
+            failures = netlink.apply_namespace(ns, fds, local.sysctls, local.messages)
         except OSError as exc:
             return [netlink.Failure(ns.name, "the netlink exchange", exc.errno or 1)]
+        complaint = iptables.restore_here(ns) if ns.iptables else None
+        if complaint is not None:
+            failures.append(netlink.Failure(ns.name, iptables.WHAT, 0, complaint))
+        return failures
 
     try:
         return workers_.configure_waves(plan, configure, parallelism or workers_.Parallelism())

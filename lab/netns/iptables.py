@@ -1,12 +1,10 @@
-"""Load iptables rules into namespaces with iptables-restore: atomic per table, all namespaces at once."""
+"""Load iptables rules into namespaces with iptables-restore: atomic per table, one process per namespace."""
 
 from __future__ import annotations
 
 import subprocess
 
-from lab.errors import ApplyError
-from lab.netns import namespace
-from lab.netns.plan import IptablesRules, LabPlan, NamespacePlan
+from lab.netns.plan import IptablesRules, NamespacePlan
 
 
 def restore_text(tables: tuple[IptablesRules, ...]) -> str:
@@ -21,40 +19,16 @@ def restore_text(tables: tuple[IptablesRules, ...]) -> str:
 
 
 RESTORE = ["iptables-restore", "-w", "--noflush"]   # -w: wait for the xtables lock (legacy iptables shares it)
+WHAT = "iptables rules"   # what a refusal names (netlink.Failure.what)
 
 
-def restore_argv(netns: str) -> list[str]:
-    """The command that loads rules into `netns` from a process outside it."""
-    return ["nsenter", f"--net={namespace.path(netns)}", *RESTORE]
-
-
-def apply_all(plan: LabPlan) -> None:
-    """Run one iptables-restore per namespace that has rules, concurrently; fail if any refuses.
-
-    Each is started by a helper thread from inside its namespace (a child process is born in the
-    network namespace of the thread that forks it), so no `nsenter` runs in front of each."""
-    targets = {ns.name: ns for ns in plan.namespaces if ns.iptables}
-    running: list[tuple[NamespacePlan, subprocess.Popen[str]]] = []
-
-    def start(name: str) -> None:
-        running.append((targets[name], subprocess.Popen(RESTORE, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                                        stderr=subprocess.PIPE, text=True)))
+def restore_here(ns: NamespacePlan) -> str | None:
+    """Load `ns`'s rules with one iptables-restore started by the calling thread, which must be inside `ns`
+    (a child process is born in the network namespace of the thread that forks it). Returns
+    iptables-restore's complaint when it refused them, None when it loaded them."""
     try:
-        namespace.run_in_each(list(targets), start)
+        done = subprocess.run(RESTORE, input=restore_text(ns.iptables), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, check=False)
     except OSError as exc:
-        for _, proc in running:
-            proc.kill()
-            proc.wait()
-        raise ApplyError(f"cannot run iptables-restore: {exc.strerror}", "run `sudo scripts/install-deps.sh`") from None
-    failures = []
-    for ns, proc in running:
-        try:
-            _, error = proc.communicate(restore_text(ns.iptables))
-        except BrokenPipeError:
-            error = "iptables-restore exited before reading its input"
-            proc.wait()
-        if proc.returncode != 0:
-            failures.append(f"{ns.name}: {error.strip()}")
-    if failures:
-        raise ApplyError(f"iptables-restore refused the rules of {failures[0]}",
-                         "the lab was rolled back; `lab up --dry-run` shows the rules it tried")
+        return f"cannot run iptables-restore: {exc.strerror} (run `sudo scripts/install-deps.sh`)"
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")

@@ -59,8 +59,11 @@ class Failure:
     netns: str
     what: Any
     code: int
+    detail: str | None = None   # what the refusal said, when it was not an errno (iptables-restore's message)
 
     def __str__(self) -> str:
+        if self.detail is not None:
+            return f"{self.netns}: {describe(self.what)}: {self.detail}"
         return f"{self.netns}: {describe(self.what)}: {os.strerror(self.code)} (errno {self.code})"
 
 
