@@ -41,7 +41,8 @@ PHASES = [
     ("lab.netns.namespace", "run_in_each", "netlink + sysctls per namespace"),   # before issue 17
     ("lab.netns.apply", "configure_all", "netlink + sysctls per namespace"),
     ("lab.netns.tc", "apply_all", "tc qdiscs/BPF"),
-    ("lab.netns.iptables", "apply_all", "iptables-restore per node"),
+    ("lab.netns.iptables", "apply_all", "iptables-restore per node"),   # before issue 17's third pass
+    ("lab.netns.apply", "flood_again", "switch ports flood again"),
     ("lab.netns.impairments", "apply", "impairments"),
     ("lab.netns.state", "StateStore.write_files", "state files"),
     ("lab.cni", "start", "data-plane daemons"),
@@ -71,6 +72,21 @@ def instrument(totals: dict[str, float]) -> None:
         setattr(target, name, functools.wraps(original)(timed))
 
 
+def time_waves(waves: list[tuple[int, int, float]]) -> None:
+    """Record each configuration wave: (namespaces, shares, seconds). The waves run inside the
+    "netlink + sysctls per namespace" phase (lab/netns/workers.py)."""
+    from lab.netns import workers
+    original = workers._run_wave
+
+    def timed(parts, configure):
+        start = time.perf_counter()
+        try:
+            return original(parts, configure)
+        finally:
+            waves.append((sum(len(part) for part in parts), len(parts), time.perf_counter() - start))
+    workers._run_wave = timed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=300)
@@ -89,6 +105,8 @@ def main() -> int:
     bench_up.settle()   # let the kernel finish freeing earlier labs' namespaces first
     totals: dict[str, float] = defaultdict(float)
     instrument(totals)
+    waves: list[tuple[int, int, float]] = []
+    time_waves(waves)
     lab = Lab()
     with tempfile.TemporaryDirectory(prefix="profile-up-") as tmp:
         name = f"prof{args.nodes}"
@@ -110,10 +128,14 @@ def main() -> int:
     for phase in dict.fromkeys(phase for _, _, phase in PHASES):
         if totals.get(phase):
             print(f"  {phase:<34} {totals[phase]:8.2f} s  {100 * totals[phase] / total:5.1f} %")
+        if phase == "netlink + sysctls per namespace":
+            for level, (count, shares, seconds) in enumerate(waves):
+                print(f"    wave {level}: {count:>6} namespaces, {shares} shares {seconds:8.2f} s")
     print(f"  {'other':<34} {total - accounted:8.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "cni": args.cni,
-                                               "up_s": total, "down_s": down, "phases": totals}, indent=1))
+                                               "up_s": total, "down_s": down, "phases": totals,
+                                               "waves": waves}, indent=1))
     return 0
 
 
