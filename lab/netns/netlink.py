@@ -299,11 +299,16 @@ def flood_again(plan: NamespacePlan) -> list[Failure]:
     for link in plan.links:
         if link.quiet:
             batch.add_bytes(_bridge_port(link, batch.next_seq, mcast_flood=True, flags_only=True), link)
+    return _send(plan.name, batch)
+
+
+def _send(netns: str, batch: Batch) -> list[Failure]:
+    """Exchange `batch` over a socket of its own, in the namespace the calling thread is in."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     try:
         _grow_receive_buffer(sock)
         sock.bind((0, 0))
-        return _exchange(sock, plan.name, batch)
+        return _exchange(sock, netns, batch)
     finally:
         sock.close()
 
@@ -341,13 +346,7 @@ def restore_objects(plan: NamespacePlan, indexes: dict[str, int]) -> list[Failur
     for route in plan.routes:
         if route.dev is None or route.dev in indexes:
             batch.add_bytes(_route(route, indexes, batch.next_seq), route)
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    try:
-        _grow_receive_buffer(sock)
-        sock.bind((0, 0))
-        return _exchange(sock, plan.name, batch)
-    finally:
-        sock.close()
+    return _send(plan.name, batch)
 
 
 def _existing_link(link: Link, seq: int) -> bytes:
