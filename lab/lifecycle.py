@@ -149,7 +149,7 @@ class Lab:
         self._check_free(plan)
         capabilities.require(caps, _needed_kinds(plan), topology.source)
         if any(ns.iptables for ns in plan.namespaces):
-            capabilities.require_tools(caps, ["iptables-restore", "nsenter"], topology.source)
+            capabilities.require_tools(caps, ["iptables-restore"], topology.source)
         capabilities.require_tools(caps, cni.dataplane(topology).tools(topology), topology.source)
         if topology.cluster.enforcer != "none":
             capabilities.require_tools(caps, ["ipset", "iptables-restore"], topology.source)

@@ -6,15 +6,16 @@ For each size it measures, as a user would see them:
             reached one pod on the next node (a ring of N ICMP probes, all answered)
   floor     `ip -batch` creating the same namespaces and veth pairs, and nothing else (issue 17's floor)
   ratio     up / floor
-  down      `lab down`, and the leftovers after it (namespaces, state, processes)
+  down      `lab down`, and the leftovers after it (namespaces, state, processes started in any other
+            network namespace, host links added or removed)
   peak RSS  of the `lab up` process (the largest of it and its worker processes, from wait4)
   kernel    Slab + Percpu of /proc/meminfo, lab up minus before (other agents' labs add noise)
   estimate  what `lab up` estimated it would need (lab/netns/memory.py), against MemAvailable
 Every figure is printed per run; with --repeat, the median row follows.
 
 Sizes: by default 3, 10, 50 and 100 nodes of flannel-vxlan. Flags add the big ones:
-  --big      300 nodes (about 5 GB)          --huge   1000 nodes (about 15 GB: checked against
-  --calico   a calico-bgp-mesh row, 300 nodes            MemAvailable before it starts)
+  --big      300 nodes (about 1.5 GB)        --huge   1000 nodes (about 6 GB: `lab up` checks its
+  --calico   a calico-bgp-mesh row, 300 nodes            estimate against MemAvailable before it starts)
   --terway   a Terway ENIIP row, 100 nodes (issue 16: pods on ENI secondary IPs, two ENIs per node)
 Targets (issues 2 and 17): 100 x 10 up <= 10 s; 300 x 10 <= 1.3x the floor; 1000 x 10 <= 90 s and
 <= 1.6x the floor, down <= 10 s; no leftovers. The kernel and the machine are shared: run big sizes a
@@ -124,11 +125,34 @@ def run_measured(argv: list[str]) -> tuple[float, int, str]:
     return elapsed, usage.ru_maxrss, text
 
 
-def leftovers(lab: str) -> dict[str, int]:
+def processes_elsewhere() -> set[int]:
+    """Processes in another network namespace than this one (what a lab starts runs in its namespaces, and
+    a process that outlived `lab down` still holds its unmounted namespace)."""
+    here = os.stat("/proc/self/ns/net").st_ino
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/net").st_ino != here:
+                    found.add(int(entry.name))
+            except OSError:   # gone meanwhile
+                pass
+    return found
+
+
+def host_links() -> list[str]:
+    return sorted(subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
+                                 ).stdout.split("\n"))
+
+
+def leftovers(lab: str, processes_before: set[int], links_before: list[str]) -> dict[str, int]:
+    """What `lab down` left: the lab's namespaces and state, processes started since `processes_before` in
+    other namespaces, and host links that were not there before (or went)."""
     ns = [n for n in namespace.list_all() if names.is_lab_netns(n, lab)]
-    inodes = {namespace.inode(n) for n in ns}
-    procs = sum(len(p) for p in namespace.pids_by_namespace({i for i in inodes if i}).values())
-    return {"namespaces": len(ns), "state": int(os.path.exists(f"/run/lab/{lab}")), "processes": procs}
+    links_now = {line.split(":", 2)[1].strip() for line in host_links() if line}
+    links_then = {line.split(":", 2)[1].strip() for line in links_before if line}
+    return {"namespaces": len(ns), "state": int(os.path.exists(f"/run/lab/{lab}")),
+            "processes": len(processes_elsewhere() - processes_before), "host_links": len(links_now ^ links_then)}
 
 
 def floor(plan, workdir: Path) -> float:
@@ -166,6 +190,7 @@ def bench(nodes: int, pods: int, cni: str, workdir: Path, run: int) -> dict:
     pairs = probe_pairs(topology)
     settled = settle()
 
+    processes_before, links_before = processes_elsewhere(), host_links()
     kernel_before = kernel_bytes()
     start = time.perf_counter()
     _, peak_kib, output = run_measured(LAB + ["up", "--timeout", "600", str(path)])
@@ -173,7 +198,7 @@ def bench(nodes: int, pods: int, cni: str, workdir: Path, run: int) -> dict:
     up = time.perf_counter() - start
     kernel = kernel_bytes() - kernel_before
     down, _, _ = run_measured(LAB + ["down", name])
-    left = leftovers(name)
+    left = leftovers(name, processes_before, links_before)
     print(f"        {cni} {nodes}: up {up:.2f} s ({answered}/{len(pairs)} answered), down {down:.2f} s, "
           f"peak RSS {peak_kib / 1024:.0f} MiB, kernel {kernel / 2**20:.0f} MiB; now the floor", flush=True)
 
@@ -196,7 +221,8 @@ def line(row: dict) -> str:
     return (f"{row['cni']:<7} {row['nodes']:>5} {row['namespaces']:>6} {row['probes']:>6} {row['answered']:>6} "
             f"{row['up_s']:>7.2f} {row['floor_s']:>7.2f} {row['ratio']:>5.2f} {row['down_s']:>6.2f} "
             f"{row['peak_rss_mib']:>7} {row['kernel_mib']:>8} {row['kernel_kib_per_netns']:>6}  "
-            f"ns={left['namespaces']} state={left['state']} procs={left['processes']}")
+            f"ns={left['namespaces']} state={left['state']} procs={left['processes']} "
+            f"host_links={left.get('host_links', 0)}")
 
 
 def median(rows: list[dict]) -> dict:
@@ -212,7 +238,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, nargs="*", default=[3, 10, 50, 100])
     parser.add_argument("--big", action="store_true", help="add 300 nodes (flannel-vxlan)")
-    parser.add_argument("--huge", action="store_true", help="add 1000 nodes (flannel-vxlan; about 15 GB)")
+    parser.add_argument("--huge", action="store_true", help="add 1000 nodes (flannel-vxlan; about 6 GB)")
     parser.add_argument("--calico", type=int, nargs="?", const=300, metavar="N",
                         help="add a calico-bgp-mesh row of N nodes (default 300)")
     parser.add_argument("--terway", type=int, nargs="?", const=100, metavar="N",

@@ -7,7 +7,7 @@ being profiled). Work that runs on helper threads or in worker processes is time
 the call that waits for it. `--py-spy FILE` also records py-spy's collapsed stacks (pip install py-spy;
 flamegraph.pl draws them).
 
-Usage (as root): .venv/bin/python scripts/profile_up.py --nodes 300 [--pods 10] [--cni flannel|calico]
+Usage (as root): .venv/bin/python scripts/profile_up.py --nodes 300 [--pods 10] [--cni flannel|calico] [--workers N]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_up  # noqa: E402  (the topology generator)
 
 from lab.lifecycle import Lab  # noqa: E402
+from lab.netns import workers  # noqa: E402
 
 # (module, attribute, phase): the functions `lab up` calls, in the order it calls them.
 PHASES = [
@@ -38,8 +39,8 @@ PHASES = [
     ("lab.lifecycle", "Lab._preflight", "preflight checks"),
     ("lab.netns.state", "StateStore.save", "state writing"),
     ("lab.netns.namespace", "create_many", "namespace creation"),
-    ("lab.netns.namespace", "run_in_each", "netlink + sysctls per namespace"),   # before issue 17
-    ("lab.netns.apply", "configure_all", "netlink + sysctls per namespace"),
+    ("lab.netns.namespace", "run_in_each", "configure (netlink, sysctls, iptables)"),   # before issue 17
+    ("lab.netns.apply", "configure_all", "configure (netlink, sysctls, iptables)"),
     ("lab.netns.tc", "apply_all", "tc qdiscs/BPF"),
     ("lab.netns.iptables", "apply_all", "iptables-restore per node"),   # before issue 17's third pass
     ("lab.netns.apply", "flood_again", "switch ports flood again"),
@@ -74,8 +75,7 @@ def instrument(totals: dict[str, float]) -> None:
 
 def time_waves(waves: list[tuple[int, int, float]]) -> None:
     """Record each configuration wave: (namespaces, shares, seconds). The waves run inside the
-    "netlink + sysctls per namespace" phase (lab/netns/workers.py)."""
-    from lab.netns import workers
+    "configure" phase (lab/netns/workers.py)."""
     original = workers._run_wave
 
     def timed(parts, configure):
@@ -92,6 +92,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--pods", type=int, default=10)
     parser.add_argument("--cni", choices=["flannel", "calico"], default="flannel")
+    parser.add_argument("--workers", type=int, help="configure the namespaces with this many workers (default: one "
+                        "per CPU; 1: all in the lab process, to see what the other CPUs add)")
     parser.add_argument("--py-spy", help="record py-spy's collapsed stacks of the up into this file")
     parser.add_argument("--json", help="also write the breakdown to this file")
     args = parser.parse_args()
@@ -114,7 +116,7 @@ def main() -> int:
         path.write_text(bench_up.topology_yaml(name, args.nodes, args.pods, args.cni))
         start = time.perf_counter()
         try:
-            lab.up(str(path))
+            lab.up(str(path), parallelism=workers.Parallelism(workers=args.workers) if args.workers else None)
             total = time.perf_counter() - start
         finally:
             down_start = time.perf_counter()
@@ -128,13 +130,13 @@ def main() -> int:
     for phase in dict.fromkeys(phase for _, _, phase in PHASES):
         if totals.get(phase):
             print(f"  {phase:<34} {totals[phase]:8.2f} s  {100 * totals[phase] / total:5.1f} %")
-        if phase == "netlink + sysctls per namespace":
+        if phase == "configure (netlink, sysctls, iptables)":
             for level, (count, shares, seconds) in enumerate(waves):
                 print(f"    wave {level}: {count:>6} namespaces, {shares} shares {seconds:8.2f} s")
     print(f"  {'other':<34} {total - accounted:8.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"nodes": args.nodes, "pods": args.pods, "cni": args.cni,
-                                               "up_s": total, "down_s": down, "phases": totals,
+                                               "workers": args.workers, "up_s": total, "down_s": down, "phases": totals,
                                                "waves": waves}, indent=1))
     return 0
 

@@ -240,7 +240,7 @@ def test_underlay_switch_floods_multicast_once_built(lab):
                                       capture_output=True, text=True).stdout)
     flooding = {port["ifname"]: port.get("mcast_flood") for port in ports}
     assert flooding == {node.name: True for node in spec.nodes}
-    first, second = spec.nodes[0], spec.nodes[1]
+    first, second = next((a, b) for a in spec.nodes for b in spec.nodes if a is not b and spec.same_segment(a, b))
     address = json.loads(subprocess.run(["ip", "-n", spec.node_netns(second), "-j", "-6", "addr", "show", "dev",
                                          "eth0", "scope", "link"], check=True, capture_output=True, text=True).stdout)
     link_local = address[0]["addr_info"][0]["local"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -91,6 +92,28 @@ def comparable(kernel: dict, planned: dict) -> dict:
     return {**kernel, "links": links}
 
 
+def iptables_rules(netns: str) -> set[tuple[str, str]]:
+    """(table, line) of every chain declaration and rule `iptables-save` prints in `netns`."""
+    text = subprocess.run(["ip", "netns", "exec", netns, "iptables-save"], capture_output=True, text=True,
+                          check=True).stdout
+    table, found = "", set()
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            chain = line[1:].split()[0]
+            if chain not in ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"):
+                found.add((table, f":{chain}"))
+        elif line.startswith("-A"):
+            found.add((table, line))
+    return found
+
+
+def planned_rules(ns) -> set[tuple[str, str]]:
+    return ({(t.table, f":{chain}") for t in ns.iptables for chain in t.chains}
+            | {(t.table, rule) for t in ns.iptables for rule in t.rules})
+
+
 def test_two_workers_build_exactly_the_plan(tmp_path):
     name = "pw-exact"
     path = topology(tmp_path, name)
@@ -108,6 +131,7 @@ def test_two_workers_build_exactly_the_plan(tmp_path):
             for sysctl in ns.sysctls:
                 got = Path(f"/proc/sys/{sysctl.key}")
                 assert namespace.run_in(ns.name, got.read_text).strip() == sysctl.value, (ns.name, sysctl.key)
+            assert iptables_rules(ns.name) == planned_rules(ns), ns.name   # loaded by the worker that configured it
     finally:
         lab.down(name)
     assert not lab_namespaces(name)
@@ -142,6 +166,42 @@ def test_a_refusal_in_a_worker_names_it_and_nothing_is_left(tmp_path):
     finally:
         apply.remove_namespaces([ns.name for ns in plan.namespaces])
     assert not lab_namespaces(name)
+
+
+def test_an_iptables_refusal_in_a_worker_names_the_node_and_nothing_is_left(tmp_path):
+    """A node configured by the forked worker gets a rule iptables-restore refuses: the apply fails naming that
+    node and quoting iptables-restore, and once the plan's namespaces are removed no process of it is left."""
+    from lab.netns.plan import IptablesRules
+    name = "pw-ipt"
+    plan = Lab().plan(loader.load(str(topology(tmp_path, name, static=False))))[0]
+    nodes = workers.shares(workers.waves(plan)[1], 2)
+    victim = nodes[1][-1]
+    assert victim.iptables, "flannel nodes have rules (FLANNEL-FWD, FLANNEL-POSTRTG)"
+    bad = IptablesRules("filter", (), ("-A NO-SUCH-CHAIN -j ACCEPT",))
+    broken = replace(victim, iptables=victim.iptables + (bad,))
+    plan = replace(plan, namespaces=tuple(broken if ns is victim else ns for ns in plan.namespaces))
+    before = processes_elsewhere()
+    try:
+        refused = rf"iptables-restore refused the rules of {re.escape(victim.name)}: iptables-restore: line \d+ failed"
+        with pytest.raises(ApplyError, match=refused):
+            apply.apply_plan(plan, parallelism=TWO)
+    finally:
+        apply.remove_namespaces([ns.name for ns in plan.namespaces])
+    assert not lab_namespaces(name)
+    assert processes_elsewhere() - before == set()
+
+
+def processes_elsewhere() -> set[int]:
+    """Processes in another network namespace than the test's."""
+    here = os.stat("/proc/self/ns/net").st_ino
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != here:
+                found.add(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 def test_waves_put_every_device_creator_first():

@@ -34,6 +34,7 @@ class Tor:
 
     def __init__(self, path: Path, name: str) -> None:
         data = yaml.safe_load(path.read_text())
+        self.path = path
         self.lab = name
         self.routers = {r["name"]: r for r in data["routers"]}
         self.nodes = {n["name"]: n for n in data["nodes"]}
@@ -91,6 +92,18 @@ def test_bird_sessions_with_the_tors_are_established_as_node_specific_peers(tor)
         rows = [line.split("|")[1:-1] for line in status.splitlines() if line.startswith("| ") and "PEER" not in line]
         cells = [[c.strip() for c in row] for row in rows]
         assert cells == [[router["ip"], "node specific", "up", cells[0][3], "Established"]], status
+
+
+def test_every_switch_port_floods_multicast_once_the_lab_is_built(tor):
+    """Nodes', routers' (each of their links) and external hosts' switch ports, held quiet while the lab is built
+    (lab/netns/apply.py), all flood multicast again: the ports named as docs/design.md says (host, router.N)."""
+    data = yaml.safe_load(tor.path.read_text())
+    expected = {n["name"] for n in data["nodes"]} | {e["name"] for e in data.get("externals", [])}
+    for router in data["routers"]:
+        expected |= {router["name"]} | {f"{router['name']}.{i}" for i in range(1, len(router["links"]) + 1)}
+    ports = json.loads(subprocess.run(["bridge", "-n", f"{tor.lab}.{UNDERLAY}", "-d", "-j", "link", "show"],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert {port["ifname"]: port.get("mcast_flood") for port in ports} == {name: True for name in expected}
 
 
 def test_exabgp_sessions_are_established_with_every_peer(tor):

@@ -39,7 +39,7 @@ class FaultInjected(RuntimeError):
 def apply_plan(plan: LabPlan, fail_after: int | None = None, parallelism: workers_.Parallelism | None = None
                ) -> None:
     """Create every namespace, then configure them (on every CPU, lab.netns.workers: devices, addresses,
-    routes, iptables), then open the quiet switch ports and load tc.
+    routes, iptables), then load tc, then let the quiet switch ports flood again.
 
     On failure the caller rolls back (removes the plan's namespaces). `fail_after=N` raises
     FaultInjected on reaching the namespace at position N of the plan (whichever worker configures
@@ -59,8 +59,8 @@ def _apply(plan: LabPlan, fail_after: int | None, parallelism: workers_.Parallel
     failures = configure_all(plan, fail_after, parallelism)
     if failures:
         raise _refused(failures)
-    flood_again(plan)
     tc.apply_all(plan)
+    flood_again(plan)
 
 
 def _refused(failures: list[netlink.Failure]) -> ApplyError:
@@ -112,8 +112,7 @@ def flood_again(plan: LabPlan) -> None:
     failures = [f for found in namespace.run_in_each(list(quiet), lambda name: netlink.flood_again(quiet[name]))
                 for f in found]
     if failures:
-        raise ApplyError(f"the kernel refused {failures[0]}",
-                         "the lab was rolled back; `lab up --dry-run` shows the commands it tried")
+        raise _refused(failures)
 
 
 def remove_namespaces(names: Iterable[str], grace: float = 1.0) -> Removal:

@@ -29,6 +29,8 @@ def restore_here(ns: NamespacePlan) -> str | None:
     try:
         done = subprocess.run(RESTORE, input=restore_text(ns.iptables), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, check=False)
+    except FileNotFoundError:
+        return "iptables-restore is not installed (run `sudo scripts/install-deps.sh`)"
     except OSError as exc:
-        return f"cannot run iptables-restore: {exc.strerror} (run `sudo scripts/install-deps.sh`)"
+        return f"cannot run iptables-restore: {exc.strerror}"
     return None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")

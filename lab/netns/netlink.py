@@ -298,7 +298,7 @@ def flood_again(plan: NamespacePlan) -> list[Failure]:
     batch = Batch()
     for link in plan.links:
         if link.quiet:
-            batch.add_bytes(_bridge_port(link, batch.next_seq, mcast_flood=True, flags_only=True), link)
+            batch.add_bytes(_port_flooding(link, batch.next_seq, True), f"multicast flooding on the port {link.name}")
     return _send(plan.name, batch)
 
 
@@ -384,12 +384,18 @@ def _new_link(link: Link, indexes: dict[str, int], netns_fds: dict[str, int], se
     return fastmsg.link(RTM_NEWLINK, CREATE, seq, index=link.index, ifi_flags=flags, change=flags, attrs=attrs)
 
 
-def _bridge_port(link: Link, seq: int, mcast_flood: bool | None = None, flags_only: bool = False) -> bytes:
-    """The bridge-port flags of `link`: hairpin mode, multicast flooding (None: left as it is), neighbour
-    suppression; `flags_only`: multicast flooding alone."""
-    hairpin = BRIDGE_MODE_HAIRPIN if link.hairpin and not flags_only else None
+def _bridge_port(link: Link, seq: int, mcast_flood: bool | None = None) -> bytes:
+    """The bridge-port flags of a new `link`: hairpin mode, multicast flooding (None: the kernel's default),
+    neighbour suppression."""
     return fastmsg.link(RTM_NEWLINK, MODIFY, seq, index=link.index,
-                        attrs=fastmsg.bridge_port(hairpin, link.neigh_suppress and not flags_only, mcast_flood))
+                        attrs=fastmsg.bridge_port(BRIDGE_MODE_HAIRPIN if link.hairpin else None, link.neigh_suppress,
+                                                  mcast_flood))
+
+
+def _port_flooding(link: Link, seq: int, mcast_flood: bool) -> bytes:
+    """Multicast flooding on the bridge port `link`, and nothing else of it."""
+    return fastmsg.link(RTM_NEWLINK, MODIFY, seq, index=link.index,
+                        attrs=fastmsg.bridge_port(None, False, mcast_flood))
 
 
 def _address(address: Address, indexes: dict[str, int], seq: int) -> bytes:

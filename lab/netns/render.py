@@ -42,7 +42,8 @@ def iptables_shell(ns: NamespacePlan) -> str:
 
 
 def namespace_commands(ns: NamespacePlan) -> list[Command]:
-    """Commands configuring one namespace, in the order the lab applies them."""
+    """Commands configuring one namespace, in the order the lab applies them (`lines` adds, after every
+    namespace, the quiet switch ports flooding again, which the lab does once all are configured)."""
     out: list[Command] = []
 
     def ip(*args: str) -> None:

@@ -161,8 +161,13 @@ def _run_wave(parts: list[list[NamespacePlan]], configure: Configure) -> list[Fa
 
 
 def _kill(children: list[tuple[int, int]]) -> None:
-    """Stop and reap workers not yet collected (their pipe may already be closed by an interrupted read)."""
+    """Stop and reap workers not yet collected (their pipe may already be closed by an interrupted read),
+    with whatever they started (an iptables-restore): each worker leads a process group of its own."""
     for pid, reader in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         try:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -187,6 +192,7 @@ def _fork(part: list[NamespacePlan], configure: Configure) -> tuple[int, int]:
     if pid == 0:  # the worker: never returns
         code = 0
         try:
+            _own_process_group()
             _die_with_parent()
             os.close(reader)
             try:
@@ -202,7 +208,16 @@ def _fork(part: list[NamespacePlan], configure: Configure) -> tuple[int, int]:
         finally:
             os._exit(code)
     os.close(writer)
+    _own_process_group(pid)   # here too: whichever runs first, the group exists before anyone signals it
     return pid, reader
+
+
+def _own_process_group(pid: int = 0) -> None:
+    """Make the worker `pid` (0: this process) the leader of a process group of its own."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:   # the worker already did it (EACCES once it has run), or has exited
+        pass
 
 
 def _die_with_parent() -> None:
