@@ -161,9 +161,11 @@ class Lab:
         from lab.topology import dataplanes
         per_node = dataplanes.get(topology.cluster.cni).node_daemons(topology.cluster.config)
         birds = per_node * len(topology.nodes)
-        # each routing daemon (BIRD) learns, and the route agent installs, a block of every other node
-        found = memory.estimate(plan, daemons=birds, workers=workers.cpus(),
-                                learned_routes=birds * max(0, len(topology.nodes) - 1), routers=len(topology.routers))
+        # each routing daemon (BIRD) learns, and the route agent installs, a block of every other node; and it
+        # holds at most a session with every other node (a full mesh: reflectors need fewer)
+        others = birds * max(0, len(topology.nodes) - 1)
+        found = memory.estimate(plan, daemons=birds, workers=workers.cpus(), learned_routes=others,
+                                routers=len(topology.routers), bgp_sockets=others)
         first = topology.sources.get(f"nodes.{topology.nodes[0].name}", "") if topology.nodes else ""
         line = first.rpartition(":")[2]
         memory.check(found, neighbours.available_memory(self.meminfo), topology.source, "nodes",

@@ -85,6 +85,7 @@ def test_a_calico_bgp_lab_counts_a_bird_per_node_and_the_routes_it_will_learn(tm
     assert found.daemon_bytes == 4 * memory.BIRD_BYTES + memory.SUPERVISOR_BYTES
     planned = sum(len(ns.routes) + len(ns.addresses) for ns in plan.namespaces)
     assert found.routes == planned + 4 * 3   # each node learns the other three nodes' blocks
+    assert found.sockets == 4 * 3            # a full mesh of 4: 6 sessions, each with an end on both nodes
 
 
 def test_external_routers_count_exabgp_and_its_api_helper_each(tmp_path):

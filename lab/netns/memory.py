@@ -8,7 +8,8 @@ bytes (scripts/bench_neighbours.py measured a permanent neighbour at 512). The l
 the plan (a few hundred bytes per distinct object, a reference per use of a shared one) and forks a
 worker per CPU while applying it. BIRD, where a data plane runs it, is one process per node; an
 external router (`routers:`) is an ExaBGP process and the lab's API helper beside it; the lab's
-supervisor (lab/netns/supervisor.py) is one more Python process once any daemon runs.
+supervisor (lab/netns/supervisor.py) is one more Python process once any daemon runs. Each BGP
+session holds a TCP socket at both ends, in the kernel (about 6.6 KiB each).
 
 `check` refuses a lab whose estimate exceeds what the machine has available (MemAvailable), before
 the kernel is touched, instead of letting `lab up` drive the machine into swap or the OOM killer.
@@ -28,6 +29,10 @@ NAMESPACE_BYTES = 200 * KIB      # an empty network namespace (Slab + Percpu)
 DEVICE_BYTES = 62 * KIB          # a network device (each end of a veth pair is one)
 NEIGHBOUR_BYTES = 512            # a permanent neighbour or fdb entry (scripts/bench_neighbours.py)
 ROUTE_BYTES = 256                # a route or an address (fib alias, fib_info share, nexthop)
+# one end of an established BGP session: the TCP socket, its inode and file, buffers (a calico-bgp-mesh of
+# 300 nodes, 89,700 sockets: Slab + Percpu grew 580 MiB more than the rest of the estimate; the TCP slab
+# alone 203 MiB, sock_inode_cache 107 MiB)
+BGP_SOCKET_BYTES = 6600
 PLAN_BYTES_PER_OBJECT = 400      # a distinct plan object in the lab process (and what a worker copies on write)
 PLAN_BYTES_PER_REFERENCE = 8     # a namespace's reference to an object it shares with others (a tuple slot)
 PROCESS_BYTES = 100 * MIB        # the lab process before its plan (Python, pyroute2, the model)
@@ -47,6 +52,7 @@ class Estimate:
     devices: int
     entries: int            # neighbours + fdb entries
     routes: int             # routes + addresses + policy-routing rules
+    sockets: int            # ends of BGP sessions in the lab (at most a full mesh: each node to every other)
     objects: int
     daemons: int            # processes the data plane runs (BIRD)
     routers: int            # external routers (ExaBGP + its API helper each)
@@ -61,16 +67,17 @@ class Estimate:
     def describe(self) -> str:
         return (f"about {_size(self.total)}: kernel {_size(self.kernel)} ({self.namespaces:,} namespaces, "
                 f"{self.devices:,} devices, {self.entries:,} neighbour/fdb entries, {self.routes:,} routes and "
-                f"addresses), the lab process {_size(self.process)}"
+                f"addresses" + (f", {self.sockets:,} BGP sockets" if self.sockets else "")
+                + f"), the lab process {_size(self.process)}"
                 + (f", daemons {_size(self.daemon_bytes)} ({self.daemons:,} BIRD, {self.routers:,} ExaBGP "
                    "routers, the supervisor)" if self.daemon_bytes else ""))
 
 
-def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: int = 0, routers: int = 0
-             ) -> Estimate:
+def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: int = 0, routers: int = 0,
+             bgp_sockets: int = 0) -> Estimate:
     """The memory `plan` needs once applied, with `daemons` BIRD processes, `routers` ExaBGP routers (and the
-    supervisor, when either runs), `workers` apply workers, and `learned_routes` routes that daemons will
-    install (BGP), beyond the plan's."""
+    supervisor, when either runs), `workers` apply workers, `learned_routes` routes that daemons will
+    install (BGP), beyond the plan's, and `bgp_sockets` ends of BGP sessions."""
     namespaces = len(plan.namespaces)
     devices = entries = routes = objects = 0
     distinct: set[int] = set()   # plans share immutable objects between namespaces (a remote node's route)
@@ -86,11 +93,12 @@ def estimate(plan: LabPlan, daemons: int = 0, workers: int = 1, learned_routes: 
             distinct.update(map(id, group))
     routes += learned_routes
     kernel = (namespaces * NAMESPACE_BYTES + devices * DEVICE_BYTES + entries * NEIGHBOUR_BYTES
-              + routes * ROUTE_BYTES)
+              + routes * ROUTE_BYTES + bgp_sockets * BGP_SOCKET_BYTES)
     plan_bytes = len(distinct) * PLAN_BYTES_PER_OBJECT + objects * PLAN_BYTES_PER_REFERENCE
     process = PROCESS_BYTES + plan_bytes * max(1, workers)
     daemon_bytes = daemons * BIRD_BYTES + routers * ROUTER_BYTES + (SUPERVISOR_BYTES if daemons or routers else 0)
-    return Estimate(namespaces, devices, entries, routes, objects, daemons, routers, kernel, process, daemon_bytes)
+    return Estimate(namespaces, devices, entries, routes, bgp_sockets, objects, daemons, routers, kernel, process,
+                    daemon_bytes)
 
 
 def check(found: Estimate, available: int | None, file: str, what: str, line: int | None = None) -> None:
