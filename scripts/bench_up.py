@@ -6,8 +6,8 @@ For each size it measures, as a user would see them:
             reached one pod on the next node (a ring of N ICMP probes, all answered)
   floor     `ip -batch` creating the same namespaces and veth pairs, and nothing else (issue 17's floor)
   ratio     up / floor
-  down      `lab down`, and the leftovers after it (namespaces, state, processes started in any other
-            network namespace, host links added or removed)
+  down      `lab down`, and the leftovers after it (namespaces, state, processes still in any of the
+            lab's namespaces, host links added or removed)
   peak RSS  of the `lab up` process (the largest of it and its worker processes, from wait4)
   kernel    Slab + Percpu of /proc/meminfo, lab up minus before (other agents' labs add noise)
   estimate  what `lab up` estimated it would need (lab/netns/memory.py), against MemAvailable
@@ -110,7 +110,9 @@ def settle(limit: float = 180.0) -> float:
         if now < last - (4 << 20) or namespace_cleanup_running():
             last, stable_since = now, time.monotonic()
         elif time.monotonic() - stable_since >= 3.0:
-            break
+            return time.monotonic() - start
+    print(f"        warning: the kernel was still freeing namespaces after {limit:.0f} s; measuring anyway",
+          flush=True)
     return time.monotonic() - start
 
 
@@ -143,19 +145,22 @@ def run_measured(argv: list[str]) -> tuple[float, int, str]:
     return elapsed, usage.ru_maxrss, text
 
 
-def processes_elsewhere() -> set[int]:
-    """Processes in another network namespace than this one (what a lab starts runs in its namespaces, and
-    a process that outlived `lab down` still holds its unmounted namespace)."""
-    here = os.stat("/proc/self/ns/net").st_ino
-    found = set()
+def lab_inodes(lab: str) -> set[int]:
+    """The network namespaces of `lab`, by inode (which outlives the name: a process left in a namespace
+    after `lab down` keeps it alive, unmounted)."""
+    return {i for n in namespace.list_all() if names.is_lab_netns(n, lab) and (i := namespace.inode(n))}
+
+
+def processes_in(inodes: set[int]) -> int:
+    """How many processes live in one of the network namespaces `inodes`."""
+    count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if os.stat(f"/proc/{entry.name}/ns/net").st_ino != here:
-                    found.add(int(entry.name))
+                count += os.stat(f"/proc/{entry.name}/ns/net").st_ino in inodes
             except OSError:   # gone meanwhile
                 pass
-    return found
+    return count
 
 
 def host_links() -> list[str]:
@@ -163,14 +168,14 @@ def host_links() -> list[str]:
                                  ).stdout.split("\n"))
 
 
-def leftovers(lab: str, processes_before: set[int], links_before: list[str]) -> dict[str, int]:
-    """What `lab down` left: the lab's namespaces and state, processes started since `processes_before` in
-    other namespaces, and host links that were not there before (or went)."""
+def leftovers(lab: str, inodes: set[int], links_before: list[str]) -> dict[str, int]:
+    """What `lab down` left: the lab's namespaces and state, processes still in any of its namespaces
+    (`inodes`, taken while it was up), and host links that were not there before (or went)."""
     ns = [n for n in namespace.list_all() if names.is_lab_netns(n, lab)]
     links_now = {line.split(":", 2)[1].strip() for line in host_links() if line}
     links_then = {line.split(":", 2)[1].strip() for line in links_before if line}
     return {"namespaces": len(ns), "state": int(os.path.exists(f"/run/lab/{lab}")),
-            "processes": len(processes_elsewhere() - processes_before), "host_links": len(links_now ^ links_then)}
+            "processes": processes_in(inodes), "host_links": len(links_now ^ links_then)}
 
 
 def floor(plan, workdir: Path) -> float:
@@ -208,26 +213,28 @@ def bench(nodes: int, pods: int, cni: str, workdir: Path, run: int) -> dict:
     pairs = probe_pairs(topology)
     settled = settle()
 
-    processes_before, links_before = processes_elsewhere(), host_links()
+    links_before = host_links()
     kernel_before = kernel_bytes()
     start = time.perf_counter()
     _, peak_kib, output = run_measured(LAB + ["up", "--timeout", "600", str(path)])
     answered = sum(1 for rtt in reachability(pairs, timeout=60).values() if rtt is not None)
     up = time.perf_counter() - start
     kernel = kernel_bytes() - kernel_before
+    inodes = lab_inodes(name)
     down, _, _ = run_measured(LAB + ["down", name])
-    left = leftovers(name, processes_before, links_before)
+    left = leftovers(name, inodes, links_before)
     print(f"        {cni} {nodes}: up {up:.2f} s ({answered}/{len(pairs)} answered), down {down:.2f} s, "
           f"peak RSS {peak_kib / 1024:.0f} MiB, kernel {kernel / 2**20:.0f} MiB; now the floor", flush=True)
 
-    settle()
+    settled_floor = settle()
     floor_s = floor(plan, workdir)
     return {"cni": cni, "nodes": nodes, "pods": nodes * pods, "run": run, "namespaces": len(plan.namespaces),
             "objects": plan.object_count, "probes": len(pairs), "answered": answered, "up_s": round(up, 2),
             "floor_s": round(floor_s, 2), "ratio": round(up / floor_s, 2), "down_s": round(down, 2),
             "peak_rss_mib": round(peak_kib / 1024), "kernel_mib": round(kernel / 2**20),
             "kernel_kib_per_netns": round(kernel / 1024 / len(plan.namespaces), 1),
-            "settled_s": round(settled, 1), "estimate": estimate_line(output), "leftovers": left}
+            "settled_s": round(settled, 1), "settled_floor_s": round(settled_floor, 1),
+            "estimate": estimate_line(output), "leftovers": left}
 
 
 # The floors issue 17 measured (its table; one run each, and likely on a kernel still freeing the namespaces of

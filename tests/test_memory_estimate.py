@@ -86,6 +86,8 @@ def test_a_calico_bgp_lab_counts_a_bird_per_node_and_the_routes_it_will_learn(tm
     planned = sum(len(ns.routes) + len(ns.addresses) for ns in plan.namespaces)
     assert found.routes == planned + 4 * 3   # each node learns the other three nodes' blocks
     assert found.sockets == 4 * 3            # a full mesh of 4: 6 sessions, each with an end on both nodes
+    without = memory.estimate(plan, daemons=4, workers=2, learned_routes=4 * 3)
+    assert found.kernel - without.kernel == 4 * 3 * memory.BGP_SOCKET_BYTES
 
 
 def test_external_routers_count_exabgp_and_its_api_helper_each(tmp_path):

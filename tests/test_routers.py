@@ -96,7 +96,8 @@ def test_bird_sessions_with_the_tors_are_established_as_node_specific_peers(tor)
 
 def test_every_switch_port_floods_multicast_once_the_lab_is_built(tor):
     """Nodes', routers' (each of their links) and external hosts' switch ports, held quiet while the lab is built
-    (lab/netns/apply.py), all flood multicast again: the ports named as docs/design.md says (host, router.N)."""
+    (lab/netns/apply.py), all flood multicast again. A port is named after its host, a router's links' ports
+    `<router>.<N>` (lab/cni/underlay.py)."""
     data = yaml.safe_load(tor.path.read_text())
     expected = {n["name"] for n in data["nodes"]} | {e["name"] for e in data.get("externals", [])}
     for router in data["routers"]:

@@ -29,9 +29,10 @@ NAMESPACE_BYTES = 200 * KIB      # an empty network namespace (Slab + Percpu)
 DEVICE_BYTES = 62 * KIB          # a network device (each end of a veth pair is one)
 NEIGHBOUR_BYTES = 512            # a permanent neighbour or fdb entry (scripts/bench_neighbours.py)
 ROUTE_BYTES = 256                # a route or an address (fib alias, fib_info share, nexthop)
-# one end of an established BGP session: the TCP socket, its inode and file, buffers (a calico-bgp-mesh of
-# 300 nodes, 89,700 sockets: Slab + Percpu grew 580 MiB more than the rest of the estimate; the TCP slab
-# alone 203 MiB, sock_inode_cache 107 MiB)
+# one end of an established BGP session: the TCP socket, its inode and file, buffers. Fitted to one
+# calico-bgp-mesh of 300 nodes (89,700 sockets), whose Slab + Percpu grew 580 MiB more than the rest of
+# the estimate: the TCP slab 203 MiB and sock_inode_cache 107 MiB of it plainly sockets, the rest in the
+# kmalloc-cg classes (buffers, by inference)
 BGP_SOCKET_BYTES = 6600
 PLAN_BYTES_PER_OBJECT = 400      # a distinct plan object in the lab process (and what a worker copies on write)
 PLAN_BYTES_PER_REFERENCE = 8     # a namespace's reference to an object it shares with others (a tuple slot)
