@@ -151,18 +151,6 @@ def lab_inodes(lab: str) -> set[int]:
     return {i for n in namespace.list_all() if names.is_lab_netns(n, lab) and (i := namespace.inode(n))}
 
 
-def processes_in(inodes: set[int]) -> int:
-    """How many processes live in one of the network namespaces `inodes`."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                count += os.stat(f"/proc/{entry.name}/ns/net").st_ino in inodes
-            except OSError:   # gone meanwhile
-                pass
-    return count
-
-
 def host_links() -> list[str]:
     return sorted(subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
                                  ).stdout.split("\n"))
@@ -175,7 +163,8 @@ def leftovers(lab: str, inodes: set[int], links_before: list[str]) -> dict[str, 
     links_now = {line.split(":", 2)[1].strip() for line in host_links() if line}
     links_then = {line.split(":", 2)[1].strip() for line in links_before if line}
     return {"namespaces": len(ns), "state": int(os.path.exists(f"/run/lab/{lab}")),
-            "processes": processes_in(inodes), "host_links": len(links_now ^ links_then)}
+            "processes": sum(map(len, namespace.pids_by_namespace(inodes).values())),
+            "host_links": len(links_now ^ links_then)}
 
 
 def floor(plan, workdir: Path) -> float:

@@ -184,23 +184,11 @@ def test_an_iptables_refusal_in_a_worker_names_the_node_and_nothing_is_left(tmp_
         refused = rf"iptables-restore refused the rules of {re.escape(victim.name)}: iptables-restore: line \d+ failed"
         with pytest.raises(ApplyError, match=refused):
             apply.apply_plan(plan, parallelism=TWO)
-        inodes = {namespace.inode(n) for n in lab_namespaces(name)}   # the failed apply rolled nothing back yet
+        inodes = {i for n in lab_namespaces(name) if (i := namespace.inode(n))}   # nothing is rolled back yet
     finally:
         apply.remove_namespaces([ns.name for ns in plan.namespaces])
     assert not lab_namespaces(name)
-    assert inodes and processes_in(inodes) == [], "a process outlived the namespaces (it keeps one alive)"
-
-
-def processes_in(inodes: set[int | None]) -> list[int]:
-    """Processes whose network namespace is one of `inodes` (unmounted or not)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
+    assert inodes and namespace.pids_by_namespace(inodes) == {}, "a process outlived the namespaces (keeping them)"
 
 
 def test_waves_put_every_device_creator_first():
